@@ -1,0 +1,185 @@
+//! Batches handed to training code, and the pool their buffers come from.
+//!
+//! A batch's buffer goes back to its pool when the batch is dropped, so after warm-up the
+//! executor reuses buffers instead of allocating one per batch.
+
+use crate::error::SampleError;
+use crate::tensor::{DType, Layout};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+/// Reusable byte buffers for batches.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    allocations: AtomicU64,
+}
+
+impl BufferPool {
+    pub fn new() -> Arc<Self> {
+        Arc::new(BufferPool::default())
+    }
+
+    /// A buffer of exactly `len` bytes (contents unspecified), reused when one is free.
+    pub fn take(self: &Arc<Self>, len: usize) -> PooledBuffer {
+        let reused = self.free.lock().unwrap().pop();
+        let mut buf = reused.unwrap_or_else(|| {
+            self.allocations.fetch_add(1, Ordering::Relaxed);
+            Vec::new()
+        });
+        if buf.capacity() < len {
+            // Growing a recycled buffer is an allocation too.
+            self.allocations.fetch_add(1, Ordering::Relaxed);
+        }
+        buf.resize(len, 0);
+        PooledBuffer {
+            buf,
+            pool: Arc::downgrade(self),
+        }
+    }
+
+    /// How many times a buffer had to be allocated (or grown) rather than reused.
+    pub fn allocations(&self) -> u64 {
+        self.allocations.load(Ordering::Relaxed)
+    }
+}
+
+/// A byte buffer that returns to its pool on drop.
+#[derive(Debug)]
+pub struct PooledBuffer {
+    buf: Vec<u8>,
+    pool: Weak<BufferPool>,
+}
+
+impl PooledBuffer {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+    pub fn truncate(&mut self, len: usize) {
+        self.buf.truncate(len);
+    }
+    pub fn vec_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            let buf = std::mem::take(&mut self.buf);
+            pool.free.lock().unwrap().push(buf);
+        }
+    }
+}
+
+/// Fixed-size samples stacked into one tensor of shape `[n, ..sample_shape]`.
+#[derive(Debug)]
+pub struct DenseBatch {
+    pub dtype: DType,
+    pub layout: Layout,
+    /// Full shape, batch dimension first.
+    pub shape: Vec<usize>,
+    pub(crate) data: PooledBuffer,
+}
+
+impl DenseBatch {
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_slice()
+    }
+
+    /// Bytes of sample `i`.
+    pub fn sample(&self, i: usize) -> &[u8] {
+        let per = self.bytes().len() / self.shape[0].max(1);
+        &self.bytes()[i * per..(i + 1) * per]
+    }
+
+    /// The contents as f32 values (copies; for inspection and tests).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        let n = self.bytes().len() / self.dtype.size();
+        (0..n).map(|i| self.dtype.load(self.bytes(), i)).collect()
+    }
+}
+
+/// Variable-size samples packed into one buffer: sample `i` is `data[offsets[i]..offsets[i+1]]`
+/// with shape `shapes[i]`.
+#[derive(Debug)]
+pub struct RaggedBatch {
+    pub dtype: DType,
+    pub layout: Layout,
+    pub offsets: Vec<usize>,
+    pub shapes: Vec<Vec<usize>>,
+    pub(crate) data: PooledBuffer,
+}
+
+impl RaggedBatch {
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_slice()
+    }
+    pub fn sample(&self, i: usize) -> &[u8] {
+        &self.bytes()[self.offsets[i]..self.offsets[i + 1]]
+    }
+}
+
+/// The samples of a batch: dense when the pipeline ends in a fixed size, ragged otherwise.
+#[derive(Debug)]
+pub enum Images {
+    Dense(DenseBatch),
+    Ragged(RaggedBatch),
+}
+
+/// One batch, in sampler order.
+#[derive(Debug)]
+pub struct Batch {
+    pub epoch: u32,
+    /// Position of this batch in the epoch.
+    pub index: u64,
+    pub images: Images,
+    pub labels: Vec<i64>,
+    /// Dataset index of each sample, in batch order.
+    pub sample_indices: Vec<u64>,
+    /// Samples of this batch's range that the `skip` policy left out, with the reason.
+    pub skipped: Vec<SampleError>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.sample_indices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sample_indices.is_empty()
+    }
+
+    pub fn dense(&self) -> Option<&DenseBatch> {
+        match &self.images {
+            Images::Dense(d) => Some(d),
+            Images::Ragged(_) => None,
+        }
+    }
+
+    pub fn ragged(&self) -> Option<&RaggedBatch> {
+        match &self.images {
+            Images::Ragged(r) => Some(r),
+            Images::Dense(_) => None,
+        }
+    }
+
+    /// All sample bytes of the batch.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.images {
+            Images::Dense(d) => d.bytes(),
+            Images::Ragged(r) => r.bytes(),
+        }
+    }
+
+    /// Bytes of sample `i`.
+    pub fn sample(&self, i: usize) -> &[u8] {
+        match &self.images {
+            Images::Dense(d) => d.sample(i),
+            Images::Ragged(r) => r.sample(i),
+        }
+    }
+}

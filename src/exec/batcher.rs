@@ -1,0 +1,125 @@
+//! Assembles one batch: its samples processed in parallel on the worker pool, written straight
+//! into a pooled buffer, with failures handled by the pipeline's error policy.
+
+use super::sample::SampleOut;
+use super::Shared;
+use crate::batch::{Batch, DenseBatch, Images, RaggedBatch};
+use crate::error::{Error, Result};
+use crate::pipeline::ErrorPolicy;
+use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+impl Shared {
+    /// Build batch `b` of `epoch` from the sampler order. Runs on the worker pool.
+    pub(crate) fn build_batch(
+        &self,
+        epoch: u32,
+        b: u64,
+        order: &[u64],
+        cancel: &AtomicBool,
+    ) -> Result<Batch> {
+        let size = self.settings.batch_size;
+        let start = b as usize * size;
+        let indices = &order[start..(start + size).min(order.len())];
+        let cancelled = || Error::Worker("epoch cancelled".into());
+        let run = |index: u64, out: SampleOut<'_>| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(None);
+            }
+            self.process_sample(epoch, index, out).map_err(Some)
+        };
+
+        let (images, outcomes) = match self.output.sample_bytes() {
+            Some(per_sample) => {
+                let mut data = self.buffers.take(per_sample * indices.len());
+                let outcomes: Vec<_> = data
+                    .as_mut_slice()
+                    .par_chunks_mut(per_sample)
+                    .zip(indices.par_iter())
+                    .map(|(slot, &index)| run(index, SampleOut::Slot(slot)).map(|_| ()))
+                    .collect();
+                let kept = compact_slots(data.as_mut_slice(), per_sample, &outcomes);
+                data.truncate(kept * per_sample);
+                let mut shape = vec![kept];
+                shape.extend(self.output.sample_shape.clone().unwrap());
+                let dense = DenseBatch {
+                    dtype: self.output.dtype,
+                    layout: self.output.layout,
+                    shape,
+                    data,
+                };
+                (Images::Dense(dense), outcomes)
+            }
+            None => {
+                let results: Vec<_> = indices
+                    .par_iter()
+                    .map(|&index| {
+                        let mut v = Vec::new();
+                        run(index, SampleOut::Vec(&mut v)).map(|shape| (v, shape))
+                    })
+                    .collect();
+                let total = results.iter().flatten().map(|(v, _)| v.len()).sum();
+                let mut data = self.buffers.take(0);
+                data.vec_mut().reserve(total);
+                let mut offsets = vec![0];
+                let mut shapes = Vec::new();
+                let mut outcomes = Vec::with_capacity(results.len());
+                for r in results {
+                    outcomes.push(r.map(|(v, shape)| {
+                        data.vec_mut().extend_from_slice(&v);
+                        offsets.push(data.as_slice().len());
+                        shapes.push(shape);
+                    }));
+                }
+                let ragged = RaggedBatch {
+                    dtype: self.output.dtype,
+                    layout: self.output.layout,
+                    offsets,
+                    shapes,
+                    data,
+                };
+                (Images::Ragged(ragged), outcomes)
+            }
+        };
+
+        let mut sample_indices = Vec::with_capacity(indices.len());
+        let mut skipped = Vec::new();
+        for (&index, outcome) in indices.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => sample_indices.push(index),
+                Err(None) => return Err(cancelled()),
+                Err(Some(e)) => match self.settings.policy {
+                    ErrorPolicy::Fail => return Err(Error::Sample(e)),
+                    ErrorPolicy::Skip => {
+                        self.timers.sample_skipped();
+                        skipped.push(e)
+                    }
+                },
+            }
+        }
+        let labels = sample_indices.iter().map(|&i| self.source.label(i)).collect();
+        Ok(Batch {
+            epoch,
+            index: b,
+            images,
+            labels,
+            sample_indices,
+            skipped,
+        })
+    }
+}
+
+/// Move the slots of successful samples to the front, keeping their order; returns how many.
+fn compact_slots<E>(data: &mut [u8], per_sample: usize, outcomes: &[Result<(), E>]) -> usize {
+    let mut kept = 0;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if outcome.is_ok() {
+            if kept != i {
+                data.copy_within(i * per_sample..(i + 1) * per_sample, kept * per_sample);
+            }
+            kept += 1;
+        }
+    }
+    kept
+}
+

@@ -1,0 +1,131 @@
+//! The epoch iterator: keeps up to `prefetch` batches in flight on the worker pool, hands them
+//! out in order, and on drop stops the workers and waits for them.
+
+use super::Shared;
+use crate::batch::Batch;
+use crate::error::{Error, Result};
+use crate::rng::epoch_order;
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+type Delivery = (u64, Result<Batch>);
+
+pub struct EpochIter {
+    shared: Arc<Shared>,
+    epoch: u32,
+    order: Arc<Vec<u64>>,
+    num_batches: u64,
+    next_spawn: u64,
+    next_yield: u64,
+    /// Spawned and not yet handed out (running, or finished and waiting in `ready`).
+    in_flight: usize,
+    ready: BTreeMap<u64, Result<Batch>>,
+    tx: Sender<Delivery>,
+    rx: Receiver<Delivery>,
+    cancel: Arc<AtomicBool>,
+    finished: bool,
+}
+
+impl EpochIter {
+    pub(crate) fn new(shared: Arc<Shared>, epoch: u32) -> Self {
+        let s = &shared.settings;
+        let order = epoch_order(shared.source.len(), s.seed, epoch, s.shuffle);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        EpochIter {
+            num_batches: shared.batches_per_epoch(),
+            shared,
+            epoch,
+            order: Arc::new(order),
+            next_spawn: 0,
+            next_yield: 0,
+            in_flight: 0,
+            ready: BTreeMap::new(),
+            tx,
+            rx,
+            cancel: Arc::new(AtomicBool::new(false)),
+            finished: false,
+        }
+    }
+
+    /// Batches in this epoch.
+    pub fn num_batches(&self) -> u64 {
+        self.num_batches
+    }
+
+    fn top_up(&mut self) {
+        while self.in_flight < self.shared.settings.prefetch && self.next_spawn < self.num_batches
+        {
+            let b = self.next_spawn;
+            let (shared, order, tx, cancel) = (
+                self.shared.clone(),
+                self.order.clone(),
+                self.tx.clone(),
+                self.cancel.clone(),
+            );
+            let epoch = self.epoch;
+            self.shared.pool.spawn(move || {
+                let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    shared.build_batch(epoch, b, &order, &cancel)
+                }));
+                let result = built.unwrap_or_else(|_| {
+                    Err(Error::Worker(format!("batch {b} panicked while assembling")))
+                });
+                // The receiver outlives every task (Drop waits), so this cannot fail.
+                let _ = tx.send((b, result));
+            });
+            self.next_spawn += 1;
+            self.in_flight += 1;
+        }
+    }
+
+    /// Wait for every spawned task to report, so no work outlives the iterator.
+    fn drain(&mut self) {
+        let outstanding = self.in_flight - self.ready.len();
+        for _ in 0..outstanding {
+            let _ = self.rx.recv();
+        }
+        self.ready.clear();
+        self.in_flight = 0;
+    }
+}
+
+impl Iterator for EpochIter {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        if self.finished || self.next_yield >= self.num_batches {
+            return None;
+        }
+        self.top_up();
+        loop {
+            if let Some(result) = self.ready.remove(&self.next_yield) {
+                self.next_yield += 1;
+                self.in_flight -= 1;
+                if result.is_err() {
+                    self.finished = true;
+                    self.cancel.store(true, Ordering::Relaxed);
+                    self.drain();
+                } else {
+                    self.top_up();
+                }
+                return Some(result);
+            }
+            let (b, result) = self.rx.recv().expect("a task reports every batch");
+            self.ready.insert(b, result);
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.num_batches - self.next_yield) as usize;
+        (0, Some(left))
+    }
+}
+
+impl Drop for EpochIter {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.drain();
+    }
+}

@@ -1,0 +1,166 @@
+//! One sample, start to finish: read → decode → steps → written into its slot of the batch.
+
+use super::{Shared, StepKind, DECODE_STAGE, FIRST_STEP_STAGE, READ_STAGE};
+use crate::error::{SampleError, SampleId};
+use crate::ops::{OpParams, Scratch};
+use crate::rng::SampleRng;
+use crate::tensor::{image_shape, Image, Layout};
+use std::cell::RefCell;
+use std::time::Instant;
+
+/// Buffers one worker thread reuses for every sample it processes.
+#[derive(Default)]
+pub(crate) struct WorkerScratch {
+    bytes: Vec<u8>,
+    image: Image,
+    ops: Scratch,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<WorkerScratch> = RefCell::default();
+}
+
+/// Where a sample's output goes.
+pub(crate) enum SampleOut<'a> {
+    /// Its fixed-size slot in a dense batch.
+    Slot(&'a mut [u8]),
+    /// A growable buffer (ragged batches).
+    Vec(&'a mut Vec<u8>),
+}
+
+impl SampleOut<'_> {
+    /// A destination of exactly `len` bytes, or None if a fixed slot has another size.
+    fn sized(&mut self, len: usize) -> Option<&mut [u8]> {
+        match self {
+            SampleOut::Slot(s) => (s.len() == len).then_some(&mut **s),
+            SampleOut::Vec(v) => {
+                v.clear();
+                v.resize(len, 0);
+                Some(v.as_mut_slice())
+            }
+        }
+    }
+}
+
+/// Operator id of the operator at declared position `i` (0 is decode).
+pub(crate) fn operator_id(i: usize) -> u32 {
+    i as u32 + 1
+}
+
+impl Shared {
+    fn sample_error(&self, index: u64, operator: &str, message: impl Into<String>) -> SampleError {
+        SampleError {
+            sample: SampleId {
+                index,
+                origin: self.source.origin(index),
+            },
+            operator: operator.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Process sample `index` of `epoch` on this thread; returns its output shape.
+    /// A panic anywhere inside is caught and reported as an error naming the sample.
+    pub(crate) fn process_sample(
+        &self,
+        epoch: u32,
+        index: u64,
+        out: SampleOut<'_>,
+    ) -> Result<Vec<usize>, SampleError> {
+        let run = std::panic::AssertUnwindSafe(|| {
+            SCRATCH.with(|s| self.process_with(epoch, index, &mut s.borrow_mut(), out))
+        });
+        let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            // The scratch may be half-written; start the next sample with fresh buffers.
+            SCRATCH.with(|s| *s.borrow_mut() = WorkerScratch::default());
+            Err(self.sample_error(index, "executor", format!("internal error: {what}")))
+        });
+        match &result {
+            Ok(_) => self.timers.sample_done(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn process_with(
+        &self,
+        epoch: u32,
+        index: u64,
+        ws: &mut WorkerScratch,
+        mut out: SampleOut<'_>,
+    ) -> Result<Vec<usize>, SampleError> {
+        let t = Instant::now();
+        self.source
+            .read(index, &mut ws.bytes)
+            .map_err(|e| self.sample_error(index, "read", e.to_string()))?;
+        let t = self.timers.record(READ_STAGE, t);
+        self.decode
+            .decode(&ws.bytes, &mut ws.image)
+            .map_err(|m| self.sample_error(index, "DecodeImage", m))?;
+        let mut t = self.timers.record(DECODE_STAGE, t);
+
+        let seed = self.settings.seed;
+        let draw = |i: usize, image: &Image| {
+            let mut rng = SampleRng::new(seed, epoch, index, operator_id(i));
+            self.ops[i].draw(&mut rng, image.width, image.height)
+        };
+        let mut shape = None;
+        for (s, step) in self.steps.iter().enumerate() {
+            match step.kind {
+                StepKind::Image(i) => {
+                    let params = draw(i, &ws.image);
+                    self.ops[i].apply_image(&params, &mut ws.image, &mut ws.ops);
+                }
+                StepKind::Tensor { op, flip } => {
+                    let flip = flip.is_some_and(|f| draw(f, &ws.image) == OpParams::Apply(true));
+                    let spec = self.ops[op].spec();
+                    let (dtype, layout) = match spec.output {
+                        crate::ops::ValueKind::Tensor { dtype, layout } => (dtype, layout),
+                        _ => unreachable!("tensor step without tensor output"),
+                    };
+                    let sample_shape = image_shape(
+                        ws.image.height as usize,
+                        ws.image.width as usize,
+                        layout,
+                    );
+                    let len = sample_shape.iter().product::<usize>() * dtype.size();
+                    let dst = out
+                        .sized(len)
+                        .ok_or_else(|| self.shape_error(index, &step.name, &sample_shape))?;
+                    self.ops[op].write_tensor(&ws.image, flip, dst);
+                    shape = Some(sample_shape);
+                }
+            }
+            t = self.timers.record(FIRST_STEP_STAGE + s, t);
+        }
+        match shape {
+            Some(shape) => Ok(shape),
+            None => {
+                // No tensor operator: the u8 HWC image is the output.
+                let image = &ws.image;
+                let shape = image_shape(image.height as usize, image.width as usize, Layout::Hwc);
+                let dst = out
+                    .sized(image.data.len())
+                    .ok_or_else(|| self.shape_error(index, "output", &shape))?;
+                dst.copy_from_slice(&image.data);
+                Ok(shape)
+            }
+        }
+    }
+
+    fn shape_error(&self, index: u64, operator: &str, got: &[usize]) -> SampleError {
+        self.sample_error(
+            index,
+            operator,
+            format!(
+                "output shape {got:?} does not match the pipeline's fixed shape {:?}",
+                self.output.sample_shape
+            ),
+        )
+    }
+}

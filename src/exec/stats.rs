@@ -1,0 +1,105 @@
+//! Counters the executor keeps while it runs: time per stage, samples done, samples skipped.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(crate) struct StageTimers {
+    names: Vec<String>,
+    nanos: Vec<AtomicU64>,
+    calls: Vec<AtomicU64>,
+    samples: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl StageTimers {
+    pub fn new(names: Vec<String>) -> Self {
+        let zeros = || names.iter().map(|_| AtomicU64::new(0)).collect();
+        StageTimers {
+            nanos: zeros(),
+            calls: zeros(),
+            names,
+            samples: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record(&self, stage: usize, start: std::time::Instant) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        self.nanos[stage].fetch_add((now - start).as_nanos() as u64, Ordering::Relaxed);
+        self.calls[stage].fetch_add(1, Ordering::Relaxed);
+        now
+    }
+
+    pub fn sample_done(&self) {
+        self.samples.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn sample_skipped(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self, buffer_allocations: u64) -> RunStats {
+        RunStats {
+            stages: self
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| StageStat {
+                    name: name.clone(),
+                    total_ns: self.nanos[i].load(Ordering::Relaxed),
+                    calls: self.calls[i].load(Ordering::Relaxed),
+                })
+                .collect(),
+            samples: self.samples.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            buffer_allocations,
+        }
+    }
+}
+
+/// Time spent in one stage, summed over all worker threads.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageStat {
+    pub name: String,
+    pub total_ns: u64,
+    pub calls: u64,
+}
+
+impl StageStat {
+    pub fn ns_per_call(&self) -> f64 {
+        self.total_ns as f64 / self.calls.max(1) as f64
+    }
+}
+
+/// A snapshot of a pipeline's counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStats {
+    pub stages: Vec<StageStat>,
+    /// Samples delivered (processed without error).
+    pub samples: u64,
+    /// Samples left out under the `skip` policy.
+    pub skipped: u64,
+    /// Batch buffers allocated rather than reused.
+    pub buffer_allocations: u64,
+}
+
+impl RunStats {
+    /// Counters accumulated between `earlier` and `self`.
+    pub fn since(&self, earlier: &RunStats) -> RunStats {
+        RunStats {
+            stages: self
+                .stages
+                .iter()
+                .zip(&earlier.stages)
+                .map(|(a, b)| StageStat {
+                    name: a.name.clone(),
+                    total_ns: a.total_ns - b.total_ns,
+                    calls: a.calls - b.calls,
+                })
+                .collect(),
+            samples: self.samples - earlier.samples,
+            skipped: self.skipped - earlier.skipped,
+            buffer_allocations: self.buffer_allocations - earlier.buffer_allocations,
+        }
+    }
+}

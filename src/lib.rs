@@ -1,0 +1,22 @@
+//! sluice: an ML input-data pipeline runtime.
+//!
+//! Declare a pipeline once (source → decode → augment → batch); sluice runs it on a pool of CPU
+//! threads with bounded memory, output in sampler order, and results that do not depend on thread
+//! count or timing. See `ARCHITECTURE.md` for the map of modules.
+
+pub mod batch;
+pub mod bench;
+pub mod error;
+pub mod exec;
+pub mod gen;
+pub mod ops;
+pub mod pipeline;
+pub mod reference;
+pub mod rng;
+pub mod source;
+pub mod tensor;
+
+pub use batch::{Batch, RaggedBatch};
+pub use error::{Error, Result, SampleError, SampleId};
+pub use pipeline::{ErrorPolicy, Pipeline, PipelineBuilder};
+pub use tensor::{DType, HostTensor, Image, Layout};

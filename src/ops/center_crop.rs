@@ -1,0 +1,68 @@
+//! CenterCrop (torchvision semantics): offsets `round((in - out) / 2)`; an image smaller than the
+//! crop is zero-padded, centred.
+
+use super::spec::{Commute, OpKind, OpSpec, SizeRule};
+use crate::tensor::Image;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CenterCrop {
+    pub height: u32,
+    pub width: u32,
+}
+
+/// Offset of the crop inside the source (positive) or of the source inside the padded output
+/// (negative), along one axis.
+fn offset(input: u32, output: u32) -> i64 {
+    if input >= output {
+        (f64::from(input - output) / 2.0).round_ties_even() as i64
+    } else {
+        -(i64::from(output - input) / 2)
+    }
+}
+
+impl CenterCrop {
+    pub fn new(size: u32) -> Self {
+        CenterCrop {
+            height: size,
+            width: size,
+        }
+    }
+
+    pub fn spec(&self) -> OpSpec {
+        OpSpec::image_op(
+            OpKind::CenterCrop,
+            SizeRule::Fixed {
+                height: self.height,
+                width: self.width,
+            },
+            false,
+        )
+        .commuting(&[(OpKind::RandomGrayscale, Commute::Exact)])
+    }
+
+    pub fn apply(&self, src: &Image, dst: &mut Image) {
+        dst.width = self.width;
+        dst.height = self.height;
+        dst.data.clear();
+        dst.data
+            .resize(self.width as usize * self.height as usize * 3, 0);
+        let dx = offset(src.width, self.width);
+        let dy = offset(src.height, self.height);
+        for y in 0..i64::from(self.height) {
+            let sy = y + dy;
+            if sy < 0 || sy >= i64::from(src.height) {
+                continue;
+            }
+            // Columns where both source and destination are in range.
+            let x0 = (-dx).max(0);
+            let x1 = i64::from(self.width).min(i64::from(src.width) - dx);
+            if x1 <= x0 {
+                continue;
+            }
+            let s = (sy as usize * src.width as usize + (x0 + dx) as usize) * 3;
+            let d = (y as usize * self.width as usize + x0 as usize) * 3;
+            let n = (x1 - x0) as usize * 3;
+            dst.data[d..d + n].copy_from_slice(&src.data[s..s + n]);
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! DecodeImage: JPEG (zune-jpeg, chosen by `benches/decoders.rs`) and PNG (zune-png) to RGB u8.
+//!
+//! Hostile input never panics and never allocates unbounded memory: the header is parsed first
+//! and images whose declared size exceeds the limits are refused before any pixel buffer exists;
+//! JPEG decoding is strict (truncated or corrupt entropy data is an error, not grey blocks); and
+//! any panic inside a decoder is caught and reported as an error.
+
+use super::spec::{Backend, OpKind, OpSpec, SizeRule, ValueKind};
+use crate::tensor::Image;
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+
+/// Limits that stop decompression bombs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest accepted width × height.
+    pub max_pixels: u64,
+    /// Largest accepted width or height.
+    pub max_side: u32,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        // PIL's decompression-bomb threshold is ~89 Mpx; ImageNet's largest image is ~10 Mpx.
+        DecodeLimits {
+            max_pixels: 64 << 20,
+            max_side: 16384,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DecodeImage {
+    pub limits: DecodeLimits,
+}
+
+enum Format {
+    Jpeg,
+    Png,
+}
+
+fn sniff(bytes: &[u8]) -> Result<Format, String> {
+    if bytes.is_empty() {
+        return Err("empty file".into());
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Ok(Format::Jpeg);
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Ok(Format::Png);
+    }
+    let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Err(format!(
+        "not a JPEG or PNG file (first bytes: {})",
+        head.join(" ")
+    ))
+}
+
+impl DecodeImage {
+    pub fn new(limits: DecodeLimits) -> Self {
+        DecodeImage { limits }
+    }
+
+    pub fn spec(&self) -> OpSpec {
+        OpSpec {
+            kind: OpKind::Decode,
+            input: ValueKind::Encoded,
+            output: ValueKind::ImageU8,
+            size: SizeRule::DataDependent,
+            bytes_per_output_pixel: 3,
+            random: false,
+            commutes_with: Vec::new(),
+            backends: vec![Backend::Cpu],
+            cpu_fuses_with: Vec::new(),
+        }
+    }
+
+    fn check_size(&self, width: usize, height: usize) -> Result<(), String> {
+        let limits = &self.limits;
+        if width == 0 || height == 0 {
+            return Err(format!("image declares an empty size {width}×{height}"));
+        }
+        if width > limits.max_side as usize
+            || height > limits.max_side as usize
+            || (width as u64) * (height as u64) > limits.max_pixels
+        {
+            return Err(format!(
+                "image declares {width}×{height} pixels, over the limit ({} px, {} px per side)",
+                limits.max_pixels, limits.max_side
+            ));
+        }
+        Ok(())
+    }
+
+    fn options(&self) -> DecoderOptions {
+        DecoderOptions::default()
+            .set_max_width(self.limits.max_side as usize)
+            .set_max_height(self.limits.max_side as usize)
+            .set_strict_mode(true)
+    }
+
+    /// Decode `bytes` into `out` (its buffer is reused).
+    pub fn decode(&self, bytes: &[u8], out: &mut Image) -> Result<(), String> {
+        let format = sniff(bytes)?;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
+            Format::Jpeg => self.decode_jpeg(bytes, out),
+            Format::Png => self.decode_png(bytes, out),
+        }));
+        result.unwrap_or_else(|_| Err("decoder panicked on malformed data".into()))
+    }
+
+    fn decode_jpeg(&self, bytes: &[u8], out: &mut Image) -> Result<(), String> {
+        let options = self.options().jpeg_set_out_colorspace(ColorSpace::RGB);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+        decoder
+            .decode_headers()
+            .map_err(|e| format!("corrupt JPEG header: {e:?}"))?;
+        let info = decoder.info().ok_or("JPEG header missing")?;
+        let (w, h) = (info.width as usize, info.height as usize);
+        self.check_size(w, h)?;
+        out.width = w as u32;
+        out.height = h as u32;
+        out.data.resize(w * h * 3, 0);
+        decoder
+            .decode_into(&mut out.data)
+            .map_err(|e| format!("corrupt JPEG data: {e:?}"))
+    }
+
+    fn decode_png(&self, bytes: &[u8], out: &mut Image) -> Result<(), String> {
+        let options = self.options().png_set_strip_to_8bit(true);
+        let mut decoder = zune_png::PngDecoder::new_with_options(ZCursor::new(bytes), options);
+        decoder
+            .decode_headers()
+            .map_err(|e| format!("corrupt PNG header: {e:?}"))?;
+        let (w, h) = decoder.dimensions().ok_or("PNG header missing")?;
+        self.check_size(w, h)?;
+        let colorspace = decoder.colorspace().ok_or("PNG colour type missing")?;
+        let pixels = match decoder
+            .decode()
+            .map_err(|e| format!("corrupt PNG data: {e:?}"))?
+        {
+            zune_core::result::DecodingResult::U8(v) => v,
+            _ => return Err("PNG did not decode to 8-bit samples".into()),
+        };
+        let channels = colorspace.num_components();
+        if pixels.len() != w * h * channels {
+            return Err(format!(
+                "PNG decoded to {} bytes, expected {}",
+                pixels.len(),
+                w * h * channels
+            ));
+        }
+        out.width = w as u32;
+        out.height = h as u32;
+        out.data.clear();
+        out.data.reserve(w * h * 3);
+        match colorspace {
+            ColorSpace::RGB => out.data.extend_from_slice(&pixels),
+            ColorSpace::RGBA => {
+                for p in pixels.chunks_exact(4) {
+                    out.data.extend_from_slice(&p[..3]);
+                }
+            }
+            ColorSpace::Luma | ColorSpace::LumaA => {
+                for p in pixels.chunks_exact(channels) {
+                    out.data.extend_from_slice(&[p[0]; 3]);
+                }
+            }
+            other => return Err(format!("unsupported PNG colour space {other:?}")),
+        }
+        Ok(())
+    }
+}

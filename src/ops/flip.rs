@@ -1,0 +1,41 @@
+//! RandomHorizontalFlip: mirror left-right with probability `p`.
+
+use super::spec::{Commute, OpKind, OpSpec, SizeRule};
+use crate::tensor::Image;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomHorizontalFlip {
+    pub p: f32,
+}
+
+impl RandomHorizontalFlip {
+    pub fn new(p: f32) -> Self {
+        RandomHorizontalFlip { p }
+    }
+
+    pub fn spec(&self) -> OpSpec {
+        let mut spec = OpSpec::image_op(OpKind::RandomHorizontalFlip, SizeRule::Same, true)
+            .commuting(&[
+                (OpKind::ColorJitter, Commute::Exact),
+                (OpKind::RandomGrayscale, Commute::Exact),
+                (OpKind::Normalize, Commute::Exact),
+                (OpKind::Cast, Commute::Exact),
+                (OpKind::GaussianBlur, Commute::Approx),
+                (OpKind::Resize, Commute::Approx),
+            ]);
+        spec.cpu_fuses_with = vec![OpKind::Normalize, OpKind::Cast];
+        spec
+    }
+}
+
+pub fn flip_in_place(image: &mut Image) {
+    let w = image.width as usize;
+    for row in image.data.chunks_exact_mut(w * 3) {
+        for x in 0..w / 2 {
+            let (a, b) = (x * 3, (w - 1 - x) * 3);
+            for c in 0..3 {
+                row.swap(a + c, b + c);
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Operators. Each operator is a value (its configuration) that declares its properties in an
+//! [`OpSpec`], draws its per-sample random parameters on the host ([`Op::draw`]), and applies
+//! them with a CPU kernel. GPU backends will take the same [`OpParams`] as arrays, so a random
+//! decision is made once per sample, in one place, whatever runs the kernel.
+
+mod blur;
+mod center_crop;
+mod color_jitter;
+mod decode;
+mod flip;
+mod grayscale;
+mod normalize;
+pub mod resample;
+mod resize;
+mod rrc;
+mod spec;
+
+pub use blur::{gaussian_kernel, GaussianBlur};
+pub use center_crop::CenterCrop;
+pub use color_jitter::{ColorJitter, JitterParams};
+pub use decode::{DecodeImage, DecodeLimits};
+pub use flip::RandomHorizontalFlip;
+pub use grayscale::{grayscale_value, RandomGrayscale};
+pub use normalize::{Cast, Normalize};
+pub use resample::CropBox;
+pub use resize::Resize;
+pub use rrc::RandomResizedCrop;
+pub use spec::{Backend, Commute, OpKind, OpSpec, SizeRule, ValueKind};
+
+use crate::rng::Uniform;
+use crate::tensor::Image;
+
+/// One step of a pipeline, as the user declared it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    RandomResizedCrop(RandomResizedCrop),
+    Resize(Resize),
+    CenterCrop(CenterCrop),
+    RandomHorizontalFlip(RandomHorizontalFlip),
+    ColorJitter(ColorJitter),
+    RandomGrayscale(RandomGrayscale),
+    GaussianBlur(GaussianBlur),
+    Normalize(Normalize),
+    Cast(Cast),
+}
+
+/// The random parameters one operator drew for one sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OpParams {
+    /// Deterministic operator.
+    None,
+    /// Source region and output size of a crop/resize.
+    Crop(CropBox),
+    /// Apply (true) or skip the operator for this sample.
+    Apply(bool),
+    Jitter(JitterParams),
+    /// Blur sigma, or None when the operator is skipped for this sample.
+    Blur(Option<f32>),
+}
+
+/// Per-thread reusable buffers, so steady-state processing does not allocate.
+#[derive(Default)]
+pub struct Scratch {
+    pub spare: Image,
+    pub floats: Vec<f32>,
+    pub resizer: resample::Resampler,
+}
+
+impl Op {
+    pub fn spec(&self) -> OpSpec {
+        match self {
+            Op::RandomResizedCrop(o) => o.spec(),
+            Op::Resize(o) => o.spec(),
+            Op::CenterCrop(o) => o.spec(),
+            Op::RandomHorizontalFlip(o) => o.spec(),
+            Op::ColorJitter(o) => o.spec(),
+            Op::RandomGrayscale(o) => o.spec(),
+            Op::GaussianBlur(o) => o.spec(),
+            Op::Normalize(o) => o.spec(),
+            Op::Cast(o) => o.spec(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.spec().kind.name()
+    }
+
+    /// Draw this operator's parameters for an input image of `width`×`height`.
+    pub fn draw(&self, rng: &mut impl Uniform, width: u32, height: u32) -> OpParams {
+        match self {
+            Op::RandomResizedCrop(o) => OpParams::Crop(o.draw(rng, width, height)),
+            Op::Resize(o) => OpParams::Crop(o.crop_box(width, height)),
+            Op::CenterCrop(_) => OpParams::None,
+            Op::RandomHorizontalFlip(o) => OpParams::Apply(rng.bernoulli(f64::from(o.p))),
+            Op::ColorJitter(o) => OpParams::Jitter(o.draw(rng)),
+            Op::RandomGrayscale(o) => OpParams::Apply(rng.bernoulli(f64::from(o.p))),
+            Op::GaussianBlur(o) => OpParams::Blur(o.draw(rng)),
+            Op::Normalize(_) | Op::Cast(_) => OpParams::None,
+        }
+    }
+
+    /// Apply an image-to-image operator in place (out-of-place kernels use `scratch.spare`).
+    /// Tensor-producing operators (Normalize, Cast) are applied by [`Op::write_tensor`].
+    pub fn apply_image(&self, params: &OpParams, image: &mut Image, scratch: &mut Scratch) {
+        match (self, params) {
+            (Op::RandomResizedCrop(_) | Op::Resize(_), OpParams::Crop(b)) => {
+                scratch.resizer.resize(image, b, &mut scratch.spare);
+                std::mem::swap(image, &mut scratch.spare);
+            }
+            (Op::CenterCrop(o), _) => {
+                o.apply(image, &mut scratch.spare);
+                std::mem::swap(image, &mut scratch.spare);
+            }
+            (Op::RandomHorizontalFlip(_), OpParams::Apply(true)) => flip::flip_in_place(image),
+            (Op::ColorJitter(_), OpParams::Jitter(p)) => color_jitter::apply(p, image),
+            (Op::RandomGrayscale(_), OpParams::Apply(true)) => grayscale::apply(image),
+            (Op::GaussianBlur(o), OpParams::Blur(Some(sigma))) => {
+                o.apply(*sigma, image, &mut scratch.floats)
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether this operator turns an image into a tensor.
+    pub fn produces_tensor(&self) -> bool {
+        matches!(self, Op::Normalize(_) | Op::Cast(_))
+    }
+
+    /// Write an image as this operator's output tensor into `out` (the sample's slot in the batch).
+    /// `flip` mirrors horizontally while writing, which is how the fused CPU path folds a flip
+    /// into normalization without a pass of its own.
+    pub fn write_tensor(&self, image: &Image, flip: bool, out: &mut [u8]) {
+        match self {
+            Op::Normalize(n) => n.write(image, flip, out),
+            Op::Cast(c) => c.write(image, flip, out),
+            _ => unreachable!("{} does not produce a tensor", self.name()),
+        }
+    }
+}

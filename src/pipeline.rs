@@ -1,0 +1,324 @@
+//! The user-facing pipeline: a builder that declares source, operators and batching, and a
+//! [`Pipeline`] that runs epochs.
+//!
+//! ```no_run
+//! use sluice::ops::{Normalize, RandomHorizontalFlip, RandomResizedCrop};
+//! use sluice::{source::ImageFolder, Pipeline};
+//! # fn main() -> sluice::Result<()> {
+//! let pipeline = Pipeline::builder(ImageFolder::open("data/train")?)
+//!     .op(RandomResizedCrop::new(224))
+//!     .op(RandomHorizontalFlip::new(0.5))
+//!     .op(Normalize::imagenet())
+//!     .batch_size(256)
+//!     .shuffle(true)
+//!     .seed(42)
+//!     .build()?;
+//! for epoch in 0..2 {
+//!     for batch in pipeline.epoch(epoch)? {
+//!         let batch = batch?;
+//!         let images = batch.dense().unwrap(); // [256, 3, 224, 224] f32
+//!         # let _ = images;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use crate::error::{Error, Result};
+use crate::exec::{self, EpochIter, RunStats, Step};
+use crate::ops::{
+    Cast, CenterCrop, ColorJitter, DecodeImage, DecodeLimits, GaussianBlur, Normalize, Op,
+    OpKind, RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, Resize, SizeRule, ValueKind,
+};
+use crate::source::Source;
+use crate::tensor::{image_shape, DType, Layout};
+use std::sync::Arc;
+
+/// What happens to a sample that fails to read, decode or transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorPolicy {
+    /// The epoch stops with an error naming the sample and the operator.
+    #[default]
+    Fail,
+    /// The sample is left out of its batch, counted, and reported in [`crate::Batch::skipped`].
+    Skip,
+}
+
+/// Shape of each sample as it leaves the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputSpec {
+    pub dtype: DType,
+    pub layout: Layout,
+    /// Fixed per-sample shape (dense batches), or None (ragged batches).
+    pub sample_shape: Option<Vec<usize>>,
+}
+
+impl OutputSpec {
+    pub fn sample_bytes(&self) -> Option<usize> {
+        self.sample_shape
+            .as_ref()
+            .map(|s| s.iter().product::<usize>() * self.dtype.size())
+    }
+}
+
+/// Run-time settings (everything except what is computed).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub batch_size: usize,
+    pub drop_last: bool,
+    pub shuffle: bool,
+    pub seed: u64,
+    pub threads: usize,
+    /// Batches prepared ahead of the consumer.
+    pub prefetch: usize,
+    pub policy: ErrorPolicy,
+    /// Fold a flip into the tensor write that follows it (same bytes, one pass fewer).
+    pub fuse: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            batch_size: 32,
+            drop_last: false,
+            shuffle: false,
+            seed: 0,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            prefetch: 2,
+            policy: ErrorPolicy::Fail,
+            fuse: true,
+        }
+    }
+}
+
+pub struct PipelineBuilder {
+    source: Arc<dyn Source>,
+    decode: DecodeImage,
+    ops: Vec<Op>,
+    settings: Settings,
+}
+
+macro_rules! op_from {
+    ($($t:ident),*) => {$(
+        impl From<$t> for Op {
+            fn from(o: $t) -> Op { Op::$t(o) }
+        }
+    )*};
+}
+op_from!(
+    RandomResizedCrop,
+    Resize,
+    CenterCrop,
+    RandomHorizontalFlip,
+    ColorJitter,
+    RandomGrayscale,
+    GaussianBlur,
+    Normalize,
+    Cast
+);
+
+impl PipelineBuilder {
+    /// Append an operator (applied after decode, in declaration order).
+    pub fn op(mut self, op: impl Into<Op>) -> Self {
+        self.ops.push(op.into());
+        self
+    }
+    pub fn decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.decode = DecodeImage::new(limits);
+        self
+    }
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.settings.batch_size = n;
+        self
+    }
+    pub fn drop_last(mut self, yes: bool) -> Self {
+        self.settings.drop_last = yes;
+        self
+    }
+    pub fn shuffle(mut self, yes: bool) -> Self {
+        self.settings.shuffle = yes;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.settings.seed = seed;
+        self
+    }
+    pub fn threads(mut self, n: usize) -> Self {
+        self.settings.threads = n;
+        self
+    }
+    pub fn prefetch(mut self, depth: usize) -> Self {
+        self.settings.prefetch = depth;
+        self
+    }
+    pub fn on_error(mut self, policy: ErrorPolicy) -> Self {
+        self.settings.policy = policy;
+        self
+    }
+    pub fn fuse(mut self, yes: bool) -> Self {
+        self.settings.fuse = yes;
+        self
+    }
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    pub fn build(self) -> Result<Pipeline> {
+        let s = &self.settings;
+        for (name, v) in [
+            ("batch_size", s.batch_size),
+            ("threads", s.threads),
+            ("prefetch", s.prefetch),
+        ] {
+            if v == 0 {
+                return Err(Error::InvalidPipeline(format!("{name} must be at least 1")));
+            }
+        }
+        if self.source.is_empty() {
+            return Err(Error::InvalidPipeline(format!(
+                "{} has no samples",
+                self.source.describe()
+            )));
+        }
+        let output = output_spec(&self.ops)?;
+        let steps = exec::compile_steps(&self.ops, s.fuse);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(s.threads)
+            .thread_name(|i| format!("sluice-worker-{i}"))
+            .build()
+            .map_err(|e| Error::Worker(format!("cannot start worker threads: {e}")))?;
+        Ok(Pipeline {
+            inner: Arc::new(exec::Shared::new(
+                self.source,
+                self.decode,
+                self.ops,
+                steps,
+                output,
+                self.settings,
+                pool,
+            )),
+        })
+    }
+}
+
+/// Check operator order and work out the output type and (if fixed) shape.
+fn output_spec(ops: &[Op]) -> Result<OutputSpec> {
+    let mut size: Option<(u32, u32)> = None; // None: data-dependent
+    let mut tensor: Option<(DType, Layout)> = None;
+    for (i, op) in ops.iter().enumerate() {
+        let spec = op.spec();
+        if tensor.is_some() {
+            return Err(Error::InvalidPipeline(format!(
+                "{} (operator {}) follows a tensor-producing operator; image operators must come \
+                 before Normalize/Cast and only one of those may end the pipeline",
+                spec.kind.name(),
+                i + 1
+            )));
+        }
+        size = match spec.size {
+            SizeRule::Fixed { height, width } => Some((width, height)),
+            SizeRule::Same => size,
+            SizeRule::ShorterSide { .. } | SizeRule::DataDependent => None,
+        };
+        if let ValueKind::Tensor { dtype, layout } = spec.output {
+            tensor = Some((dtype, layout));
+        }
+        debug_assert!(spec.kind != OpKind::Decode);
+    }
+    let (dtype, layout) = tensor.unwrap_or((DType::U8, Layout::Hwc));
+    Ok(OutputSpec {
+        dtype,
+        layout,
+        sample_shape: size.map(|(w, h)| image_shape(h as usize, w as usize, layout)),
+    })
+}
+
+/// A built pipeline. Cheap to clone; epochs can be iterated one after another.
+#[derive(Clone)]
+pub struct Pipeline {
+    inner: Arc<exec::Shared>,
+}
+
+impl Pipeline {
+    pub fn builder(source: impl Source + 'static) -> PipelineBuilder {
+        Self::builder_shared(Arc::new(source))
+    }
+
+    pub fn builder_shared(source: Arc<dyn Source>) -> PipelineBuilder {
+        PipelineBuilder {
+            source,
+            decode: DecodeImage::default(),
+            ops: Vec::new(),
+            settings: Settings::default(),
+        }
+    }
+
+    /// The batches of epoch `epoch`, in sampler order. Dropping the iterator mid-epoch stops the
+    /// workers and waits for them.
+    pub fn epoch(&self, epoch: u32) -> Result<EpochIter> {
+        Ok(EpochIter::new(self.inner.clone(), epoch))
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.source.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.source.is_empty()
+    }
+
+    pub fn batches_per_epoch(&self) -> u64 {
+        self.inner.batches_per_epoch()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn output(&self) -> &OutputSpec {
+        &self.inner.output
+    }
+
+    pub fn ops(&self) -> &[Op] {
+        &self.inner.ops
+    }
+
+    /// The steps the CPU executor runs (operators, with fused groups).
+    pub fn steps(&self) -> &[Step] {
+        &self.inner.steps
+    }
+
+    /// Counters since the pipeline was built: time per step, samples, skips, buffer allocations.
+    pub fn stats(&self) -> RunStats {
+        self.inner.stats()
+    }
+
+    /// A readable description of the plan.
+    pub fn describe(&self) -> String {
+        let inner = &self.inner;
+        let s = &inner.settings;
+        let mut out = format!("source: {}\n", inner.source.describe());
+        out += "steps:\n";
+        for step in &inner.steps {
+            out += &format!("  {} [cpu]\n", step.name);
+        }
+        let shape = match &inner.output.sample_shape {
+            Some(shape) => format!("dense {shape:?}"),
+            None => "ragged".to_string(),
+        };
+        out += &format!(
+            "output: {} {} {}\nbatch {} (drop_last {}), shuffle {}, seed {}, threads {}, prefetch {}, on error {:?}\n",
+            shape,
+            inner.output.dtype.name(),
+            format!("{:?}", inner.output.layout).to_uppercase(),
+            s.batch_size,
+            s.drop_last,
+            s.shuffle,
+            s.seed,
+            s.threads,
+            s.prefetch,
+            s.policy
+        );
+        out
+    }
+}

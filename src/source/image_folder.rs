@@ -1,0 +1,90 @@
+//! `root/CLASS/*.{jpg,jpeg,png}`, the torchvision ImageFolder layout. Class index = position of
+//! the class directory name in sorted order; files are sorted within a class.
+
+use super::{PathList, Source};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct ImageFolder {
+    root: PathBuf,
+    classes: Vec<String>,
+    list: PathList,
+}
+
+const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir.display().to_string(), e))? {
+        entries.push(
+            entry
+                .map_err(|e| Error::io(dir.display().to_string(), e))?
+                .path(),
+        );
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+impl ImageFolder {
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let mut classes = Vec::new();
+        let mut list = PathList::default();
+        for class_dir in sorted_entries(&root)?.into_iter().filter(|p| p.is_dir()) {
+            let label = classes.len() as i64;
+            classes.push(class_dir.file_name().unwrap().to_string_lossy().into_owned());
+            for file in sorted_entries(&class_dir)? {
+                if file.is_file() && is_image(&file) {
+                    list.paths.push(file);
+                    list.labels.push(label);
+                }
+            }
+        }
+        if list.paths.is_empty() {
+            return Err(Error::Source(format!(
+                "no images under {} (expected ROOT/CLASS/*.jpg|jpeg|png)",
+                root.display()
+            )));
+        }
+        Ok(ImageFolder {
+            root,
+            classes,
+            list,
+        })
+    }
+
+    pub fn classes(&self) -> &[String] {
+        &self.classes
+    }
+}
+
+impl Source for ImageFolder {
+    fn len(&self) -> usize {
+        self.list.paths.len()
+    }
+    fn label(&self, index: u64) -> i64 {
+        self.list.labels[index as usize]
+    }
+    fn origin(&self, index: u64) -> String {
+        self.list.origin(index)
+    }
+    fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        self.list.read(index, buf)
+    }
+    fn describe(&self) -> String {
+        format!(
+            "ImageFolder {} ({} images, {} classes)",
+            self.root.display(),
+            self.len(),
+            self.classes.len()
+        )
+    }
+}

@@ -1,0 +1,52 @@
+//! Data sources: where encoded samples come from. A source is an indexable collection of
+//! (encoded bytes, label); the sampler decides the order, the executor reads in parallel.
+
+mod file_list;
+mod image_folder;
+mod memory;
+
+pub use file_list::FileList;
+pub use image_folder::ImageFolder;
+pub use memory::InMemory;
+
+/// An indexable collection of encoded samples.
+pub trait Source: Send + Sync {
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Label of sample `index` (class index for classification data).
+    fn label(&self, index: u64) -> i64;
+
+    /// Where sample `index` comes from, for error messages (a path, or shard + offset).
+    fn origin(&self, index: u64) -> String;
+
+    /// Replace the contents of `buf` with the encoded bytes of sample `index`.
+    fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()>;
+
+    /// One line for reports: kind and location.
+    fn describe(&self) -> String;
+}
+
+/// A list of files with labels, read from disk on demand. Shared by the folder and CSV sources.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PathList {
+    pub paths: Vec<std::path::PathBuf>,
+    pub labels: Vec<i64>,
+}
+
+impl PathList {
+    pub fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        use std::io::Read;
+        buf.clear();
+        let mut file = std::fs::File::open(&self.paths[index as usize])?;
+        file.read_to_end(buf)?;
+        Ok(())
+    }
+
+    pub fn origin(&self, index: u64) -> String {
+        self.paths[index as usize].display().to_string()
+    }
+}
