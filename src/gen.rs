@@ -191,9 +191,15 @@ fn class_dir(root: &Path, class: usize) -> PathBuf {
 
 /// Write the dataset as `root/class_NNN/img_NNNNNN.jpg` (ImageFolder layout), in parallel.
 /// `progress` is called with the number of images written so far.
-pub fn write_dataset(root: &Path, spec: &DatasetSpec, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
+pub fn write_dataset(
+    root: &Path,
+    spec: &DatasetSpec,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
     if spec.classes == 0 || spec.images == 0 {
-        return Err(Error::Source("a dataset needs at least one image and one class".into()));
+        return Err(Error::Source(
+            "a dataset needs at least one image and one class".into(),
+        ));
     }
     for class in 0..spec.classes {
         let dir = class_dir(root, class);
@@ -209,12 +215,19 @@ pub fn write_dataset(root: &Path, spec: &DatasetSpec, progress: &(dyn Fn(u64) + 
     })?;
     // Written last: its presence marks a complete dataset (see `ensure_dataset`).
     let marker = root.join(".complete");
-    std::fs::write(&marker, format!("{} {} {}\n", spec.images, spec.classes, spec.seed))
-        .map_err(|e| Error::io(marker.display().to_string(), e))
+    std::fs::write(
+        &marker,
+        format!("{} {} {}\n", spec.images, spec.classes, spec.seed),
+    )
+    .map_err(|e| Error::io(marker.display().to_string(), e))
 }
 
 /// Generate the dataset at `root` unless a complete one with the same spec is already there.
-pub fn ensure_dataset(root: &Path, spec: &DatasetSpec, progress: &(dyn Fn(u64) + Sync)) -> Result<bool> {
+pub fn ensure_dataset(
+    root: &Path,
+    spec: &DatasetSpec,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<bool> {
     let marker = root.join(".complete");
     let want = format!("{} {} {}\n", spec.images, spec.classes, spec.seed);
     if std::fs::read_to_string(&marker).is_ok_and(|s| s == want) {

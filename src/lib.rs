@@ -13,6 +13,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod reference;
 pub mod rng;
+mod simd;
 pub mod source;
 pub mod tensor;
 

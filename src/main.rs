@@ -91,7 +91,9 @@ fn default_data_dir(images: usize, seed: u64) -> PathBuf {
                 .map(Path::to_path_buf)
         })
         .unwrap_or_else(|| PathBuf::from("target"));
-    target.join("sluice-data").join(format!("gen-n{images}-s{seed}"))
+    target
+        .join("sluice-data")
+        .join(format!("gen-n{images}-s{seed}"))
 }
 
 fn open_source(path: &Path) -> sluice::Result<Arc<dyn Source>> {

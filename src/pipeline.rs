@@ -26,8 +26,8 @@
 use crate::error::{Error, Result};
 use crate::exec::{self, EpochIter, RunStats, Step};
 use crate::ops::{
-    Cast, CenterCrop, ColorJitter, DecodeImage, DecodeLimits, GaussianBlur, Normalize, Op,
-    OpKind, RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, Resize, SizeRule, ValueKind,
+    Cast, CenterCrop, ColorJitter, DecodeImage, DecodeLimits, GaussianBlur, Normalize, Op, OpKind,
+    RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, Resize, SizeRule, ValueKind,
 };
 use crate::source::Source;
 use crate::tensor::{image_shape, DType, Layout};

@@ -15,7 +15,13 @@ fn to_u8(v: f64) -> u8 {
 
 /// Triangle-filter weights for one output coordinate along one axis (PIL's convolution resize:
 /// the support widens with the downscale factor; weights clipped to the source and normalised).
-fn axis_weights(in_size: usize, start: f64, len: f64, out_size: usize, o: usize) -> Vec<(usize, f64)> {
+fn axis_weights(
+    in_size: usize,
+    start: f64,
+    len: f64,
+    out_size: usize,
+    o: usize,
+) -> Vec<(usize, f64)> {
     let scale = len / out_size as f64;
     let support = scale.max(1.0);
     let centre = start + (o as f64 + 0.5) * scale;
@@ -92,14 +98,22 @@ fn blend(a: f64, b: f64, ratio: f64) -> u8 {
 }
 
 pub fn brightness(src: &Image, f: f64) -> Image {
-    let data = src.data.iter().map(|&v| blend(f64::from(v), 0.0, f)).collect();
+    let data = src
+        .data
+        .iter()
+        .map(|&v| blend(f64::from(v), 0.0, f))
+        .collect();
     Image::new(src.width, src.height, data)
 }
 
 pub fn contrast(src: &Image, f: f64) -> Image {
     let g = gray(src);
     let mean = g.iter().sum::<f64>() / g.len() as f64;
-    let data = src.data.iter().map(|&v| blend(f64::from(v), mean, f)).collect();
+    let data = src
+        .data
+        .iter()
+        .map(|&v| blend(f64::from(v), mean, f))
+        .collect();
     Image::new(src.width, src.height, data)
 }
 

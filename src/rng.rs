@@ -69,7 +69,12 @@ impl SampleRng {
     pub fn new(seed: u64, epoch: u32, sample: u64, operator: u32) -> Self {
         SampleRng {
             key: [seed as u32, (seed >> 32) as u32],
-            counter: [0, epoch, sample as u32, operator ^ (((sample >> 32) as u32) << 16)],
+            counter: [
+                0,
+                epoch,
+                sample as u32,
+                operator ^ (((sample >> 32) as u32) << 16),
+            ],
             buffer: [0; 4],
             used: 4,
         }

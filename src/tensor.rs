@@ -95,7 +95,10 @@ impl Image {
     pub const CHANNELS: usize = 3;
 
     pub fn new(width: u32, height: u32, data: Vec<u8>) -> Self {
-        assert_eq!(data.len(), width as usize * height as usize * Self::CHANNELS);
+        assert_eq!(
+            data.len(),
+            width as usize * height as usize * Self::CHANNELS
+        );
         Image {
             width,
             height,

@@ -97,7 +97,10 @@ impl Shared {
                 },
             }
         }
-        let labels = sample_indices.iter().map(|&i| self.source.label(i)).collect();
+        let labels = sample_indices
+            .iter()
+            .map(|&i| self.source.label(i))
+            .collect();
         Ok(Batch {
             epoch,
             index: b,
@@ -122,4 +125,3 @@ fn compact_slots<E>(data: &mut [u8], per_sample: usize, outcomes: &[Result<(), E
     }
     kept
 }
-

@@ -55,8 +55,7 @@ impl EpochIter {
     }
 
     fn top_up(&mut self) {
-        while self.in_flight < self.shared.settings.prefetch && self.next_spawn < self.num_batches
-        {
+        while self.in_flight < self.shared.settings.prefetch && self.next_spawn < self.num_batches {
             let b = self.next_spawn;
             let (shared, order, tx, cancel) = (
                 self.shared.clone(),
@@ -70,7 +69,9 @@ impl EpochIter {
                     shared.build_batch(epoch, b, &order, &cancel)
                 }));
                 let result = built.unwrap_or_else(|_| {
-                    Err(Error::Worker(format!("batch {b} panicked while assembling")))
+                    Err(Error::Worker(format!(
+                        "batch {b} panicked while assembling"
+                    )))
                 });
                 // The receiver outlives every task (Drop waits), so this cannot fail.
                 let _ = tx.send((b, result));

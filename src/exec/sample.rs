@@ -123,11 +123,8 @@ impl Shared {
                         crate::ops::ValueKind::Tensor { dtype, layout } => (dtype, layout),
                         _ => unreachable!("tensor step without tensor output"),
                     };
-                    let sample_shape = image_shape(
-                        ws.image.height as usize,
-                        ws.image.width as usize,
-                        layout,
-                    );
+                    let sample_shape =
+                        image_shape(ws.image.height as usize, ws.image.width as usize, layout);
                     let len = sample_shape.iter().product::<usize>() * dtype.size();
                     let dst = out
                         .sized(len)

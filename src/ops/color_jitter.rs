@@ -10,6 +10,7 @@
 use super::grayscale::grayscale_value;
 use super::spec::{Commute, OpKind, OpSpec, SizeRule};
 use crate::rng::Uniform;
+use crate::simd::with_avx2;
 use crate::tensor::Image;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,28 +136,91 @@ pub fn adjust_contrast(image: &mut Image, factor: f32) {
     map_through_table(image, |x| blend(x, mean, factor));
 }
 
+/// Pixels per block: the kernels below de-interleave a block into planes so that the
+/// per-pixel arithmetic is branch-free and the compiler vectorises it.
+const BLOCK: usize = 64;
+
+/// Run `f` over blocks of pixels as separate R, G, B planes (f32, 0–255), writing results back
+/// with `store`.
+#[inline(always)]
+fn for_each_block(
+    image: &mut Image,
+    mut f: impl FnMut(&mut [f32; BLOCK], &mut [f32; BLOCK], &mut [f32; BLOCK]),
+    store: impl Fn(f32) -> u8,
+) {
+    let (mut r, mut g, mut b) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+    for chunk in image.data.chunks_mut(BLOCK * 3) {
+        let n = chunk.len() / 3;
+        for (i, px) in chunk.chunks_exact(3).enumerate() {
+            (r[i], g[i], b[i]) = (f32::from(px[0]), f32::from(px[1]), f32::from(px[2]));
+        }
+        f(&mut r, &mut g, &mut b);
+        for (i, px) in chunk.chunks_exact_mut(3).enumerate().take(n) {
+            px[0] = store(r[i]);
+            px[1] = store(g[i]);
+            px[2] = store(b[i]);
+        }
+    }
+}
+
+with_avx2! {
 pub fn adjust_saturation(image: &mut Image, factor: f32) {
-    for px in image.data.chunks_exact_mut(3) {
-        let g = f32::from(grayscale_value(px[0], px[1], px[2]));
-        for v in px.iter_mut() {
-            *v = blend(f32::from(*v), g, factor);
+    let blend_plane = |x: &mut [f32; BLOCK], gray: &[f32; BLOCK]| {
+        for (v, l) in x.iter_mut().zip(gray) {
+            *v = (factor * *v + (1.0 - factor) * l).clamp(0.0, 255.0);
         }
-    }
+    };
+    for_each_block(
+        image,
+        |r, g, b| {
+            // Truncated luma, exactly as `grayscale_value` computes it.
+            let gray: [f32; BLOCK] = std::array::from_fn(|i| {
+                (0.2989f32 * r[i] + 0.587f32 * g[i] + 0.114f32 * b[i]) as i32 as f32
+            });
+            blend_plane(r, &gray);
+            blend_plane(g, &gray);
+            blend_plane(b, &gray);
+        },
+        |v| v as u8,
+    );
+}
 }
 
+with_avx2! {
 pub fn adjust_hue(image: &mut Image, shift: f32) {
-    for px in image.data.chunks_exact_mut(3) {
-        let rgb = [px[0], px[1], px[2]].map(|v| f32::from(v) / 255.0);
-        let [h, s, v] = rgb_to_hsv(rgb);
-        let h = (h + shift).rem_euclid(1.0);
-        let out = hsv_to_rgb([h, s, v]);
-        for (o, c) in px.iter_mut().zip(out) {
-            *o = (c * 255.999).clamp(0.0, 255.0) as u8;
-        }
-    }
+    for_each_block(
+        image,
+        |r, g, b| {
+            for i in 0..BLOCK {
+                let [h, s, v] = rgb_to_hsv([r[i] / 255.0, g[i] / 255.0, b[i] / 255.0]);
+                let [ro, go, bo] = hsv_to_rgb([wrap_unit(h + shift), s, v]);
+                r[i] = ro * 255.999;
+                g[i] = go * 255.999;
+                b[i] = bo * 255.999;
+            }
+        },
+        |v| v.clamp(0.0, 255.0) as u8,
+    );
+}
 }
 
-/// torchvision `_rgb2hsv` for one pixel, in f32.
+/// `x mod 1` for x in [-1, 2), as `x - floor(x)` (exact in that range). Written with selects
+/// rather than `floor`, which is a libm call (no vector form) on baseline x86-64.
+#[inline(always)]
+fn wrap_unit(x: f32) -> f32 {
+    let floor = if x < 0.0 {
+        -1.0
+    } else if x >= 1.0 {
+        1.0
+    } else {
+        0.0
+    };
+    x - floor
+}
+
+/// torchvision `_rgb2hsv` for one pixel, in f32, written branch-free (selects) so it
+/// vectorises.
+#[inline(always)]
 pub fn rgb_to_hsv([r, g, b]: [f32; 3]) -> [f32; 3] {
     let maxc = r.max(g).max(b);
     let minc = r.min(g).min(b);
@@ -165,30 +229,38 @@ pub fn rgb_to_hsv([r, g, b]: [f32; 3]) -> [f32; 3] {
     let s = cr / if eqc { 1.0 } else { maxc };
     let div = if eqc { 1.0 } else { cr };
     let (rc, gc, bc) = ((maxc - r) / div, (maxc - g) / div, (maxc - b) / div);
-    let h = if maxc == r {
-        bc - gc
-    } else if maxc == g {
+    let from_g_or_b = if maxc == g {
         2.0 + rc - bc
     } else {
         4.0 + gc - rc
     };
-    let h = (h / 6.0 + 1.0) % 1.0;
-    [h, s, maxc]
+    let h = if maxc == r { bc - gc } else { from_g_or_b };
+    // (h/6 + 1) mod 1: the argument is in [5/6, 11/6), where x - floor(x) is exact.
+    [wrap_unit(h / 6.0 + 1.0), s, maxc]
 }
 
-/// torchvision `_hsv2rgb` for one pixel, in f32.
+/// torchvision `_hsv2rgb` for one pixel, in f32, branch-free.
+#[inline(always)]
 pub fn hsv_to_rgb([h, s, v]: [f32; 3]) -> [f32; 3] {
-    let i = (h * 6.0).floor();
+    let i = (h * 6.0) as i32 as f32; // floor, as h ≥ 0
     let f = h * 6.0 - i;
     let p = (v * (1.0 - s)).clamp(0.0, 1.0);
     let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
     let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
-    match (i as i32).rem_euclid(6) {
-        0 => [v, t, p],
-        1 => [q, v, p],
-        2 => [p, v, t],
-        3 => [p, q, v],
-        4 => [t, p, v],
-        _ => [v, p, q],
-    }
+    // Sector i mod 6 (i is 6 only when h rounded up to 1.0).
+    let sector = if i >= 6.0 { i - 6.0 } else { i };
+    // Select by sector without branches: each table row is (r, g, b) for sectors 0..5.
+    let (mut r, mut g, mut b) = (v, t, p);
+    let sel =
+        |k: f32, cond_r: f32, cond_g: f32, cond_b: f32, r: &mut f32, g: &mut f32, b: &mut f32| {
+            if sector == k {
+                (*r, *g, *b) = (cond_r, cond_g, cond_b);
+            }
+        };
+    sel(1.0, q, v, p, &mut r, &mut g, &mut b);
+    sel(2.0, p, v, t, &mut r, &mut g, &mut b);
+    sel(3.0, p, q, v, &mut r, &mut g, &mut b);
+    sel(4.0, t, p, v, &mut r, &mut g, &mut b);
+    sel(5.0, v, p, q, &mut r, &mut g, &mut b);
+    [r, g, b]
 }

@@ -17,7 +17,9 @@ mod spec;
 
 pub use blur::{gaussian_kernel, GaussianBlur};
 pub use center_crop::CenterCrop;
-pub use color_jitter::{ColorJitter, JitterParams};
+pub use color_jitter::{
+    adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, ColorJitter, JitterParams,
+};
 pub use decode::{DecodeImage, DecodeLimits};
 pub use flip::RandomHorizontalFlip;
 pub use grayscale::{grayscale_value, RandomGrayscale};

@@ -61,13 +61,9 @@ impl Resampler {
             dst.data.fill(0);
             return;
         }
-        let src_view = fir::images::ImageRef::new(
-            src.width,
-            src.height,
-            &src.data,
-            fir::PixelType::U8x3,
-        )
-        .expect("image buffer matches its size");
+        let src_view =
+            fir::images::ImageRef::new(src.width, src.height, &src.data, fir::PixelType::U8x3)
+                .expect("image buffer matches its size");
         let mut dst_view = fir::images::Image::from_slice_u8(
             dst.width,
             dst.height,

@@ -66,17 +66,18 @@ impl RandomResizedCrop {
         // Fallback: the largest central crop with the ratio clamped into range.
         let in_ratio = w_in / h_in;
         let (w, h) = if in_ratio < self.ratio.0.min(self.ratio.1) {
-            (w_in, (w_in / self.ratio.0.min(self.ratio.1)).round_ties_even())
+            (
+                w_in,
+                (w_in / self.ratio.0.min(self.ratio.1)).round_ties_even(),
+            )
         } else if in_ratio > self.ratio.0.max(self.ratio.1) {
-            ((h_in * self.ratio.0.max(self.ratio.1)).round_ties_even(), h_in)
+            (
+                (h_in * self.ratio.0.max(self.ratio.1)).round_ties_even(),
+                h_in,
+            )
         } else {
             (w_in, h_in)
         };
-        out(
-            ((w_in - w) / 2.0).floor(),
-            ((h_in - h) / 2.0).floor(),
-            w,
-            h,
-        )
+        out(((w_in - w) / 2.0).floor(), ((h_in - h) / 2.0).floor(), w, h)
     }
 }

@@ -50,7 +50,10 @@ pub enum ValueKind {
     Encoded,
     /// 8-bit RGB, HWC, any size.
     ImageU8,
-    Tensor { dtype: DType, layout: Layout },
+    Tensor {
+        dtype: DType,
+        layout: Layout,
+    },
 }
 
 /// Output size as a function of the input size.
@@ -58,9 +61,14 @@ pub enum ValueKind {
 pub enum SizeRule {
     Same,
     /// Always `height`×`width`: makes the batch dense from here on.
-    Fixed { height: u32, width: u32 },
+    Fixed {
+        height: u32,
+        width: u32,
+    },
     /// Shorter side becomes `size`, aspect kept: output is ragged.
-    ShorterSide { size: u32 },
+    ShorterSide {
+        size: u32,
+    },
     /// Depends on the data (decode).
     DataDependent,
 }

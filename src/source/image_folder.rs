@@ -40,7 +40,13 @@ impl ImageFolder {
         let mut list = PathList::default();
         for class_dir in sorted_entries(&root)?.into_iter().filter(|p| p.is_dir()) {
             let label = classes.len() as i64;
-            classes.push(class_dir.file_name().unwrap().to_string_lossy().into_owned());
+            classes.push(
+                class_dir
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
             for file in sorted_entries(&class_dir)? {
                 if file.is_file() && is_image(&file) {
                     list.paths.push(file);
