@@ -22,13 +22,9 @@ impl BufferPool {
 
     /// A buffer of exactly `len` bytes (contents unspecified), reused when one is free.
     pub fn take(self: &Arc<Self>, len: usize) -> PooledBuffer {
-        let reused = self.free.lock().unwrap().pop();
-        let mut buf = reused.unwrap_or_else(|| {
-            self.allocations.fetch_add(1, Ordering::Relaxed);
-            Vec::new()
-        });
+        let mut buf = self.free.lock().unwrap().pop().unwrap_or_default();
         if buf.capacity() < len {
-            // Growing a recycled buffer is an allocation too.
+            // A fresh buffer, or a recycled one too small: either way an allocation.
             self.allocations.fetch_add(1, Ordering::Relaxed);
         }
         buf.resize(len, 0);
@@ -60,9 +56,6 @@ impl PooledBuffer {
     }
     pub fn truncate(&mut self, len: usize) {
         self.buf.truncate(len);
-    }
-    pub fn vec_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.buf
     }
 }
 

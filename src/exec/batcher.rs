@@ -59,15 +59,15 @@ impl Shared {
                     })
                     .collect();
                 let total = results.iter().flatten().map(|(v, _)| v.len()).sum();
-                let mut data = self.buffers.take(0);
-                data.vec_mut().reserve(total);
+                let mut data = self.buffers.take(total);
                 let mut offsets = vec![0];
                 let mut shapes = Vec::new();
                 let mut outcomes = Vec::with_capacity(results.len());
                 for r in results {
                     outcomes.push(r.map(|(v, shape)| {
-                        data.vec_mut().extend_from_slice(&v);
-                        offsets.push(data.as_slice().len());
+                        let start = *offsets.last().unwrap();
+                        data.as_mut_slice()[start..start + v.len()].copy_from_slice(&v);
+                        offsets.push(start + v.len());
                         shapes.push(shape);
                     }));
                 }

@@ -94,9 +94,11 @@ impl DecodeImage {
     }
 
     fn options(&self) -> DecoderOptions {
+        // The decoders' own size caps are lifted so that `check_size`, which runs after the
+        // header and before any pixel buffer exists, gives the one clear message.
         DecoderOptions::default()
-            .set_max_width(self.limits.max_side as usize)
-            .set_max_height(self.limits.max_side as usize)
+            .set_max_width(usize::MAX >> 1)
+            .set_max_height(usize::MAX >> 1)
             .set_strict_mode(true)
     }
 

@@ -1,0 +1,248 @@
+//! Hostile and broken inputs: corrupt, truncated, empty and non-image files, and headers that
+//! declare absurd sizes. Under `fail` the epoch stops with an error naming the sample and the
+//! operator; under `skip` the sample is left out, counted and reported; never a panic or hang.
+
+mod common;
+
+use common::jpeg_samples;
+use sluice::bench::Workload;
+use sluice::ops::{DecodeImage, DecodeLimits};
+use sluice::source::InMemory;
+use sluice::tensor::Image;
+use sluice::{ErrorPolicy, Pipeline};
+use zune_core::bit_depth::BitDepth;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::EncoderOptions;
+
+fn png(width: usize, height: usize, colorspace: ColorSpace, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    zune_png::PngEncoder::new(
+        data,
+        EncoderOptions::new(width, height, colorspace, BitDepth::Eight),
+    )
+    .encode(&mut out)
+    .unwrap();
+    out
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// A valid PNG whose IHDR (CRC fixed up) declares `width`×`height`.
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = png(2, 2, ColorSpace::RGB, &[7; 12]);
+    // Signature (8) + length (4) + "IHDR" (4), then width and height, big-endian.
+    bytes[16..20].copy_from_slice(&width.to_be_bytes());
+    bytes[20..24].copy_from_slice(&height.to_be_bytes());
+    let crc = crc32(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+/// A valid JPEG whose SOF0 declares `width`×`height`.
+fn jpeg_declaring(width: u16, height: u16) -> Vec<u8> {
+    let mut bytes = jpeg_samples(1, 3).remove(0).0;
+    let sof = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline JPEG has SOF0");
+    // FF C0, length (2), precision (1), height (2), width (2).
+    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    bytes
+}
+
+/// Each case: (name, bytes, expected to decode?).
+fn corpus() -> Vec<(&'static str, Vec<u8>, bool)> {
+    let good = jpeg_samples(2, 11);
+    let jpeg = good[0].0.clone();
+    let mut corrupt = jpeg.clone();
+    let mid = corrupt.len() / 2;
+    for b in &mut corrupt[mid..mid + 64] {
+        *b = 0xFF; // a run of marker prefixes inside entropy-coded data
+    }
+    vec![
+        ("good jpeg", jpeg.clone(), true),
+        ("empty", Vec::new(), false),
+        ("truncated jpeg", jpeg[..jpeg.len() / 3].to_vec(), false),
+        ("jpeg header only", jpeg[..200].to_vec(), false),
+        ("corrupt jpeg", corrupt, false),
+        ("text file", b"path,label\nnot an image\n".to_vec(), false),
+        (
+            "random bytes",
+            (0..5000u32)
+                .map(|i| (i * 2654435761u32 >> 13) as u8)
+                .collect(),
+            false,
+        ),
+        ("jpeg 65535x65535", jpeg_declaring(65535, 65535), false),
+        ("png 100000x100000", png_declaring(100_000, 100_000), false),
+        ("png 0x5", png_declaring(0, 5), false),
+        (
+            "png truncated",
+            png(4, 4, ColorSpace::RGB, &[9; 48])[..40].to_vec(),
+            false,
+        ),
+        (
+            "png gray",
+            png(3, 2, ColorSpace::Luma, &[1, 2, 3, 4, 5, 6]),
+            true,
+        ),
+        (
+            "png rgba",
+            png(1, 1, ColorSpace::RGBA, &[10, 20, 30, 40]),
+            true,
+        ),
+        ("good jpeg 2", good[1].0.clone(), true),
+    ]
+}
+
+#[test]
+fn decoder_rejects_every_bad_file_and_accepts_the_good_ones() {
+    let decoder = DecodeImage::default();
+    for (name, bytes, ok) in corpus() {
+        let mut out = Image::default();
+        let result = decoder.decode(&bytes, &mut out);
+        assert_eq!(result.is_ok(), ok, "{name}: {result:?}");
+        if let Err(message) = result {
+            assert!(!message.is_empty());
+        }
+    }
+}
+
+#[test]
+fn png_colour_types_become_rgb() {
+    let decoder = DecodeImage::default();
+    let mut out = Image::default();
+    decoder
+        .decode(&png(3, 2, ColorSpace::Luma, &[1, 2, 3, 4, 5, 6]), &mut out)
+        .unwrap();
+    assert_eq!((out.width, out.height), (3, 2));
+    assert_eq!(out.data[..6], [1, 1, 1, 2, 2, 2]);
+    decoder
+        .decode(&png(1, 1, ColorSpace::RGBA, &[10, 20, 30, 40]), &mut out)
+        .unwrap();
+    assert_eq!(out.data, [10, 20, 30]);
+}
+
+#[test]
+fn size_limits_are_configurable_and_checked_before_decoding() {
+    let jpeg = jpeg_samples(1, 3).remove(0).0;
+    let strict = DecodeImage::new(DecodeLimits {
+        max_pixels: 1000,
+        max_side: 16384,
+    });
+    let err = strict.decode(&jpeg, &mut Image::default()).unwrap_err();
+    assert!(err.contains("over the limit"), "{err}");
+    let err = DecodeImage::default()
+        .decode(&png_declaring(100_000, 100_000), &mut Image::default())
+        .unwrap_err();
+    assert!(
+        err.contains("100000×100000") && err.contains("over the limit"),
+        "{err}"
+    );
+    let err = DecodeImage::default()
+        .decode(&jpeg_declaring(65535, 65535), &mut Image::default())
+        .unwrap_err();
+    assert!(
+        err.contains("65535×65535") && err.contains("over the limit"),
+        "{err}"
+    );
+}
+
+fn pipeline(policy: ErrorPolicy, threads: usize) -> Pipeline {
+    let samples = corpus()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, bytes, _))| (bytes, i as i64))
+        .collect();
+    Workload::Simclr
+        .add_ops(Pipeline::builder(InMemory::new(samples)))
+        .batch_size(4)
+        .threads(threads)
+        .on_error(policy)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn fail_policy_stops_with_the_sample_and_operator_named() {
+    let mut it = pipeline(ErrorPolicy::Fail, 2).epoch(0).unwrap();
+    let err = it
+        .next()
+        .unwrap()
+        .expect_err("batch 0 holds the empty file");
+    let text = err.to_string();
+    assert!(text.contains("sample #1 (memory[1])"), "{text}");
+    assert!(text.contains("DecodeImage"), "{text}");
+    assert!(text.contains("empty file"), "{text}");
+    assert!(it.next().is_none(), "the epoch ends after an error");
+}
+
+#[test]
+fn skip_policy_drops_counts_and_reports_each_bad_sample() {
+    let cases = corpus();
+    let want_good: Vec<u64> = (0..cases.len() as u64)
+        .filter(|&i| cases[i as usize].2)
+        .collect();
+    let want_bad: Vec<u64> = (0..cases.len() as u64)
+        .filter(|&i| !cases[i as usize].2)
+        .collect();
+    for threads in [1, 3] {
+        let p = pipeline(ErrorPolicy::Skip, threads);
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        for batch in p.epoch(0).unwrap() {
+            let batch = batch.expect("skip policy never fails the epoch");
+            let dense = batch.dense().unwrap();
+            assert_eq!(dense.shape[0], batch.len());
+            assert_eq!(batch.labels.len(), batch.len());
+            good.extend(batch.sample_indices.clone());
+            for e in &batch.skipped {
+                assert_eq!(e.operator, "DecodeImage", "{e}");
+                bad.push(e.sample.index);
+            }
+        }
+        assert_eq!(good, want_good);
+        assert_eq!(bad, want_bad);
+        assert_eq!(p.stats().skipped, want_bad.len() as u64);
+    }
+}
+
+#[test]
+fn missing_file_names_the_path_and_the_read_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("list.csv");
+    std::fs::write(&csv, "path,label\ngone.jpg,0\n").unwrap();
+    let source = sluice::source::FileList::open(&csv).unwrap();
+    let p = Pipeline::builder(source).build().unwrap();
+    let err = p.epoch(0).unwrap().next().unwrap().unwrap_err().to_string();
+    assert!(err.contains("gone.jpg") && err.contains("`read`"), "{err}");
+}
+
+#[test]
+fn tiny_images_pass_through_every_workload() {
+    let samples = vec![
+        (png(1, 1, ColorSpace::RGB, &[1, 2, 3]), 0),
+        (png(2, 3, ColorSpace::RGB, &[50; 18]), 1),
+        (png(7, 1, ColorSpace::Luma, &[9; 7]), 2),
+    ];
+    for workload in [Workload::Rn50Train, Workload::Rn50Val, Workload::Simclr] {
+        let p = workload
+            .add_ops(Pipeline::builder(InMemory::new(samples.clone())))
+            .batch_size(3)
+            .build()
+            .unwrap();
+        let batch = p.epoch(0).unwrap().next().unwrap().unwrap();
+        assert_eq!(batch.len(), 3, "{workload:?}");
+        let values = batch.dense().unwrap().to_f32_vec();
+        assert!(values.iter().all(|v| v.is_finite()), "{workload:?}");
+    }
+}

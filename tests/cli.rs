@@ -1,0 +1,66 @@
+//! The `sluice` binary end to end: gen-data, then bench with JSON output; the checksum must not
+//! depend on the thread count.
+
+use std::process::Command;
+
+fn sluice(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .output()
+        .expect("run sluice");
+    assert!(
+        out.status.success(),
+        "sluice {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn bench_json(data: &str, workload: &str, threads: &str) -> serde_json::Value {
+    let out = sluice(&[
+        "bench",
+        workload,
+        "--data",
+        data,
+        "--threads",
+        threads,
+        "--batch",
+        "4",
+        "--epochs",
+        "2",
+        "--json",
+    ]);
+    serde_json::from_slice(&out.stdout).expect("bench --json prints JSON")
+}
+
+#[test]
+fn bench_reports_the_same_checksum_for_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    sluice(&["gen-data", data, "--n", "10", "--classes", "2"]);
+    for workload in ["rn50-train", "simclr", "rn50-val", "decode-only"] {
+        let one = bench_json(data, workload, "1");
+        let three = bench_json(data, workload, "3");
+        assert_eq!(one["images"], 20, "{workload}: 10 images x 2 epochs");
+        assert_eq!(one["checksum"], three["checksum"], "{workload}");
+        assert!(one["images_per_second"].as_f64().unwrap() > 0.0);
+        let stages = one["stages"].as_array().unwrap();
+        assert_eq!(stages[1]["name"], "DecodeImage");
+        assert_eq!(stages[1]["calls"], 20);
+    }
+}
+
+#[test]
+fn unknown_workload_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench", "resnet9000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown workload") && err.contains("rn50-train"),
+        "{err}"
+    );
+}

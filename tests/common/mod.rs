@@ -1,0 +1,61 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use sluice::gen::{encode_jpeg, render_image};
+use sluice::rng::SampleRng;
+use sluice::source::InMemory;
+use sluice::tensor::Image;
+
+/// A fresh seed per run (override with SLUICE_TEST_SEED to replay a failure). Printed so a
+/// failing run can be reproduced.
+pub fn test_seed() -> u64 {
+    let seed = std::env::var("SLUICE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("test seed: {seed} (set SLUICE_TEST_SEED={seed} to replay)");
+    seed
+}
+
+pub fn rng(seed: u64, stream: u64) -> SampleRng {
+    SampleRng::new(seed, 0, stream, 0)
+}
+
+/// Uniform random pixels: the hardest case for rounding.
+pub fn random_image(rng: &mut SampleRng, width: u32, height: u32) -> Image {
+    let data = (0..width as usize * height as usize * 3)
+        .map(|_| (rng.next_u32() & 0xFF) as u8)
+        .collect();
+    Image::new(width, height, data)
+}
+
+/// Largest absolute per-element difference between two images of the same size.
+pub fn max_diff(a: &Image, b: &Image) -> u8 {
+    assert_eq!(
+        (a.width, a.height),
+        (b.width, b.height),
+        "image sizes differ"
+    );
+    a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
+}
+
+/// `n` synthetic JPEG samples in memory (labels = index % 10).
+pub fn jpeg_samples(n: usize, seed: u64) -> Vec<(Vec<u8>, i64)> {
+    (0..n as u64)
+        .map(|i| (encode_jpeg(&render_image(seed, i), 85), (i % 10) as i64))
+        .collect()
+}
+
+pub fn jpeg_source(n: usize) -> InMemory {
+    InMemory::new(jpeg_samples(n, 7))
+}

@@ -1,0 +1,205 @@
+//! Every CPU kernel against the plain reference in `sluice::reference`, on fresh random images
+//! and parameters. Tolerances are stated per operator.
+
+mod common;
+
+use common::{max_diff, random_image, rng, test_seed};
+use sluice::ops::{
+    adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, CenterCrop, CropBox,
+    GaussianBlur, Normalize, Op, OpParams, RandomGrayscale, RandomHorizontalFlip,
+    RandomResizedCrop, Resize, Scratch,
+};
+use sluice::reference;
+use sluice::rng::Uniform;
+use sluice::tensor::{DType, Image, Layout};
+
+fn apply(op: impl Into<Op>, params: OpParams, image: &Image) -> Image {
+    let mut out = image.clone();
+    op.into()
+        .apply_image(&params, &mut out, &mut Scratch::default());
+    out
+}
+
+#[test]
+fn random_resized_crop_matches_reference_within_1() {
+    let seed = test_seed();
+    for case in 0..12 {
+        let mut r = rng(seed, case);
+        let (w, h) = (r.below(300) as u32 + 8, r.below(300) as u32 + 8);
+        let src = random_image(&mut r, w, h);
+        let out_size = [224, 37, 5][case as usize % 3];
+        let op = RandomResizedCrop::new(out_size);
+        let crop = op.draw(&mut r, w, h);
+        let got = apply(op, OpParams::Crop(crop), &src);
+        let want = reference::resize_bilinear(&src, &crop);
+        let d = max_diff(&got, &want);
+        assert!(
+            d <= 1,
+            "case {case}: {w}x{h} crop {crop:?}: max diff {d} > 1"
+        );
+    }
+}
+
+#[test]
+fn resize_matches_reference_within_1_up_and_down() {
+    let seed = test_seed();
+    for (case, (w, h, short)) in [(301, 217, 64), (50, 70, 256), (97, 13, 13), (640, 480, 256)]
+        .into_iter()
+        .enumerate()
+    {
+        let src = random_image(&mut rng(seed, case as u64), w, h);
+        let op = Resize::new(short);
+        let crop = op.crop_box(w, h);
+        let got = apply(op.clone(), OpParams::Crop(crop), &src);
+        let (ow, oh) = op.output_size(w, h);
+        assert_eq!((got.width, got.height), (ow, oh));
+        assert_eq!(ow.min(oh), short, "shorter side");
+        let d = max_diff(&got, &reference::resize_bilinear(&src, &crop));
+        assert!(d <= 1, "{w}x{h} -> shorter {short}: max diff {d}");
+    }
+    // torchvision truncates the long side: 256 * 500 / 333 = 384.38 -> 384.
+    assert_eq!(Resize::new(256).output_size(500, 333), (384, 256));
+}
+
+#[test]
+fn center_crop_and_pad_match_reference_exactly() {
+    let seed = test_seed();
+    for (case, (w, h, cw, ch)) in [(300, 250, 224, 224), (101, 100, 50, 51), (30, 40, 64, 32)]
+        .into_iter()
+        .enumerate()
+    {
+        let src = random_image(&mut rng(seed, case as u64), w, h);
+        let op = CenterCrop {
+            width: cw,
+            height: ch,
+        };
+        let got = apply(op, OpParams::None, &src);
+        assert_eq!(
+            got,
+            reference::center_crop(&src, cw, ch),
+            "{w}x{h} -> {cw}x{ch}"
+        );
+    }
+}
+
+#[test]
+fn flip_is_exact_and_respects_the_drawn_decision() {
+    let src = random_image(&mut rng(test_seed(), 0), 33, 7);
+    let flipped = apply(RandomHorizontalFlip::new(0.5), OpParams::Apply(true), &src);
+    assert_eq!(flipped, reference::hflip(&src));
+    let kept = apply(RandomHorizontalFlip::new(0.5), OpParams::Apply(false), &src);
+    assert_eq!(kept, src);
+}
+
+#[test]
+fn grayscale_matches_reference_within_1() {
+    let src = random_image(&mut rng(test_seed(), 0), 64, 48);
+    let got = apply(RandomGrayscale::new(1.0), OpParams::Apply(true), &src);
+    let d = max_diff(&got, &reference::grayscale(&src));
+    assert!(d <= 1, "max diff {d}");
+    assert!(got.data.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]));
+}
+
+#[test]
+fn color_adjustments_match_reference_within_1() {
+    let seed = test_seed();
+    for case in 0..6 {
+        let mut r = rng(seed, case);
+        let src = random_image(&mut r, 67, 45);
+        let f = r.uniform(0.0, 2.0) as f32;
+        let hue = r.uniform(-0.5, 0.5) as f32;
+        let check = |name: &str, got: Image, want: Image| {
+            let d = max_diff(&got, &want);
+            assert!(d <= 1, "{name} factor {f} hue {hue}: max diff {d}");
+        };
+        let mut img = src.clone();
+        adjust_brightness(&mut img, f);
+        check("brightness", img, reference::brightness(&src, f64::from(f)));
+        let mut img = src.clone();
+        adjust_contrast(&mut img, f);
+        check("contrast", img, reference::contrast(&src, f64::from(f)));
+        let mut img = src.clone();
+        adjust_saturation(&mut img, f);
+        check("saturation", img, reference::saturation(&src, f64::from(f)));
+        let mut img = src.clone();
+        adjust_hue(&mut img, hue);
+        check("hue", img, reference::hue(&src, f64::from(hue)));
+    }
+}
+
+#[test]
+fn gaussian_blur_matches_direct_2d_convolution_within_1() {
+    let seed = test_seed();
+    for (case, (w, h)) in [(40, 30), (9, 31), (5, 5)].into_iter().enumerate() {
+        let mut r = rng(seed, case as u64);
+        let src = random_image(&mut r, w, h);
+        let sigma = r.uniform(0.1, 2.0) as f32;
+        let op = GaussianBlur::new(23, (0.1, 2.0));
+        let got = apply(op, OpParams::Blur(Some(sigma)), &src);
+        let want = reference::gaussian_blur(&src, 23, f64::from(sigma));
+        let d = max_diff(&got, &want);
+        assert!(d <= 1, "{w}x{h} sigma {sigma}: max diff {d}");
+    }
+    // Skipped blur leaves the image alone.
+    let src = random_image(&mut rng(seed, 9), 8, 8);
+    let op = GaussianBlur::new(23, (0.1, 2.0));
+    assert_eq!(apply(op, OpParams::Blur(None), &src), src);
+}
+
+#[test]
+fn normalize_matches_reference_in_every_dtype_and_layout() {
+    let src = random_image(&mut rng(test_seed(), 0), 23, 11);
+    let mean = [0.485, 0.456, 0.406];
+    let std = [0.229, 0.224, 0.225];
+    let want = reference::normalize_chw(&src, mean.map(f64::from), std.map(f64::from));
+    let plane = 23 * 11;
+    for dtype in [DType::F32, DType::F16, DType::Bf16] {
+        for layout in [Layout::Chw, Layout::Hwc] {
+            for flip in [false, true] {
+                let op = Normalize {
+                    mean,
+                    std,
+                    dtype,
+                    layout,
+                };
+                // Poison: an unwritten element would show as NaN.
+                let mut out = vec![0xFFu8; plane * 3 * dtype.size()];
+                op.write(&src, flip, &mut out);
+                // Relative tolerance of the format's precision (f32: 1e-5 absolute on values ~2).
+                let tol = match dtype {
+                    DType::F32 => 1e-5,
+                    DType::F16 => 4e-3,
+                    _ => 3e-2,
+                };
+                for c in 0..3 {
+                    for y in 0..11 {
+                        for x in 0..23 {
+                            let sx = if flip { 22 - x } else { x };
+                            let i = match layout {
+                                Layout::Chw => c * plane + y * 23 + x,
+                                Layout::Hwc => (y * 23 + x) * 3 + c,
+                            };
+                            let got = f64::from(dtype.load(&out, i));
+                            let w = want[c * plane + y * 23 + sx];
+                            assert!(
+                                (got - w).abs() <= tol * w.abs().max(1.0),
+                                "{dtype:?} {layout:?} flip {flip} c{c} y{y} x{x}: {got} vs {w}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn crop_box_whole_is_the_identity_resize() {
+    let src = random_image(&mut rng(test_seed(), 0), 31, 17);
+    let got = apply(
+        Resize::new(17),
+        OpParams::Crop(CropBox::whole(31, 17, 31, 17)),
+        &src,
+    );
+    assert_eq!(got, src);
+}
