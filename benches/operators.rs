@@ -84,7 +84,6 @@ fn bench_ops(c: &mut Criterion) {
             OpParams::Blur(Some(sigma)),
         );
     }
-    drop(run);
     let normalize = Normalize::imagenet();
     let mut out = vec![0u8; 224 * 224 * 3 * 4];
     g.bench_function("Normalize f32 CHW", |b| {
@@ -109,7 +108,6 @@ fn bench_ops(c: &mut Criterion) {
     each("contrast", &|i| adjust_contrast(i, 1.2));
     each("saturation", &|i| adjust_saturation(i, 1.2));
     each("hue", &|i| adjust_hue(i, 0.05));
-    drop(each);
     g.finish();
 }
 

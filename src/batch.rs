@@ -57,6 +57,9 @@ impl PooledBuffer {
     pub fn truncate(&mut self, len: usize) {
         self.buf.truncate(len);
     }
+    pub fn vec_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
 }
 
 impl Drop for PooledBuffer {

@@ -140,8 +140,8 @@ pub fn render_image(seed: u64, index: u64) -> Image {
                 };
                 // Soft 2-px edge, like a slightly defocused object.
                 let cover = ((s.r - d) * 0.5 + 0.5).clamp(0.0, 1.0) * s.alpha;
-                for k in 0..3 {
-                    px[k] += (s.colour[k] - px[k]) * cover;
+                for (p, c) in px.iter_mut().zip(s.colour) {
+                    *p += (c - *p) * cover;
                 }
             }
             for (lattice, amp) in &octaves {

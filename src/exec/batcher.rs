@@ -54,19 +54,24 @@ impl Shared {
                 let results: Vec<_> = indices
                     .par_iter()
                     .map(|&index| {
-                        let mut v = Vec::new();
-                        run(index, SampleOut::Vec(&mut v)).map(|shape| (v, shape))
+                        // Recycled per-sample buffers: no fresh pages per sample.
+                        let mut v = self.sample_buffers.take(0);
+                        run(index, SampleOut::Vec(v.vec_mut())).map(|shape| (v, shape))
                     })
                     .collect();
-                let total = results.iter().flatten().map(|(v, _)| v.len()).sum();
+                let total = results
+                    .iter()
+                    .flatten()
+                    .map(|(v, _)| v.as_slice().len())
+                    .sum();
                 let mut data = self.buffers.take(total);
                 let mut offsets = vec![0];
                 let mut shapes = Vec::new();
                 let mut outcomes = Vec::with_capacity(results.len());
                 for r in results {
                     outcomes.push(r.map(|(v, shape)| {
-                        let start = *offsets.last().unwrap();
-                        data.as_mut_slice()[start..start + v.len()].copy_from_slice(&v);
+                        let (start, v) = (*offsets.last().unwrap(), v.as_slice());
+                        data.as_mut_slice()[start..start + v.len()].copy_from_slice(v);
                         offsets.push(start + v.len());
                         shapes.push(shape);
                     }));

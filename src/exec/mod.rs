@@ -77,6 +77,8 @@ pub struct Shared {
     pub settings: Settings,
     pool: rayon::ThreadPool,
     buffers: Arc<BufferPool>,
+    /// Per-sample staging buffers for ragged batches.
+    sample_buffers: Arc<BufferPool>,
     timers: StageTimers,
 }
 
@@ -106,6 +108,7 @@ impl Shared {
             settings,
             pool,
             buffers: BufferPool::new(),
+            sample_buffers: BufferPool::new(),
             timers: StageTimers::new(names),
         }
     }

@@ -80,9 +80,8 @@ impl Shared {
             SCRATCH.with(|s| *s.borrow_mut() = WorkerScratch::default());
             Err(self.sample_error(index, "executor", format!("internal error: {what}")))
         });
-        match &result {
-            Ok(_) => self.timers.sample_done(),
-            Err(_) => {}
+        if result.is_ok() {
+            self.timers.sample_done();
         }
         result
     }

@@ -3,8 +3,9 @@
 //! - brightness f: `clamp(f·x)`;
 //! - contrast f: `clamp(f·x + (1−f)·mean(gray(img)))`;
 //! - saturation f: `clamp(f·x + (1−f)·gray(pixel))`;
-//! - hue h: RGB→HSV, `H = (H + h) mod 1`, HSV→RGB, back to u8 as `⌊x·255.999⌋`;
-//! where clamp is to [0, 255] followed by truncation, computed in f32. The four adjustments run
+//! - hue h: RGB→HSV, `H = (H + h) mod 1`, HSV→RGB, back to u8 as `⌊x·255.999⌋`.
+//!
+//! Clamp is to [0, 255] followed by truncation, computed in f32. The four adjustments run
 //! in a per-sample random order (torch.randperm(4)).
 
 use super::grayscale::grayscale_value;
