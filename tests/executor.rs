@@ -218,16 +218,26 @@ fn stage_timers_count_every_sample() {
 }
 
 #[test]
-fn fused_flip_normalize_step_is_planned_for_rn50() {
+fn fused_crop_flip_normalize_step_is_planned_for_rn50() {
     let p = Workload::Rn50Train
         .add_ops(Pipeline::builder(jpeg_source(2)))
         .build()
         .unwrap();
     let names: Vec<_> = p.steps().iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["RandomResizedCrop", "RandomHorizontalFlip+Normalize"]
-    );
+    assert_eq!(names, ["RandomResizedCrop+RandomHorizontalFlip+Normalize"]);
+    let p = Workload::Rn50Val
+        .add_ops(Pipeline::builder(jpeg_source(2)))
+        .build()
+        .unwrap();
+    let names: Vec<_> = p.steps().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["Resize", "CenterCrop", "Normalize"]);
+    // Unfused: one step per operator.
+    let p = Workload::Rn50Train
+        .add_ops(Pipeline::builder(jpeg_source(2)))
+        .fuse(false)
+        .build()
+        .unwrap();
+    assert_eq!(p.steps().len(), 3);
 }
 
 #[test]

@@ -21,8 +21,14 @@ use std::sync::Arc;
 pub enum StepKind {
     /// An image-to-image operator (index into the pipeline's operators).
     Image(usize),
-    /// The tensor-producing operator, with a preceding flip folded into its write when fused.
-    Tensor { op: usize, flip: Option<usize> },
+    /// The tensor-producing operator `op`, writing straight into the batch slot. When fused it
+    /// absorbs a directly preceding crop/resize (`resample`, run into per-thread scratch) and a
+    /// directly preceding flip (folded into the write, no pass of its own).
+    Tensor {
+        resample: Option<usize>,
+        flip: Option<usize>,
+        op: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,39 +37,57 @@ pub struct Step {
     pub kind: StepKind,
 }
 
-/// Turn the operator list into executor steps. With `fuse`, a RandomHorizontalFlip directly
-/// before Normalize/Cast is folded into the tensor write (the flip costs no pass of its own).
+fn is_resample(op: &Op) -> bool {
+    matches!(op.spec().kind, OpKind::RandomResizedCrop | OpKind::Resize)
+}
+
+/// Turn the operator list into executor steps. With `fuse`, the pipeline's tail
+/// `[crop/resize] → [flip] → Normalize/Cast` becomes one step: crop+resize into scratch, then the
+/// flip and normalization in the single pass that writes the batch slot.
 pub fn compile_steps(ops: &[Op], fuse: bool) -> Vec<Step> {
-    let mut steps = Vec::new();
-    let mut i = 0;
-    while i < ops.len() {
+    let single = |i: usize| {
         let op = &ops[i];
-        let next = ops.get(i + 1);
-        let flip_then_tensor = op.spec().kind == OpKind::RandomHorizontalFlip
-            && next.is_some_and(|n| n.produces_tensor());
-        if fuse && flip_then_tensor {
-            let tensor = next.unwrap();
-            steps.push(Step {
-                name: format!("{}+{}", op.name(), tensor.name()),
-                kind: StepKind::Tensor {
-                    op: i + 1,
-                    flip: Some(i),
-                },
-            });
-            i += 2;
-            continue;
-        }
         let kind = if op.produces_tensor() {
-            StepKind::Tensor { op: i, flip: None }
+            StepKind::Tensor {
+                resample: None,
+                flip: None,
+                op: i,
+            }
         } else {
             StepKind::Image(i)
         };
-        steps.push(Step {
+        Step {
             name: op.name().to_string(),
             kind,
+        }
+    };
+    let Some(last) = ops
+        .len()
+        .checked_sub(1)
+        .filter(|&l| fuse && ops[l].produces_tensor())
+    else {
+        return (0..ops.len()).map(single).collect();
+    };
+    let mut first = last;
+    let flip =
+        (first > 0 && ops[first - 1].spec().kind == OpKind::RandomHorizontalFlip).then(|| {
+            first -= 1;
+            first
         });
-        i += 1;
-    }
+    let resample = (first > 0 && is_resample(&ops[first - 1])).then(|| {
+        first -= 1;
+        first
+    });
+    let mut steps: Vec<Step> = (0..first).map(single).collect();
+    let names: Vec<&str> = ops[first..].iter().map(|o| o.name()).collect();
+    steps.push(Step {
+        name: names.join("+"),
+        kind: StepKind::Tensor {
+            resample,
+            flip,
+            op: last,
+        },
+    });
     steps
 }
 

@@ -115,7 +115,11 @@ impl Shared {
                     let params = draw(i, &ws.image);
                     self.ops[i].apply_image(&params, &mut ws.image, &mut ws.ops);
                 }
-                StepKind::Tensor { op, flip } => {
+                StepKind::Tensor { resample, flip, op } => {
+                    if let Some(r) = resample {
+                        let params = draw(r, &ws.image);
+                        self.ops[r].apply_image(&params, &mut ws.image, &mut ws.ops);
+                    }
                     let flip = flip.is_some_and(|f| draw(f, &ws.image) == OpParams::Apply(true));
                     let spec = self.ops[op].spec();
                     let (dtype, layout) = match spec.output {
