@@ -4,7 +4,7 @@
 //! executor reuses buffers instead of allocating one per batch.
 
 use crate::error::SampleError;
-use crate::tensor::{DType, Layout};
+use crate::tensor::{DType, HostTensor, Layout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -126,6 +126,15 @@ pub enum Images {
     Ragged(RaggedBatch),
 }
 
+/// One sample taken out of a batch: where it came from and its own tensor (a copy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Dataset index.
+    pub index: u64,
+    pub label: i64,
+    pub tensor: HostTensor,
+}
+
 /// One batch, in sampler order.
 #[derive(Debug)]
 pub struct Batch {
@@ -176,6 +185,24 @@ impl Batch {
         match &self.images {
             Images::Dense(d) => d.sample(i),
             Images::Ragged(r) => r.sample(i),
+        }
+    }
+
+    /// Sample `i` as an owned tensor with its index and label.
+    pub fn sample_owned(&self, i: usize) -> Sample {
+        let (dtype, layout, shape) = match &self.images {
+            Images::Dense(d) => (d.dtype, d.layout, d.shape[1..].to_vec()),
+            Images::Ragged(r) => (r.dtype, r.layout, r.shapes[i].clone()),
+        };
+        Sample {
+            index: self.sample_indices[i],
+            label: self.labels[i],
+            tensor: HostTensor {
+                dtype,
+                shape,
+                layout,
+                data: self.sample(i).to_vec(),
+            },
         }
     }
 }

@@ -17,7 +17,7 @@ mod simd;
 pub mod source;
 pub mod tensor;
 
-pub use batch::{Batch, RaggedBatch};
+pub use batch::{Batch, DenseBatch, RaggedBatch, Sample};
 pub use error::{Error, Result, SampleError, SampleId};
 pub use pipeline::{ErrorPolicy, Pipeline, PipelineBuilder};
 pub use tensor::{DType, HostTensor, Image, Layout};

@@ -257,3 +257,44 @@ fn invalid_pipelines_are_rejected_with_a_reason() {
         .unwrap();
     assert!(err.to_string().contains("batch_size"), "{err}");
 }
+
+#[test]
+fn cast_pipeline_keeps_u8_values_and_samples_come_out_as_tensors() {
+    use sluice::ops::{Cast, CenterCrop};
+    use sluice::tensor::{DType, Layout};
+    let source = jpeg_source(3);
+    let u8_pipeline = Pipeline::builder(source.clone())
+        .op(CenterCrop::new(32))
+        .batch_size(3)
+        .build()
+        .unwrap();
+    let raw = u8_pipeline.epoch(0).unwrap().next().unwrap().unwrap();
+    for (dtype, layout) in [(DType::F32, Layout::Hwc), (DType::F16, Layout::Chw)] {
+        let p = Pipeline::builder(source.clone())
+            .op(CenterCrop::new(32))
+            .op(Cast { dtype, layout })
+            .batch_size(3)
+            .build()
+            .unwrap();
+        let batch = p.epoch(0).unwrap().next().unwrap().unwrap();
+        for i in 0..3 {
+            let sample = batch.sample_owned(i);
+            let pixels = raw.sample_owned(i).tensor;
+            assert_eq!(pixels.shape, [32, 32, 3]);
+            assert_eq!((sample.index, sample.label), (i as u64, i as i64));
+            assert_eq!(sample.tensor.dtype, dtype);
+            for y in 0..32 {
+                for x in 0..32 {
+                    for c in 0..3 {
+                        let at = match layout {
+                            Layout::Hwc => (y * 32 + x) * 3 + c,
+                            Layout::Chw => c * 32 * 32 + y * 32 + x,
+                        };
+                        let want = f32::from(pixels.data[(y * 32 + x) * 3 + c]);
+                        assert_eq!(sample.tensor.get_f32(at), want, "{dtype:?} {layout:?}");
+                    }
+                }
+            }
+        }
+    }
+}

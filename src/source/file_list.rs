@@ -1,7 +1,7 @@
 //! A CSV file list: one `path,label` per line. Relative paths are resolved against the CSV's
 //! directory; a first line whose label is not an integer is taken as a header.
 
-use super::{PathList, Source};
+use super::{FileBacked, PathList};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -52,20 +52,15 @@ impl FileList {
     }
 }
 
-impl Source for FileList {
-    fn len(&self) -> usize {
-        self.list.paths.len()
-    }
-    fn label(&self, index: u64) -> i64 {
-        self.list.labels[index as usize]
-    }
-    fn origin(&self, index: u64) -> String {
-        self.list.origin(index)
-    }
-    fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
-        self.list.read(index, buf)
+impl FileBacked for FileList {
+    fn path_list(&self) -> &PathList {
+        &self.list
     }
     fn describe(&self) -> String {
-        format!("FileList {} ({} files)", self.csv.display(), self.len())
+        format!(
+            "FileList {} ({} files)",
+            self.csv.display(),
+            self.list.paths.len()
+        )
     }
 }

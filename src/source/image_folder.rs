@@ -1,7 +1,7 @@
 //! `root/CLASS/*.{jpg,jpeg,png}`, the torchvision ImageFolder layout. Class index = position of
 //! the class directory name in sorted order; files are sorted within a class.
 
-use super::{PathList, Source};
+use super::{FileBacked, PathList};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -72,24 +72,15 @@ impl ImageFolder {
     }
 }
 
-impl Source for ImageFolder {
-    fn len(&self) -> usize {
-        self.list.paths.len()
-    }
-    fn label(&self, index: u64) -> i64 {
-        self.list.labels[index as usize]
-    }
-    fn origin(&self, index: u64) -> String {
-        self.list.origin(index)
-    }
-    fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
-        self.list.read(index, buf)
+impl FileBacked for ImageFolder {
+    fn path_list(&self) -> &PathList {
+        &self.list
     }
     fn describe(&self) -> String {
         format!(
             "ImageFolder {} ({} images, {} classes)",
             self.root.display(),
-            self.len(),
+            self.list.paths.len(),
             self.classes.len()
         )
     }

@@ -37,16 +37,34 @@ pub(crate) struct PathList {
     pub labels: Vec<i64>,
 }
 
-impl PathList {
-    pub fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+/// A source backed by a [`PathList`]: implementing this gives the whole [`Source`] trait.
+pub(crate) trait FileBacked: Send + Sync {
+    fn path_list(&self) -> &PathList;
+    fn describe(&self) -> String;
+}
+
+impl<T: FileBacked> Source for T {
+    fn len(&self) -> usize {
+        self.path_list().paths.len()
+    }
+
+    fn label(&self, index: u64) -> i64 {
+        self.path_list().labels[index as usize]
+    }
+
+    fn origin(&self, index: u64) -> String {
+        self.path_list().paths[index as usize].display().to_string()
+    }
+
+    fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
         use std::io::Read;
         buf.clear();
-        let mut file = std::fs::File::open(&self.paths[index as usize])?;
+        let mut file = std::fs::File::open(&self.path_list().paths[index as usize])?;
         file.read_to_end(buf)?;
         Ok(())
     }
 
-    pub fn origin(&self, index: u64) -> String {
-        self.paths[index as usize].display().to_string()
+    fn describe(&self) -> String {
+        FileBacked::describe(self)
     }
 }
