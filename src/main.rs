@@ -53,7 +53,13 @@ enum Command {
         /// What to do with a sample that fails to decode or transform
         #[arg(long, value_enum, default_value = "fail")]
         on_error: Policy,
-        /// Print the report as JSON on stdout
+        /// Simulated training step: hold each batch this many ms (measures the data stall)
+        #[arg(long, default_value_t = 0.0)]
+        train_step_ms: f64,
+        /// Draw throughput over time and the per-stage breakdown into this SVG file
+        #[arg(long)]
+        chart: Option<PathBuf>,
+        /// Print the report as JSON on stdout (schema: docs/BENCH_JSON.md)
         #[arg(long)]
         json: bool,
     },
@@ -134,8 +140,18 @@ fn run(cli: Cli) -> sluice::Result<()> {
             prefetch,
             no_fuse,
             on_error,
+            train_step_ms,
+            chart,
             json,
         } => {
+            if let Some(path) = &chart {
+                if path.extension().is_none_or(|e| e != "svg") {
+                    return Err(sluice::Error::InvalidPipeline(format!(
+                        "--chart {}: only SVG charts are written (name the file *.svg)",
+                        path.display()
+                    )));
+                }
+            }
             let workload = Workload::from_name(&workload).ok_or_else(|| {
                 let names: Vec<_> = bench::WORKLOADS.iter().map(|(n, _)| *n).collect();
                 sluice::Error::InvalidPipeline(format!(
@@ -173,9 +189,15 @@ fn run(cli: Cli) -> sluice::Result<()> {
                     Policy::Fail => ErrorPolicy::Fail,
                     Policy::Skip => ErrorPolicy::Skip,
                 },
+                train_step_ms,
                 progress: !json,
             };
             let report = bench::run(source, &opts)?;
+            if let Some(path) = &chart {
+                std::fs::write(path, bench::render_svg(&report))
+                    .map_err(|e| sluice::Error::io(path.display().to_string(), e))?;
+                eprintln!("chart written to {}", path.display());
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap());
             } else {

@@ -79,7 +79,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, bool)> {
         (
             "random bytes",
             (0..5000u32)
-                .map(|i| ((i * 2654435761u32) >> 13) as u8)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
                 .collect(),
             false,
         ),

@@ -64,3 +64,45 @@ fn unknown_workload_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn train_step_stall_and_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let chart = dir.path().join("run.svg");
+    let data = data.to_str().unwrap();
+    sluice(&["gen-data", data, "--n", "8", "--classes", "2"]);
+    let out = sluice(&[
+        "bench",
+        "rn50-train",
+        "--data",
+        data,
+        "--batch",
+        "2",
+        "--epochs",
+        "2",
+        "--train-step-ms",
+        "5",
+        "--chart",
+        chart.to_str().unwrap(),
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["train_step_ms"], 5.0);
+    let stall = report["stall_fraction"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&stall), "{stall}");
+    assert_eq!(report["warmup_batches"], 4, "warm-up is the first epoch");
+    let timeline = report["timeline"].as_array().unwrap();
+    assert!(!timeline.is_empty() && timeline.len() <= 40);
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("DecodeImage [cpu]") && svg.contains("polyline")
+    );
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench", "rn50-train", "--data", data, "--chart", "x.png"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("only SVG"));
+}

@@ -1,12 +1,14 @@
 //! The benchmark harness behind `sluice bench`: built-in workloads, a runner that measures
 //! throughput, latency, CPU time and memory, and the report it prints.
 
+mod chart;
 mod report;
 mod runner;
 mod sys;
 mod workloads;
 
-pub use report::BenchReport;
+pub use chart::render_svg;
+pub use report::{BenchReport, StageRow, TimelinePoint};
 pub use runner::{run, BenchOptions};
 pub use sys::{cpu_seconds, peak_rss_bytes};
 pub use workloads::{Workload, WORKLOADS};

@@ -13,6 +13,14 @@ pub struct StageRow {
     pub share: f64,
 }
 
+/// Throughput over one window of consecutive batches.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    /// When the window's last batch arrived, seconds since the run started.
+    pub t_s: f64,
+    pub images_per_second: f64,
+}
+
 /// Everything one `sluice bench` run measured. Field names are the JSON schema.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -29,6 +37,18 @@ pub struct BenchReport {
     pub skipped: u64,
     pub wall_seconds: f64,
     pub images_per_second: f64,
+    /// Simulated training step per batch (0: none).
+    pub train_step_ms: f64,
+    /// Fraction of wall time the consumer spent waiting for batches (the data stall).
+    pub stall_fraction: f64,
+    /// Batches counted as warm-up: the first epoch when there are several, else the first tenth.
+    pub warmup_batches: usize,
+    /// When the last warm-up batch arrived, seconds since the start.
+    pub warmup_end_s: f64,
+    pub warmup_images_per_second: f64,
+    pub steady_images_per_second: f64,
+    /// Throughput over time: up to 40 points, each over a window of ≥ 3 consecutive batches.
+    pub timeline: Vec<TimelinePoint>,
     /// Process CPU time (user + system) divided by images.
     pub cpu_seconds_per_image: f64,
     /// Time the consumer waited for each batch.
@@ -52,7 +72,25 @@ impl BenchReport {
             "images       {} in {:.2} s   ({} skipped)\n",
             self.images, self.wall_seconds, self.skipped
         );
-        s += &format!("images/s     {:.1}\n", self.images_per_second);
+        s += &format!(
+            "images/s     {:.1}   (warm-up {:.1} over {} batches, steady {:.1})\n",
+            self.images_per_second,
+            self.warmup_images_per_second,
+            self.warmup_batches,
+            self.steady_images_per_second
+        );
+        if self.train_step_ms > 0.0 {
+            s += &format!(
+                "data stall   {:.1}% of wall time waiting for data, with a {:.1} ms training step\n",
+                self.stall_fraction * 100.0,
+                self.train_step_ms
+            );
+        } else {
+            s += &format!(
+                "data stall   {:.1}% (no training step simulated: --train-step-ms)\n",
+                self.stall_fraction * 100.0
+            );
+        }
         s += &format!(
             "CPU s/image  {:.5}   ({:.2} ms of CPU per image)\n",
             self.cpu_seconds_per_image,

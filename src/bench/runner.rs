@@ -1,13 +1,13 @@
 //! Runs a workload for some epochs and measures it.
 
-use super::report::{BenchReport, StageRow};
+use super::report::{BenchReport, StageRow, TimelinePoint};
 use super::sys::{cpu_seconds, peak_rss_bytes};
 use super::workloads::Workload;
 use crate::error::Result;
 use crate::pipeline::{ErrorPolicy, Pipeline, Settings};
 use crate::source::Source;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use xxhash_rust::xxh3::Xxh3;
 
 #[derive(Debug, Clone)]
@@ -20,8 +20,20 @@ pub struct BenchOptions {
     pub prefetch: usize,
     pub fuse: bool,
     pub policy: ErrorPolicy,
+    /// Simulated training step: the consumer holds each batch this long before asking for the
+    /// next (0: consume as fast as possible).
+    pub train_step_ms: f64,
     /// Show a progress bar on stderr.
     pub progress: bool,
+}
+
+/// When each batch arrived and how long the consumer waited for it.
+struct Arrival {
+    epoch: u32,
+    /// Seconds since the run started, when the batch was handed over.
+    at: f64,
+    waited: f64,
+    images: u64,
 }
 
 /// Run the benchmark over `source`.
@@ -59,28 +71,39 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     let before = pipeline.stats();
     let cpu0 = cpu_seconds();
     let start = Instant::now();
+    let step = Duration::from_secs_f64(opts.train_step_ms.max(0.0) / 1e3);
     let mut hasher = Xxh3::new();
-    let mut latencies_ms = Vec::with_capacity(total_batches as usize);
-    let mut images = 0u64;
+    let mut arrivals = Vec::with_capacity(total_batches as usize);
     for epoch in 0..opts.epochs {
         let mut batches = pipeline.epoch(epoch)?;
         loop {
-            let waited = Instant::now();
+            let asked = Instant::now();
             let Some(batch) = batches.next() else { break };
             let batch = batch?;
-            latencies_ms.push(waited.elapsed().as_secs_f64() * 1e3);
+            let now = Instant::now();
+            arrivals.push(Arrival {
+                epoch,
+                at: (now - start).as_secs_f64(),
+                waited: (now - asked).as_secs_f64(),
+                images: batch.len() as u64,
+            });
             hasher.update(batch.bytes());
             for label in &batch.labels {
                 hasher.update(&label.to_le_bytes());
             }
-            images += batch.len() as u64;
             bar.inc(1);
+            if !step.is_zero() {
+                // The training step holds the batch; the pipeline keeps prefetching meanwhile.
+                std::thread::sleep(step);
+            }
         }
     }
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     bar.finish_and_clear();
     let stats = pipeline.stats().since(&before);
+    let images: u64 = arrivals.iter().map(|a| a.images).sum();
+    let phases = Phases::split(&arrivals, opts.epochs);
 
     let stage_total: u64 = stats.stages.iter().map(|s| s.total_ns).sum();
     let stages = stats
@@ -93,6 +116,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
             share: s.total_ns as f64 / stage_total.max(1) as f64,
         })
         .collect();
+    let mut latencies_ms: Vec<f64> = arrivals.iter().map(|a| a.waited * 1e3).collect();
     latencies_ms.sort_by(f64::total_cmp);
     let pct = |p: f64| -> f64 {
         if latencies_ms.is_empty() {
@@ -101,6 +125,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         let i = ((latencies_ms.len() - 1) as f64 * p).round() as usize;
         latencies_ms[i]
     };
+    let waited: f64 = arrivals.iter().map(|a| a.waited).sum();
     Ok(BenchReport {
         workload: opts.workload.name().to_string(),
         source: source.describe(),
@@ -113,6 +138,13 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         skipped: stats.skipped,
         wall_seconds: wall,
         images_per_second: images as f64 / wall,
+        train_step_ms: opts.train_step_ms,
+        stall_fraction: waited / wall.max(f64::MIN_POSITIVE),
+        warmup_batches: phases.warmup_batches,
+        warmup_end_s: phases.warmup_end,
+        warmup_images_per_second: phases.warmup_rate,
+        steady_images_per_second: phases.steady_rate,
+        timeline: timeline(&arrivals),
         cpu_seconds_per_image: cpu / images.max(1) as f64,
         batch_latency_p50_ms: pct(0.5),
         batch_latency_p99_ms: pct(0.99),
@@ -121,4 +153,117 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         checksum: format!("{:016x}", hasher.digest()),
         stages,
     })
+}
+
+/// Warm-up (the first epoch when there are several, else the first tenth of the batches) and
+/// steady state, each with its own rate.
+struct Phases {
+    warmup_batches: usize,
+    warmup_end: f64,
+    warmup_rate: f64,
+    steady_rate: f64,
+}
+
+impl Phases {
+    fn split(arrivals: &[Arrival], epochs: u32) -> Phases {
+        let n = arrivals.len();
+        let warmup_batches = if epochs > 1 {
+            arrivals.iter().filter(|a| a.epoch == 0).count()
+        } else {
+            n.div_ceil(10)
+        }
+        .min(n);
+        let rate = |from: f64, part: &[Arrival]| {
+            let images: u64 = part.iter().map(|a| a.images).sum();
+            let until = part.last().map_or(from, |a| a.at);
+            if until > from {
+                images as f64 / (until - from)
+            } else {
+                0.0
+            }
+        };
+        let (warm, steady) = arrivals.split_at(warmup_batches);
+        let warm_end = warm.last().map_or(0.0, |a| a.at);
+        Phases {
+            warmup_batches,
+            warmup_end: warm_end,
+            warmup_rate: rate(0.0, warm),
+            steady_rate: rate(warm_end, steady),
+        }
+    }
+}
+
+/// Images/s over time: consecutive batches grouped into up to 40 windows of at least 3 batches
+/// (so batch-sized bursts do not read as spikes), each point at its window's end.
+fn timeline(arrivals: &[Arrival]) -> Vec<TimelinePoint> {
+    let n = arrivals.len();
+    let window = n.div_ceil(40).max(3.min(n)).max(1);
+    let mut points = Vec::new();
+    let mut since = 0.0;
+    for chunk in arrivals.chunks(window) {
+        let end = chunk.last().unwrap().at;
+        let images: u64 = chunk.iter().map(|a| a.images).sum();
+        if end > since {
+            points.push(TimelinePoint {
+                t_s: end,
+                images_per_second: images as f64 / (end - since),
+            });
+        }
+        since = end;
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrivals(spec: &[(u32, f64, u64)]) -> Vec<Arrival> {
+        spec.iter()
+            .map(|&(epoch, at, images)| Arrival {
+                epoch,
+                at,
+                waited: 0.0,
+                images,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn warm_up_is_the_first_epoch_when_there_are_several() {
+        // Epoch 0: 2 batches of 10 by t=2 s (10/s); epoch 1: 3 batches of 10 from t=2 to t=3.
+        let a = arrivals(&[
+            (0, 1.0, 10),
+            (0, 2.0, 10),
+            (1, 2.5, 10),
+            (1, 2.8, 10),
+            (1, 3.0, 10),
+        ]);
+        let p = Phases::split(&a, 2);
+        assert_eq!(p.warmup_batches, 2);
+        assert!((p.warmup_rate - 10.0).abs() < 1e-9);
+        assert!((p.steady_rate - 30.0).abs() < 1e-9);
+        // One epoch: the first tenth (rounded up) is warm-up.
+        let p = Phases::split(&a, 1);
+        assert_eq!(p.warmup_batches, 1);
+    }
+
+    #[test]
+    fn timeline_windows_account_for_every_image() {
+        // 6 batches, windows of 3: 12 images by t=0.5 (24/s), then 24 images by t=1.5 (24/s).
+        let a = arrivals(&[
+            (0, 0.1, 4),
+            (0, 0.2, 4),
+            (0, 0.5, 4),
+            (0, 0.9, 8),
+            (0, 1.0, 8),
+            (0, 1.5, 8),
+        ]);
+        let t = timeline(&a);
+        assert_eq!(t.len(), 2);
+        assert!((t[0].t_s - 0.5).abs() < 1e-12 && (t[1].t_s - 1.5).abs() < 1e-12);
+        assert!((t[0].images_per_second - 24.0).abs() < 1e-9);
+        assert!((t[1].images_per_second - 24.0).abs() < 1e-9);
+        assert!(timeline(&[]).is_empty());
+    }
 }
