@@ -56,7 +56,7 @@ enum Command {
         /// Simulated training step: hold each batch this many ms (measures the data stall)
         #[arg(long, default_value_t = 0.0)]
         train_step_ms: f64,
-        /// Draw throughput over time and the per-stage breakdown into this SVG file
+        /// Draw throughput over time and the per-stage breakdown into this .svg or .png file
         #[arg(long)]
         chart: Option<PathBuf>,
         /// Print the report as JSON on stdout (schema: docs/BENCH_JSON.md)
@@ -145,9 +145,9 @@ fn run(cli: Cli) -> sluice::Result<()> {
             json,
         } => {
             if let Some(path) = &chart {
-                if path.extension().is_none_or(|e| e != "svg") {
+                if !path.extension().is_some_and(|e| e == "svg" || e == "png") {
                     return Err(sluice::Error::InvalidPipeline(format!(
-                        "--chart {}: only SVG charts are written (name the file *.svg)",
+                        "--chart {}: name the file *.svg or *.png",
                         path.display()
                     )));
                 }
@@ -194,7 +194,13 @@ fn run(cli: Cli) -> sluice::Result<()> {
             };
             let report = bench::run(source, &opts)?;
             if let Some(path) = &chart {
-                std::fs::write(path, bench::render_svg(&report))
+                let chart = bench::chart_layout(&report);
+                let bytes = if path.extension().is_some_and(|e| e == "png") {
+                    chart.to_png()
+                } else {
+                    chart.to_svg().into_bytes()
+                };
+                std::fs::write(path, bytes)
                     .map_err(|e| sluice::Error::io(path.display().to_string(), e))?;
                 eprintln!("chart written to {}", path.display());
             }

@@ -99,10 +99,22 @@ fn train_step_stall_and_chart() {
         svg.starts_with("<svg") && svg.contains("DecodeImage [cpu]") && svg.contains("polyline")
     );
 
+    let png = dir.path().join("run.png");
+    sluice(&[
+        "bench",
+        "rn50-val",
+        "--data",
+        data,
+        "--chart",
+        png.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+
     let bad = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["bench", "rn50-train", "--data", data, "--chart", "x.png"])
+        .args(["bench", "rn50-train", "--data", data, "--chart", "x.gif"])
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("only SVG"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("*.svg or *.png"));
 }

@@ -7,7 +7,7 @@ mod runner;
 mod sys;
 mod workloads;
 
-pub use chart::render_svg;
+pub use chart::{layout as chart_layout, Chart, Shape};
 pub use report::{BenchReport, StageRow, TimelinePoint};
 pub use runner::{run, BenchOptions};
 pub use sys::{cpu_seconds, peak_rss_bytes};
