@@ -121,11 +121,8 @@ impl Shared {
                         self.ops[r].apply_image(&params, &mut ws.image, &mut ws.ops);
                     }
                     let flip = flip.is_some_and(|f| draw(f, &ws.image) == OpParams::Apply(true));
-                    let spec = self.ops[op].spec();
-                    let (dtype, layout) = match spec.output {
-                        crate::ops::ValueKind::Tensor { dtype, layout } => (dtype, layout),
-                        _ => unreachable!("tensor step without tensor output"),
-                    };
+                    // The tensor operator ends the pipeline, so its type is the output's.
+                    let (dtype, layout) = (self.output.dtype, self.output.layout);
                     let sample_shape =
                         image_shape(ws.image.height as usize, ws.image.width as usize, layout);
                     let len = sample_shape.iter().product::<usize>() * dtype.size();
