@@ -206,6 +206,9 @@ fn output_spec(ops: &[Op]) -> Result<OutputSpec> {
     let mut size: Option<(u32, u32)> = None; // None: data-dependent
     let mut tensor: Option<(DType, Layout)> = None;
     for (i, op) in ops.iter().enumerate() {
+        op.validate().map_err(|e| {
+            Error::InvalidPipeline(format!("{} (operator {}): {e}", op.name(), i + 1))
+        })?;
         let spec = op.spec();
         if tensor.is_some() {
             return Err(Error::InvalidPipeline(format!(

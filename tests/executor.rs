@@ -256,6 +256,32 @@ fn invalid_pipelines_are_rejected_with_a_reason() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("batch_size"), "{err}");
+    use sluice::ops::{ColorJitter, GaussianBlur, RandomResizedCrop};
+    let bad: Vec<(sluice::ops::Op, &str)> = vec![
+        (GaussianBlur::new(4, (0.1, 2.0)).into(), "must be odd"),
+        (GaussianBlur::new(5, (0.0, 2.0)).into(), "sigma"),
+        (RandomHorizontalFlip::new(1.5).into(), "probability 1.5"),
+        (ColorJitter::new(0.4, 0.4, 0.4, 0.7).into(), "hue"),
+        (RandomResizedCrop::new(0).into(), "at least 1x1"),
+        (
+            Normalize {
+                std: [0.2, 0.0, 0.2],
+                ..Normalize::imagenet()
+            }
+            .into(),
+            "std 0",
+        ),
+    ];
+    for (op, want) in bad {
+        let name = op.name();
+        let err = Pipeline::builder(jpeg_source(2))
+            .op(op)
+            .build()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(name) && err.contains(want), "{err}");
+    }
 }
 
 #[test]

@@ -87,6 +87,81 @@ impl Op {
         self.spec().kind.name()
     }
 
+    /// Check the configuration; the message says which setting is wrong and why.
+    pub fn validate(&self) -> Result<(), String> {
+        let probability = |p: f32| {
+            if (0.0..=1.0).contains(&p) {
+                Ok(())
+            } else {
+                Err(format!("probability {p} is not in [0, 1]"))
+            }
+        };
+        let range = |what: &str, (lo, hi): (f64, f64)| {
+            if lo > 0.0 && lo <= hi && hi.is_finite() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} range ({lo}, {hi}) must satisfy 0 < low <= high"
+                ))
+            }
+        };
+        let size = |h: u32, w: u32| {
+            if h > 0 && w > 0 {
+                Ok(())
+            } else {
+                Err(format!("output size {w}x{h} must be at least 1x1"))
+            }
+        };
+        match self {
+            Op::RandomResizedCrop(o) => {
+                size(o.height, o.width)?;
+                range("scale", o.scale)?;
+                if o.scale.1 > 1.0 {
+                    return Err(format!("scale upper bound {} exceeds 1", o.scale.1));
+                }
+                range("ratio", o.ratio)
+            }
+            Op::Resize(o) => size(o.shorter_side, o.shorter_side),
+            Op::CenterCrop(o) => size(o.height, o.width),
+            Op::RandomHorizontalFlip(o) => probability(o.p),
+            Op::RandomGrayscale(o) => probability(o.p),
+            Op::ColorJitter(o) => {
+                probability(o.p)?;
+                for (name, r) in [
+                    ("brightness", o.brightness),
+                    ("contrast", o.contrast),
+                    ("saturation", o.saturation),
+                ] {
+                    if let Some((lo, hi)) = r {
+                        if !(lo >= 0.0 && lo <= hi && hi.is_finite()) {
+                            return Err(format!(
+                                "{name} factors ({lo}, {hi}) must satisfy 0 <= low <= high"
+                            ));
+                        }
+                    }
+                }
+                match o.hue {
+                    Some((lo, hi)) if !(-0.5 <= lo && lo <= hi && hi <= 0.5) => {
+                        Err(format!("hue shifts ({lo}, {hi}) must lie in [-0.5, 0.5]"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Op::GaussianBlur(o) => {
+                probability(o.p)?;
+                if o.kernel_size % 2 == 0 {
+                    return Err(format!("kernel size {} must be odd", o.kernel_size));
+                }
+                range("sigma", (f64::from(o.sigma.0), f64::from(o.sigma.1)))
+            }
+            Op::Normalize(o) => match o.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
+                Some(s) => Err(format!("std {s} must be positive")),
+                None => Ok(()),
+            },
+            Op::Cast(_) => Ok(()),
+        }
+    }
+
     /// Draw this operator's parameters for an input image of `width`×`height`.
     pub fn draw(&self, rng: &mut impl Uniform, width: u32, height: u32) -> OpParams {
         match self {
