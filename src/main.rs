@@ -50,6 +50,10 @@ enum Command {
         /// Run every operator as its own pass (for comparison with the fused plan)
         #[arg(long)]
         no_fuse: bool,
+        /// Keep decoded images (and the leading non-random operators' output) in memory across
+        /// epochs, up to this many MiB
+        #[arg(long, default_value_t = 0)]
+        cache_mib: usize,
         /// What to do with a sample that fails to decode or transform
         #[arg(long, value_enum, default_value = "fail")]
         on_error: Policy,
@@ -139,6 +143,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             seed,
             prefetch,
             no_fuse,
+            cache_mib,
             on_error,
             train_step_ms,
             chart,
@@ -185,6 +190,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 seed,
                 prefetch,
                 fuse: !no_fuse,
+                cache_mib,
                 policy: match on_error {
                     Policy::Fail => ErrorPolicy::Fail,
                     Policy::Skip => ErrorPolicy::Skip,

@@ -73,6 +73,9 @@ pub struct Settings {
     pub policy: ErrorPolicy,
     /// Fold a flip into the tensor write that follows it (same bytes, one pass fewer).
     pub fuse: bool,
+    /// Memory budget for caching the deterministic prefix (decode and the leading non-random
+    /// operators) across epochs; 0 disables the cache.
+    pub cache_bytes: usize,
 }
 
 impl Default for Settings {
@@ -86,6 +89,7 @@ impl Default for Settings {
             prefetch: 2,
             policy: ErrorPolicy::Fail,
             fuse: true,
+            cache_bytes: 0,
         }
     }
 }
@@ -158,6 +162,12 @@ impl PipelineBuilder {
         self.settings.fuse = yes;
         self
     }
+    /// Cache decoded images (and the output of the leading non-random operators) in memory, up
+    /// to `bytes`, so epochs after the first skip reading and decoding those samples.
+    pub fn cache_bytes(mut self, bytes: usize) -> Self {
+        self.settings.cache_bytes = bytes;
+        self
+    }
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
         self
@@ -181,7 +191,12 @@ impl PipelineBuilder {
             )));
         }
         let output = output_spec(&self.ops)?;
-        let steps = exec::compile_steps(&self.ops, s.fuse);
+        let keep_separate = if s.cache_bytes > 0 {
+            exec::deterministic_prefix(&self.ops)
+        } else {
+            0
+        };
+        let steps = exec::compile_steps(&self.ops, s.fuse, keep_separate);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(s.threads)
             .thread_name(|i| format!("sluice-worker-{i}"))
@@ -309,6 +324,17 @@ impl Pipeline {
             Some(shape) => format!("dense {shape:?}"),
             None => "ragged".to_string(),
         };
+        if s.cache_bytes > 0 {
+            let prefix = exec::deterministic_prefix(&inner.ops);
+            let names: Vec<&str> = std::iter::once("DecodeImage")
+                .chain(inner.ops[..prefix].iter().map(|o| o.name()))
+                .collect();
+            out += &format!(
+                "cache: output of {} kept in memory, budget {} MiB\n",
+                names.join("+"),
+                s.cache_bytes >> 20
+            );
+        }
         out += &format!(
             "output: {} {} {}\nbatch {} (drop_last {}), shuffle {}, seed {}, threads {}, prefetch {}, on error {:?}\n",
             shape,

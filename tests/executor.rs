@@ -324,3 +324,74 @@ fn cast_pipeline_keeps_u8_values_and_samples_come_out_as_tensors() {
         }
     }
 }
+
+#[test]
+fn prefix_cache_gives_identical_batches_and_respects_its_budget() {
+    let source = jpeg_source(12);
+    for workload in [Workload::Simclr, Workload::Rn50Val] {
+        let build = |cache_bytes| {
+            workload
+                .add_ops(Pipeline::builder(source.clone()))
+                .batch_size(5)
+                .shuffle(true)
+                .seed(3)
+                .threads(3)
+                .cache_bytes(cache_bytes)
+                .build()
+                .unwrap()
+        };
+        let plain = build(0);
+        let cached = build(1 << 30);
+        for epoch in 0..3 {
+            assert!(
+                epoch_contents(&plain, epoch) == epoch_contents(&cached, epoch),
+                "{workload:?} epoch {epoch}: the cache changed the output"
+            );
+        }
+        let stats = cached.stats();
+        assert_eq!(
+            stats.cache_hits, 24,
+            "{workload:?}: epochs 1 and 2 served from cache"
+        );
+        assert!(
+            stats.stages[1].calls == 12,
+            "{workload:?}: decoded once per sample"
+        );
+
+        // A budget for about 3 samples: never exceeded, the rest recomputed.
+        let one = stats.cache_bytes / 12;
+        let small = build((3 * one + one / 2) as usize);
+        for epoch in 0..2 {
+            assert!(epoch_contents(&small, epoch) == epoch_contents(&plain, epoch));
+        }
+        let s = small.stats();
+        assert!(
+            s.cache_bytes <= 3 * one + one / 2,
+            "{} > budget",
+            s.cache_bytes
+        );
+        assert!(
+            s.cache_hits > 0 && s.cache_hits < 12,
+            "{workload:?}: {} hits",
+            s.cache_hits
+        );
+    }
+}
+
+#[test]
+fn cached_prefix_is_never_fused_into_the_tail() {
+    use sluice::ops::{Normalize, Resize};
+    let build = |cache| {
+        Pipeline::builder(jpeg_source(2))
+            .op(Resize::new(64))
+            .op(Normalize::imagenet())
+            .cache_bytes(cache)
+            .build()
+            .unwrap()
+    };
+    let names =
+        |p: &Pipeline| -> Vec<String> { p.steps().iter().map(|s| s.name.clone()).collect() };
+    assert_eq!(names(&build(0)), ["Resize+Normalize"]);
+    assert_eq!(names(&build(1 << 20)), ["Resize", "Normalize"]);
+    assert!(build(1 << 20).describe().contains("DecodeImage+Resize"));
+}

@@ -57,6 +57,9 @@ pub struct BenchReport {
     pub peak_rss_mib: f64,
     /// Batch buffers allocated rather than reused (bounded by the prefetch depth).
     pub buffer_allocations: u64,
+    /// Samples served from the prefix cache (`--cache-mib`), and its size at the end.
+    pub cache_hits: u64,
+    pub cache_mib: f64,
     /// xxh3-64 over every batch's bytes and labels in order: equal across thread counts.
     pub checksum: String,
     pub stages: Vec<StageRow>,
@@ -104,6 +107,12 @@ impl BenchReport {
             "peak RSS     {:.1} MiB   (batch buffers allocated: {})\n",
             self.peak_rss_mib, self.buffer_allocations
         );
+        if self.cache_hits > 0 || self.cache_mib > 0.0 {
+            s += &format!(
+                "cache        {} hits, {:.1} MiB held\n",
+                self.cache_hits, self.cache_mib
+            );
+        }
         s += &format!("checksum     {}\n\n", self.checksum);
         s += &format!(
             "{:<40} {:>10} {:>12} {:>7}\n",

@@ -19,6 +19,8 @@ pub struct BenchOptions {
     pub seed: u64,
     pub prefetch: usize,
     pub fuse: bool,
+    /// Prefix cache budget in MiB (0: off).
+    pub cache_mib: usize,
     pub policy: ErrorPolicy,
     /// Simulated training step: the consumer holds each batch this long before asking for the
     /// next (0: consume as fast as possible).
@@ -47,6 +49,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         prefetch: opts.prefetch,
         policy: opts.policy,
         fuse: opts.fuse,
+        cache_bytes: opts.cache_mib << 20,
     };
     let pipeline = opts
         .workload
@@ -150,6 +153,8 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         batch_latency_p99_ms: pct(0.99),
         peak_rss_mib: peak_rss_bytes() as f64 / (1024.0 * 1024.0),
         buffer_allocations: stats.buffer_allocations,
+        cache_hits: stats.cache_hits,
+        cache_mib: stats.cache_bytes as f64 / (1024.0 * 1024.0),
         checksum: format!("{:016x}", hasher.digest()),
         stages,
     })

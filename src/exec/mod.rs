@@ -2,6 +2,7 @@
 //! pooled buffers, delivered in sampler order through a bounded prefetch window.
 
 mod batcher;
+mod cache;
 mod iter;
 mod sample;
 mod stats;
@@ -13,6 +14,7 @@ use crate::batch::BufferPool;
 use crate::ops::{DecodeImage, Op, OpKind};
 use crate::pipeline::{OutputSpec, Settings};
 use crate::source::Source;
+use cache::PrefixCache;
 use stats::StageTimers;
 use std::sync::Arc;
 
@@ -41,10 +43,19 @@ fn is_resample(op: &Op) -> bool {
     matches!(op.spec().kind, OpKind::RandomResizedCrop | OpKind::Resize)
 }
 
+/// Number of leading operators that draw no random numbers (and produce an image): with decode,
+/// the deterministic prefix whose output can be cached across epochs.
+pub fn deterministic_prefix(ops: &[Op]) -> usize {
+    ops.iter()
+        .take_while(|op| !op.spec().random && !op.produces_tensor())
+        .count()
+}
+
 /// Turn the operator list into executor steps. With `fuse`, the pipeline's tail
 /// `[crop/resize] → [flip] → Normalize/Cast` becomes one step: crop+resize into scratch, then the
-/// flip and normalization in the single pass that writes the batch slot.
-pub fn compile_steps(ops: &[Op], fuse: bool) -> Vec<Step> {
+/// flip and normalization in the single pass that writes the batch slot. The first
+/// `keep_separate` operators always get a step each (the cache boundary must fall between steps).
+pub fn compile_steps(ops: &[Op], fuse: bool, keep_separate: usize) -> Vec<Step> {
     let single = |i: usize| {
         let op = &ops[i];
         let kind = if op.produces_tensor() {
@@ -69,12 +80,13 @@ pub fn compile_steps(ops: &[Op], fuse: bool) -> Vec<Step> {
         return (0..ops.len()).map(single).collect();
     };
     let mut first = last;
-    let flip =
-        (first > 0 && ops[first - 1].spec().kind == OpKind::RandomHorizontalFlip).then(|| {
+    let flip = (first > keep_separate
+        && ops[first - 1].spec().kind == OpKind::RandomHorizontalFlip)
+        .then(|| {
             first -= 1;
             first
         });
-    let resample = (first > 0 && is_resample(&ops[first - 1])).then(|| {
+    let resample = (first > keep_separate && is_resample(&ops[first - 1])).then(|| {
         first -= 1;
         first
     });
@@ -104,6 +116,7 @@ pub struct Shared {
     /// Per-sample staging buffers for ragged batches.
     sample_buffers: Arc<BufferPool>,
     timers: StageTimers,
+    cache: Option<PrefixCache>,
 }
 
 /// Timer slots: read, decode, then one per step.
@@ -121,6 +134,14 @@ impl Shared {
         settings: Settings,
         pool: rayon::ThreadPool,
     ) -> Self {
+        let cache = (settings.cache_bytes > 0).then(|| {
+            // Prefix operators are single steps (see `compile_steps`), so steps = operators.
+            PrefixCache::new(
+                source.len(),
+                settings.cache_bytes,
+                deterministic_prefix(&ops),
+            )
+        });
         let mut names = vec!["read".to_string(), "DecodeImage".to_string()];
         names.extend(steps.iter().map(|s| s.name.clone()));
         Shared {
@@ -134,6 +155,7 @@ impl Shared {
             buffers: BufferPool::new(),
             sample_buffers: BufferPool::new(),
             timers: StageTimers::new(names),
+            cache,
         }
     }
 
@@ -148,6 +170,11 @@ impl Shared {
     }
 
     pub fn stats(&self) -> RunStats {
-        self.timers.snapshot(self.buffers.allocations())
+        let (hits, bytes) = self
+            .cache
+            .as_ref()
+            .map_or((0, 0), |c| (c.hits(), c.bytes() as u64));
+        self.timers
+            .snapshot(self.buffers.allocations(), hits, bytes)
     }
 }

@@ -94,14 +94,27 @@ impl Shared {
         mut out: SampleOut<'_>,
     ) -> Result<Vec<usize>, SampleError> {
         let t = Instant::now();
-        self.source
-            .read(index, &mut ws.bytes)
-            .map_err(|e| self.sample_error(index, "read", e.to_string()))?;
-        let t = self.timers.record(READ_STAGE, t);
-        self.decode
-            .decode(&ws.bytes, &mut ws.image)
-            .map_err(|m| self.sample_error(index, "DecodeImage", m))?;
-        let mut t = self.timers.record(DECODE_STAGE, t);
+        let cache = self.cache.as_ref();
+        let (first_step, mut t) = match cache.and_then(|c| c.get(index)) {
+            Some(image) => {
+                ws.image.clone_from(image);
+                (cache.unwrap().prefix_steps, t)
+            }
+            None => {
+                self.source
+                    .read(index, &mut ws.bytes)
+                    .map_err(|e| self.sample_error(index, "read", e.to_string()))?;
+                let t = self.timers.record(READ_STAGE, t);
+                self.decode
+                    .decode(&ws.bytes, &mut ws.image)
+                    .map_err(|m| self.sample_error(index, "DecodeImage", m))?;
+                let t = self.timers.record(DECODE_STAGE, t);
+                if let Some(c) = cache.filter(|c| c.prefix_steps == 0) {
+                    c.offer(index, &ws.image);
+                }
+                (0, t)
+            }
+        };
 
         let seed = self.settings.seed;
         let draw = |i: usize, image: &Image| {
@@ -109,7 +122,7 @@ impl Shared {
             self.ops[i].draw(&mut rng, image.width, image.height)
         };
         let mut shape = None;
-        for (s, step) in self.steps.iter().enumerate() {
+        for (s, step) in self.steps.iter().enumerate().skip(first_step) {
             match step.kind {
                 StepKind::Image(i) => {
                     let params = draw(i, &ws.image);
@@ -134,6 +147,9 @@ impl Shared {
                 }
             }
             t = self.timers.record(FIRST_STEP_STAGE + s, t);
+            if let Some(c) = cache.filter(|c| c.prefix_steps == s + 1 && first_step == 0) {
+                c.offer(index, &ws.image);
+            }
         }
         match shape {
             Some(shape) => Ok(shape),

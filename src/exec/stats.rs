@@ -38,7 +38,7 @@ impl StageTimers {
         self.skipped.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self, buffer_allocations: u64) -> RunStats {
+    pub fn snapshot(&self, buffer_allocations: u64, cache_hits: u64, cache_bytes: u64) -> RunStats {
         RunStats {
             stages: self
                 .names
@@ -53,6 +53,8 @@ impl StageTimers {
             samples: self.samples.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             buffer_allocations,
+            cache_hits,
+            cache_bytes,
         }
     }
 }
@@ -81,6 +83,10 @@ pub struct RunStats {
     pub skipped: u64,
     /// Batch buffers allocated rather than reused.
     pub buffer_allocations: u64,
+    /// Samples served from the prefix cache (read and decode skipped).
+    pub cache_hits: u64,
+    /// Bytes held by the prefix cache.
+    pub cache_bytes: u64,
 }
 
 impl RunStats {
@@ -100,6 +106,8 @@ impl RunStats {
             samples: self.samples - earlier.samples,
             skipped: self.skipped - earlier.skipped,
             buffer_allocations: self.buffer_allocations - earlier.buffer_allocations,
+            cache_hits: self.cache_hits - earlier.cache_hits,
+            cache_bytes: self.cache_bytes,
         }
     }
 }
