@@ -246,3 +246,57 @@ fn tiny_images_pass_through_every_workload() {
         assert!(values.iter().all(|v| v.is_finite()), "{workload:?}");
     }
 }
+
+#[test]
+fn randomly_mutated_files_never_panic_hang_or_overallocate() {
+    use sluice::rng::{SampleRng, Uniform};
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("mutation seed {seed}");
+    let originals = [
+        jpeg_samples(1, 5).remove(0).0,
+        png(16, 9, ColorSpace::RGB, &[77; 16 * 9 * 3]),
+    ];
+    let decoder = DecodeImage::new(DecodeLimits {
+        max_pixels: 4 << 20,
+        max_side: 8192,
+    });
+    let mut out = Image::default();
+    let started = std::time::Instant::now();
+    for case in 0..300u64 {
+        let mut rng = SampleRng::new(seed, 0, case, 0);
+        let mut bytes = originals[case as usize % 2].clone();
+        match rng.below(3) {
+            // Flip a few random bytes (header or data).
+            0 => {
+                for _ in 0..=rng.below(8) {
+                    let i = rng.below(bytes.len() as u64) as usize;
+                    bytes[i] ^= 1 << rng.below(8);
+                }
+            }
+            // Cut the file short.
+            1 => bytes.truncate(rng.below(bytes.len() as u64) as usize),
+            // Overwrite a run with one value.
+            _ => {
+                let start = rng.below(bytes.len() as u64) as usize;
+                let end = (start + 1 + rng.below(64) as usize).min(bytes.len());
+                let v = rng.below(256) as u8;
+                bytes[start..end].fill(v);
+            }
+        }
+        // Either outcome is fine; a panic escaping, a hang or a huge allocation is not.
+        let result = decoder.decode(&bytes, &mut out);
+        if result.is_ok() {
+            assert!(
+                out.data.len() <= 3 * (4 << 20),
+                "case {case}: decoded past the limit"
+            );
+        }
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "decoding stalled"
+    );
+}
