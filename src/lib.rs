@@ -4,6 +4,7 @@
 //! threads with bounded memory, output in sampler order, and results that do not depend on thread
 //! count or timing. See `ARCHITECTURE.md` for the map of modules.
 
+pub mod backend;
 pub mod batch;
 pub mod bench;
 pub mod error;
