@@ -59,3 +59,56 @@ fn normalize_flip_kernel_matches_the_cpu_path() {
         }
     }
 }
+
+#[test]
+fn color_jitter_kernel_matches_the_cpu_path() {
+    use sluice::ops::{ColorJitter, JitterParams, Op, OpParams, Scratch};
+    let Some(ctx) = context() else { return };
+    let seed = test_seed();
+    let jitter = ColorJitter::new(0.4, 0.4, 0.4, 0.1);
+    let cpu = |image: &sluice::tensor::Image, p: &JitterParams| {
+        let mut out = image.clone();
+        Op::from(jitter.clone()).apply_image(
+            &OpParams::Jitter(*p),
+            &mut out,
+            &mut Scratch::default(),
+        );
+        out
+    };
+    // One adjustment at a time (tolerance 1: GPU float division and fused multiply-adds may land
+    // on the other side of a truncation), then all four in each sample's random order.
+    for only in [Some(0usize), Some(1), Some(2), Some(3), None] {
+        let mut r = rng(seed, only.map_or(9, |o| o as u64));
+        let (w, h, n) = (29, 17, 6); // 493 pixels: not a multiple of the 4-pixel groups
+        let mut images: Vec<_> = (0..n).map(|_| random_image(&mut r, w, h)).collect();
+        let params: Vec<JitterParams> = (0..n)
+            .map(|_| {
+                let mut p = jitter.draw(&mut r);
+                p.apply = true;
+                if let Some(o) = only {
+                    for (k, f) in p.factors.iter_mut().enumerate() {
+                        if k != o {
+                            *f = None;
+                        }
+                    }
+                }
+                p
+            })
+            .collect();
+        let want: Vec<_> = images.iter().zip(&params).map(|(i, p)| cpu(i, p)).collect();
+        ctx.color_jitter_batch(&mut images, &params).unwrap();
+        let tolerance = if only.is_some() { 1 } else { 2 };
+        let mut differing = 0usize;
+        for (got, want) in images.iter().zip(&want) {
+            for (a, b) in got.data.iter().zip(&want.data) {
+                assert!(a.abs_diff(*b) <= tolerance, "{only:?}: gpu {a} cpu {b}");
+                differing += usize::from(a != b);
+            }
+        }
+        let total = n * (w * h) as usize * 3;
+        assert!(
+            differing * 100 <= total,
+            "{only:?}: {differing} of {total} values differ"
+        );
+    }
+}
