@@ -112,3 +112,65 @@ fn color_jitter_kernel_matches_the_cpu_path() {
         );
     }
 }
+
+/// u8 results: every value within 1 of the CPU's, and at most 1% of values off at all (a GPU
+/// may round a product or sum that lies on a truncation boundary the other way).
+fn assert_close(got: &sluice::tensor::Image, want: &sluice::tensor::Image, what: &str) {
+    let d = common::max_diff(got, want);
+    assert!(d <= 1, "{what}: max diff {d}");
+    let off = got
+        .data
+        .iter()
+        .zip(&want.data)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        off * 100 <= got.data.len(),
+        "{what}: {off} of {} values differ",
+        got.data.len()
+    );
+}
+
+#[test]
+fn grayscale_and_blur_kernels_match_the_cpu_path() {
+    use sluice::ops::{GaussianBlur, Op, OpParams, RandomGrayscale, Scratch};
+    let Some(ctx) = context() else { return };
+    let seed = test_seed();
+    let apply_cpu = |op: Op, p: OpParams, image: &sluice::tensor::Image| {
+        let mut out = image.clone();
+        op.apply_image(&p, &mut out, &mut Scratch::default());
+        out
+    };
+    for (case, (w, h, n)) in [(29, 17, 5), (3, 40, 3), (1, 1, 2)].into_iter().enumerate() {
+        let mut r = rng(seed, case as u64);
+        let images: Vec<_> = (0..n).map(|_| random_image(&mut r, w, h)).collect();
+
+        let gray: Vec<bool> = (0..n).map(|i| i % 2 == 0 || r.bernoulli(0.5)).collect();
+        let mut got = images.clone();
+        ctx.grayscale_batch(&mut got, &gray).unwrap();
+        for i in 0..n {
+            let want = apply_cpu(
+                RandomGrayscale::new(1.0).into(),
+                OpParams::Apply(gray[i]),
+                &images[i],
+            );
+            assert_close(&got[i], &want, &format!("grayscale {w}x{h} sample {i}"));
+        }
+
+        let blur = GaussianBlur::new(23, (0.1, 2.0));
+        let sigmas: Vec<Option<f32>> = (0..n)
+            .map(|i| (i % 2 == 0 || r.bernoulli(0.5)).then(|| r.uniform(0.1, 2.0) as f32))
+            .collect();
+        let mut got = images.clone();
+        ctx.gaussian_blur_batch(&mut got, &sigmas, 23).unwrap();
+        for i in 0..n {
+            let want = apply_cpu(blur.clone().into(), OpParams::Blur(sigmas[i]), &images[i]);
+            let d = common::max_diff(&got[i], &want);
+            assert!(
+                d <= 1,
+                "blur {w}x{h} sample {i} sigma {:?}: max diff {d}",
+                sigmas[i]
+            );
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! The wgpu backend: WGSL compute kernels on any GPU that speaks Vulkan, Metal or DX12 (and on
 //! Mesa's lavapipe software driver, which is how CI checks the kernels without a GPU).
 //!
-//! Status: adapter discovery, the normalize(+flip) and ColorJitter kernels with readback. Buffer pooling,
+//! Status: adapter discovery; normalize(+flip), ColorJitter, grayscale and Gaussian blur kernels
+//! with upload and readback, each tested against the CPU path. Buffer pooling,
 //! chunked dispatch past the storage-binding limit, asynchronous submission and the remaining
 //! kernels are the open part of the wgpu issue.
 
@@ -15,14 +16,68 @@ pub struct WgpuContext {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     normalize: wgpu::ComputePipeline,
-    jitter: JitterKernels,
+    jitter: KernelSet,
+    pixel_ops: KernelSet,
 }
 
-/// The two entry points of color_jitter.wgsl, sharing one bind group layout.
-struct JitterKernels {
+/// The entry points of one WGSL file, sharing one explicit bind group layout (so every entry
+/// point binds the same buffers whether or not it reads them all).
+struct KernelSet {
     layout: wgpu::BindGroupLayout,
-    luma_sum: wgpu::ComputePipeline,
-    apply: wgpu::ComputePipeline,
+    pipelines: Vec<(&'static str, wgpu::ComputePipeline)>,
+}
+
+impl KernelSet {
+    fn new(
+        device: &wgpu::Device,
+        label: &str,
+        source: &str,
+        bindings: &[wgpu::BufferBindingType],
+        entries: &[&'static str],
+    ) -> Self {
+        let layout_entries: Vec<_> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| buffer_entry(i as u32, *ty))
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(label),
+            entries: &layout_entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipelines = entries
+            .iter()
+            .map(|&entry| {
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                (entry, pipeline)
+            })
+            .collect();
+        KernelSet { layout, pipelines }
+    }
+
+    fn pipeline(&self, entry: &str) -> &wgpu::ComputePipeline {
+        &self
+            .pipelines
+            .iter()
+            .find(|(name, _)| *name == entry)
+            .expect("entry point compiled with the set")
+            .1
+    }
 }
 
 #[repr(C)]
@@ -32,6 +87,68 @@ struct JitterSlotParams {
     pixels: u32,
     stride_words: u32,
     slot: u32,
+}
+
+/// Same-size images packed for the in-place u8 kernels: each sample is a run of 4-pixel groups
+/// of 3 whole words, so an invocation that owns a group never shares a word with another.
+struct Packed {
+    bytes: Vec<u8>,
+    width: u32,
+    height: u32,
+    pixels: u32,
+    groups: u32,
+    stride_words: u32,
+}
+
+impl Packed {
+    fn new(images: &[Image], per_sample_params: usize) -> Result<Packed, String> {
+        let (width, height) = images.first().map_or((0, 0), |i| (i.width, i.height));
+        if images
+            .iter()
+            .any(|i| (i.width, i.height) != (width, height))
+            || per_sample_params != images.len()
+        {
+            return Err(
+                "the wgpu image kernels need same-size images and one parameter set each".into(),
+            );
+        }
+        let pixels = width * height;
+        let groups = pixels.div_ceil(4);
+        let stride_words = groups * 3;
+        let mut bytes = vec![0u8; stride_words as usize * 4 * images.len()];
+        for (i, image) in images.iter().enumerate() {
+            bytes[i * stride_words as usize * 4..][..image.data.len()].copy_from_slice(&image.data);
+        }
+        Ok(Packed {
+            bytes,
+            width,
+            height,
+            pixels,
+            groups,
+            stride_words,
+        })
+    }
+
+    fn unpack(&self, packed: &[u8], images: &mut [Image]) {
+        for (i, image) in images.iter_mut().enumerate() {
+            let n = image.data.len();
+            image
+                .data
+                .copy_from_slice(&packed[i * self.stride_words as usize * 4..][..n]);
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PixelOpParams {
+    groups: u32,
+    pixels: u32,
+    stride_words: u32,
+    width: u32,
+    height: u32,
+    taps: u32,
+    pad: [u32; 2],
 }
 
 /// "No adjustment in this slot" for the jitter kernel.
@@ -47,48 +164,6 @@ fn buffer_entry(binding: u32, ty: wgpu::BufferBindingType) -> wgpu::BindGroupLay
             min_binding_size: None,
         },
         count: None,
-    }
-}
-
-impl JitterKernels {
-    fn new(device: &wgpu::Device) -> Self {
-        use wgpu::BufferBindingType::{Storage, Uniform};
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("color_jitter"),
-            entries: &[
-                buffer_entry(0, Storage { read_only: false }),
-                buffer_entry(1, Storage { read_only: true }),
-                buffer_entry(2, Storage { read_only: true }),
-                buffer_entry(3, Storage { read_only: false }),
-                buffer_entry(4, Uniform),
-            ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("color_jitter"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("color_jitter.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(
-                include_str!("../../shaders/color_jitter.wgsl").into(),
-            ),
-        });
-        let pipeline = |entry: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            })
-        };
-        JitterKernels {
-            luma_sum: pipeline("luma_sum"),
-            apply: pipeline("apply"),
-            layout,
-        }
     }
 }
 
@@ -137,14 +212,75 @@ impl WgpuContext {
             compilation_options: Default::default(),
             cache: None,
         });
-        let jitter = JitterKernels::new(&device);
+        use wgpu::BufferBindingType::{Storage, Uniform};
+        let bindings = [
+            Storage { read_only: false },
+            Storage { read_only: true },
+            Storage { read_only: true },
+            Storage { read_only: false },
+            Uniform,
+        ];
+        let jitter = KernelSet::new(
+            &device,
+            "color_jitter.wgsl",
+            include_str!("../../shaders/color_jitter.wgsl"),
+            &bindings,
+            &["luma_sum", "apply"],
+        );
+        let pixel_ops = KernelSet::new(
+            &device,
+            "pixel_ops.wgsl",
+            include_str!("../../shaders/pixel_ops.wgsl"),
+            &bindings,
+            &["grayscale", "blur_h", "blur_v"],
+        );
         Ok(WgpuContext {
             device,
             queue,
             info,
             normalize,
             jitter,
+            pixel_ops,
         })
+    }
+
+    fn init_buffer(&self, label: &str, contents: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage,
+            })
+    }
+
+    /// Copy `len` bytes of `src` into a mappable buffer at the end of `encoder`, submit, wait,
+    /// and return them.
+    fn submit_and_read(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<u8>, String> {
+        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: len as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        encoder.copy_buffer_to_buffer(src, 0, &readback, 0, len as u64);
+        self.queue.submit([encoder.finish()]);
+        let slice = readback.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| format!("waiting for the GPU failed: {e}"))?;
+        let mapped = slice
+            .get_mapped_range()
+            .map_err(|e| format!("reading the result back failed: {e}"))?;
+        let bytes = mapped.to_vec();
+        drop(mapped);
+        readback.unmap();
+        Ok(bytes)
     }
 
     /// "name (backend, device type)" for reports.
@@ -167,61 +303,34 @@ impl WgpuContext {
         if normalize.dtype != DType::F32 || normalize.layout != Layout::Chw {
             return Err("the wgpu normalize kernel writes f32 CHW only so far".into());
         }
-        let Some(first) = images.first() else {
+        if images.is_empty() {
             return Ok(Vec::new());
-        };
-        let (w, h) = (first.width, first.height);
-        if images.iter().any(|i| (i.width, i.height) != (w, h)) || flips.len() != images.len() {
-            return Err("normalize_batch needs same-size images and one flip flag each".into());
         }
-        let sample_bytes = (w * h * 3) as usize;
-        let stride_words = sample_bytes.div_ceil(4);
-        let mut packed = vec![0u8; stride_words * 4 * images.len()];
-        for (i, image) in images.iter().enumerate() {
-            packed[i * stride_words * 4..][..sample_bytes].copy_from_slice(&image.data);
-        }
+        let packed = Packed::new(images, flips.len())?;
         let (scale, bias) = normalize.scale_bias();
         let params = NormalizeParams {
             scale: [scale[0], scale[1], scale[2], 0.0],
             bias: [bias[0], bias[1], bias[2], 0.0],
-            width: w,
-            height: h,
+            width: packed.width,
+            height: packed.height,
             samples: images.len() as u32,
-            sample_stride_words: stride_words as u32,
+            sample_stride_words: packed.stride_words,
         };
         let flags: Vec<u32> = flips.iter().map(|&f| u32::from(f)).collect();
-        let out_len = images.len() * sample_bytes;
-        let storage = |label, contents: &[u8], usage| {
-            self.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents,
-                    usage,
-                })
-        };
-        let input = storage("pixels", &packed, wgpu::BufferUsages::STORAGE);
-        let flip_buf = storage(
-            "flips",
-            bytemuck::cast_slice(&flags),
-            wgpu::BufferUsages::STORAGE,
+        let out_len = images.len() * packed.pixels as usize * 3 * 4;
+        let storage = wgpu::BufferUsages::STORAGE;
+        let input = self.init_buffer("pixels", &packed.bytes, storage);
+        let flip_buf = self.init_buffer("flips", bytemuck::cast_slice(&flags), storage);
+        let output = self.init_buffer(
+            "normalized (poisoned)",
+            &vec![0xFFu8; out_len],
+            storage | wgpu::BufferUsages::COPY_SRC,
         );
-        let poison = vec![0xFFu8; out_len * 4];
-        let output = storage(
-            "out",
-            &poison,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        );
-        let uniform = storage(
+        let uniform = self.init_buffer(
             "params",
             bytemuck::bytes_of(&params),
             wgpu::BufferUsages::UNIFORM,
         );
-        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: (out_len * 4) as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("normalize"),
             layout: &self.normalize.get_bind_group_layout(0),
@@ -249,22 +358,14 @@ impl WgpuContext {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&self.normalize);
             pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(w.div_ceil(WORKGROUP_X), h, images.len() as u32);
+            pass.dispatch_workgroups(
+                packed.width.div_ceil(WORKGROUP_X),
+                packed.height,
+                images.len() as u32,
+            );
         }
-        encoder.copy_buffer_to_buffer(&output, 0, &readback, 0, (out_len * 4) as u64);
-        self.queue.submit([encoder.finish()]);
-        let slice = readback.slice(..);
-        slice.map_async(wgpu::MapMode::Read, |_| {});
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| format!("waiting for the GPU failed: {e}"))?;
-        let mapped = slice
-            .get_mapped_range()
-            .map_err(|e| format!("reading the result back failed: {e}"))?;
-        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&mapped);
-        drop(mapped);
-        readback.unmap();
-        Ok(values)
+        let bytes = self.submit_and_read(encoder, &output, out_len)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// Apply per-sample ColorJitter parameters (drawn on the host, as the CPU path draws them)
@@ -274,23 +375,10 @@ impl WgpuContext {
         images: &mut [Image],
         params: &[JitterParams],
     ) -> Result<(), String> {
-        let Some(first) = images.first() else {
+        if images.is_empty() {
             return Ok(());
-        };
-        let (w, h) = (first.width, first.height);
-        if images.iter().any(|i| (i.width, i.height) != (w, h)) || params.len() != images.len() {
-            return Err(
-                "color_jitter_batch needs same-size images and one parameter set each".into(),
-            );
         }
-        let pixels = w * h;
-        let groups = pixels.div_ceil(4);
-        let stride_words = groups * 3;
-        let sample_bytes = pixels as usize * 3;
-        let mut packed = vec![0u8; stride_words as usize * 4 * images.len()];
-        for (i, image) in images.iter().enumerate() {
-            packed[i * stride_words as usize * 4..][..sample_bytes].copy_from_slice(&image.data);
-        }
+        let packed = Packed::new(images, params.len())?;
         let mut order = Vec::with_capacity(images.len() * 4);
         let mut factors = Vec::with_capacity(images.len() * 4);
         for p in params {
@@ -300,42 +388,28 @@ impl WgpuContext {
             }
             factors.extend(p.factors.map(|f| f.unwrap_or(0.0)));
         }
-        let usage = wgpu::BufferUsages::STORAGE;
-        let init = |label, contents: &[u8], usage| {
-            self.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents,
-                    usage,
-                })
-        };
-        let img = init(
+        let storage = wgpu::BufferUsages::STORAGE;
+        let img = self.init_buffer(
             "jitter images",
-            &packed,
-            usage | wgpu::BufferUsages::COPY_SRC,
+            &packed.bytes,
+            storage | wgpu::BufferUsages::COPY_SRC,
         );
-        let order_buf = init("jitter order", bytemuck::cast_slice(&order), usage);
-        let factor_buf = init("jitter factors", bytemuck::cast_slice(&factors), usage);
-        let sums = init(
+        let order_buf = self.init_buffer("jitter order", bytemuck::cast_slice(&order), storage);
+        let factor_buf =
+            self.init_buffer("jitter factors", bytemuck::cast_slice(&factors), storage);
+        let sums = self.init_buffer(
             "jitter luma sums",
             &vec![0u8; images.len() * 4],
-            usage | wgpu::BufferUsages::COPY_DST,
+            storage | wgpu::BufferUsages::COPY_DST,
         );
-        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("jitter readback"),
-            size: packed.len() as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        let mut slot_uniforms = Vec::new();
         for slot in 0..4 {
-            let uniform = init(
+            let uniform = self.init_buffer(
                 "jitter slot",
                 bytemuck::bytes_of(&JitterSlotParams {
-                    groups,
-                    pixels,
-                    stride_words,
+                    groups: packed.groups,
+                    pixels: packed.pixels,
+                    stride_words: packed.stride_words,
                     slot,
                 }),
                 wgpu::BufferUsages::UNIFORM,
@@ -368,31 +442,155 @@ impl WgpuContext {
             });
             // The contrast mean is of the image as it is at this slot.
             encoder.clear_buffer(&sums, 0, None);
-            for pipeline in [&self.jitter.luma_sum, &self.jitter.apply] {
+            for entry in ["luma_sum", "apply"] {
+                let pipeline = self.jitter.pipeline(entry);
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 pass.set_pipeline(pipeline);
                 pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(groups.div_ceil(WORKGROUP_X), images.len() as u32, 1);
+                pass.dispatch_workgroups(
+                    packed.groups.div_ceil(WORKGROUP_X),
+                    images.len() as u32,
+                    1,
+                );
             }
-            slot_uniforms.push(uniform);
         }
-        encoder.copy_buffer_to_buffer(&img, 0, &readback, 0, packed.len() as u64);
-        self.queue.submit([encoder.finish()]);
-        let slice = readback.slice(..);
-        slice.map_async(wgpu::MapMode::Read, |_| {});
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| format!("waiting for the GPU failed: {e}"))?;
-        let mapped = slice
-            .get_mapped_range()
-            .map_err(|e| format!("reading the result back failed: {e}"))?;
-        for (i, image) in images.iter_mut().enumerate() {
-            image
-                .data
-                .copy_from_slice(&mapped[i * stride_words as usize * 4..][..sample_bytes]);
-        }
-        drop(mapped);
-        readback.unmap();
+        let bytes = self.submit_and_read(encoder, &img, packed.bytes.len())?;
+        packed.unpack(&bytes, images);
         Ok(())
     }
+
+    /// RandomGrayscale: replace sample `i` by its luma (3 equal channels) when `apply[i]`.
+    pub fn grayscale_batch(&self, images: &mut [Image], apply: &[bool]) -> Result<(), String> {
+        self.pixel_ops(images, apply, &[], 0, &[("grayscale", Dispatch::Groups)])
+    }
+
+    /// GaussianBlur with a `kernel_size`-tap kernel and per-sample sigma (None: left as is).
+    pub fn gaussian_blur_batch(
+        &self,
+        images: &mut [Image],
+        sigmas: &[Option<f32>],
+        kernel_size: u32,
+    ) -> Result<(), String> {
+        let apply: Vec<bool> = sigmas.iter().map(Option::is_some).collect();
+        // The same weights as the CPU path, including its skipped (< 1e-7) taps as zeros.
+        let weights: Vec<f32> = sigmas
+            .iter()
+            .flat_map(|s| {
+                crate::ops::gaussian_kernel(kernel_size, s.unwrap_or(1.0))
+                    .into_iter()
+                    .map(|w| if w >= 1e-7 { w } else { 0.0 })
+            })
+            .collect();
+        self.pixel_ops(
+            images,
+            &apply,
+            &weights,
+            kernel_size,
+            &[("blur_h", Dispatch::Pixels), ("blur_v", Dispatch::Groups)],
+        )
+    }
+
+    /// Run entry points of pixel_ops.wgsl, in order, in place on `images`.
+    fn pixel_ops(
+        &self,
+        images: &mut [Image],
+        flags: &[bool],
+        weights: &[f32],
+        taps: u32,
+        entries: &[(&str, Dispatch)],
+    ) -> Result<(), String> {
+        if images.is_empty() {
+            return Ok(());
+        }
+        let packed = Packed::new(images, flags.len())?;
+        let flags: Vec<u32> = flags.iter().map(|&f| u32::from(f)).collect();
+        let storage = wgpu::BufferUsages::STORAGE;
+        let img = self.init_buffer(
+            "images",
+            &packed.bytes,
+            storage | wgpu::BufferUsages::COPY_SRC,
+        );
+        let flag_buf = self.init_buffer("flags", bytemuck::cast_slice(&flags), storage);
+        // Bindings cannot be empty: pad the optional inputs to one element.
+        let weights = if weights.is_empty() {
+            &[0.0][..]
+        } else {
+            weights
+        };
+        let weight_buf = self.init_buffer("weights", bytemuck::cast_slice(weights), storage);
+        let tmp_len = if taps > 0 {
+            packed.pixels as usize * 3 * images.len()
+        } else {
+            1
+        };
+        let tmp = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("blur rows"),
+            size: (tmp_len * 4) as u64,
+            usage: storage,
+            mapped_at_creation: false,
+        });
+        let params = PixelOpParams {
+            groups: packed.groups,
+            pixels: packed.pixels,
+            stride_words: packed.stride_words,
+            width: packed.width,
+            height: packed.height,
+            taps,
+            pad: [0; 2],
+        };
+        let uniform = self.init_buffer(
+            "params",
+            bytemuck::bytes_of(&params),
+            wgpu::BufferUsages::UNIFORM,
+        );
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("pixel_ops"),
+            layout: &self.pixel_ops.layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: img.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: flag_buf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: weight_buf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: tmp.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: uniform.as_entire_binding(),
+                },
+            ],
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        for (entry, dispatch) in entries {
+            let pipeline = self.pixel_ops.pipeline(entry);
+            let width = match dispatch {
+                Dispatch::Groups => packed.groups,
+                Dispatch::Pixels => packed.pixels,
+            };
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(width.div_ceil(WORKGROUP_X), images.len() as u32, 1);
+        }
+        let bytes = self.submit_and_read(encoder, &img, packed.bytes.len())?;
+        packed.unpack(&bytes, images);
+        Ok(())
+    }
+}
+
+/// What one invocation of a pixel_ops entry point covers.
+enum Dispatch {
+    /// One 4-pixel group (entries that write the packed image).
+    Groups,
+    /// One pixel (entries that write the f32 scratch rows).
+    Pixels,
 }
