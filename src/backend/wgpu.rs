@@ -253,6 +253,28 @@ impl WgpuContext {
             })
     }
 
+    /// A bind group with `buffers` at bindings 0, 1, 2, ... in order.
+    fn bind_group(
+        &self,
+        label: &str,
+        layout: &wgpu::BindGroupLayout,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<_> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout,
+            entries: &entries,
+        })
+    }
+
     /// Copy `len` bytes of `src` into a mappable buffer at the end of `encoder`, submit, wait,
     /// and return them.
     fn submit_and_read(
@@ -331,28 +353,11 @@ impl WgpuContext {
             bytemuck::bytes_of(&params),
             wgpu::BufferUsages::UNIFORM,
         );
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("normalize"),
-            layout: &self.normalize.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: input.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: flip_buf.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: output.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: uniform.as_entire_binding(),
-                },
-            ],
-        });
+        let bind_group = self.bind_group(
+            "normalize",
+            &self.normalize.get_bind_group_layout(0),
+            &[&input, &flip_buf, &output, &uniform],
+        );
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -414,32 +419,11 @@ impl WgpuContext {
                 }),
                 wgpu::BufferUsages::UNIFORM,
             );
-            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("color_jitter"),
-                layout: &self.jitter.layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: img.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: order_buf.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 2,
-                        resource: factor_buf.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 3,
-                        resource: sums.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 4,
-                        resource: uniform.as_entire_binding(),
-                    },
-                ],
-            });
+            let bind_group = self.bind_group(
+                "color_jitter",
+                &self.jitter.layout,
+                &[&img, &order_buf, &factor_buf, &sums, &uniform],
+            );
             // The contrast mean is of the image as it is at this slot.
             encoder.clear_buffer(&sums, 0, None);
             for entry in ["luma_sum", "apply"] {
@@ -543,32 +527,11 @@ impl WgpuContext {
             bytemuck::bytes_of(&params),
             wgpu::BufferUsages::UNIFORM,
         );
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("pixel_ops"),
-            layout: &self.pixel_ops.layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: img.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: flag_buf.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: weight_buf.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: tmp.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 4,
-                    resource: uniform.as_entire_binding(),
-                },
-            ],
-        });
+        let bind_group = self.bind_group(
+            "pixel_ops",
+            &self.pixel_ops.layout,
+            &[&img, &flag_buf, &weight_buf, &tmp, &uniform],
+        );
         let mut encoder = self.device.create_command_encoder(&Default::default());
         for (entry, dispatch) in entries {
             let pipeline = self.pixel_ops.pipeline(entry);
