@@ -1,51 +1,38 @@
-// ColorJitter on packed u8 RGB images, one adjustment "slot" per dispatch: in slot k each sample
-// applies the k-th adjustment of its own random order (0 brightness, 1 contrast, 2 saturation,
-// 3 hue, 4 none). Formulas as src/ops/color_jitter.rs (torchvision's): clamp to [0, 255] then
-// truncate; hue through HSV and back as floor(x * 255.999).
-// Each invocation owns 4 pixels = 12 bytes = 3 whole words, so no two invocations write the same
-// word. Contrast needs the mean truncated luma of the image as it is at that slot: `luma_sum`
-// accumulates it per sample before `apply` runs.
+// ColorJitter on packed u8 RGB images (records: see prelude.wgsl), in place, one adjustment
+// "slot" per dispatch: in slot k each sample applies the k-th adjustment of its own random order
+// (0 brightness, 1 contrast, 2 saturation, 3 hue, 4 none). Order: extras 0..3; factors (f32
+// bits): extras 4..7. Formulas as src/ops/color_jitter.rs (torchvision's): clamp to [0, 255]
+// then truncate; hue through HSV and back as floor(x * 255.999). Contrast needs the mean
+// truncated luma of the image as it is at that slot: `luma_sum` accumulates it into aux[s]
+// before `jitter_apply` runs.
 
-struct Params {
-    // 4-pixel groups per sample, pixels per sample, words between samples, this slot.
-    groups: u32,
-    pixels: u32,
-    stride_words: u32,
-    slot: u32,
-};
-
-@group(0) @binding(0) var<storage, read_write> img: array<u32>;
-@group(0) @binding(1) var<storage, read> order: array<u32>;
-@group(0) @binding(2) var<storage, read> factors: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> sums: array<atomic<u32>>;
-@group(0) @binding(4) var<uniform> p: Params;
 
 fn luma(c: vec3<f32>) -> f32 {
     return floor(0.2989 * c.x + 0.587 * c.y + 0.114 * c.z);
 }
 
-fn get_byte(w: array<u32, 3>, i: u32) -> f32 {
-    return f32((w[i / 4u] >> ((i % 4u) * 8u)) & 0xFFu);
+fn pixel(s: u32, pix: u32) -> vec3<f32> {
+    let i = pix * 3u;
+    return vec3<f32>(f32(dst_byte(s, i)), f32(dst_byte(s, i + 1u)), f32(dst_byte(s, i + 2u)));
 }
 
-fn load_words(s: u32, g: u32) -> array<u32, 3> {
-    let base = s * p.stride_words + g * 3u;
-    return array<u32, 3>(img[base], img[base + 1u], img[base + 2u]);
+fn slot_op(s: u32) -> u32 {
+    return field(s, EXTRA + p.slot);
 }
 
 @compute @workgroup_size(64, 1, 1)
 fn luma_sum(@builtin(global_invocation_id) id: vec3<u32>) {
     let g = id.x;
     let s = id.y;
-    if (g >= p.groups || order[s * 4u + p.slot] != 1u) {
+    if (s >= p.samples || g >= groups_of(s) || slot_op(s) != 1u) {
         return;
     }
-    let w = load_words(s, g);
     var total = 0u;
     for (var k = 0u; k < 4u; k = k + 1u) {
-        if (g * 4u + k < p.pixels) {
-            let c = vec3<f32>(get_byte(w, k * 3u), get_byte(w, k * 3u + 1u), get_byte(w, k * 3u + 2u));
-            total = total + u32(luma(c));
+        let pix = g * 4u + k;
+        if (pix < pixels_of(s)) {
+            total = total + u32(luma(pixel(s, pix)));
         }
     }
     atomicAdd(&sums[s], total);
@@ -90,40 +77,33 @@ fn hue_shift(c: vec3<f32>, shift: f32) -> vec3<f32> {
 }
 
 @compute @workgroup_size(64, 1, 1)
-fn apply(@builtin(global_invocation_id) id: vec3<u32>) {
+fn jitter_apply(@builtin(global_invocation_id) id: vec3<u32>) {
     let g = id.x;
     let s = id.y;
-    if (g >= p.groups) {
+    if (s >= p.samples || g >= groups_of(s)) {
         return;
     }
-    let op = order[s * 4u + p.slot];
+    let op = slot_op(s);
     if (op > 3u) {
         return;
     }
-    let f = factors[s][op];
-    let mean = f32(atomicLoad(&sums[s])) / f32(p.pixels);
-    let w = load_words(s, g);
+    let f = field_f(s, EXTRA + 4u + op);
+    let mean = f32(atomicLoad(&sums[s])) / f32(pixels_of(s));
     var bytes: array<u32, 12>;
     for (var k = 0u; k < 4u; k = k + 1u) {
-        var c = vec3<f32>(get_byte(w, k * 3u), get_byte(w, k * 3u + 1u), get_byte(w, k * 3u + 2u));
-        if (g * 4u + k < p.pixels) {
-            if (op == 0u) {
-                c = blend(c, vec3<f32>(0.0), f);
-            } else if (op == 1u) {
-                c = blend(c, vec3<f32>(mean), f);
-            } else if (op == 2u) {
-                c = blend(c, vec3<f32>(luma(c)), f);
-            } else {
-                c = hue_shift(c, f);
-            }
+        var c = pixel(s, min(g * 4u + k, pixels_of(s) - 1u));
+        if (op == 0u) {
+            c = blend(c, vec3<f32>(0.0), f);
+        } else if (op == 1u) {
+            c = blend(c, vec3<f32>(mean), f);
+        } else if (op == 2u) {
+            c = blend(c, vec3<f32>(luma(c)), f);
+        } else {
+            c = hue_shift(c, f);
         }
         bytes[k * 3u] = u32(c.x);
         bytes[k * 3u + 1u] = u32(c.y);
         bytes[k * 3u + 2u] = u32(c.z);
     }
-    let base = s * p.stride_words + g * 3u;
-    for (var j = 0u; j < 3u; j = j + 1u) {
-        img[base + j] = bytes[j * 4u] | (bytes[j * 4u + 1u] << 8u) | (bytes[j * 4u + 2u] << 16u)
-            | (bytes[j * 4u + 3u] << 24u);
-    }
+    store_group(s, g, bytes);
 }

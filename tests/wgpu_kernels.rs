@@ -1,18 +1,33 @@
 //! WGSL kernels against the CPU path, on whatever wgpu adapter exists (lavapipe in CI).
 //! Without an adapter the tests print "skipped: no wgpu adapter" — unless SLUICE_REQUIRE_WGPU
 //! is set (as .ci/run does), in which case a missing adapter fails the run.
+//!
+//! Every run poisons kernel outputs first (0xFF bytes: NaN as float), so an element a kernel
+//! never writes fails the comparison. Tolerances, per result type:
+//! - u8 images: every value within 1 of the CPU's, and at most 1% of values off at all (a GPU
+//!   may round a product or sum that lies on a rounding boundary the other way). Resampling:
+//!   within 1 of the CPU and of the f64 oracle, at most 5% of values off (the CPU resizer uses
+//!   fixed-point weights; on uniform noise 2-3% of values land on the other side of a .5).
+//! - float tensors: within 1e-6 relative of the CPU (a GPU may fuse the multiply-add), or one
+//!   u8 step (scale[c]) where a resample or color op feeds them; f16/bf16 within one unit in
+//!   the last place of their format.
 
 mod common;
 
 use common::{random_image, rng, test_seed};
-use sluice::backend::wgpu::WgpuContext;
-use sluice::ops::Normalize;
-use sluice::rng::Uniform;
+use sluice::backend::wgpu::{ImageStage, TensorWrite, WgpuContext};
+use sluice::ops::{
+    CropBox, GaussianBlur, JitterParams, Normalize, Op, OpParams, RandomGrayscale,
+    RandomResizedCrop, Resize, Scratch,
+};
+use sluice::rng::{SampleRng, Uniform};
+use sluice::tensor::{DType, Image, Layout};
 
 fn context() -> Option<WgpuContext> {
     match WgpuContext::new() {
         Ok(ctx) => {
             eprintln!("wgpu adapter: {}", ctx.describe());
+            ctx.set_poison(true);
             Some(ctx)
         }
         Err(reason) if std::env::var_os("SLUICE_REQUIRE_WGPU").is_some() => {
@@ -25,62 +40,252 @@ fn context() -> Option<WgpuContext> {
     }
 }
 
+fn cpu_apply(op: impl Into<Op>, p: OpParams, image: &Image) -> Image {
+    let mut out = image.clone();
+    op.into().apply_image(&p, &mut out, &mut Scratch::default());
+    out
+}
+
+/// See the module docs: every value within `tolerance`, at most 1% of values off.
+fn assert_close(got: &Image, want: &Image, tolerance: u8, what: &str) {
+    assert_close_fraction(got, want, tolerance, 100, what)
+}
+
+/// Every value within `tolerance`, at most 1/`per` of the values off at all.
+fn assert_close_fraction(got: &Image, want: &Image, tolerance: u8, per: usize, what: &str) {
+    let d = common::max_diff(got, want);
+    assert!(d <= tolerance, "{what}: max diff {d}");
+    let off = got
+        .data
+        .iter()
+        .zip(&want.data)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        off * per <= got.data.len(),
+        "{what}: {off} of {} values differ",
+        got.data.len()
+    );
+}
+
+/// Images of random sizes (ragged), at least `min` pixels a side.
+fn ragged_images(r: &mut SampleRng, n: usize, min: u32, max: u32) -> Vec<Image> {
+    (0..n)
+        .map(|_| {
+            let w = min + r.below(u64::from(max - min + 1)) as u32;
+            let h = min + r.below(u64::from(max - min + 1)) as u32;
+            random_image(r, w, h)
+        })
+        .collect()
+}
+
+/// Smooth-ish random images: resampling them exercises real interpolation, not just noise.
+fn gradient_image(r: &mut SampleRng, w: u32, h: u32) -> Image {
+    let mut img = random_image(r, w, h);
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            for c in 0..3 {
+                let i = (y * w as usize + x) * 3 + c;
+                let base = (x * 255 / w as usize + y * 97 / h as usize + c * 40) % 256;
+                img.data[i] = ((base as u32 * 3 + u32::from(img.data[i]) / 16) / 3) as u8;
+            }
+        }
+    }
+    img
+}
+
 #[test]
-fn normalize_flip_kernel_matches_the_cpu_path() {
+fn resample_kernel_matches_the_cpu_path_on_a_ragged_batch() {
     let Some(ctx) = context() else { return };
     let seed = test_seed();
-    let normalize = Normalize::imagenet();
-    // Sizes that are not multiples of the 64-wide workgroup, one and several samples.
-    for (case, (w, h, n)) in [(37, 23, 5), (64, 1, 1), (130, 7, 3), (1, 1, 2)]
+    let mut r = rng(seed, 1);
+    let n = 9;
+    let images: Vec<Image> = (0..n)
+        .map(|i| {
+            let (w, h) = (20 + r.below(180) as u32, 20 + r.below(180) as u32);
+            if i % 2 == 0 {
+                gradient_image(&mut r, w, h)
+            } else {
+                random_image(&mut r, w, h)
+            }
+        })
+        .collect();
+    // RandomResizedCrop boxes (down- and up-scaling, fractional sizes), and Resize's.
+    let rrc = RandomResizedCrop::new(37);
+    let resize = Resize::new(23);
+    for (name, boxes) in [
+        (
+            "RandomResizedCrop",
+            images
+                .iter()
+                .map(|im| rrc.draw(&mut r, im.width, im.height))
+                .collect::<Vec<CropBox>>(),
+        ),
+        (
+            "Resize",
+            images
+                .iter()
+                .map(|im| resize.crop_box(im.width, im.height))
+                .collect(),
+        ),
+    ] {
+        let got = ctx
+            .run_to_images(&images, &[ImageStage::Resample(boxes.clone())])
+            .unwrap();
+        for (i, image) in images.iter().enumerate() {
+            let want = cpu_apply(rrc.clone(), OpParams::Crop(boxes[i]), image);
+            let what = format!("{name} sample {i} {:?}", boxes[i]);
+            assert_close_fraction(&got[i], &want, 1, 20, &what);
+            let oracle = sluice::reference::resize_bilinear(image, &boxes[i]);
+            assert!(
+                common::max_diff(&got[i], &oracle) <= 1,
+                "{what} vs f64 oracle"
+            );
+        }
+    }
+}
+
+/// The CPU path's output for `image` through Normalize-like `write`, optionally flipped.
+fn cpu_tensor(norm: &Op, image: &Image, flip: bool) -> Vec<u8> {
+    let n = image.width as usize * image.height as usize * 3;
+    let size = match norm {
+        Op::Normalize(n) => n.dtype.size(),
+        Op::Cast(c) => c.dtype.size(),
+        _ => unreachable!(),
+    };
+    let mut out = vec![0u8; n * size];
+    norm.write_tensor(image, flip, &mut out);
+    out
+}
+
+fn tensor_values(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    (0..bytes.len() / dtype.size())
+        .map(|i| dtype.load(bytes, i))
+        .collect()
+}
+
+/// Compare tensors element by element: within `abs` plus the dtype's relative precision.
+fn assert_tensor_close(got: &[u8], want: &[u8], dtype: DType, abs: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let rel = match dtype {
+        DType::F32 => 1e-6,
+        DType::F16 => 1.0 / 1024.0,
+        DType::Bf16 => 1.0 / 128.0,
+        DType::U8 => 0.0,
+    };
+    let (g, w) = (tensor_values(got, dtype), tensor_values(want, dtype));
+    for (j, (a, b)) in g.iter().zip(&w).enumerate() {
+        let bound = abs + rel * b.abs().max(1.0);
+        assert!(
+            (a - b).abs() <= bound,
+            "{what} element {j}: gpu {a} cpu {b} (NaN or 255 = never written)"
+        );
+    }
+}
+
+#[test]
+fn tensor_write_matches_the_cpu_path_in_every_dtype_and_layout() {
+    let Some(ctx) = context() else { return };
+    let seed = test_seed();
+    let mut r = rng(seed, 2);
+    for (case, (w, h, n)) in [(37, 23, 5), (64, 1, 1), (13, 7, 3), (1, 1, 2)]
         .into_iter()
         .enumerate()
     {
-        let mut r = rng(seed, case as u64);
         let images: Vec<_> = (0..n).map(|_| random_image(&mut r, w, h)).collect();
         let flips: Vec<bool> = (0..n).map(|_| r.bernoulli(0.5)).collect();
-        let got = ctx.normalize_batch(&images, &flips, &normalize).unwrap();
-        let plane = (w * h) as usize;
-        assert_eq!(got.len(), n * plane * 3);
-        for (i, image) in images.iter().enumerate() {
-            let mut want = vec![0u8; plane * 3 * 4];
-            normalize.write(image, flips[i], &mut want);
-            let want: Vec<f32> = bytemuck::pod_collect_to_vec(&want);
-            for (j, (g, w)) in got[i * plane * 3..(i + 1) * plane * 3]
-                .iter()
-                .zip(&want)
-                .enumerate()
-            {
-                // Same formula; a GPU may fuse the multiply-add (one rounding instead of two).
-                assert!(
-                    (g - w).abs() <= 1e-6 * w.abs().max(1.0),
-                    "{w}x{h} sample {i} element {j}: gpu {g} cpu {w} (NaN = never written)"
-                );
+        for dtype in [DType::F32, DType::F16, DType::Bf16, DType::U8] {
+            for layout in [Layout::Chw, Layout::Hwc] {
+                let op: Op = if case % 2 == 0 || dtype == DType::U8 {
+                    Op::Cast(sluice::ops::Cast { dtype, layout })
+                } else {
+                    Op::Normalize(Normalize {
+                        dtype,
+                        layout,
+                        ..Normalize::imagenet()
+                    })
+                };
+                let write = TensorWrite::for_op(&op).unwrap();
+                let per = (w * h) as usize * 3 * dtype.size();
+                let mut got = vec![0u8; per * n];
+                ctx.run_to_tensor(
+                    &images,
+                    &[ImageStage::Flip(flips.clone())],
+                    &write,
+                    &mut got,
+                )
+                .unwrap();
+                for i in 0..n {
+                    let want = cpu_tensor(&op, &images[i], flips[i]);
+                    let what = format!("{} {dtype:?} {layout:?} {w}x{h} sample {i}", op.name());
+                    assert_tensor_close(&got[i * per..(i + 1) * per], &want, dtype, 0.0, &what);
+                }
             }
         }
     }
 }
 
 #[test]
+fn fused_crop_resize_flip_normalize_matches_the_cpu_path() {
+    let Some(ctx) = context() else { return };
+    let seed = test_seed();
+    let mut r = rng(seed, 3);
+    let n = 7;
+    let images = ragged_images(&mut r, n, 24, 160);
+    let rrc = RandomResizedCrop::new(33);
+    let boxes: Vec<_> = images
+        .iter()
+        .map(|im| rrc.draw(&mut r, im.width, im.height))
+        .collect();
+    let flips: Vec<bool> = (0..n).map(|_| r.bernoulli(0.5)).collect();
+    for dtype in [DType::F32, DType::F16] {
+        let norm = Normalize {
+            dtype,
+            ..Normalize::imagenet()
+        };
+        let write = TensorWrite::for_op(&Op::Normalize(norm.clone())).unwrap();
+        let per = 33 * 33 * 3 * dtype.size();
+        let mut got = vec![0u8; per * n];
+        let stages = [
+            ImageStage::Resample(boxes.clone()),
+            ImageStage::Flip(flips.clone()),
+        ];
+        ctx.run_to_tensor(&images, &stages, &write, &mut got)
+            .unwrap();
+        // One u8 step of the resample may differ: at most scale[c] in normalized units.
+        let step = norm.scale_bias().0.into_iter().fold(0f32, f32::max) + 1e-5;
+        let mut off = 0;
+        for i in 0..n {
+            let resized = cpu_apply(rrc.clone(), OpParams::Crop(boxes[i]), &images[i]);
+            let want = cpu_tensor(&Op::Normalize(norm.clone()), &resized, flips[i]);
+            let g = &got[i * per..(i + 1) * per];
+            assert_tensor_close(g, &want, dtype, step, &format!("{dtype:?} sample {i}"));
+            off += tensor_values(g, dtype)
+                .iter()
+                .zip(tensor_values(&want, dtype))
+                .filter(|(a, b)| (*a - b).abs() > 1e-3)
+                .count();
+        }
+        assert!(
+            off * 20 <= n * 33 * 33 * 3,
+            "{dtype:?}: {off} values off by a step"
+        );
+    }
+}
+
+#[test]
 fn color_jitter_kernel_matches_the_cpu_path() {
-    use sluice::ops::{ColorJitter, JitterParams, Op, OpParams, Scratch};
+    use sluice::ops::ColorJitter;
     let Some(ctx) = context() else { return };
     let seed = test_seed();
     let jitter = ColorJitter::new(0.4, 0.4, 0.4, 0.1);
-    let cpu = |image: &sluice::tensor::Image, p: &JitterParams| {
-        let mut out = image.clone();
-        Op::from(jitter.clone()).apply_image(
-            &OpParams::Jitter(*p),
-            &mut out,
-            &mut Scratch::default(),
-        );
-        out
-    };
     // One adjustment at a time (tolerance 1: GPU float division and fused multiply-adds may land
-    // on the other side of a truncation), then all four in each sample's random order.
+    // on the other side of a truncation), then all four in each sample's random order, on a
+    // ragged batch (sizes not multiples of the 4-pixel groups).
     for only in [Some(0usize), Some(1), Some(2), Some(3), None] {
         let mut r = rng(seed, only.map_or(9, |o| o as u64));
-        let (w, h, n) = (29, 17, 6); // 493 pixels: not a multiple of the 4-pixel groups
-        let mut images: Vec<_> = (0..n).map(|_| random_image(&mut r, w, h)).collect();
+        let n = 6;
+        let images = ragged_images(&mut r, n, 5, 40);
         let params: Vec<JitterParams> = (0..n)
             .map(|_| {
                 let mut p = jitter.draw(&mut r);
@@ -95,82 +300,119 @@ fn color_jitter_kernel_matches_the_cpu_path() {
                 p
             })
             .collect();
-        let want: Vec<_> = images.iter().zip(&params).map(|(i, p)| cpu(i, p)).collect();
-        ctx.color_jitter_batch(&mut images, &params).unwrap();
+        let got = ctx
+            .run_to_images(&images, &[ImageStage::Jitter(params.clone())])
+            .unwrap();
         let tolerance = if only.is_some() { 1 } else { 2 };
-        let mut differing = 0usize;
-        for (got, want) in images.iter().zip(&want) {
-            for (a, b) in got.data.iter().zip(&want.data) {
-                assert!(a.abs_diff(*b) <= tolerance, "{only:?}: gpu {a} cpu {b}");
-                differing += usize::from(a != b);
-            }
+        for (i, image) in images.iter().enumerate() {
+            let want = cpu_apply(jitter.clone(), OpParams::Jitter(params[i]), image);
+            assert_close(&got[i], &want, tolerance, &format!("{only:?} sample {i}"));
         }
-        let total = n * (w * h) as usize * 3;
-        assert!(
-            differing * 100 <= total,
-            "{only:?}: {differing} of {total} values differ"
-        );
     }
 }
 
-/// u8 results: every value within 1 of the CPU's, and at most 1% of values off at all (a GPU
-/// may round a product or sum that lies on a truncation boundary the other way).
-fn assert_close(got: &sluice::tensor::Image, want: &sluice::tensor::Image, what: &str) {
-    let d = common::max_diff(got, want);
-    assert!(d <= 1, "{what}: max diff {d}");
-    let off = got
-        .data
-        .iter()
-        .zip(&want.data)
-        .filter(|(a, b)| a != b)
-        .count();
-    assert!(
-        off * 100 <= got.data.len(),
-        "{what}: {off} of {} values differ",
-        got.data.len()
-    );
-}
-
 #[test]
-fn grayscale_and_blur_kernels_match_the_cpu_path() {
-    use sluice::ops::{GaussianBlur, Op, OpParams, RandomGrayscale, Scratch};
+fn grayscale_blur_crop_and_flip_kernels_match_the_cpu_path() {
+    use sluice::ops::{CenterCrop, RandomHorizontalFlip};
     let Some(ctx) = context() else { return };
     let seed = test_seed();
-    let apply_cpu = |op: Op, p: OpParams, image: &sluice::tensor::Image| {
-        let mut out = image.clone();
-        op.apply_image(&p, &mut out, &mut Scratch::default());
-        out
-    };
-    for (case, (w, h, n)) in [(29, 17, 5), (3, 40, 3), (1, 1, 2)].into_iter().enumerate() {
+    for (case, (lo, hi, n)) in [(17, 45, 5), (1, 3, 3)].into_iter().enumerate() {
         let mut r = rng(seed, case as u64);
-        let images: Vec<_> = (0..n).map(|_| random_image(&mut r, w, h)).collect();
+        let images = ragged_images(&mut r, n, lo, hi);
 
         let gray: Vec<bool> = (0..n).map(|i| i % 2 == 0 || r.bernoulli(0.5)).collect();
-        let mut got = images.clone();
-        ctx.grayscale_batch(&mut got, &gray).unwrap();
+        let got = ctx
+            .run_to_images(&images, &[ImageStage::Grayscale(gray.clone())])
+            .unwrap();
         for i in 0..n {
-            let want = apply_cpu(
-                RandomGrayscale::new(1.0).into(),
+            let want = cpu_apply(
+                RandomGrayscale::new(1.0),
                 OpParams::Apply(gray[i]),
                 &images[i],
             );
-            assert_close(&got[i], &want, &format!("grayscale {w}x{h} sample {i}"));
+            assert_close(&got[i], &want, 1, &format!("grayscale sample {i}"));
         }
 
         let blur = GaussianBlur::new(23, (0.1, 2.0));
         let sigmas: Vec<Option<f32>> = (0..n)
             .map(|i| (i % 2 == 0 || r.bernoulli(0.5)).then(|| r.uniform(0.1, 2.0) as f32))
             .collect();
-        let mut got = images.clone();
-        ctx.gaussian_blur_batch(&mut got, &sigmas, 23).unwrap();
+        let stage = ImageStage::Blur {
+            sigmas: sigmas.clone(),
+            kernel_size: 23,
+        };
+        let got = ctx.run_to_images(&images, &[stage]).unwrap();
         for i in 0..n {
-            let want = apply_cpu(blur.clone().into(), OpParams::Blur(sigmas[i]), &images[i]);
-            let d = common::max_diff(&got[i], &want);
-            assert!(
-                d <= 1,
-                "blur {w}x{h} sample {i} sigma {:?}: max diff {d}",
-                sigmas[i]
+            let want = cpu_apply(blur.clone(), OpParams::Blur(sigmas[i]), &images[i]);
+            assert_close(
+                &got[i],
+                &want,
+                1,
+                &format!("blur sample {i} {:?}", sigmas[i]),
             );
         }
+
+        // Exact: copies (CenterCrop pads where the image is smaller than the crop).
+        let crop = CenterCrop::new(20);
+        let flips: Vec<bool> = (0..n).map(|_| r.bernoulli(0.5)).collect();
+        let stages = [
+            ImageStage::CenterCrop {
+                width: 20,
+                height: 20,
+            },
+            ImageStage::Flip(flips.clone()),
+        ];
+        let got = ctx.run_to_images(&images, &stages).unwrap();
+        for i in 0..n {
+            let cropped = cpu_apply(crop.clone(), OpParams::None, &images[i]);
+            let want = cpu_apply(
+                RandomHorizontalFlip::new(0.5),
+                OpParams::Apply(flips[i]),
+                &cropped,
+            );
+            assert_eq!(got[i], want, "center crop + flip sample {i}");
+        }
     }
+}
+
+#[test]
+fn batches_larger_than_one_binding_are_chunked_with_the_same_result_and_pooled_buffers() {
+    let Some(mut ctx) = context() else { return };
+    let seed = test_seed();
+    let mut r = rng(seed, 4);
+    let n = 11;
+    let images = ragged_images(&mut r, n, 30, 90);
+    let rrc = RandomResizedCrop::new(48);
+    let boxes: Vec<_> = images
+        .iter()
+        .map(|im| rrc.draw(&mut r, im.width, im.height))
+        .collect();
+    let stages = [
+        ImageStage::Resample(boxes),
+        ImageStage::Grayscale((0..n).map(|_| r.bernoulli(0.5)).collect()),
+    ];
+    let write = TensorWrite::for_op(&Op::Normalize(Normalize::imagenet())).unwrap();
+    let per = 48 * 48 * 3 * 4;
+    let mut whole = vec![0u8; per * n];
+    ctx.run_to_tensor(&images, &stages, &write, &mut whole)
+        .unwrap();
+    // Warm pool: the same batch again allocates nothing on the device.
+    let before = ctx.buffer_allocations();
+    let mut again = vec![0u8; per * n];
+    ctx.run_to_tensor(&images, &stages, &write, &mut again)
+        .unwrap();
+    assert_eq!(ctx.buffer_allocations(), before, "steady state allocated");
+    assert_eq!(whole, again);
+    // A 64 KiB binding limit holds only two or three 48x48 f32 samples: several chunks.
+    ctx.set_binding_limit(64 << 10);
+    let mut chunked = vec![0u8; per * n];
+    ctx.run_to_tensor(&images, &stages, &write, &mut chunked)
+        .unwrap();
+    assert_eq!(whole, chunked, "chunked result differs");
+    // A sample that cannot fit at all is an error, not a panic.
+    let big = vec![random_image(&mut r, 200, 200)];
+    let err = ctx
+        .run_to_images(&big, &[ImageStage::Grayscale(vec![true])])
+        .unwrap_err();
+    assert!(err.contains("binding limit"), "{err}");
 }

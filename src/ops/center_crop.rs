@@ -12,7 +12,7 @@ pub struct CenterCrop {
 
 /// Offset of the crop inside the source (positive) or of the source inside the padded output
 /// (negative), along one axis.
-fn offset(input: u32, output: u32) -> i64 {
+pub fn center_offset(input: u32, output: u32) -> i64 {
     if input >= output {
         (f64::from(input - output) / 2.0).round_ties_even() as i64
     } else {
@@ -46,8 +46,8 @@ impl CenterCrop {
         dst.data.clear();
         dst.data
             .resize(self.width as usize * self.height as usize * 3, 0);
-        let dx = offset(src.width, self.width);
-        let dy = offset(src.height, self.height);
+        let dx = center_offset(src.width, self.width);
+        let dy = center_offset(src.height, self.height);
         for y in 0..i64::from(self.height) {
             let sy = y + dy;
             if sy < 0 || sy >= i64::from(src.height) {

@@ -16,7 +16,7 @@ mod rrc;
 mod spec;
 
 pub use blur::{gaussian_kernel, GaussianBlur};
-pub use center_crop::CenterCrop;
+pub use center_crop::{center_offset, CenterCrop};
 pub use color_jitter::{
     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, ColorJitter, JitterParams,
 };

@@ -1,0 +1,105 @@
+//! The wgpu backend: WGSL compute kernels on any GPU that speaks Vulkan, Metal or DX12 (and on
+//! Mesa's lavapipe software driver, which is how CI checks the kernels without a GPU).
+//!
+//! A batch is uploaded once as packed u8 images (ragged: each sample its own size), every
+//! operator placed on the GPU runs on it in one command stream, and one readback returns the
+//! output tensor (or images). Device buffers come from a pool reused across batches; batches
+//! that would overflow a storage binding (128 MiB on lavapipe) are split into chunks of samples.
+
+mod kernels;
+mod pool;
+mod run;
+
+pub use run::{ImageStage, TensorWrite};
+
+use pool::DevicePool;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A wgpu device with the compiled kernels.
+pub struct WgpuContext {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    kernels: kernels::Kernels,
+    pool: DevicePool,
+    /// Largest storage binding (and buffer) one chunk may use.
+    binding_limit: u64,
+    min_uniform_align: u64,
+    poison: AtomicBool,
+}
+
+impl WgpuContext {
+    /// Open the best adapter (a discrete GPU when there is one). The error says why none is
+    /// usable, e.g. "no wgpu adapter: ...".
+    pub fn new() -> Result<Self, String> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            ..Default::default()
+        }))
+        .map_err(|e| format!("no wgpu adapter: {e}"))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("sluice"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| format!("wgpu adapter {} refused a device: {e}", info.name))?;
+        let kernels = kernels::Kernels::new(&device);
+        Ok(WgpuContext {
+            device,
+            queue,
+            info,
+            kernels,
+            pool: DevicePool::new(),
+            binding_limit: limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
+            min_uniform_align: u64::from(limits.min_uniform_buffer_offset_alignment)
+                .max(u64::from(limits.min_storage_buffer_offset_alignment)),
+            poison: AtomicBool::new(false),
+        })
+    }
+
+    /// "name (backend, device type)" for reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    /// A software rasterizer (lavapipe, WARP): correct, but slower than the CPU path.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The largest storage binding a chunk may use (the adapter's limit unless lowered).
+    pub fn binding_limit(&self) -> u64 {
+        self.binding_limit
+    }
+
+    /// Lower the binding limit (tests use this to force chunking on small batches).
+    pub fn set_binding_limit(&mut self, bytes: u64) {
+        self.binding_limit = self.binding_limit.min(bytes);
+    }
+
+    /// Checking mode: fill every kernel output with 0xFF bytes (NaN as float) before the kernel
+    /// runs, so an element a kernel fails to write shows in the result.
+    pub fn set_poison(&self, on: bool) {
+        self.poison.store(on, Ordering::Relaxed);
+    }
+
+    fn poisoning(&self) -> bool {
+        self.poison.load(Ordering::Relaxed)
+    }
+
+    /// Device buffers allocated so far (flat once the pool is warm).
+    pub fn buffer_allocations(&self) -> u64 {
+        self.pool.allocations()
+    }
+}
