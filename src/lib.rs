@@ -1,8 +1,8 @@
 //! sluice: an ML input-data pipeline runtime.
 //!
 //! Declare a pipeline once (source → decode → augment → batch); sluice runs it on a pool of CPU
-//! threads with bounded memory, output in sampler order, and results that do not depend on thread
-//! count or timing. See `ARCHITECTURE.md` for the map of modules.
+//! threads (and, where placed, as WGSL kernels through wgpu) with bounded memory, output in
+//! sampler order, and results that do not depend on thread count or timing. See `ARCHITECTURE.md` for the map of modules.
 
 pub mod backend;
 pub mod batch;
@@ -12,6 +12,7 @@ pub mod exec;
 pub mod gen;
 pub mod ops;
 pub mod pipeline;
+pub mod placement;
 pub mod reference;
 pub mod rng;
 mod simd;
@@ -21,4 +22,5 @@ pub mod tensor;
 pub use batch::{Batch, DenseBatch, RaggedBatch, Sample};
 pub use error::{Error, Result, SampleError, SampleId};
 pub use pipeline::{ErrorPolicy, Pipeline, PipelineBuilder};
+pub use placement::Placement;
 pub use tensor::{DType, HostTensor, Image, Layout};

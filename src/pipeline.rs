@@ -23,12 +23,14 @@
 //! # Ok(()) }
 //! ```
 
+use crate::backend::wgpu::WgpuContext;
 use crate::error::{Error, Result};
-use crate::exec::{self, EpochIter, RunStats, Step};
+use crate::exec::{self, EpochIter, GpuSuffix, RunStats, Step};
 use crate::ops::{
     Cast, CenterCrop, ColorJitter, DecodeImage, DecodeLimits, GaussianBlur, Normalize, Op, OpKind,
     RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, Resize, SizeRule, ValueKind,
 };
+use crate::placement::{self, GpuAvailability, Placement};
 use crate::source::Source;
 use crate::tensor::{image_shape, DType, Layout};
 use std::sync::Arc;
@@ -98,6 +100,9 @@ pub struct PipelineBuilder {
     source: Arc<dyn Source>,
     decode: DecodeImage,
     ops: Vec<Op>,
+    /// Per operator, where the user pinned it (None: the pipeline default).
+    pins: Vec<Option<Placement>>,
+    placement: Placement,
     settings: Settings,
 }
 
@@ -124,6 +129,20 @@ impl PipelineBuilder {
     /// Append an operator (applied after decode, in declaration order).
     pub fn op(mut self, op: impl Into<Op>) -> Self {
         self.ops.push(op.into());
+        self.pins.push(None);
+        self
+    }
+    /// Append an operator pinned to `Cpu` or `Wgpu`. A pipeline has one CPU→GPU cut, so pinning
+    /// an operator to `Wgpu` takes every operator after it to the GPU as well.
+    pub fn op_on(mut self, op: impl Into<Op>, placement: Placement) -> Self {
+        self.ops.push(op.into());
+        self.pins.push(Some(placement));
+        self
+    }
+    /// Where operators not pinned run (default `Cpu`). Without a usable GPU the pipeline runs on
+    /// the CPU and [`Pipeline::placement_reason`] says why.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.placement = placement;
         self
     }
     pub fn decode_limits(mut self, limits: DecodeLimits) -> Self {
@@ -191,28 +210,52 @@ impl PipelineBuilder {
             )));
         }
         let output = output_spec(&self.ops)?;
+        let (gpu, placement_reason) = self.place(output.sample_shape.is_some())?;
+        let cpu_ops = gpu.as_ref().map_or(self.ops.len(), |g| g.cut);
         let keep_separate = if s.cache_bytes > 0 {
-            exec::deterministic_prefix(&self.ops)
+            exec::deterministic_prefix(&self.ops[..cpu_ops])
         } else {
             0
         };
-        let steps = exec::compile_steps(&self.ops, s.fuse, keep_separate);
+        let steps = exec::compile_steps(&self.ops[..cpu_ops], s.fuse, keep_separate);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(s.threads)
             .thread_name(|i| format!("sluice-worker-{i}"))
             .build()
             .map_err(|e| Error::Worker(format!("cannot start worker threads: {e}")))?;
+        let plan = exec::Plan {
+            decode: self.decode,
+            ops: self.ops,
+            steps,
+            output,
+            gpu,
+        };
         Ok(Pipeline {
-            inner: Arc::new(exec::Shared::new(
-                self.source,
-                self.decode,
-                self.ops,
-                steps,
-                output,
-                self.settings,
-                pool,
-            )),
+            inner: Arc::new(exec::Shared::new(self.source, plan, self.settings, pool)),
+            placement_reason: Arc::from(placement_reason),
         })
+    }
+
+    /// Resolve the CPU→GPU cut (probing for an adapter only when a GPU is asked for).
+    fn place(&self, dense: bool) -> Result<(Option<GpuSuffix>, String)> {
+        let ctx = placement::wants_gpu(&self.pins, self.placement).then(WgpuContext::new);
+        let availability = match &ctx {
+            None => GpuAvailability::NotProbed,
+            Some(Err(why)) => GpuAvailability::Unavailable(why.clone()),
+            Some(Ok(c)) => GpuAvailability::Available {
+                name: c.describe(),
+                software: c.is_software(),
+            },
+        };
+        let cut = placement::resolve(&self.ops, &self.pins, self.placement, &availability, dense)
+            .map_err(Error::InvalidPipeline)?;
+        let gpu = match ctx {
+            Some(Ok(c)) if cut.cut < self.ops.len() => {
+                Some(GpuSuffix::start(cut.cut, Arc::new(c))?)
+            }
+            _ => None,
+        };
+        Ok((gpu, cut.reason))
     }
 }
 
@@ -255,6 +298,7 @@ fn output_spec(ops: &[Op]) -> Result<OutputSpec> {
 #[derive(Clone)]
 pub struct Pipeline {
     inner: Arc<exec::Shared>,
+    placement_reason: Arc<str>,
 }
 
 impl Pipeline {
@@ -267,6 +311,8 @@ impl Pipeline {
             source,
             decode: DecodeImage::default(),
             ops: Vec::new(),
+            pins: Vec::new(),
+            placement: Placement::Cpu,
             settings: Settings::default(),
         }
     }
@@ -306,6 +352,24 @@ impl Pipeline {
         &self.inner.steps
     }
 
+    /// Index of the first operator that runs on the GPU (`ops().len()` when none does).
+    pub fn gpu_cut(&self) -> usize {
+        self.inner
+            .gpu
+            .as_ref()
+            .map_or(self.inner.ops.len(), |g| g.cut)
+    }
+
+    /// The GPU adapter running the suffix, if any.
+    pub fn gpu_device(&self) -> Option<String> {
+        self.inner.gpu.as_ref().map(|g| g.ctx.describe())
+    }
+
+    /// Why the operators run where they do.
+    pub fn placement_reason(&self) -> &str {
+        &self.placement_reason
+    }
+
     /// Counters since the pipeline was built: time per step, samples, skips, buffer allocations.
     pub fn stats(&self) -> RunStats {
         self.inner.stats()
@@ -320,6 +384,11 @@ impl Pipeline {
         for step in &inner.steps {
             out += &format!("  {} [cpu]\n", step.name);
         }
+        if let Some(g) = &inner.gpu {
+            let names: Vec<&str> = inner.ops[g.cut..].iter().map(|o| o.name()).collect();
+            out += &format!("  {} [wgpu: {}]\n", names.join("+"), g.ctx.describe());
+        }
+        out += &format!("placement: {}\n", self.placement_reason);
         let shape = match &inner.output.sample_shape {
             Some(shape) => format!("dense {shape:?}"),
             None => "ragged".to_string(),

@@ -1,13 +1,18 @@
 //! Assembles one batch: its samples processed in parallel on the worker pool, written straight
 //! into a pooled buffer, with failures handled by the pipeline's error policy.
 
+use super::gpu::{draw_suffix, GpuJob};
+use super::iter::Delivery;
 use super::sample::SampleOut;
 use super::Shared;
 use crate::batch::{Batch, DenseBatch, Images, RaggedBatch};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SampleError};
 use crate::pipeline::ErrorPolicy;
+use crate::tensor::Image;
+use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 impl Shared {
     /// Build batch `b` of `epoch` from the sampler order. Runs on the worker pool.
@@ -21,7 +26,6 @@ impl Shared {
         let size = self.settings.batch_size;
         let start = b as usize * size;
         let indices = &order[start..(start + size).min(order.len())];
-        let cancelled = || Error::Worker("epoch cancelled".into());
         let run = |index: u64, out: SampleOut<'_>| {
             if cancel.load(Ordering::Relaxed) {
                 return Err(None);
@@ -87,21 +91,7 @@ impl Shared {
             }
         };
 
-        let mut sample_indices = Vec::with_capacity(indices.len());
-        let mut skipped = Vec::new();
-        for (&index, outcome) in indices.iter().zip(outcomes) {
-            match outcome {
-                Ok(()) => sample_indices.push(index),
-                Err(None) => return Err(cancelled()),
-                Err(Some(e)) => match self.settings.policy {
-                    ErrorPolicy::Fail => return Err(Error::Sample(e)),
-                    ErrorPolicy::Skip => {
-                        self.timers.sample_skipped();
-                        skipped.push(e)
-                    }
-                },
-            }
-        }
+        let (sample_indices, skipped) = self.settle(indices, outcomes)?;
         let labels = sample_indices
             .iter()
             .map(|&i| self.source.label(i))
@@ -114,6 +104,94 @@ impl Shared {
             sample_indices,
             skipped,
         })
+    }
+}
+
+impl Shared {
+    /// Apply the error policy to a batch's per-sample outcomes (Err(None): cancelled): the
+    /// indices of the samples kept, and the errors of those skipped.
+    fn settle(
+        &self,
+        indices: &[u64],
+        outcomes: Vec<std::result::Result<(), Option<SampleError>>>,
+    ) -> Result<(Vec<u64>, Vec<SampleError>)> {
+        let mut kept = Vec::with_capacity(indices.len());
+        let mut skipped = Vec::new();
+        for (&index, outcome) in indices.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => kept.push(index),
+                Err(None) => return Err(Error::Worker("epoch cancelled".into())),
+                Err(Some(e)) => match self.settings.policy {
+                    ErrorPolicy::Fail => return Err(Error::Sample(e)),
+                    ErrorPolicy::Skip => {
+                        self.timers.sample_skipped();
+                        skipped.push(e)
+                    }
+                },
+            }
+        }
+        Ok((kept, skipped))
+    }
+
+    /// Build batch `b` and deliver it on `tx`: directly when every operator runs on the CPU;
+    /// through the GPU submission thread when the pipeline has a GPU suffix.
+    pub(crate) fn run_batch(
+        self: &Arc<Self>,
+        epoch: u32,
+        b: u64,
+        order: &[u64],
+        cancel: &Arc<AtomicBool>,
+        tx: Sender<Delivery>,
+    ) {
+        let Some(gpu) = &self.gpu else {
+            let _ = tx.send((b, self.build_batch(epoch, b, order, cancel)));
+            return;
+        };
+        let size = self.settings.batch_size;
+        let start = b as usize * size;
+        let indices = &order[start..(start + size).min(order.len())];
+        let results: Vec<_> = indices
+            .par_iter()
+            .map(|&index| {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(None);
+                }
+                let mut image = Image::default();
+                self.process_sample(epoch, index, SampleOut::Image(&mut image))
+                    .map_err(Some)?;
+                let size = (image.width, image.height);
+                let params =
+                    draw_suffix(&self.ops, gpu.cut, self.settings.seed, epoch, index, size);
+                Ok((image, params))
+            })
+            .collect();
+        let mut images = Vec::with_capacity(results.len());
+        let mut params = Vec::with_capacity(results.len());
+        let outcomes = results
+            .into_iter()
+            .map(|r| {
+                r.map(|(image, p)| {
+                    images.push(image);
+                    params.push(p);
+                })
+            })
+            .collect();
+        match self.settle(indices, outcomes) {
+            Err(e) => {
+                let _ = tx.send((b, Err(e)));
+            }
+            Ok((indices, skipped)) => gpu.submit(GpuJob {
+                shared: self.clone(),
+                epoch,
+                batch: b,
+                indices,
+                images,
+                params,
+                skipped,
+                tx,
+                cancel: cancel.clone(),
+            }),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-type Delivery = (u64, Result<Batch>);
+pub(crate) type Delivery = (u64, Result<Batch>);
 
 pub struct EpochIter {
     shared: Arc<Shared>,
@@ -65,16 +65,19 @@ impl EpochIter {
             );
             let epoch = self.epoch;
             self.shared.pool.spawn(move || {
-                let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    shared.build_batch(epoch, b, &order, &cancel)
-                }));
-                let result = built.unwrap_or_else(|_| {
-                    Err(Error::Worker(format!(
-                        "batch {b} panicked while assembling"
-                    )))
+                let reply = tx.clone();
+                let run = std::panic::AssertUnwindSafe(|| {
+                    shared.run_batch(epoch, b, &order, &cancel, tx)
                 });
-                // The receiver outlives every task (Drop waits), so this cannot fail.
-                let _ = tx.send((b, result));
+                if std::panic::catch_unwind(run).is_err() {
+                    // The receiver outlives every task (Drop waits), so this cannot fail.
+                    let _ = reply.send((
+                        b,
+                        Err(Error::Worker(format!(
+                            "batch {b} panicked while assembling"
+                        ))),
+                    ));
+                }
             });
             self.next_spawn += 1;
             self.in_flight += 1;

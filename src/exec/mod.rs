@@ -3,10 +3,12 @@
 
 mod batcher;
 mod cache;
+mod gpu;
 mod iter;
 mod sample;
 mod stats;
 
+pub use gpu::{stages_for, GpuSuffix};
 pub use iter::EpochIter;
 pub use stats::{RunStats, StageStat};
 
@@ -117,6 +119,8 @@ pub struct Shared {
     sample_buffers: Arc<BufferPool>,
     timers: StageTimers,
     cache: Option<PrefixCache>,
+    /// The operators from the CPU→GPU cut on, when some run on the GPU.
+    pub gpu: Option<GpuSuffix>,
 }
 
 /// Timer slots: read, decode, then one per step.
@@ -124,26 +128,45 @@ const READ_STAGE: usize = 0;
 const DECODE_STAGE: usize = 1;
 const FIRST_STEP_STAGE: usize = 2;
 
+/// What the executor runs, besides the source and settings.
+pub struct Plan {
+    pub decode: DecodeImage,
+    pub ops: Vec<Op>,
+    /// CPU steps (for `ops[..gpu.cut]` when there is a GPU suffix).
+    pub steps: Vec<Step>,
+    pub output: OutputSpec,
+    pub gpu: Option<GpuSuffix>,
+}
+
 impl Shared {
     pub fn new(
         source: Arc<dyn Source>,
-        decode: DecodeImage,
-        ops: Vec<Op>,
-        steps: Vec<Step>,
-        output: OutputSpec,
+        plan: Plan,
         settings: Settings,
         pool: rayon::ThreadPool,
     ) -> Self {
+        let Plan {
+            decode,
+            ops,
+            steps,
+            output,
+            gpu,
+        } = plan;
+        let cpu_ops = gpu.as_ref().map_or(ops.len(), |g| g.cut);
         let cache = (settings.cache_bytes > 0).then(|| {
             // Prefix operators are single steps (see `compile_steps`), so steps = operators.
             PrefixCache::new(
                 source.len(),
                 settings.cache_bytes,
-                deterministic_prefix(&ops),
+                deterministic_prefix(&ops[..cpu_ops]),
             )
         });
         let mut names = vec!["read".to_string(), "DecodeImage".to_string()];
         names.extend(steps.iter().map(|s| s.name.clone()));
+        if let Some(g) = &gpu {
+            let suffix: Vec<&str> = ops[g.cut..].iter().map(|o| o.name()).collect();
+            names.push(format!("wgpu: {}", suffix.join("+")));
+        }
         Shared {
             source,
             decode,
@@ -156,7 +179,13 @@ impl Shared {
             sample_buffers: BufferPool::new(),
             timers: StageTimers::new(names),
             cache,
+            gpu,
         }
+    }
+
+    /// Timer slot of the GPU suffix (after every CPU step).
+    fn gpu_stage(&self) -> usize {
+        FIRST_STEP_STAGE + self.steps.len()
     }
 
     pub fn batches_per_epoch(&self) -> u64 {

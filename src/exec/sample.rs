@@ -26,6 +26,8 @@ pub(crate) enum SampleOut<'a> {
     Slot(&'a mut [u8]),
     /// A growable buffer (ragged batches).
     Vec(&'a mut Vec<u8>),
+    /// The u8 image itself (the CPU part of a pipeline with a GPU suffix).
+    Image(&'a mut Image),
 }
 
 impl SampleOut<'_> {
@@ -38,6 +40,7 @@ impl SampleOut<'_> {
                 v.resize(len, 0);
                 Some(v.as_mut_slice())
             }
+            SampleOut::Image(_) => None,
         }
     }
 }
@@ -154,6 +157,14 @@ impl Shared {
         match shape {
             Some(shape) => Ok(shape),
             None => {
+                if let SampleOut::Image(dst) = out {
+                    dst.clone_from(&ws.image);
+                    return Ok(image_shape(
+                        dst.height as usize,
+                        dst.width as usize,
+                        Layout::Hwc,
+                    ));
+                }
                 // No tensor operator: the u8 HWC image is the output.
                 let image = &ws.image;
                 let shape = image_shape(image.height as usize, image.width as usize, Layout::Hwc);

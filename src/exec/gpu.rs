@@ -1,0 +1,194 @@
+//! The GPU suffix of a pipeline: CPU workers decode and run the operators before the cut, draw
+//! every suffix operator's per-sample parameters on the host (the same draws as the CPU path),
+//! and hand the batch to one submission thread, which runs the suffix as wgpu kernels and
+//! delivers the finished batch. Workers never block on the GPU: they go on with the next batch.
+
+use super::iter::Delivery;
+use super::sample::operator_id;
+use super::Shared;
+use crate::backend::wgpu::{ImageStage, TensorWrite, WgpuContext};
+use crate::batch::{Batch, DenseBatch, Images};
+use crate::error::{Error, SampleError};
+use crate::ops::{Op, OpParams};
+use crate::rng::SampleRng;
+use crate::tensor::{DType, Image, Layout};
+use crossbeam_channel::Sender;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Operators `ops[cut..]` run on `ctx`, fed through a submission thread.
+pub struct GpuSuffix {
+    pub cut: usize,
+    pub ctx: Arc<WgpuContext>,
+    jobs: Sender<GpuJob>,
+}
+
+/// One batch's host-side result, on its way to the GPU.
+pub(crate) struct GpuJob {
+    pub shared: Arc<Shared>,
+    pub epoch: u32,
+    pub batch: u64,
+    pub indices: Vec<u64>,
+    pub images: Vec<Image>,
+    /// Per sample, the parameters of each suffix operator.
+    pub params: Vec<Vec<OpParams>>,
+    pub skipped: Vec<SampleError>,
+    pub tx: Sender<Delivery>,
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl GpuSuffix {
+    pub fn start(cut: usize, ctx: Arc<WgpuContext>) -> Result<Self, Error> {
+        let (jobs, rx) = crossbeam_channel::unbounded::<GpuJob>();
+        std::thread::Builder::new()
+            .name("sluice-wgpu".into())
+            .spawn(move || {
+                // Ends when the pipeline (the only sender) is dropped.
+                for job in rx {
+                    let b = job.batch;
+                    let tx = job.tx.clone();
+                    let result = if job.cancel.load(Ordering::Relaxed) {
+                        Err(Error::Worker("epoch cancelled".into()))
+                    } else {
+                        job.run()
+                    };
+                    let _ = tx.send((b, result));
+                }
+            })
+            .map_err(|e| Error::Worker(format!("cannot start the wgpu thread: {e}")))?;
+        Ok(GpuSuffix { cut, ctx, jobs })
+    }
+
+    pub(crate) fn submit(&self, job: GpuJob) {
+        // The receiver lives as long as the pipeline that owns `self`.
+        let _ = self.jobs.send(job);
+    }
+}
+
+/// Draw every suffix operator's parameters for one sample whose CPU part ended at `size`.
+pub(crate) fn draw_suffix(
+    ops: &[Op],
+    cut: usize,
+    seed: u64,
+    epoch: u32,
+    index: u64,
+    mut size: (u32, u32),
+) -> Vec<OpParams> {
+    (cut..ops.len())
+        .map(|i| {
+            let mut rng = SampleRng::new(seed, epoch, index, operator_id(i));
+            let params = ops[i].draw(&mut rng, size.0, size.1);
+            size = match (&ops[i], &params) {
+                (_, OpParams::Crop(b)) => (b.out_width, b.out_height),
+                (Op::CenterCrop(c), _) => (c.width, c.height),
+                _ => size,
+            };
+            params
+        })
+        .collect()
+}
+
+/// Turn per-sample parameters into per-operator stages, and the tensor write at the end (u8
+/// HWC as it is when the pipeline has no Normalize/Cast).
+pub fn stages_for(ops: &[Op], params: &[Vec<OpParams>]) -> (Vec<ImageStage>, TensorWrite) {
+    let column = |k: usize| params.iter().map(move |p| p[k]);
+    let flags = |k: usize| {
+        column(k)
+            .map(|p| p == OpParams::Apply(true))
+            .collect::<Vec<bool>>()
+    };
+    let mut stages = Vec::new();
+    let mut write = TensorWrite {
+        dtype: DType::U8,
+        layout: Layout::Hwc,
+        scale: [1.0; 3],
+        bias: [0.0; 3],
+    };
+    for (k, op) in ops.iter().enumerate() {
+        let stage = match op {
+            Op::RandomResizedCrop(_) | Op::Resize(_) => ImageStage::Resample(
+                column(k)
+                    .map(|p| match p {
+                        OpParams::Crop(b) => b,
+                        other => unreachable!("crop operator drew {other:?}"),
+                    })
+                    .collect(),
+            ),
+            Op::CenterCrop(c) => ImageStage::CenterCrop {
+                width: c.width,
+                height: c.height,
+            },
+            Op::RandomHorizontalFlip(_) => ImageStage::Flip(flags(k)),
+            Op::RandomGrayscale(_) => ImageStage::Grayscale(flags(k)),
+            Op::ColorJitter(_) => ImageStage::Jitter(
+                column(k)
+                    .map(|p| match p {
+                        OpParams::Jitter(j) => j,
+                        other => unreachable!("jitter drew {other:?}"),
+                    })
+                    .collect(),
+            ),
+            Op::GaussianBlur(g) => ImageStage::Blur {
+                sigmas: column(k)
+                    .map(|p| match p {
+                        OpParams::Blur(s) => s,
+                        other => unreachable!("blur drew {other:?}"),
+                    })
+                    .collect(),
+                kernel_size: g.kernel_size,
+            },
+            Op::Normalize(_) | Op::Cast(_) => {
+                write = TensorWrite::for_op(op).expect("tensor operator");
+                continue;
+            }
+        };
+        stages.push(stage);
+    }
+    (stages, write)
+}
+
+impl GpuJob {
+    fn run(self) -> crate::error::Result<Batch> {
+        let shared = &self.shared;
+        let gpu = shared.gpu.as_ref().expect("a GPU job needs a GPU suffix");
+        let t = Instant::now();
+        let per_sample = shared
+            .output
+            .sample_bytes()
+            .expect("GPU placement requires a dense output");
+        let mut data = shared.buffers.take(per_sample * self.images.len());
+        let (stages, write) = stages_for(&shared.ops[gpu.cut..], &self.params);
+        gpu.ctx
+            .run_to_tensor(&self.images, &stages, &write, data.as_mut_slice())
+            .map_err(|e| {
+                Error::Worker(format!(
+                    "batch {} of epoch {} on wgpu ({}): {e}",
+                    self.batch,
+                    self.epoch,
+                    gpu.ctx.describe()
+                ))
+            })?;
+        shared.timers.record(shared.gpu_stage(), t);
+        let mut shape = vec![self.images.len()];
+        shape.extend(shared.output.sample_shape.clone().unwrap());
+        let labels = self
+            .indices
+            .iter()
+            .map(|&i| shared.source.label(i))
+            .collect();
+        Ok(Batch {
+            epoch: self.epoch,
+            index: self.batch,
+            images: Images::Dense(DenseBatch {
+                dtype: shared.output.dtype,
+                layout: shared.output.layout,
+                shape,
+                data,
+            }),
+            labels,
+            sample_indices: self.indices,
+            skipped: self.skipped,
+        })
+    }
+}
