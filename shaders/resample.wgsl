@@ -55,7 +55,7 @@ fn resample_vertical(@builtin(global_invocation_id) id: vec3<u32>) {
         total = total + wt;
         acc = acc + wt * src_pixel(s, x, y);
     }
-    let out = round(clamp(acc / total, vec3<f32>(0.0), vec3<f32>(255.0)));
+    let out = floor(clamp(acc / total, vec3<f32>(0.0), vec3<f32>(255.0)) + 0.5);
     let a = field(s, AUX_OFF) + i * 3u;
     aux[a] = out.x;
     aux[a + 1u] = out.y;
@@ -75,7 +75,7 @@ fn resampled(s: u32, x: u32, y: u32, c: u32) -> f32 {
         total = total + wt;
         acc = acc + wt * aux[field(s, AUX_OFF) + (y * cols + u32(sx - col0)) * 3u + c];
     }
-    return round(clamp(acc / total, 0.0, 255.0));
+    return floor(clamp(acc / total, 0.0, 255.0) + 0.5);
 }
 
 // One invocation per 4-pixel group of the output image.

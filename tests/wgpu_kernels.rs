@@ -6,8 +6,8 @@
 //! never writes fails the comparison. Tolerances, per result type:
 //! - u8 images: every value within 1 of the CPU's, and at most 1% of values off at all (a GPU
 //!   may round a product or sum that lies on a rounding boundary the other way). Resampling:
-//!   within 1 of the CPU and of the f64 oracle, at most 5% of values off (the CPU resizer uses
-//!   fixed-point weights; on uniform noise 2-3% of values land on the other side of a .5).
+//!   within 1 of the CPU and of the f64 oracle, at most 3% of values off (the CPU resizer uses
+//!   fixed-point weights; on uniform noise up to ~1.5% of values land on the other side of a .5).
 //! - float tensors: within 1e-6 relative of the CPU (a GPU may fuse the multiply-add), or one
 //!   u8 step (scale[c]) where a resample or color op feeds them; f16/bf16 within one unit in
 //!   the last place of their format.
@@ -135,7 +135,7 @@ fn resample_kernel_matches_the_cpu_path_on_a_ragged_batch() {
         for (i, image) in images.iter().enumerate() {
             let want = cpu_apply(rrc.clone(), OpParams::Crop(boxes[i]), image);
             let what = format!("{name} sample {i} {:?}", boxes[i]);
-            assert_close_fraction(&got[i], &want, 1, 20, &what);
+            assert_close_fraction(&got[i], &want, 1, 33, &what);
             let oracle = sluice::reference::resize_bilinear(image, &boxes[i]);
             assert!(
                 common::max_diff(&got[i], &oracle) <= 1,
