@@ -42,11 +42,18 @@ const SRC_H: u32 = 7u;
 // First source column the vertical resample pass keeps, and how many.
 const COL0: u32 = 8u;
 const COLS: u32 = 9u;
-// Crop box in source pixels (f32 bits).
+// CenterCrop / copy: source offset of the output's origin (f32 bits).
 const LEFT: u32 = 10u;
 const TOP: u32 = 11u;
-const CROP_W: u32 = 12u;
-const CROP_H: u32 = 13u;
+// Resample: the CPU resizer's fixed-point weights (src/ops/resample.rs, AxisWeights), one table
+// per axis at these word offsets into `rec`: per output coordinate [first source pixel, count,
+// WIN weights (i32)]; sums start at half a unit and shift right by PREC.
+const H_TAB: u32 = 10u;
+const V_TAB: u32 = 11u;
+const PREC_H: u32 = 12u;
+const PREC_V: u32 = 13u;
+const WIN_H: u32 = 14u;
+const WIN_V: u32 = 15u;
 // Operator-specific extras (jitter order and factors, blur weights).
 const EXTRA: u32 = 16u;
 

@@ -1,43 +1,29 @@
 // Crop + resize (antialiased bilinear) from a ragged u8 batch, the tensor write
 // (normalize / cast, f32 / f16 / bf16 / u8, CHW / HWC, per-sample flip), and the two fused.
 //
-// Resample semantics as src/ops/resample.rs and the f64 oracle in src/reference.rs: output
-// coordinate o samples the source at centre = start + (o + 0.5) * scale with a triangle filter
-// widened by the downscale factor, weights clipped to the whole source image and normalised.
-// Separable, vertical pass first with the intermediate rounded to u8, as fast_image_resize does
-// for u8 images: resample_vertical writes (output rows × the crop's needed source columns) into
-// aux; resample_horizontal (→ u8 image) or write_tensor in mode 1 (→ tensor, fused) finishes.
+// Resample: bit-exact with the CPU path. The host computes the CPU resizer's fixed-point weights
+// (Pillow's convolution arithmetic, as fast_image_resize runs it) per sample and axis; the
+// kernels apply them in the same order: vertical pass first, its result (u8) kept in aux for the
+// source columns the horizontal pass reads; then horizontal. resample_horizontal writes a u8
+// image; write_tensor in mode 1 finishes the horizontal pass straight into the tensor (fused).
 
 @group(0) @binding(3) var<storage, read_write> aux: array<f32>;
 
-struct Window {
-    first: i32,
-    last: i32,
-    centre: f32,
-    support: f32,
-};
-
-fn window(o: u32, start: f32, len: f32, out_size: u32, lo: i32, hi: i32) -> Window {
-    let scale = len / f32(out_size);
-    let support = max(scale, 1.0);
-    let centre = start + (f32(o) + 0.5) * scale;
-    // Weights are non-zero only where |i + 0.5 - centre| < support.
-    let first = max(i32(floor(centre - support - 0.5)), lo);
-    let last = min(i32(ceil(centre + support - 0.5)), hi);
-    return Window(first, last, centre, support);
+fn src_pixel(s: u32, x: u32, y: u32) -> vec3<i32> {
+    let i = (y * field(s, SRC_W) + x) * 3u;
+    return vec3<i32>(i32(src_byte(s, i)), i32(src_byte(s, i + 1u)), i32(src_byte(s, i + 2u)));
 }
 
-fn weight(i: i32, w: Window) -> f32 {
-    return max(1.0 - abs((f32(i) + 0.5 - w.centre) / w.support), 0.0);
+// Word offset of output coordinate o's entry in the table at field `tab` (window at `win`).
+fn entry_of(s: u32, tab: u32, win: u32, o: u32) -> u32 {
+    return field(s, tab) + o * (field(s, win) + 2u);
 }
 
-fn src_pixel(s: u32, x: u32, y: i32) -> vec3<f32> {
-    let i = (u32(y) * field(s, SRC_W) + x) * 3u;
-    return vec3<f32>(f32(src_byte(s, i)), f32(src_byte(s, i + 1u)), f32(src_byte(s, i + 2u)));
+fn clip_u8(sum: i32, shift: u32) -> i32 {
+    return clamp(sum >> shift, 0, 255);
 }
 
-// First pass, vertical (as the CPU resizer, fast_image_resize, does for u8 images): one
-// invocation per (output row, kept source column) of sample id.y, rounded to u8 into aux.
+// One invocation per (output row, kept source column) of sample id.y.
 @compute @workgroup_size(64, 1, 1)
 fn resample_vertical(@builtin(global_invocation_id) id: vec3<u32>) {
     let s = id.y;
@@ -47,35 +33,32 @@ fn resample_vertical(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let x = field(s, COL0) + i % cols;
-    let win = window(i / cols, field_f(s, TOP), field_f(s, CROP_H), field(s, HEIGHT), 0, i32(field(s, SRC_H)) - 1);
-    var acc = vec3<f32>(0.0);
-    var total = 0.0;
-    for (var y = win.first; y <= win.last; y = y + 1) {
-        let wt = weight(y, win);
-        total = total + wt;
-        acc = acc + wt * src_pixel(s, x, y);
+    let e = entry_of(s, V_TAB, WIN_V, i / cols);
+    let first = rec[e];
+    let shift = field(s, PREC_V);
+    var acc = vec3<i32>(1 << (shift - 1u));
+    for (var k = 0u; k < rec[e + 1u]; k = k + 1u) {
+        acc = acc + bitcast<i32>(rec[e + 2u + k]) * src_pixel(s, x, first + k);
     }
-    let out = floor(clamp(acc / total, vec3<f32>(0.0), vec3<f32>(255.0)) + 0.5);
     let a = field(s, AUX_OFF) + i * 3u;
-    aux[a] = out.x;
-    aux[a + 1u] = out.y;
-    aux[a + 2u] = out.z;
+    aux[a] = f32(clip_u8(acc.x, shift));
+    aux[a + 1u] = f32(clip_u8(acc.y, shift));
+    aux[a + 2u] = f32(clip_u8(acc.z, shift));
 }
 
-// Second pass, horizontal: channel c of output pixel (x, y) of sample s from the columns
-// resample_vertical left in aux, rounded to u8.
+// Channel c of output pixel (x, y) of sample s, from the columns resample_vertical left in aux.
 fn resampled(s: u32, x: u32, y: u32, c: u32) -> f32 {
-    let col0 = i32(field(s, COL0));
+    let col0 = field(s, COL0);
     let cols = field(s, COLS);
-    let win = window(x, field_f(s, LEFT), field_f(s, CROP_W), field(s, WIDTH), col0, col0 + i32(cols) - 1);
-    var acc = 0.0;
-    var total = 0.0;
-    for (var sx = win.first; sx <= win.last; sx = sx + 1) {
-        let wt = weight(sx, win);
-        total = total + wt;
-        acc = acc + wt * aux[field(s, AUX_OFF) + (y * cols + u32(sx - col0)) * 3u + c];
+    let e = entry_of(s, H_TAB, WIN_H, x);
+    let first = rec[e];
+    let shift = field(s, PREC_H);
+    var acc = 1 << (shift - 1u);
+    for (var k = 0u; k < rec[e + 1u]; k = k + 1u) {
+        let v = i32(aux[field(s, AUX_OFF) + (y * cols + first + k - col0) * 3u + c]);
+        acc = acc + bitcast<i32>(rec[e + 2u + k]) * v;
     }
-    return floor(clamp(acc / total, 0.0, 255.0) + 0.5);
+    return f32(clip_u8(acc, shift));
 }
 
 // One invocation per 4-pixel group of the output image.

@@ -84,11 +84,12 @@ fn wgpu_suffix_matches_the_cpu_pipeline_for_every_workload() {
             workload.name(),
             off * 100.0
         );
-        // Crop+resize may round one step the other way; ColorJitter's truncations and hue can
-        // amplify that step (simclr), so a few values move further.
+        // Crop+resize and normalize are exact (up to a fused multiply-add); ColorJitter's
+        // float truncations may land one u8 step the other way, which later truncations (hue)
+        // can widen for a few values.
         match workload {
             Workload::Simclr => assert!(off < 0.005, "{}: {off}", workload.name()),
-            _ => assert!(worst <= 1.001, "{}: {worst}", workload.name()),
+            _ => assert!(worst < 1e-3, "{}: {worst}", workload.name()),
         }
     }
 }

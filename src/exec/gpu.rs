@@ -51,7 +51,13 @@ impl GpuSuffix {
                     let result = if job.cancel.load(Ordering::Relaxed) {
                         Err(Error::Worker("epoch cancelled".into()))
                     } else {
-                        job.run()
+                        // Every batch must be answered, or the iterator would wait forever.
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
+                            .unwrap_or_else(|_| {
+                                Err(Error::Worker(format!(
+                                    "batch {b}: internal error on the wgpu thread"
+                                )))
+                            })
                     };
                     let _ = tx.send((b, result));
                 }

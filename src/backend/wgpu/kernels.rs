@@ -39,12 +39,12 @@ pub(super) mod field {
     pub const SRC_OFF: usize = 5;
     pub const SRC_W: usize = 6;
     pub const SRC_H: usize = 7;
+    /// COL0 and COLS (set together).
     pub const COL0: usize = 8;
-    pub const COLS: usize = 9;
     pub const LEFT: usize = 10;
     pub const TOP: usize = 11;
-    pub const CROP_W: usize = 12;
-    pub const CROP_H: usize = 13;
+    /// H_TAB, V_TAB, PREC_H, PREC_V, WIN_H, WIN_V (set together; resample only).
+    pub const H_TAB: usize = 10;
     pub const EXTRA: usize = 16;
 }
 

@@ -49,7 +49,14 @@ impl WgpuContext {
             ..Default::default()
         }))
         .map_err(|e| format!("wgpu adapter {} refused a device: {e}", info.name))?;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let kernels = kernels::Kernels::new(&device);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(format!(
+                "the sluice WGSL kernels do not compile on {}: {e}",
+                info.name
+            ));
+        }
         Ok(WgpuContext {
             device,
             queue,

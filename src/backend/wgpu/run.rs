@@ -4,6 +4,7 @@
 
 use super::kernels::{field, Params, WORKGROUP};
 use super::WgpuContext;
+use crate::ops::resample::AxisWeights;
 use crate::ops::{center_offset, gaussian_kernel, CropBox, JitterParams, Op};
 use crate::tensor::{DType, Image, Layout};
 use std::ops::Range;
@@ -111,24 +112,6 @@ fn image_words((w, h): (u32, u32)) -> u64 {
     (u64::from(w) * u64::from(h)).div_ceil(4) * 3
 }
 
-/// Source columns a crop's horizontal filter reads (the vertical pass, which runs first, keeps
-/// only these), with a column of margin either side so the shader's f32 windows always fall
-/// inside: (first column, count).
-fn kept_cols(b: &CropBox, src_width: u32) -> (u32, u32) {
-    let scale = b.width / f64::from(b.out_width);
-    let support = scale.max(1.0);
-    let first = b.left + 0.5 * scale - support - 0.5;
-    let last = b.left + (f64::from(b.out_width) - 0.5) * scale + support - 0.5;
-    let col0 = (first.floor() - 1.0).max(0.0) as u32;
-    let col1 = ((last.ceil() + 1.0).max(0.0) as u32).min(src_width.saturating_sub(1));
-    (col0.min(col1), col1.saturating_sub(col0) + 1)
-}
-
-/// Aux floats a resample's first pass needs: output rows × kept columns × 3.
-fn resample_aux(b: &CropBox, src_width: u32) -> u64 {
-    u64::from(kept_cols(b, src_width).1) * u64::from(b.out_height) * 3
-}
-
 /// The stages as they will run: trailing flips folded into the tensor write, and a resample
 /// directly before the write fused with it.
 struct Plan<'a> {
@@ -206,14 +189,16 @@ impl<'a> Plan<'a> {
                 needs.push(image_words((w, h)) * 4);
             }
             aux = aux.max(match stage {
-                ImageStage::Resample(boxes) => resample_aux(&boxes[s], sizes[k].0) * 4,
+                ImageStage::Resample(boxes) => {
+                    resample_aux(&axis_weights(&boxes[s], sizes[k]).0, h) * 4
+                }
                 ImageStage::Blur { .. } => u64::from(w) * u64::from(h) * 12,
                 _ => 4,
             });
         }
         if let Some(boxes) = self.fused {
-            let src_w = sizes[sizes.len() - 2].0;
-            aux = aux.max(resample_aux(&boxes[s], src_w) * 4);
+            let (h, _) = axis_weights(&boxes[s], sizes[sizes.len() - 2]);
+            aux = aux.max(resample_aux(&h, boxes[s].out_height) * 4);
         }
         needs.push(aux);
         if let Some(write) = self.write {
@@ -296,11 +281,14 @@ struct Encoding {
 }
 
 impl Encoding {
-    /// Append per-sample records (rec_words each) and a uniform block; returns their ranges.
+    /// Append per-sample records (rec_words each) followed by `tail` (tables the records point
+    /// into, at offsets counted from the first record), and a uniform block; returns their
+    /// ranges.
     fn push(
         &mut self,
         recs: &[Vec<u32>],
         rec_words: usize,
+        tail: &[u32],
         mut params: Params,
     ) -> (Range<u64>, u64) {
         let align_words = (self.align / 4) as usize;
@@ -312,6 +300,7 @@ impl Encoding {
             r.resize(rec_words, 0);
             self.records.extend(r);
         }
+        self.records.extend_from_slice(tail);
         if self.records.len() as u64 * 4 == start {
             self.records.push(0); // bindings cannot be empty
         }
@@ -334,11 +323,11 @@ impl Encoding {
         dst: usize,
         src: usize,
         recs: &[Vec<u32>],
-        rec_words: usize,
+        (rec_words, tail): (usize, &[u32]),
         params: Params,
         width: u64,
     ) -> Result<(), String> {
-        let (records, uniform) = self.push(recs, rec_words, params);
+        let (records, uniform) = self.push(recs, rec_words, tail, params);
         let x = width.div_ceil(u64::from(WORKGROUP)).max(1);
         if x > 65535 {
             return Err(format!(
@@ -362,20 +351,87 @@ fn f32_bits(v: f64) -> u32 {
     (v as f32).to_bits()
 }
 
-/// Where each sample's first-pass rows go in aux (offsets in floats), the floats in all, and
-/// the most invocations one sample needs.
-fn resample_aux_layout(
+/// The CPU resizer's fixed-point weights for one resample of a chunk's samples, laid out to
+/// follow the pass's records, and where each sample's first-pass output goes in aux.
+struct Tables {
+    tail: Vec<u32>,
+    /// Per sample: COL0, COLS, H_TAB, V_TAB, PREC_H, PREC_V, WIN_H, WIN_V.
+    fields: Vec<[u32; 8]>,
+    /// Aux offsets (floats) per sample, and the floats in all.
+    aux_offsets: Vec<u64>,
+    aux_floats: u64,
+    /// The most first-pass invocations one sample needs.
+    widest: u64,
+}
+
+/// Weights for resampling `b` from a `src`-sized image.
+fn axis_weights(b: &CropBox, (w, h): (u32, u32)) -> (AxisWeights, AxisWeights) {
+    (
+        AxisWeights::new(w, b.left, b.width, b.out_width),
+        AxisWeights::new(h, b.top, b.height, b.out_height),
+    )
+}
+
+/// Aux floats the vertical pass leaves for the horizontal one: output rows × the source
+/// columns the horizontal weights read × 3.
+fn resample_aux(horizontal: &AxisWeights, out_height: u32) -> u64 {
+    u64::from(horizontal.span().1) * u64::from(out_height) * 3
+}
+
+fn push_axis(tail: &mut Vec<u32>, a: &AxisWeights) {
+    for o in 0..a.starts.len() {
+        tail.push(a.starts[o]);
+        tail.push(a.sizes[o]);
+        tail.extend(
+            a.weights[o * a.window..(o + 1) * a.window]
+                .iter()
+                .map(|&w| w as u32),
+        );
+    }
+}
+
+fn resample_tables(
     boxes: &[CropBox],
     samples: &[usize],
-    src_width: impl Fn(usize) -> u32,
-) -> (Vec<u64>, u64, u64) {
-    let floats: Vec<u64> = samples
-        .iter()
-        .map(|&s| resample_aux(&boxes[s], src_width(s)))
-        .collect();
+    src: impl Fn(usize) -> (u32, u32),
+) -> Tables {
+    let base = (samples.len() * field::EXTRA) as u32;
+    let mut tail = Vec::new();
+    let mut fields = Vec::with_capacity(samples.len());
+    let mut floats = Vec::with_capacity(samples.len());
+    for &s in samples {
+        let (h, v) = axis_weights(&boxes[s], src(s));
+        let (col0, cols) = h.span();
+        let h_tab = base + tail.len() as u32;
+        push_axis(&mut tail, &h);
+        let v_tab = base + tail.len() as u32;
+        push_axis(&mut tail, &v);
+        fields.push([
+            col0,
+            cols,
+            h_tab,
+            v_tab,
+            h.precision,
+            v.precision,
+            h.window as u32,
+            v.window as u32,
+        ]);
+        floats.push(resample_aux(&h, boxes[s].out_height));
+    }
     let widest = floats.iter().max().map_or(0, |f| f / 3);
-    let (offsets, total) = offsets(floats.into_iter());
-    (offsets, total, widest)
+    let (aux_offsets, aux_floats) = offsets(floats.into_iter());
+    Tables {
+        tail,
+        fields,
+        aux_offsets,
+        aux_floats,
+        widest,
+    }
+}
+
+fn set_resample(r: &mut [u32], f: &[u32; 8]) {
+    r[field::COL0..field::COL0 + 2].copy_from_slice(&f[..2]);
+    r[field::H_TAB..field::H_TAB + 6].copy_from_slice(&f[2..]);
 }
 
 /// A record with the image fields of one sample filled in.
@@ -392,16 +448,6 @@ fn set_source(r: &mut [u32], src_off: u64, (w, h): (u32, u32)) {
     r[field::SRC_OFF] = src_off as u32;
     r[field::SRC_W] = w;
     r[field::SRC_H] = h;
-}
-
-fn set_crop(r: &mut [u32], b: &CropBox, src_w: u32) {
-    let (col0, cols) = kept_cols(b, src_w);
-    r[field::COL0] = col0;
-    r[field::COLS] = cols;
-    r[field::LEFT] = f32_bits(b.left);
-    r[field::TOP] = f32_bits(b.top);
-    r[field::CROP_W] = f32_bits(b.width);
-    r[field::CROP_H] = f32_bits(b.height);
 }
 
 /// Word offsets of consecutive items of the given word counts.
@@ -501,61 +547,49 @@ impl WgpuContext {
                 if poison {
                     self.poison_pass(&mut enc, next, words)?;
                 }
-                let recs = |aux: &[u64]| -> Vec<Vec<u32>> {
-                    samples
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &s)| {
-                            let mut r = record(next_off[i], size_out(s), aux[i]);
-                            set_source(&mut r, cur_off[i], size_in(s));
-                            match stage {
-                                ImageStage::Resample(boxes) => {
-                                    set_crop(&mut r, &boxes[s], size_in(s).0)
-                                }
-                                ImageStage::CenterCrop { width, height } => {
-                                    let (sw, sh) = size_in(s);
-                                    r[field::LEFT] = f32_bits(center_offset(sw, *width) as f64);
-                                    r[field::TOP] = f32_bits(center_offset(sh, *height) as f64);
-                                }
-                                ImageStage::Flip(flags) => r[field::FLAG] = u32::from(flags[s]),
-                                _ => unreachable!("in-place stage"),
-                            }
-                            r
-                        })
-                        .collect()
+                let tables = match stage {
+                    ImageStage::Resample(boxes) => Some(resample_tables(boxes, &samples, size_in)),
+                    _ => None,
                 };
+                let recs: Vec<Vec<u32>> = samples
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &s)| {
+                        let aux = tables.as_ref().map_or(0, |t| t.aux_offsets[i]);
+                        let mut r = record(next_off[i], size_out(s), aux);
+                        set_source(&mut r, cur_off[i], size_in(s));
+                        match stage {
+                            ImageStage::Resample(_) => {
+                                set_resample(&mut r, &tables.as_ref().unwrap().fields[i])
+                            }
+                            ImageStage::CenterCrop { width, height } => {
+                                let (sw, sh) = size_in(s);
+                                r[field::LEFT] = f32_bits(center_offset(sw, *width) as f64);
+                                r[field::TOP] = f32_bits(center_offset(sh, *height) as f64);
+                            }
+                            ImageStage::Flip(flags) => r[field::FLAG] = u32::from(flags[s]),
+                            _ => unreachable!("in-place stage"),
+                        }
+                        r
+                    })
+                    .collect();
                 let max_groups = samples
                     .iter()
                     .map(|&s| image_words(size_out(s)) / 3)
                     .max()
                     .unwrap_or(0);
-                if let ImageStage::Resample(boxes) = stage {
-                    let (aux_off, aux_words, widest) =
-                        resample_aux_layout(boxes, &samples, |s| size_in(s).0);
-                    aux_bytes = aux_bytes.max(aux_words * 4);
-                    let recs = recs(&aux_off);
-                    enc.pass(
-                        "resample_vertical",
-                        next,
-                        cur,
-                        &recs,
-                        field::EXTRA,
-                        base,
-                        widest,
-                    )?;
-                    let entry = "resample_horizontal";
-                    enc.pass(entry, next, cur, &recs, field::EXTRA, base, max_groups)?;
-                } else {
-                    let recs = recs(&vec![0; samples.len()]);
-                    enc.pass(
-                        "copy_crop",
-                        next,
-                        cur,
-                        &recs,
-                        field::EXTRA,
-                        base,
-                        max_groups,
-                    )?;
+                match &tables {
+                    Some(t) => {
+                        aux_bytes = aux_bytes.max(t.aux_floats * 4);
+                        let words = (field::EXTRA, t.tail.as_slice());
+                        enc.pass("resample_vertical", next, cur, &recs, words, base, t.widest)?;
+                        let entry = "resample_horizontal";
+                        enc.pass(entry, next, cur, &recs, words, base, max_groups)?;
+                    }
+                    None => {
+                        let words = (field::EXTRA, &[][..]);
+                        enc.pass("copy_crop", next, cur, &recs, words, base, max_groups)?;
+                    }
                 }
                 cur = next;
                 cur_off = next_off;
@@ -583,15 +617,8 @@ impl WgpuContext {
                             r
                         })
                         .collect();
-                    enc.pass(
-                        "grayscale",
-                        cur,
-                        RECORDS,
-                        &recs,
-                        field::EXTRA,
-                        base,
-                        max_groups,
-                    )?;
+                    let words = (field::EXTRA, &[][..]);
+                    enc.pass("grayscale", cur, RECORDS, &recs, words, base, max_groups)?;
                 }
                 ImageStage::Blur {
                     sigmas,
@@ -627,8 +654,24 @@ impl WgpuContext {
                         taps: *kernel_size,
                         ..base
                     };
-                    enc.pass("blur_h", cur, RECORDS, &recs, words, params, max_pixels)?;
-                    enc.pass("blur_v", cur, RECORDS, &recs, words, params, max_groups)?;
+                    enc.pass(
+                        "blur_h",
+                        cur,
+                        RECORDS,
+                        &recs,
+                        (words, &[]),
+                        params,
+                        max_pixels,
+                    )?;
+                    enc.pass(
+                        "blur_v",
+                        cur,
+                        RECORDS,
+                        &recs,
+                        (words, &[]),
+                        params,
+                        max_groups,
+                    )?;
                 }
                 ImageStage::Jitter(params) => {
                     let recs: Vec<_> = samples
@@ -653,17 +696,18 @@ impl WgpuContext {
                     let words = field::EXTRA + 8;
                     for slot in 0..4 {
                         let params = Params { slot, ..base };
-                        enc.pass("luma_sum", cur, RECORDS, &recs, words, params, max_groups)?;
-                        enc.passes.last_mut().unwrap().clear_aux = Some(samples.len() as u64 * 4);
                         enc.pass(
-                            "jitter_apply",
+                            "luma_sum",
                             cur,
                             RECORDS,
                             &recs,
-                            words,
+                            (words, &[]),
                             params,
                             max_groups,
                         )?;
+                        enc.passes.last_mut().unwrap().clear_aux = Some(samples.len() as u64 * 4);
+                        let entry = "jitter_apply";
+                        enc.pass(entry, cur, RECORDS, &recs, (words, &[]), params, max_groups)?;
                     }
                 }
                 _ => unreachable!("out-of-place stage"),
@@ -684,30 +728,27 @@ impl WgpuContext {
                 if poison {
                     self.poison_pass(&mut enc, out, words)?;
                 }
-                let (aux_off, aux_words, widest) = match plan.fused {
-                    Some(boxes) => {
-                        resample_aux_layout(boxes, &samples, |s| plan.sizes[s][last - 1].0)
-                    }
-                    None => (vec![0; samples.len()], 0, 0),
-                };
-                aux_bytes = aux_bytes.max(aux_words * 4);
+                let tables = plan
+                    .fused
+                    .map(|boxes| resample_tables(boxes, &samples, |s| plan.sizes[s][last - 1]));
                 let recs: Vec<_> = samples
                     .iter()
                     .enumerate()
                     .map(|(i, &s)| {
-                        let mut r = record(out_off[i], plan.sizes[s][last], aux_off[i]);
+                        let aux = tables.as_ref().map_or(0, |t| t.aux_offsets[i]);
+                        let mut r = record(out_off[i], plan.sizes[s][last], aux);
                         r[field::FLAG] = u32::from(plan.flips[s]);
-                        match plan.fused {
-                            Some(boxes) => {
-                                let src = plan.sizes[s][last - 1];
-                                set_source(&mut r, cur_off[i], src);
-                                set_crop(&mut r, &boxes[s], src.0);
+                        match &tables {
+                            Some(t) => {
+                                set_source(&mut r, cur_off[i], plan.sizes[s][last - 1]);
+                                set_resample(&mut r, &t.fields[i]);
                             }
                             None => set_source(&mut r, cur_off[i], plan.sizes[s][last]),
                         }
                         r
                     })
                     .collect();
+                let tail = tables.as_ref().map_or(&[][..], |t| t.tail.as_slice());
                 let params = Params {
                     mode: u32::from(plan.fused.is_some()),
                     dtype: write.dtype_code(),
@@ -716,22 +757,32 @@ impl WgpuContext {
                     bias: [write.bias[0], write.bias[1], write.bias[2], 0.0],
                     ..Params::default()
                 };
-                if plan.fused.is_some() {
+                if let Some(t) = &tables {
+                    aux_bytes = aux_bytes.max(t.aux_floats * 4);
                     // The first pass writes into aux; its dst binding is unused.
                     let entry = "resample_vertical";
-                    enc.pass(entry, out, cur, &recs, field::EXTRA, params, widest)?;
+                    enc.pass(
+                        entry,
+                        out,
+                        cur,
+                        &recs,
+                        (field::EXTRA, tail),
+                        params,
+                        t.widest,
+                    )?;
                 }
                 let max_words = samples
                     .iter()
                     .map(|&s| write.sample_bytes(plan.sizes[s][last]).div_ceil(4))
                     .max()
                     .unwrap_or(0);
+                let rec_words = (field::EXTRA, tail);
                 enc.pass(
                     "write_tensor",
                     out,
                     cur,
                     &recs,
-                    field::EXTRA,
+                    rec_words,
                     params,
                     max_words,
                 )?;
@@ -785,7 +836,7 @@ impl WgpuContext {
             total_words: words as u32,
             ..Params::default()
         };
-        let (records, uniform) = enc.push(&[], 0, params);
+        let (records, uniform) = enc.push(&[], 0, &[], params);
         let groups = words.div_ceil(u64::from(WORKGROUP)).max(1);
         let x = groups.min(65535);
         enc.passes.push(Pass {
@@ -844,6 +895,8 @@ impl WgpuContext {
             .write_buffer(&buffers[RECORDS], 0, bytemuck::cast_slice(&enc.records));
         self.queue.write_buffer(&uniforms, 0, &enc.uniforms);
 
+        // Validation errors become this batch's error instead of a panic on the device's thread.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = self.device.create_command_encoder(&Default::default());
         for pass in &enc.passes {
             let params_size = std::mem::size_of::<Params>() as u64;
@@ -877,6 +930,9 @@ impl WgpuContext {
         }
         encoder.copy_buffer_to_buffer(&buffers[result], 0, &readback, 0, read_bytes);
         self.queue.submit([encoder.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(format!("the GPU rejected the batch's commands: {e}"));
+        }
         let slice = readback.slice(..read_bytes);
         slice.map_async(wgpu::MapMode::Read, |_| {});
         self.device
