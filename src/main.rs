@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sluice::bench::{self, BenchOptions, Workload};
 use sluice::gen::{ensure_dataset, write_dataset, DatasetSpec};
 use sluice::source::{FileList, ImageFolder, Source};
-use sluice::ErrorPolicy;
+use sluice::{ErrorPolicy, Placement};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +21,13 @@ struct Cli {
 enum Policy {
     Fail,
     Skip,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Cpu,
+    Wgpu,
+    Auto,
 }
 
 #[derive(Subcommand)]
@@ -66,6 +73,14 @@ enum Command {
         /// Print the report as JSON on stdout (schema: docs/BENCH_JSON.md)
         #[arg(long)]
         json: bool,
+        /// Where operators run: cpu, wgpu (every operator on the GPU unless a usable adapter
+        /// is missing) or auto (crop on CPU, the rest on a hardware GPU)
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Also run the pipeline on the CPU and compare every batch (max error, exit 1 when
+        /// outside the tolerance); slows the run
+        #[arg(long)]
+        verify: bool,
     },
     /// Write a deterministic ImageNet-like JPEG dataset (ROOT/class_NNN/img_NNNNNN.jpg).
     GenData {
@@ -148,6 +163,8 @@ fn run(cli: Cli) -> sluice::Result<()> {
             train_step_ms,
             chart,
             json,
+            backend,
+            verify,
         } => {
             if let Some(path) = &chart {
                 if !path.extension().is_some_and(|e| e == "svg" || e == "png") {
@@ -197,6 +214,12 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 },
                 train_step_ms,
                 progress: !json,
+                placement: match backend {
+                    BackendArg::Cpu => Placement::Cpu,
+                    BackendArg::Wgpu => Placement::Wgpu,
+                    BackendArg::Auto => Placement::Auto,
+                },
+                verify,
             };
             let report = bench::run(source, &opts)?;
             if let Some(path) = &chart {
@@ -215,7 +238,13 @@ fn run(cli: Cli) -> sluice::Result<()> {
             } else {
                 print!("{}", report.to_text());
             }
-            Ok(())
+            match &report.verify {
+                Some(v) if !v.pass => Err(sluice::Error::Worker(format!(
+                    "verify failed: {} values more than one u8 step from the CPU's (max {:.2} steps)",
+                    v.values_over_one_step, v.max_error_steps
+                ))),
+                _ => Ok(()),
+            }
         }
     }
 }

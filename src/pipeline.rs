@@ -365,6 +365,14 @@ impl Pipeline {
         self.inner.gpu.as_ref().map(|g| g.ctx.describe())
     }
 
+    /// Checking mode for the GPU suffix: poison kernel outputs before each run so unwritten
+    /// elements show (costs a pass per output; for `--verify` and tests).
+    pub fn check_gpu_outputs(&self, on: bool) {
+        if let Some(g) = &self.inner.gpu {
+            g.ctx.set_poison(on);
+        }
+    }
+
     /// Why the operators run where they do.
     pub fn placement_reason(&self) -> &str {
         &self.placement_reason

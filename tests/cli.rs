@@ -118,3 +118,53 @@ fn train_step_stall_and_chart() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("*.svg or *.png"));
 }
+
+#[test]
+fn bench_with_the_wgpu_backend_verifies_against_the_cpu() {
+    if let Err(reason) = sluice::backend::wgpu::WgpuContext::new() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_WGPU").is_none(),
+            "SLUICE_REQUIRE_WGPU is set but {reason}"
+        );
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    sluice(&["gen-data", data, "--n", "12", "--classes", "2"]);
+    let cpu = bench_json(data, "simclr", "2");
+    let out = sluice(&[
+        "bench",
+        "simclr",
+        "--data",
+        data,
+        "--threads",
+        "2",
+        "--batch",
+        "4",
+        "--epochs",
+        "2",
+        "--backend",
+        "wgpu",
+        "--verify",
+        "--json",
+    ]);
+    let gpu: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verify = &gpu["verify"];
+    assert_eq!(verify["pass"], true, "{verify}");
+    assert_eq!(verify["batches"], 6);
+    assert!(gpu["placement"]
+        .as_str()
+        .unwrap()
+        .contains("from RandomResizedCrop on"));
+    let stages = gpu["stages"].as_array().unwrap();
+    assert!(stages.last().unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("wgpu: "));
+    // Exact kernels on these images: the same bytes as the CPU run.
+    if verify["max_abs_error"] == 0.0 {
+        assert_eq!(gpu["checksum"], cpu["checksum"]);
+    }
+}

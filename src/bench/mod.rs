@@ -5,10 +5,12 @@ mod chart;
 mod report;
 mod runner;
 mod sys;
+mod verify;
 mod workloads;
 
 pub use chart::{layout as chart_layout, Chart, Shape};
 pub use report::{BenchReport, StageRow, TimelinePoint};
 pub use runner::{run, BenchOptions};
 pub use sys::{cpu_seconds, peak_rss_bytes};
+pub use verify::Verification;
 pub use workloads::{Workload, WORKLOADS};

@@ -27,6 +27,10 @@ pub struct BenchReport {
     pub workload: String,
     pub source: String,
     pub plan: String,
+    /// Where the operators ran and why.
+    pub placement: String,
+    /// `--verify`: the comparison against the CPU run (None without it).
+    pub verify: Option<super::Verification>,
     pub threads: usize,
     pub batch_size: usize,
     pub epochs: u32,
@@ -112,6 +116,10 @@ impl BenchReport {
                 "cache        {} hits, {:.1} MiB held\n",
                 self.cache_hits, self.cache_mib
             );
+        }
+        s += &format!("placement    {}\n", self.placement);
+        if let Some(v) = &self.verify {
+            s += &v.to_text();
         }
         s += &format!("checksum     {}\n\n", self.checksum);
         s += &format!(

@@ -2,9 +2,11 @@
 
 use super::report::{BenchReport, StageRow, TimelinePoint};
 use super::sys::{cpu_seconds, peak_rss_bytes};
+use super::verify::Verification;
 use super::workloads::Workload;
 use crate::error::Result;
 use crate::pipeline::{ErrorPolicy, Pipeline, Settings};
+use crate::placement::Placement;
 use crate::source::Source;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +29,10 @@ pub struct BenchOptions {
     pub train_step_ms: f64,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Where operators run (`--backend`).
+    pub placement: Placement,
+    /// Compare every batch with the same pipeline run on the CPU (`--verify`).
+    pub verify: bool,
 }
 
 /// When each batch arrived and how long the consumer waited for it.
@@ -51,10 +57,30 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         fuse: opts.fuse,
         cache_bytes: opts.cache_mib << 20,
     };
-    let pipeline = opts
-        .workload
-        .add_ops(Pipeline::builder_shared(source.clone()).settings(settings))
-        .build()?;
+    let build = |placement: Placement| {
+        opts.workload
+            .add_ops(
+                Pipeline::builder_shared(source.clone())
+                    .settings(settings.clone())
+                    .placement(placement),
+            )
+            .build()
+    };
+    let pipeline = build(opts.placement)?;
+    // The CPU reference for --verify, and the size of one u8 step in the output's units.
+    let reference = if opts.verify {
+        pipeline.check_gpu_outputs(true);
+        Some(build(Placement::Cpu)?)
+    } else {
+        None
+    };
+    let u8_step = pipeline.ops().last().map_or(1.0, |op| match op {
+        crate::ops::Op::Normalize(n) => {
+            f64::from(n.scale_bias().0.into_iter().fold(0f32, f32::max))
+        }
+        _ => 1.0,
+    });
+    let mut verification = Verification::default();
 
     let total_batches = pipeline.batches_per_epoch() * u64::from(opts.epochs);
     let bar = if opts.progress {
@@ -79,6 +105,10 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     let mut arrivals = Vec::with_capacity(total_batches as usize);
     for epoch in 0..opts.epochs {
         let mut batches = pipeline.epoch(epoch)?;
+        let mut cpu_batches = match &reference {
+            Some(r) => Some(r.epoch(epoch)?),
+            None => None,
+        };
         loop {
             let asked = Instant::now();
             let Some(batch) = batches.next() else { break };
@@ -90,6 +120,12 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
                 waited: (now - asked).as_secs_f64(),
                 images: batch.len() as u64,
             });
+            if let Some(cpu) = cpu_batches.as_mut() {
+                let want = cpu.next().ok_or_else(|| {
+                    crate::Error::Worker("verify: the CPU run ended early".into())
+                })??;
+                verification.add(&batch, &want, u8_step)?;
+            }
             hasher.update(batch.bytes());
             for label in &batch.labels {
                 hasher.update(&label.to_le_bytes());
@@ -133,6 +169,8 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         workload: opts.workload.name().to_string(),
         source: source.describe(),
         plan: pipeline.describe(),
+        placement: pipeline.placement_reason().to_string(),
+        verify: reference.map(|_| verification),
         threads: opts.threads,
         batch_size: opts.batch_size,
         epochs: opts.epochs,
