@@ -6,6 +6,7 @@
 //! output tensor (or images). Device buffers come from a pool reused across batches; batches
 //! that would overflow a storage binding (128 MiB on lavapipe) are split into chunks of samples.
 
+mod encode;
 mod kernels;
 mod pool;
 mod run;
