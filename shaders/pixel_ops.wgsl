@@ -40,12 +40,15 @@ fn blur_h(@builtin(global_invocation_id) id: vec3<u32>) {
     let w = field(s, WIDTH);
     let x = pix % w;
     let y = pix / w;
-    let half = i32(p.taps / 2u);
+    let half = p.taps / 2u;
+    // As the CPU path: centre tap, then each symmetric pair summed before weighting.
     for (var c = 0u; c < 3u; c = c + 1u) {
-        var sum = 0.0;
-        for (var k = 0u; k < p.taps; k = k + 1u) {
-            let sx = reflect(i32(x) + i32(k) - half, w);
-            sum = sum + field_f(s, EXTRA + k) * f32(dst_byte(s, (y * w + sx) * 3u + c));
+        var sum = field_f(s, EXTRA + half) * f32(dst_byte(s, pix * 3u + c));
+        for (var j = 1u; j <= half; j = j + 1u) {
+            let l = reflect(i32(x) - i32(j), w);
+            let r = reflect(i32(x) + i32(j), w);
+            let pair = f32(dst_byte(s, (y * w + l) * 3u + c)) + f32(dst_byte(s, (y * w + r) * 3u + c));
+            sum = sum + field_f(s, EXTRA + half + j) * pair;
         }
         aux[field(s, AUX_OFF) + pix * 3u + c] = sum;
     }

@@ -225,6 +225,7 @@ impl PipelineBuilder {
             .map_err(|e| Error::Worker(format!("cannot start worker threads: {e}")))?;
         let plan = exec::Plan {
             decode: self.decode,
+            op_ids: (1..=self.ops.len() as u32).collect(),
             ops: self.ops,
             steps,
             output,

@@ -160,8 +160,15 @@ impl Shared {
                 self.process_sample(epoch, index, SampleOut::Image(&mut image))
                     .map_err(Some)?;
                 let size = (image.width, image.height);
-                let params =
-                    draw_suffix(&self.ops, gpu.cut, self.settings.seed, epoch, index, size);
+                let params = draw_suffix(
+                    &self.ops,
+                    &self.op_ids,
+                    gpu.cut,
+                    self.settings.seed,
+                    epoch,
+                    index,
+                    size,
+                );
                 Ok((image, params))
             })
             .collect();

@@ -4,7 +4,6 @@
 //! delivers the finished batch. Workers never block on the GPU: they go on with the next batch.
 
 use super::iter::Delivery;
-use super::sample::operator_id;
 use super::Shared;
 use crate::backend::wgpu::{ImageStage, TensorWrite, WgpuContext};
 use crate::batch::{Batch, DenseBatch, Images};
@@ -75,6 +74,7 @@ impl GpuSuffix {
 /// Draw every suffix operator's parameters for one sample whose CPU part ended at `size`.
 pub(crate) fn draw_suffix(
     ops: &[Op],
+    op_ids: &[u32],
     cut: usize,
     seed: u64,
     epoch: u32,
@@ -83,7 +83,7 @@ pub(crate) fn draw_suffix(
 ) -> Vec<OpParams> {
     (cut..ops.len())
         .map(|i| {
-            let mut rng = SampleRng::new(seed, epoch, index, operator_id(i));
+            let mut rng = SampleRng::new(seed, epoch, index, op_ids[i]);
             let params = ops[i].draw(&mut rng, size.0, size.1);
             size = match (&ops[i], &params) {
                 (_, OpParams::Crop(b)) => (b.out_width, b.out_height),

@@ -110,6 +110,7 @@ pub struct Shared {
     pub source: Arc<dyn Source>,
     pub decode: DecodeImage,
     pub ops: Vec<Op>,
+    pub op_ids: Vec<u32>,
     pub steps: Vec<Step>,
     pub output: OutputSpec,
     pub settings: Settings,
@@ -132,6 +133,9 @@ const FIRST_STEP_STAGE: usize = 2;
 pub struct Plan {
     pub decode: DecodeImage,
     pub ops: Vec<Op>,
+    /// Each operator's RNG stream id: its declared position + 1 (0 is decode), kept when the
+    /// optimizer reorders, so reordering never changes what is drawn.
+    pub op_ids: Vec<u32>,
     /// CPU steps (for `ops[..gpu.cut]` when there is a GPU suffix).
     pub steps: Vec<Step>,
     pub output: OutputSpec,
@@ -148,6 +152,7 @@ impl Shared {
         let Plan {
             decode,
             ops,
+            op_ids,
             steps,
             output,
             gpu,
@@ -171,6 +176,7 @@ impl Shared {
             source,
             decode,
             ops,
+            op_ids,
             steps,
             output,
             settings,

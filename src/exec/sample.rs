@@ -45,11 +45,6 @@ impl SampleOut<'_> {
     }
 }
 
-/// Operator id of the operator at declared position `i` (0 is decode).
-pub(crate) fn operator_id(i: usize) -> u32 {
-    i as u32 + 1
-}
-
 impl Shared {
     fn sample_error(&self, index: u64, operator: &str, message: impl Into<String>) -> SampleError {
         SampleError {
@@ -121,7 +116,7 @@ impl Shared {
 
         let seed = self.settings.seed;
         let draw = |i: usize, image: &Image| {
-            let mut rng = SampleRng::new(seed, epoch, index, operator_id(i));
+            let mut rng = SampleRng::new(seed, epoch, index, self.op_ids[i]);
             self.ops[i].draw(&mut rng, image.width, image.height)
         };
         let mut shape = None;

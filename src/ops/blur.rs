@@ -66,7 +66,7 @@ impl GaussianBlur {
 
     pub fn spec(&self) -> OpSpec {
         OpSpec::image_op(OpKind::GaussianBlur, SizeRule::Same, true).commuting(&[
-            (OpKind::RandomHorizontalFlip, Commute::Approx),
+            (OpKind::RandomHorizontalFlip, Commute::Exact),
             (OpKind::RandomGrayscale, Commute::Approx),
         ])
     }
@@ -120,12 +120,22 @@ fn blur_separable(image: &mut Image, taps: &[(i64, f32)], floats: &mut Vec<f32>)
                 padded[px * 3 + c] = f32::from(src[sx + c]);
             }
         }
+        // Centre tap, then each symmetric pair summed before weighting: a mirrored row gives
+        // the mirrored result bit for bit, so the blur commutes exactly with a flip.
         let dst = &mut horizontal[y * row_len..(y + 1) * row_len];
         dst.fill(0.0);
-        for &(off, wt) in taps {
-            let start = ((off + reach as i64) * 3) as usize;
-            for (d, s) in dst.iter_mut().zip(&padded[start..start + row_len]) {
-                *d += wt * s;
+        for &(off, wt) in taps.iter().filter(|t| t.0 >= 0) {
+            let right = ((reach as i64 + off) * 3) as usize;
+            let left = ((reach as i64 - off) * 3) as usize;
+            let (l, r) = (&padded[left..left + row_len], &padded[right..right + row_len]);
+            if off == 0 {
+                for (d, s) in dst.iter_mut().zip(r) {
+                    *d += wt * s;
+                }
+            } else {
+                for ((d, a), b) in dst.iter_mut().zip(l).zip(r) {
+                    *d += wt * (a + b);
+                }
             }
         }
     }

@@ -20,7 +20,7 @@ impl RandomHorizontalFlip {
                 (OpKind::RandomGrayscale, Commute::Exact),
                 (OpKind::Normalize, Commute::Exact),
                 (OpKind::Cast, Commute::Exact),
-                (OpKind::GaussianBlur, Commute::Approx),
+                (OpKind::GaussianBlur, Commute::Exact),
                 (OpKind::Resize, Commute::Approx),
             ]);
         spec.cpu_fuses_with = vec![OpKind::Normalize, OpKind::Cast];
