@@ -11,6 +11,7 @@ pub mod error;
 pub mod exec;
 pub mod gen;
 pub mod ops;
+pub mod optimizer;
 pub mod pipeline;
 pub mod placement;
 pub mod reference;

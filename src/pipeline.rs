@@ -30,6 +30,7 @@ use crate::ops::{
     Cast, CenterCrop, ColorJitter, DecodeImage, DecodeLimits, GaussianBlur, Normalize, Op, OpKind,
     RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, Resize, SizeRule, ValueKind,
 };
+use crate::optimizer::{self, CostProfile, Goal, LogicalPlan, Optimized};
 use crate::placement::{self, GpuAvailability, Placement};
 use crate::source::Source;
 use crate::tensor::{image_shape, DType, Layout};
@@ -102,6 +103,10 @@ pub struct PipelineBuilder {
     ops: Vec<Op>,
     /// Per operator, where the user pinned it (None: the pipeline default).
     pins: Vec<Option<Placement>>,
+    /// Per operator, its RNG stream id (declared position + 1), kept through reordering.
+    ids: Vec<u32>,
+    /// Operators the optimizer must not move.
+    fixed: Vec<bool>,
     placement: Placement,
     settings: Settings,
 }
@@ -127,17 +132,70 @@ op_from!(
 
 impl PipelineBuilder {
     /// Append an operator (applied after decode, in declaration order).
-    pub fn op(mut self, op: impl Into<Op>) -> Self {
-        self.ops.push(op.into());
-        self.pins.push(None);
+    pub fn op(self, op: impl Into<Op>) -> Self {
+        self.push(op.into(), None, false)
+    }
+
+    fn push(mut self, op: Op, pin: Option<Placement>, fixed: bool) -> Self {
+        self.ops.push(op);
+        self.pins.push(pin);
+        self.ids.push(self.ids.len() as u32 + 1);
+        self.fixed.push(fixed);
         self
+    }
+
+    /// Append an operator the optimizer never moves (its position is part of the recipe).
+    pub fn op_fixed(self, op: impl Into<Op>) -> Self {
+        self.push(op.into(), None, true)
     }
     /// Append an operator pinned to `Cpu` or `Wgpu`. A pipeline has one CPU→GPU cut, so pinning
     /// an operator to `Wgpu` takes every operator after it to the GPU as well.
-    pub fn op_on(mut self, op: impl Into<Op>, placement: Placement) -> Self {
-        self.ops.push(op.into());
-        self.pins.push(Some(placement));
-        self
+    pub fn op_on(self, op: impl Into<Op>, placement: Placement) -> Self {
+        self.push(op.into(), Some(placement), false)
+    }
+
+    /// The declared operators, pins and fixed marks: the optimizer's input.
+    pub fn logical_plan(&self) -> LogicalPlan {
+        LogicalPlan {
+            ops: self.ops.clone(),
+            pins: self.pins.clone(),
+            fixed: self.fixed.clone(),
+        }
+    }
+
+    /// Let the optimizer plan this pipeline from `profile` for `goal`: the builder comes back
+    /// rewritten to the physical plan (operator order, GPU cut, fusion, threads, prefetch,
+    /// cache; batch size from the goal), with the decisions for [`Optimized::explain`].
+    /// Randomness is keyed by declared position, so a reordered plan draws the same numbers.
+    pub fn optimize(mut self, profile: &CostProfile, goal: &Goal) -> Result<(Self, Optimized)> {
+        profile.check()?;
+        let optimized = optimizer::optimize(&self.logical_plan(), profile, goal)?;
+        let p = &optimized.physical;
+        let n = self.ops.len();
+        if p.cut < n {
+            let backend = profile.gpu.as_ref().map_or("", |g| g.backend.as_str());
+            if backend != "wgpu" {
+                return Err(Error::InvalidPipeline(format!(
+                    "the plan puts operators on {backend}, which this build cannot run; use                      `sluice explain` to see it, or a profile measured here"
+                )));
+            }
+        }
+        let pick = |v: &[Option<Placement>]| p.order.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let mut pins = pick(&self.pins);
+        if p.cut < n && pins[p.cut].is_none() {
+            pins[p.cut] = Some(Placement::Wgpu);
+        }
+        self.ops = p.order.iter().map(|&i| self.ops[i].clone()).collect();
+        self.ids = p.order.iter().map(|&i| self.ids[i]).collect();
+        self.fixed = p.order.iter().map(|&i| self.fixed[i]).collect();
+        self.pins = pins;
+        self.placement = Placement::Cpu;
+        self.settings.fuse = p.fuse;
+        self.settings.threads = p.threads;
+        self.settings.prefetch = p.prefetch;
+        self.settings.cache_bytes = p.cache_bytes;
+        self.settings.batch_size = goal.batch_size;
+        Ok((self, optimized))
     }
     /// Where operators not pinned run (default `Cpu`). Without a usable GPU the pipeline runs on
     /// the CPU and [`Pipeline::placement_reason`] says why.
@@ -225,7 +283,7 @@ impl PipelineBuilder {
             .map_err(|e| Error::Worker(format!("cannot start worker threads: {e}")))?;
         let plan = exec::Plan {
             decode: self.decode,
-            op_ids: (1..=self.ops.len() as u32).collect(),
+            op_ids: self.ids,
             ops: self.ops,
             steps,
             output,
@@ -313,6 +371,8 @@ impl Pipeline {
             decode: DecodeImage::default(),
             ops: Vec::new(),
             pins: Vec::new(),
+            ids: Vec::new(),
+            fixed: Vec::new(),
             placement: Placement::Cpu,
             settings: Settings::default(),
         }

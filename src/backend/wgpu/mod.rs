@@ -106,6 +106,25 @@ impl WgpuContext {
         self.poison.load(Ordering::Relaxed)
     }
 
+    /// Host-to-device bandwidth of a `bytes` upload (best of 3, after a warm-up), GB/s.
+    pub fn upload_gbps(&self, bytes: u64) -> Result<f64, String> {
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        let buffer = self.pool.take(&self.device, usage, bytes);
+        let data = vec![7u8; bytes as usize];
+        let mut best = f64::INFINITY;
+        for _ in 0..4 {
+            let t = std::time::Instant::now();
+            self.queue.write_buffer(&buffer, 0, &data);
+            self.queue.submit([]);
+            self.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| format!("waiting for the upload failed: {e}"))?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        self.pool.give(buffer);
+        Ok(bytes as f64 / best / 1e9)
+    }
+
     /// Device buffers allocated so far (flat once the pool is warm).
     pub fn buffer_allocations(&self) -> u64 {
         self.pool.allocations()

@@ -1,0 +1,298 @@
+//! The cost profile the optimizer plans with, and the profiler that measures it.
+//!
+//! A profile is JSON (format: docs/COST_PROFILE.md). It names the machine, dataset and pipeline
+//! it was measured on; a cached profile is reused while all three match. A hand-written profile
+//! plans for a machine one does not have (e.g. an H100 box from a CPU-only laptop).
+
+use crate::backend::wgpu::{TensorWrite, WgpuContext};
+use crate::error::{Error, Result};
+use crate::exec::stages_for;
+use crate::ops::{DecodeImage, Op, OpParams, Scratch};
+use crate::rng::SampleRng;
+use crate::source::Source;
+use crate::tensor::Image;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Measured (or stated) costs of one operator, per sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpCost {
+    /// The operator as configured (its Debug form), so a profile is matched to its pipeline.
+    pub op: String,
+    /// CPU time on one core.
+    pub cpu_ns: f64,
+    /// Mean bytes in and out (u8 images: w·h·3; tensors: w·h·3·dtype size).
+    pub bytes_in: f64,
+    pub bytes_out: f64,
+    /// GPU time per sample in a batch, where the GPU backend has the kernel (None: no kernel).
+    /// For wgpu this is end to end (upload, kernel, readback).
+    pub gpu_ns: Option<f64>,
+}
+
+/// The GPU side of a profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuCost {
+    /// "wgpu" or "cuda".
+    pub backend: String,
+    pub name: String,
+    /// Host-to-device bandwidth, GB/s (pinned memory for CUDA; a buffer upload for wgpu).
+    pub h2d_gbps: f64,
+    /// Whether results come back to host memory (wgpu today): then the output crosses the link
+    /// twice more (down, and up again to the training device).
+    pub reads_back: bool,
+    /// A software rasterizer (lavapipe): correct, but it runs on the CPU cores.
+    pub software: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostProfile {
+    pub machine: String,
+    pub dataset: String,
+    /// The pipeline: its operators' Debug forms joined by " | ".
+    pub pipeline: String,
+    /// CPU cores available to worker threads.
+    pub cpu_threads: usize,
+    pub samples_measured: usize,
+    pub dataset_len: usize,
+    /// Read and decode, per sample, one core; decoded image bytes.
+    pub read_ns: f64,
+    pub decode_ns: f64,
+    pub decoded_bytes: f64,
+    /// Host memcpy bandwidth, GB/s (what serving a cached sample costs).
+    pub memcpy_gbps: f64,
+    pub ops: Vec<OpCost>,
+    pub gpu: Option<GpuCost>,
+}
+
+/// The pipeline fingerprint a profile is matched on.
+pub fn pipeline_key(ops: &[Op]) -> String {
+    ops.iter()
+        .map(|o| format!("{o:?}"))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// "N cores, CPU model" of this machine.
+pub fn machine_name() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!("{cores} x {model}")
+}
+
+impl CostProfile {
+    pub fn load(path: &Path) -> Result<CostProfile> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let profile: CostProfile = serde_json::from_str(&text)
+            .map_err(|e| Error::InvalidPipeline(format!("cost profile {}: {e}", path.display())))?;
+        profile.check()?;
+        Ok(profile)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+        }
+        let text = serde_json::to_string_pretty(self).expect("profiles serialize");
+        std::fs::write(path, text).map_err(|e| Error::io(path.display().to_string(), e))
+    }
+
+    /// Reject numbers the cost model cannot use.
+    pub fn check(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidPipeline(format!("cost profile: {what}")));
+        if self.cpu_threads == 0 {
+            return bad("cpu_threads must be at least 1".into());
+        }
+        let mut numbers = vec![
+            ("read_ns", self.read_ns),
+            ("decode_ns", self.decode_ns),
+            ("decoded_bytes", self.decoded_bytes),
+        ];
+        for op in &self.ops {
+            numbers.push(("ops[].cpu_ns", op.cpu_ns));
+            numbers.push(("ops[].bytes_in", op.bytes_in));
+            numbers.push(("ops[].bytes_out", op.bytes_out));
+            if let Some(g) = op.gpu_ns {
+                numbers.push(("ops[].gpu_ns", g));
+            }
+        }
+        if let Some((name, v)) = numbers.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+            return bad(format!("{name} = {v} must be a non-negative number"));
+        }
+        if let Some(g) = &self.gpu {
+            if !(g.h2d_gbps > 0.0 && g.h2d_gbps.is_finite()) {
+                return bad(format!("gpu.h2d_gbps = {} must be positive", g.h2d_gbps));
+            }
+        }
+        if !(self.memcpy_gbps > 0.0) {
+            return bad(format!(
+                "memcpy_gbps = {} must be positive",
+                self.memcpy_gbps
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this profile was measured for this machine, dataset and pipeline.
+    pub fn matches(&self, machine: &str, dataset: &str, ops: &[Op]) -> bool {
+        self.machine == machine && self.dataset == dataset && self.pipeline == pipeline_key(ops)
+    }
+}
+
+/// Where measured profiles are cached: one file per (machine, dataset, pipeline).
+pub fn cache_path(dir: &Path, machine: &str, dataset: &str, ops: &[Op]) -> PathBuf {
+    let key = format!("{machine}\n{dataset}\n{}", pipeline_key(ops));
+    dir.join(format!(
+        "profile-{:016x}.json",
+        xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+    ))
+}
+
+/// Measure `ops` over the first `samples` samples of `source`: CPU time of each step on this
+/// thread, bytes in and out, and — when `gpu` is given — each operator's kernel time on a batch.
+pub fn measure(
+    source: &dyn Source,
+    ops: &[Op],
+    samples: usize,
+    gpu: Option<&WgpuContext>,
+) -> Result<CostProfile> {
+    let n = samples.min(source.len()).max(1);
+    let decoder = DecodeImage::default();
+    let mut bytes = Vec::new();
+    let (mut read_ns, mut decode_ns, mut decoded_bytes) = (0f64, 0f64, 0f64);
+    let mut cpu_ns = vec![0f64; ops.len()];
+    let mut bytes_in = vec![0f64; ops.len()];
+    let mut bytes_out = vec![0f64; ops.len()];
+    // Per operator, the batch of inputs it saw and their parameters (for the GPU timings).
+    let mut inputs: Vec<Vec<Image>> = vec![Vec::new(); ops.len()];
+    let mut params: Vec<Vec<Vec<OpParams>>> = vec![Vec::new(); ops.len()];
+    let mut scratch = Scratch::default();
+    for index in 0..n as u64 {
+        let t = Instant::now();
+        source
+            .read(index, &mut bytes)
+            .map_err(|e| Error::Worker(format!("profiling sample {index}: {e}")))?;
+        read_ns += t.elapsed().as_nanos() as f64;
+        let t = Instant::now();
+        let mut image = Image::default();
+        decoder
+            .decode(&bytes, &mut image)
+            .map_err(|e| Error::Worker(format!("profiling sample {index}: DecodeImage: {e}")))?;
+        decode_ns += t.elapsed().as_nanos() as f64;
+        decoded_bytes += image.data.len() as f64;
+        for (i, op) in ops.iter().enumerate() {
+            let mut rng = SampleRng::new(0, 0, index, i as u32 + 1);
+            if gpu.is_some() {
+                inputs[i].push(image.clone());
+            }
+            bytes_in[i] += image.data.len() as f64;
+            let t = Instant::now();
+            let p = op.draw(&mut rng, image.width, image.height);
+            if op.produces_tensor() {
+                let write = TensorWrite::for_op(op).expect("tensor op");
+                let mut out = vec![0u8; image.data.len() * write.dtype.size()];
+                op.write_tensor(&image, false, &mut out);
+                bytes_out[i] += out.len() as f64;
+            } else {
+                op.apply_image(&p, &mut image, &mut scratch);
+                bytes_out[i] += image.data.len() as f64;
+            }
+            cpu_ns[i] += t.elapsed().as_nanos() as f64;
+            params[i].push(vec![p]);
+        }
+    }
+    let per = |v: f64| v / n as f64;
+    let mut op_costs: Vec<OpCost> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| OpCost {
+            op: format!("{op:?}"),
+            cpu_ns: per(cpu_ns[i]),
+            bytes_in: per(bytes_in[i]),
+            bytes_out: per(bytes_out[i]),
+            gpu_ns: None,
+        })
+        .collect();
+    let gpu_cost = match gpu {
+        None => None,
+        Some(ctx) => {
+            for (i, op) in ops.iter().enumerate() {
+                op_costs[i].gpu_ns = Some(time_on_gpu(ctx, op, &inputs[i], &params[i])? / n as f64);
+            }
+            Some(GpuCost {
+                backend: "wgpu".into(),
+                name: ctx.describe(),
+                h2d_gbps: ctx
+                    .upload_gbps(64 << 20)
+                    .map_err(|e| Error::Worker(format!("profiling the upload: {e}")))?,
+                reads_back: true,
+                software: ctx.is_software(),
+            })
+        }
+    };
+    Ok(CostProfile {
+        machine: machine_name(),
+        dataset: source.describe(),
+        pipeline: pipeline_key(ops),
+        cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        samples_measured: n,
+        dataset_len: source.len(),
+        read_ns: per(read_ns),
+        decode_ns: per(decode_ns),
+        decoded_bytes: per(decoded_bytes),
+        memcpy_gbps: memcpy_gbps(),
+        ops: op_costs,
+        gpu: gpu_cost,
+    })
+}
+
+/// One operator on the GPU over the whole measured batch (best of 3 runs after a warm-up), ns.
+fn time_on_gpu(
+    ctx: &WgpuContext,
+    op: &Op,
+    images: &[Image],
+    params: &[Vec<OpParams>],
+) -> Result<f64> {
+    let (stages, write) = stages_for(std::slice::from_ref(op), params);
+    let fail = |e: String| Error::Worker(format!("profiling {} on wgpu: {e}", op.name()));
+    let run = || -> std::result::Result<(), String> {
+        if op.produces_tensor() {
+            let bytes: usize = images
+                .iter()
+                .map(|i| i.data.len() * write.dtype.size())
+                .sum();
+            let mut out = vec![0u8; bytes];
+            ctx.run_to_tensor(images, &stages, &write, &mut out)
+        } else {
+            ctx.run_to_images(images, &stages).map(|_| ())
+        }
+    };
+    run().map_err(fail)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        run().map_err(fail)?;
+        best = best.min(t.elapsed().as_nanos() as f64);
+    }
+    Ok(best)
+}
+
+/// Host memcpy bandwidth over a 64 MiB copy, GB/s.
+fn memcpy_gbps() -> f64 {
+    let src = vec![1u8; 64 << 20];
+    let mut dst = vec![0u8; 64 << 20];
+    dst.copy_from_slice(&src); // fault the pages in first
+    let t = Instant::now();
+    dst.copy_from_slice(&src);
+    std::hint::black_box(&dst);
+    src.len() as f64 / t.elapsed().as_nanos().max(1) as f64
+}

@@ -1,0 +1,301 @@
+//! Each optimizer rule alone on hand-built plans and hand-written cost profiles, and the
+//! optimized plan against the declared one on real data.
+
+mod common;
+
+use sluice::bench::Workload;
+use sluice::ops::{
+    ColorJitter, GaussianBlur, Normalize, OpKind, RandomGrayscale, RandomHorizontalFlip,
+    RandomResizedCrop,
+};
+use sluice::optimizer::{
+    self, cache, place, reorder, CostProfile, Goal, GpuCost, LogicalPlan, OpCost, PhysicalPlan,
+};
+use sluice::{Pipeline, PipelineBuilder, Placement};
+
+fn simclr_plan() -> LogicalPlan {
+    let b = Workload::Simclr.add_ops(Pipeline::builder(common::jpeg_source(2)));
+    b.logical_plan()
+}
+
+/// simclr on a 16-core host: costs per sample in the proportions measured here.
+fn cpu_profile(plan: &LogicalPlan) -> CostProfile {
+    let costs: Vec<(f64, f64, f64)> = plan
+        .ops
+        .iter()
+        .map(|op| match op.spec().kind {
+            OpKind::RandomResizedCrop => (150e3, 480e3, 150_528.0),
+            OpKind::RandomHorizontalFlip => (40e3, 150_528.0, 150_528.0),
+            OpKind::ColorJitter => (900e3, 150_528.0, 150_528.0),
+            OpKind::RandomGrayscale => (60e3, 150_528.0, 150_528.0),
+            OpKind::GaussianBlur => (500e3, 150_528.0, 150_528.0),
+            _ => (80e3, 150_528.0, 602_112.0),
+        })
+        .collect();
+    CostProfile {
+        machine: "16 x test CPU".into(),
+        dataset: "test".into(),
+        pipeline: optimizer::profile::pipeline_key(&plan.ops),
+        cpu_threads: 16,
+        samples_measured: 64,
+        dataset_len: 10_000,
+        read_ns: 20e3,
+        decode_ns: 1.2e6,
+        decoded_bytes: 480e3,
+        memcpy_gbps: 8.0,
+        ops: costs
+            .into_iter()
+            .zip(&plan.ops)
+            .map(|((cpu_ns, bytes_in, bytes_out), op)| OpCost {
+                op: format!("{op:?}"),
+                cpu_ns,
+                bytes_in,
+                bytes_out,
+                gpu_ns: None,
+            })
+            .collect(),
+        gpu: None,
+    }
+}
+
+/// The same host with an H100-class GPU on a fast link: kernels take microseconds per sample.
+fn fast_gpu_profile(plan: &LogicalPlan) -> CostProfile {
+    let mut p = cpu_profile(plan);
+    for op in &mut p.ops {
+        op.gpu_ns = Some(op.cpu_ns / 200.0);
+    }
+    p.gpu = Some(GpuCost {
+        backend: "cuda".into(),
+        name: "H100 (hand-written)".into(),
+        h2d_gbps: 20.0,
+        reads_back: false,
+        software: false,
+    });
+    p
+}
+
+fn goal(train_step_ms: f64) -> Goal {
+    Goal {
+        batch_size: 256,
+        train_step_ms,
+        epochs: 2,
+        memory_budget_bytes: 0,
+        allow_approx: false,
+    }
+}
+
+fn names(plan: &PhysicalPlan, logical: &LogicalPlan) -> Vec<&'static str> {
+    plan.ops(logical).map(|o| o.name()).collect()
+}
+
+#[test]
+fn reorder_moves_the_flip_to_the_tensor_write_and_never_swaps_non_commuting_ops() {
+    let logical = simclr_plan();
+    let profile = cpu_profile(&logical);
+    let mut plan = PhysicalPlan::declared(&logical, 16);
+    let d = reorder(&mut plan, &logical, &profile, &goal(0.0));
+    assert_eq!(
+        names(&plan, &logical),
+        [
+            "RandomResizedCrop",
+            "ColorJitter",
+            "RandomGrayscale",
+            "GaussianBlur",
+            "RandomHorizontalFlip",
+            "Normalize"
+        ],
+        "{d:?}"
+    );
+    // ColorJitter and RandomGrayscale do not commute: grayscale (rank 1) stays after jitter.
+    let pos = |n: &str| names(&plan, &logical).iter().position(|x| *x == n).unwrap();
+    assert!(pos("ColorJitter") < pos("RandomGrayscale"));
+}
+
+#[test]
+fn a_fixed_or_pinned_operator_never_moves() {
+    let b = Pipeline::builder(common::jpeg_source(2))
+        .op(RandomResizedCrop::new(224))
+        .op_fixed(RandomHorizontalFlip::new(0.5))
+        .op(ColorJitter::new(0.4, 0.4, 0.4, 0.1))
+        .op_on(RandomGrayscale::new(0.2), Placement::Cpu)
+        .op(Normalize::imagenet());
+    let logical = b.logical_plan();
+    let mut plan = PhysicalPlan::declared(&logical, 4);
+    reorder(&mut plan, &logical, &cpu_profile(&logical), &goal(0.0));
+    assert_eq!(plan.order, vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn approximate_commutations_are_used_only_when_allowed() {
+    // Color jitter declared before the crop: moving the crop first is only approximately equal.
+    let b = Pipeline::builder(common::jpeg_source(2))
+        .op(ColorJitter::new(0.4, 0.4, 0.4, 0.1))
+        .op(RandomResizedCrop::new(224))
+        .op(Normalize::imagenet());
+    let logical = b.logical_plan();
+    let mut profile = cpu_profile(&logical);
+    profile.ops[0].bytes_in = 480e3; // jitter sees the decoded image here
+    profile.ops[0].bytes_out = 480e3;
+    let mut exact = PhysicalPlan::declared(&logical, 4);
+    reorder(&mut exact, &logical, &profile, &goal(0.0));
+    assert_eq!(exact.order, vec![0, 1, 2]);
+    let mut approx = exact.clone();
+    let g = Goal {
+        allow_approx: true,
+        ..goal(0.0)
+    };
+    let d = reorder(&mut approx, &logical, &profile, &g);
+    assert_eq!(approx.order, vec![1, 0, 2], "{d:?}");
+    // Jitter now sees 150 KB instead of 480 KB per sample: the model prices that in.
+    assert!(d.alternatives[1].1.cpu_ms < d.alternatives[0].1.cpu_ms);
+}
+
+#[test]
+fn with_a_fast_gpu_jitter_and_blur_go_to_the_gpu_and_u8_crosses() {
+    let logical = simclr_plan();
+    let profile = fast_gpu_profile(&logical);
+    let mut plan = PhysicalPlan::declared(&logical, 16);
+    let d = place(&mut plan, &logical, &profile, &goal(0.0));
+    let on_gpu: Vec<_> = names(&plan, &logical)[plan.cut..].to_vec();
+    assert!(
+        on_gpu.contains(&"ColorJitter") && on_gpu.contains(&"GaussianBlur"),
+        "{d:?}"
+    );
+    // What crosses is u8: the cut is not after the (f32) Normalize.
+    assert!(plan.cut < logical.ops.len());
+    assert!(d.alternatives.iter().filter(|a| a.2).count() == 1);
+}
+
+#[test]
+fn with_a_busy_gpu_or_a_slow_round_trip_everything_stays_on_the_cpu() {
+    let logical = simclr_plan();
+    // The GPU is busy with a long training step: adding kernels to it only lengthens the step.
+    let mut plan = PhysicalPlan::declared(&logical, 16);
+    place(
+        &mut plan,
+        &logical,
+        &fast_gpu_profile(&logical),
+        &goal(5000.0),
+    );
+    assert_eq!(plan.cut, logical.ops.len());
+    // A wgpu device behind a slow link: results come back to the host, so each batch crosses
+    // three times.
+    let mut profile = fast_gpu_profile(&logical);
+    let gpu = profile.gpu.as_mut().unwrap();
+    gpu.backend = "wgpu".into();
+    gpu.reads_back = true;
+    gpu.h2d_gbps = 0.25;
+    let mut plan = PhysicalPlan::declared(&logical, 16);
+    place(&mut plan, &logical, &profile, &goal(0.0));
+    assert_eq!(plan.cut, logical.ops.len());
+    // No GPU in the profile at all.
+    let mut plan = PhysicalPlan::declared(&logical, 16);
+    place(&mut plan, &logical, &cpu_profile(&logical), &goal(0.0));
+    assert_eq!(plan.cut, logical.ops.len());
+}
+
+#[test]
+fn a_cpu_pin_bounds_the_cut() {
+    let b = Pipeline::builder(common::jpeg_source(2))
+        .op(RandomResizedCrop::new(224))
+        .op(RandomHorizontalFlip::new(0.5))
+        .op(ColorJitter::new(0.4, 0.4, 0.4, 0.1))
+        .op(RandomGrayscale::new(0.2))
+        .op_on(GaussianBlur::new(23, (0.1, 2.0)), Placement::Cpu)
+        .op(Normalize::imagenet());
+    let logical = b.logical_plan();
+    let mut plan = PhysicalPlan::declared(&logical, 16);
+    place(&mut plan, &logical, &fast_gpu_profile(&logical), &goal(0.0));
+    assert_eq!(
+        plan.cut, 5,
+        "only Normalize may follow the pinned blur onto the GPU"
+    );
+}
+
+#[test]
+fn cache_is_used_when_it_fits_the_budget_and_there_is_a_second_epoch() {
+    let logical = simclr_plan();
+    let profile = cpu_profile(&logical); // 10k samples × 480 KB decoded ≈ 4.6 GB
+    let mut plan = PhysicalPlan::declared(&logical, 16);
+    let big = Goal {
+        memory_budget_bytes: 8 << 30,
+        ..goal(0.0)
+    };
+    cache(&mut plan, &logical, &profile, &big);
+    assert_eq!(plan.cache_bytes, 8 << 30);
+    let small = Goal {
+        memory_budget_bytes: 1 << 30,
+        ..goal(0.0)
+    };
+    cache(&mut plan, &logical, &profile, &small);
+    assert_eq!(plan.cache_bytes, 0, "over budget");
+    let once = Goal { epochs: 1, ..big };
+    cache(&mut plan, &logical, &profile, &once);
+    assert_eq!(plan.cache_bytes, 0, "one epoch");
+}
+
+#[test]
+fn explain_shows_every_rule_and_the_predicted_numbers() {
+    let logical = simclr_plan();
+    let g = goal(0.0);
+    let fast = optimizer::optimize(&logical, &fast_gpu_profile(&logical), &g).unwrap();
+    let text = fast.explain(&g);
+    for needle in [
+        "rule reorder",
+        "rule fuse",
+        "rule place",
+        "rule parallelism",
+        "rule cache",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    assert!(text.contains("[gpu]"), "{text}");
+    let cpu = optimizer::optimize(&logical, &cpu_profile(&logical), &g).unwrap();
+    let text = cpu.explain(&g);
+    assert!(!text.contains("[gpu]"), "{text}");
+    assert!(
+        text.contains("RandomHorizontalFlip+Normalize (fused)"),
+        "{text}"
+    );
+    assert!(cpu.predicted.step_ms < cpu.baseline.step_ms);
+}
+
+/// The optimized plan (reordered, fused) gives the same bytes as the declared, unfused plan.
+#[test]
+fn optimized_plan_produces_the_same_batches_on_the_cpu() {
+    let source = || common::jpeg_source(12);
+    let declared = |b: PipelineBuilder| {
+        Workload::Simclr.add_ops(b.batch_size(4).threads(2).seed(5).shuffle(true).fuse(false))
+    };
+    let plain = declared(Pipeline::builder(source())).build().unwrap();
+    let builder = declared(Pipeline::builder(source()));
+    let profile = cpu_profile(&builder.logical_plan());
+    let g = Goal {
+        batch_size: 4,
+        ..goal(0.0)
+    };
+    let (optimized, o) = builder.optimize(&profile, &g).unwrap();
+    let optimized = optimized.threads(2).build().unwrap();
+    assert_ne!(
+        o.physical.order,
+        (0..6).collect::<Vec<_>>(),
+        "the plan was reordered"
+    );
+    for epoch in 0..2 {
+        let a: Vec<_> = plain.epoch(epoch).unwrap().map(|b| b.unwrap()).collect();
+        let b: Vec<_> = optimized
+            .epoch(epoch)
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.sample_indices, y.sample_indices);
+            assert!(
+                x.bytes() == y.bytes(),
+                "epoch {epoch} batch {} differs",
+                x.index
+            );
+        }
+    }
+}
