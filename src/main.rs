@@ -1,9 +1,10 @@
 //! The `sluice` command: `bench` runs a built-in workload and reports its numbers; `gen-data`
 //! writes the deterministic synthetic dataset the benchmarks and tests use.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::bench::{self, BenchOptions, Workload};
 use sluice::gen::{ensure_dataset, write_dataset, DatasetSpec};
+use sluice::optimizer::{profile, CostProfile, Goal};
 use sluice::source::{FileList, ImageFolder, Source};
 use sluice::{ErrorPolicy, Placement};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,21 @@ struct Cli {
 enum Policy {
     Fail,
     Skip,
+}
+
+/// How the optimizer gets its numbers and what it may do.
+#[derive(Args, Clone)]
+struct PlanArgs {
+    /// Cost profile (JSON, docs/COST_PROFILE.md); default: measured here, cached under
+    /// target/sluice-profiles until the machine, dataset or pipeline changes
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// Memory the optimizer may use to cache decoded images across epochs, MiB
+    #[arg(long, default_value_t = 0)]
+    cache_budget_mib: usize,
+    /// Allow reorders that change values up to rounding (approximate commutations)
+    #[arg(long)]
+    allow_approx: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -81,6 +97,36 @@ enum Command {
         /// outside the tolerance); slows the run
         #[arg(long)]
         verify: bool,
+        /// Let the optimizer plan the run (order, fusion, placement, threads, prefetch, cache)
+        /// from a cost profile; overrides --threads/--prefetch/--no-fuse/--cache-mib/--backend
+        #[arg(long)]
+        optimize: bool,
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Show how the optimizer would run a workload: the logical plan, each rule's decision with
+    /// the predicted costs of the alternatives, the physical plan and its predicted throughput.
+    Explain {
+        /// decode-only, rn50-train, rn50-val or simclr
+        workload: String,
+        /// ImageFolder directory or CSV file list to profile (default: the generated dataset)
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Images in the generated default dataset
+        #[arg(long, default_value_t = 1024)]
+        images: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        epochs: u32,
+        /// The training step the pipeline overlaps with, in ms
+        #[arg(long, default_value_t = 0.0)]
+        train_step_ms: f64,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Write the cost profile used to this file (JSON, docs/COST_PROFILE.md)
+        #[arg(long)]
+        save_profile: Option<PathBuf>,
     },
     /// Write a deterministic ImageNet-like JPEG dataset (ROOT/class_NNN/img_NNNNNN.jpg).
     GenData {
@@ -107,7 +153,14 @@ fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
 
 /// Where the generated default dataset is cached: `<target dir>/sluice-data/...`.
 fn default_data_dir(images: usize, seed: u64) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    target_dir()
+        .join("sluice-data")
+        .join(format!("gen-n{images}-s{seed}"))
+}
+
+/// Cargo's target directory (where generated data and measured profiles are cached).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .or_else(|| {
             let exe = std::env::current_exe().ok()?;
@@ -115,10 +168,7 @@ fn default_data_dir(images: usize, seed: u64) -> PathBuf {
                 .find(|p| p.file_name().is_some_and(|n| n == "target"))
                 .map(Path::to_path_buf)
         })
-        .unwrap_or_else(|| PathBuf::from("target"));
-    target
-        .join("sluice-data")
-        .join(format!("gen-n{images}-s{seed}"))
+        .unwrap_or_else(|| PathBuf::from("target"))
 }
 
 fn open_source(path: &Path) -> sluice::Result<Arc<dyn Source>> {
@@ -131,6 +181,31 @@ fn open_source(path: &Path) -> sluice::Result<Arc<dyn Source>> {
 
 fn run(cli: Cli) -> sluice::Result<()> {
     match cli.command {
+        Command::Explain {
+            workload,
+            data,
+            images,
+            batch,
+            epochs,
+            train_step_ms,
+            plan,
+            save_profile,
+        } => {
+            let workload = parse_workload(&workload)?;
+            let source = dataset(data, images)?;
+            let profile = cost_profile(&source, workload, plan.profile.as_deref())?;
+            if let Some(path) = &save_profile {
+                profile.save(path)?;
+                eprintln!("cost profile written to {}", path.display());
+            }
+            let goal = goal(&plan, batch, epochs, train_step_ms);
+            let logical = workload
+                .add_ops(sluice::Pipeline::builder_shared(source))
+                .logical_plan();
+            let optimized = sluice::optimizer::optimize(&logical, &profile, &goal)?;
+            print!("{}", optimized.explain(&goal));
+            Ok(())
+        }
         Command::GenData {
             dir,
             n,
@@ -165,6 +240,8 @@ fn run(cli: Cli) -> sluice::Result<()> {
             json,
             backend,
             verify,
+            optimize,
+            plan,
         } => {
             if let Some(path) = &chart {
                 if !path.extension().is_some_and(|e| e == "svg" || e == "png") {
@@ -174,30 +251,14 @@ fn run(cli: Cli) -> sluice::Result<()> {
                     )));
                 }
             }
-            let workload = Workload::from_name(&workload).ok_or_else(|| {
-                let names: Vec<_> = bench::WORKLOADS.iter().map(|(n, _)| *n).collect();
-                sluice::Error::InvalidPipeline(format!(
-                    "unknown workload {workload:?}; choose one of {}",
-                    names.join(", ")
-                ))
-            })?;
-            let data = match data {
-                Some(d) => d,
-                None => {
-                    let dir = default_data_dir(images, 0);
-                    let spec = DatasetSpec {
-                        images,
-                        ..DatasetSpec::default()
-                    };
-                    let bar = progress_bar(images as u64, "generating default dataset");
-                    if ensure_dataset(&dir, &spec, &|done| bar.set_position(done))? {
-                        bar.finish_and_clear();
-                        eprintln!("generated {images} images in {}", dir.display());
-                    }
-                    dir
-                }
+            let workload = parse_workload(&workload)?;
+            let source = dataset(data, images)?;
+            let optimize = if optimize {
+                let profile = cost_profile(&source, workload, plan.profile.as_deref())?;
+                Some((profile, goal(&plan, batch, epochs, train_step_ms)))
+            } else {
+                None
             };
-            let source = open_source(&data)?;
             let opts = BenchOptions {
                 workload,
                 threads: threads
@@ -220,6 +281,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                     BackendArg::Auto => Placement::Auto,
                 },
                 verify,
+                optimize,
             };
             let report = bench::run(source, &opts)?;
             if let Some(path) = &chart {
@@ -247,6 +309,93 @@ fn run(cli: Cli) -> sluice::Result<()> {
             }
         }
     }
+}
+
+fn parse_workload(name: &str) -> sluice::Result<Workload> {
+    Workload::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = bench::WORKLOADS.iter().map(|(n, _)| *n).collect();
+        sluice::Error::InvalidPipeline(format!(
+            "unknown workload {name:?}; choose one of {}",
+            names.join(", ")
+        ))
+    })
+}
+
+/// The dataset at `data`, or the generated default of `images` images (made once, cached).
+fn dataset(data: Option<PathBuf>, images: usize) -> sluice::Result<Arc<dyn Source>> {
+    let data = match data {
+        Some(d) => d,
+        None => {
+            let dir = default_data_dir(images, 0);
+            let spec = DatasetSpec {
+                images,
+                ..DatasetSpec::default()
+            };
+            let bar = progress_bar(images as u64, "generating default dataset");
+            if ensure_dataset(&dir, &spec, &|done| bar.set_position(done))? {
+                bar.finish_and_clear();
+                eprintln!("generated {images} images in {}", dir.display());
+            }
+            dir
+        }
+    };
+    open_source(&data)
+}
+
+fn goal(plan: &PlanArgs, batch: usize, epochs: u32, train_step_ms: f64) -> Goal {
+    Goal {
+        batch_size: batch,
+        train_step_ms,
+        epochs,
+        memory_budget_bytes: plan.cache_budget_mib << 20,
+        allow_approx: plan.allow_approx,
+    }
+}
+
+/// The profile at `path`, or the one cached for this machine, dataset and pipeline, or a fresh
+/// measurement (then cached).
+fn cost_profile(
+    source: &Arc<dyn Source>,
+    workload: Workload,
+    path: Option<&Path>,
+) -> sluice::Result<CostProfile> {
+    let ops = workload
+        .add_ops(sluice::Pipeline::builder_shared(source.clone()))
+        .logical_plan()
+        .ops;
+    if let Some(path) = path {
+        let profile = CostProfile::load(path)?;
+        if profile.ops.len() != ops.len() {
+            return Err(sluice::Error::InvalidPipeline(format!(
+                "{}: a profile for {} operators, but {} has {}",
+                path.display(),
+                profile.ops.len(),
+                workload.name(),
+                ops.len()
+            )));
+        }
+        return Ok(profile);
+    }
+    let machine = profile::machine_name();
+    let dir = target_dir().join("sluice-profiles");
+    let cached = profile::cache_path(&dir, &machine, &source.describe(), &ops);
+    if let Ok(p) = CostProfile::load(&cached) {
+        if p.matches(&machine, &source.describe(), &ops) {
+            eprintln!("cost profile: {} (cached)", cached.display());
+            return Ok(p);
+        }
+    }
+    let gpu = sluice::backend::wgpu::WgpuContext::new().ok();
+    eprintln!(
+        "profiling {} on 48 samples{}...",
+        workload.name(),
+        gpu.as_ref()
+            .map_or(String::new(), |g| format!(" (and on {})", g.describe()))
+    );
+    let p = profile::measure(source.as_ref(), &ops, 48, gpu.as_ref())?;
+    p.save(&cached)?;
+    eprintln!("cost profile: {} (measured)", cached.display());
+    Ok(p)
 }
 
 fn main() -> ExitCode {

@@ -168,3 +168,46 @@ fn bench_with_the_wgpu_backend_verifies_against_the_cpu() {
         assert_eq!(gpu["checksum"], cpu["checksum"]);
     }
 }
+
+#[test]
+fn explain_places_simclr_by_the_profile_and_bench_optimize_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    sluice(&["gen-data", data, "--n", "8", "--classes", "2"]);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let explain = |profile: &str| {
+        let path = format!("{root}/docs/profiles/{profile}");
+        let out = sluice(&["explain", "simclr", "--data", data, "--profile", &path]);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let fast = explain("h100-simclr.json");
+    let gpu_line = fast.lines().find(|l| l.contains("[gpu]")).expect(&fast);
+    assert!(gpu_line.contains("ColorJitter") && gpu_line.contains("GaussianBlur"));
+    assert!(fast.contains("decoded u8 images cross") || fast.contains("'s output cross"));
+    let cpu = explain("cpu-simclr.json");
+    assert!(!cpu.contains("[gpu]"), "{cpu}");
+    assert!(
+        cpu.contains("RandomHorizontalFlip+Normalize (fused)"),
+        "{cpu}"
+    );
+
+    let out = sluice(&[
+        "bench",
+        "simclr",
+        "--data",
+        data,
+        "--batch",
+        "4",
+        "--epochs",
+        "1",
+        "--optimize",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["predicted"]["images_per_second"].as_f64().unwrap() > 0.0);
+    assert!(report["plan"]
+        .as_str()
+        .unwrap()
+        .contains("RandomHorizontalFlip+Normalize"));
+}

@@ -31,6 +31,8 @@ pub struct BenchReport {
     pub placement: String,
     /// `--verify`: the comparison against the CPU run (None without it).
     pub verify: Option<super::Verification>,
+    /// `--optimize`: the optimizer's prediction for this run, per batch (None without it).
+    pub predicted: Option<crate::optimizer::Cost>,
     pub threads: usize,
     pub batch_size: usize,
     pub epochs: u32,
@@ -86,6 +88,13 @@ impl BenchReport {
             self.warmup_batches,
             self.steady_images_per_second
         );
+        if let Some(p) = &self.predicted {
+            s += &format!(
+                "predicted    {:.1} img/s by the optimizer (measured/predicted {:.2})\n",
+                p.images_per_second,
+                self.steady_images_per_second / p.images_per_second
+            );
+        }
         if self.train_step_ms > 0.0 {
             s += &format!(
                 "data stall   {:.1}% of wall time waiting for data, with a {:.1} ms training step\n",

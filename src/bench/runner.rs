@@ -5,6 +5,7 @@ use super::sys::{cpu_seconds, peak_rss_bytes};
 use super::verify::Verification;
 use super::workloads::Workload;
 use crate::error::Result;
+use crate::optimizer::{CostProfile, Goal};
 use crate::pipeline::{ErrorPolicy, Pipeline, Settings};
 use crate::placement::Placement;
 use crate::source::Source;
@@ -33,6 +34,8 @@ pub struct BenchOptions {
     pub placement: Placement,
     /// Compare every batch with the same pipeline run on the CPU (`--verify`).
     pub verify: bool,
+    /// Plan the run with the optimizer from this profile, for this goal (`--optimize`).
+    pub optimize: Option<(CostProfile, Goal)>,
 }
 
 /// When each batch arrived and how long the consumer waited for it.
@@ -57,16 +60,21 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         fuse: opts.fuse,
         cache_bytes: opts.cache_mib << 20,
     };
-    let build = |placement: Placement| {
-        opts.workload
-            .add_ops(
-                Pipeline::builder_shared(source.clone())
-                    .settings(settings.clone())
-                    .placement(placement),
-            )
-            .build()
+    let builder = |placement: Placement| {
+        opts.workload.add_ops(
+            Pipeline::builder_shared(source.clone())
+                .settings(settings.clone())
+                .placement(placement),
+        )
     };
-    let pipeline = build(opts.placement)?;
+    let build = |placement: Placement| builder(placement).build();
+    let (pipeline, predicted) = match &opts.optimize {
+        None => (build(opts.placement)?, None),
+        Some((profile, goal)) => {
+            let (b, optimized) = builder(Placement::Cpu).optimize(profile, goal)?;
+            (b.build()?, Some(optimized.predicted))
+        }
+    };
     // The CPU reference for --verify, and the size of one u8 step in the output's units.
     let reference = if opts.verify {
         pipeline.check_gpu_outputs(true);
@@ -171,6 +179,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         plan: pipeline.describe(),
         placement: pipeline.placement_reason().to_string(),
         verify: reference.map(|_| verification),
+        predicted,
         threads: opts.threads,
         batch_size: opts.batch_size,
         epochs: opts.epochs,

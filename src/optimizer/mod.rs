@@ -56,8 +56,12 @@ pub fn optimize(logical: &LogicalPlan, profile: &CostProfile, goal: &Goal) -> Re
 
 fn cost_line(c: &Cost) -> String {
     format!(
-        "cpu {:>8.2} ms  h2d {:>7.2} ms  gpu {:>7.2} ms  step {:>8.2} ms  {:>8.0} img/s",
-        c.cpu_ms, c.h2d_ms, c.gpu_ms, c.step_ms, c.images_per_second
+        "{:>7.0} img/s  step {:>8.2} ms = max(cpu {:>8.2}, h2d {:>7.2}, train+gpu {:>8.2})",
+        c.images_per_second,
+        c.step_ms,
+        c.cpu_ms,
+        c.h2d_ms,
+        c.train_ms + c.gpu_ms
     )
 }
 
@@ -99,10 +103,10 @@ impl Optimized {
             s += &format!("\nrule {}: {}\n", d.rule, d.summary);
             for (what, cost, chosen) in &d.alternatives {
                 s += &format!(
-                    "  {} {:<62} {}\n",
+                    "  {} {}  {}\n",
                     if *chosen { "*" } else { " " },
-                    what,
-                    cost_line(cost)
+                    cost_line(cost),
+                    what
                 );
             }
         }
@@ -138,14 +142,19 @@ impl Optimized {
             k += 1;
         }
         s += &format!(
-            "  threads {}, prefetch {}, cache {} MiB\n\npredicted: {}\n  declared plan: {}\n  stall {:.0}% of each step waiting for data\n",
+            "  threads {}, prefetch {}, cache {} MiB\n\npredicted      {}\ndeclared plan  {}\n",
             p.threads,
             p.prefetch,
             p.cache_bytes >> 20,
             cost_line(&self.predicted),
             cost_line(&self.baseline),
-            self.predicted.stall * 100.0
         );
+        if goal.train_step_ms > 0.0 {
+            s += &format!(
+                "data stall     {:.0}% of each step waiting for data\n",
+                self.predicted.stall * 100.0
+            );
+        }
         s
     }
 }

@@ -74,6 +74,8 @@ pub struct Cost {
     pub cpu_ms: f64,
     pub h2d_ms: f64,
     pub gpu_ms: f64,
+    /// The training step the GPU work shares the device with.
+    pub train_ms: f64,
     /// max(cpu, h2d, train step + gpu): the pipeline overlaps with training.
     pub step_ms: f64,
     pub images_per_second: f64,
@@ -223,6 +225,7 @@ pub fn predict(
         cpu_ms,
         h2d_ms,
         gpu_ms,
+        train_ms: goal.train_step_ms,
         step_ms,
         images_per_second,
         stall,

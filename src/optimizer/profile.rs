@@ -133,7 +133,7 @@ impl CostProfile {
                 return bad(format!("gpu.h2d_gbps = {} must be positive", g.h2d_gbps));
             }
         }
-        if !(self.memcpy_gbps > 0.0) {
+        if self.memcpy_gbps.is_nan() || self.memcpy_gbps <= 0.0 {
             return bad(format!(
                 "memcpy_gbps = {} must be positive",
                 self.memcpy_gbps
