@@ -73,6 +73,9 @@ pub struct Settings {
     pub threads: usize,
     /// Batches prepared ahead of the consumer.
     pub prefetch: usize,
+    /// With more than `prefetch`, the adaptive controller moves the depth between 2 and this
+    /// as the consumer waits or batches pile up (results unchanged); 0: fixed depth.
+    pub max_prefetch: usize,
     pub policy: ErrorPolicy,
     /// Fold a flip into the tensor write that follows it (same bytes, one pass fewer).
     pub fuse: bool,
@@ -90,6 +93,7 @@ impl Default for Settings {
             seed: 0,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             prefetch: 2,
+            max_prefetch: 0,
             policy: ErrorPolicy::Fail,
             fuse: true,
             cache_bytes: 0,
@@ -193,6 +197,7 @@ impl PipelineBuilder {
         self.settings.fuse = p.fuse;
         self.settings.threads = p.threads;
         self.settings.prefetch = p.prefetch;
+        self.settings.max_prefetch = p.max_prefetch;
         self.settings.cache_bytes = p.cache_bytes;
         self.settings.batch_size = goal.batch_size;
         Ok((self, optimized))
@@ -229,6 +234,12 @@ impl PipelineBuilder {
     }
     pub fn prefetch(mut self, depth: usize) -> Self {
         self.settings.prefetch = depth;
+        self
+    }
+    /// Let the adaptive controller move the prefetch depth up to `max` batches (see
+    /// [`Settings::max_prefetch`]).
+    pub fn adaptive_prefetch(mut self, max: usize) -> Self {
+        self.settings.max_prefetch = max;
         self
     }
     pub fn on_error(mut self, policy: ErrorPolicy) -> Self {

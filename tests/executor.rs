@@ -395,3 +395,32 @@ fn cached_prefix_is_never_fused_into_the_tail() {
     assert_eq!(names(&build(1 << 20)), ["Resize", "Normalize"]);
     assert!(build(1 << 20).describe().contains("DecodeImage+Resize"));
 }
+
+#[test]
+fn adaptive_prefetch_moves_the_depth_but_never_the_results() {
+    let source = jpeg_source(40);
+    let build = |adaptive: bool| {
+        let b = simclr(source.clone())
+            .batch_size(2)
+            .shuffle(true)
+            .seed(99)
+            .threads(2)
+            .prefetch(2);
+        if adaptive { b.adaptive_prefetch(6) } else { b }
+            .build()
+            .unwrap()
+    };
+    let fixed = build(false);
+    let reference = epoch_contents(&fixed, 0);
+    assert_eq!(fixed.stats().prefetch_adjustments, 0);
+    let adaptive = build(true);
+    // A consumer that takes no time waits on nearly every batch: the controller gets ahead.
+    let got = epoch_contents(&adaptive, 0);
+    assert!(got == reference, "adaptive prefetch changed the output");
+    let stats = adaptive.stats();
+    assert!(stats.prefetch_adjustments > 0, "{stats:?}");
+    assert!(
+        stats.prefetch_depth > 2 && stats.prefetch_depth <= 6,
+        "{stats:?}"
+    );
+}

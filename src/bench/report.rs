@@ -63,6 +63,9 @@ pub struct BenchReport {
     pub peak_rss_mib: f64,
     /// Batch buffers allocated rather than reused (bounded by the prefetch depth).
     pub buffer_allocations: u64,
+    /// Prefetch depth at the end, and the adaptive controller's changes to it.
+    pub prefetch_depth: u64,
+    pub prefetch_adjustments: u64,
     /// Samples served from the prefix cache (`--cache-mib`), and its size at the end.
     pub cache_hits: u64,
     pub cache_mib: f64,
@@ -120,6 +123,12 @@ impl BenchReport {
             "peak RSS     {:.1} MiB   (batch buffers allocated: {})\n",
             self.peak_rss_mib, self.buffer_allocations
         );
+        if self.prefetch_adjustments > 0 {
+            s += &format!(
+                "prefetch     ended at {} batches after {} adaptive changes\n",
+                self.prefetch_depth, self.prefetch_adjustments
+            );
+        }
         if self.cache_hits > 0 || self.cache_mib > 0.0 {
             s += &format!(
                 "cache        {} hits, {:.1} MiB held\n",

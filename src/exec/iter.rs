@@ -1,7 +1,8 @@
-//! The epoch iterator: keeps up to `prefetch` batches in flight on the worker pool, hands them
-//! out in order, and on drop stops the workers and waits for them.
+//! The epoch iterator: keeps up to `prefetch` batches in flight on the worker pool (moved within
+//! bounds by the adaptive controller when enabled), hands them out in order, and on drop stops
+//! the workers and waits for them.
 
-use super::Shared;
+use super::{PrefetchController, Shared};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::rng::epoch_order;
@@ -26,6 +27,7 @@ pub struct EpochIter {
     rx: Receiver<Delivery>,
     cancel: Arc<AtomicBool>,
     finished: bool,
+    controller: PrefetchController,
 }
 
 impl EpochIter {
@@ -33,6 +35,12 @@ impl EpochIter {
         let s = &shared.settings;
         let order = epoch_order(shared.source.len(), s.seed, epoch, s.shuffle);
         let (tx, rx) = crossbeam_channel::unbounded();
+        let (floor, ceiling) = if s.max_prefetch > s.prefetch {
+            (s.prefetch.min(2), s.max_prefetch)
+        } else {
+            (s.prefetch, s.prefetch)
+        };
+        let controller = PrefetchController::new(s.prefetch, floor, ceiling);
         EpochIter {
             num_batches: shared.batches_per_epoch(),
             shared,
@@ -46,6 +54,7 @@ impl EpochIter {
             rx,
             cancel: Arc::new(AtomicBool::new(false)),
             finished: false,
+            controller,
         }
     }
 
@@ -55,7 +64,7 @@ impl EpochIter {
     }
 
     fn top_up(&mut self) {
-        while self.in_flight < self.shared.settings.prefetch && self.next_spawn < self.num_batches {
+        while self.in_flight < self.controller.depth && self.next_spawn < self.num_batches {
             let b = self.next_spawn;
             let (shared, order, tx, cancel) = (
                 self.shared.clone(),
@@ -103,10 +112,16 @@ impl Iterator for EpochIter {
             return None;
         }
         self.top_up();
+        let mut waited = false;
         loop {
             if let Some(result) = self.ready.remove(&self.next_yield) {
                 self.next_yield += 1;
                 self.in_flight -= 1;
+                self.controller.observe(waited, self.ready.len());
+                if self.next_yield == self.num_batches {
+                    let c = &self.controller;
+                    self.shared.timers.prefetch(c.depth, c.adjustments);
+                }
                 if result.is_err() {
                     self.finished = true;
                     self.cancel.store(true, Ordering::Relaxed);
@@ -116,6 +131,7 @@ impl Iterator for EpochIter {
                 }
                 return Some(result);
             }
+            waited = true;
             let (b, result) = self.rx.recv().expect("a task reports every batch");
             self.ready.insert(b, result);
         }

@@ -3,11 +3,13 @@
 
 mod batcher;
 mod cache;
+mod controller;
 mod gpu;
 mod iter;
 mod sample;
 mod stats;
 
+pub use controller::PrefetchController;
 pub use gpu::{stages_for, GpuSuffix};
 pub use iter::EpochIter;
 pub use stats::{RunStats, StageStat};

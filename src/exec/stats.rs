@@ -9,6 +9,9 @@ pub(crate) struct StageTimers {
     calls: Vec<AtomicU64>,
     samples: AtomicU64,
     skipped: AtomicU64,
+    /// The adaptive controller's latest prefetch depth, and how often it changed.
+    prefetch_depth: AtomicU64,
+    prefetch_adjustments: AtomicU64,
 }
 
 impl StageTimers {
@@ -20,6 +23,8 @@ impl StageTimers {
             names,
             samples: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            prefetch_depth: AtomicU64::new(0),
+            prefetch_adjustments: AtomicU64::new(0),
         }
     }
 
@@ -32,6 +37,13 @@ impl StageTimers {
 
     pub fn sample_done(&self) {
         self.samples.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An epoch's prefetch controller ended at `depth` after `adjustments` changes.
+    pub fn prefetch(&self, depth: usize, adjustments: u64) {
+        self.prefetch_depth.store(depth as u64, Ordering::Relaxed);
+        self.prefetch_adjustments
+            .fetch_add(adjustments, Ordering::Relaxed);
     }
 
     pub fn sample_skipped(&self) {
@@ -55,6 +67,8 @@ impl StageTimers {
             buffer_allocations,
             cache_hits,
             cache_bytes,
+            prefetch_depth: self.prefetch_depth.load(Ordering::Relaxed),
+            prefetch_adjustments: self.prefetch_adjustments.load(Ordering::Relaxed),
         }
     }
 }
@@ -87,6 +101,10 @@ pub struct RunStats {
     pub cache_hits: u64,
     /// Bytes held by the prefix cache.
     pub cache_bytes: u64,
+    /// Prefetch depth at the end of the last finished epoch (0: none finished yet), and the
+    /// adaptive controller's changes to it.
+    pub prefetch_depth: u64,
+    pub prefetch_adjustments: u64,
 }
 
 impl RunStats {
@@ -108,6 +126,8 @@ impl RunStats {
             buffer_allocations: self.buffer_allocations - earlier.buffer_allocations,
             cache_hits: self.cache_hits - earlier.cache_hits,
             cache_bytes: self.cache_bytes,
+            prefetch_depth: self.prefetch_depth,
+            prefetch_adjustments: self.prefetch_adjustments - earlier.prefetch_adjustments,
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct PhysicalPlan {
     pub fuse: bool,
     pub threads: usize,
     pub prefetch: usize,
+    /// Ceiling for the adaptive prefetch controller (0: fixed depth).
+    pub max_prefetch: usize,
     pub cache_bytes: usize,
 }
 
@@ -59,6 +61,7 @@ impl PhysicalPlan {
             fuse: false,
             threads,
             prefetch: 2,
+            max_prefetch: 0,
             cache_bytes: 0,
         }
     }

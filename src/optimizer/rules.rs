@@ -253,12 +253,14 @@ pub fn parallelism(
 ) -> Decision {
     plan.threads = profile.cpu_threads.max(1);
     plan.prefetch = (plan.threads + 1).clamp(2, 8);
+    // The controller may go further ahead at run time if the consumer still waits.
+    plan.max_prefetch = (plan.prefetch * 2).min(16);
     let cost = predict(plan, logical, profile, goal);
     let mut d = Decision::new(
         "parallelism",
         format!(
-            "{} worker threads, prefetch {} batches ({:.1} ms of CPU per batch across the workers)",
-            plan.threads, plan.prefetch, cost.cpu_ms
+            "{} worker threads, prefetch {} batches, adaptive up to {} ({:.1} ms of CPU per batch across the workers)",
+            plan.threads, plan.prefetch, plan.max_prefetch, cost.cpu_ms
         ),
     );
     d.alternatives = vec![(format!("{} threads", plan.threads), cost, true)];
