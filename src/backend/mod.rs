@@ -1,4 +1,5 @@
 //! Compute backends other than the CPU threads. Each one probes for its hardware and says why it
 //! cannot run, so callers fall back to the CPU path with a one-line reason instead of a panic.
 
+pub mod cuda;
 pub mod wgpu;

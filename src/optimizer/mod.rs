@@ -142,9 +142,10 @@ impl Optimized {
             k += 1;
         }
         s += &format!(
-            "  threads {}, prefetch {}, cache {} MiB\n\npredicted      {}\ndeclared plan  {}\n",
+            "  threads {}, prefetch {} (adaptive up to {}), cache {} MiB\n\npredicted      {}\ndeclared plan  {}\n",
             p.threads,
             p.prefetch,
+            p.max_prefetch,
             p.cache_bytes >> 20,
             cost_line(&self.predicted),
             cost_line(&self.baseline),

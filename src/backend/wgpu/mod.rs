@@ -11,7 +11,7 @@ mod kernels;
 mod pool;
 mod run;
 
-pub use run::{ImageStage, TensorWrite};
+pub use run::{encode_batch, EncodedBatch, EncodedPass, ImageStage, TensorWrite};
 
 use pool::DevicePool;
 use std::sync::atomic::{AtomicBool, Ordering};

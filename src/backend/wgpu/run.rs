@@ -384,14 +384,7 @@ impl WgpuContext {
             .take(&self.device, U::MAP_READ | U::COPY_DST, read_bytes.max(4));
 
         // Upload: the packed input images, the records, the uniform blocks.
-        let (input_off, input_words) =
-            offsets(samples.iter().map(|&s| image_words(plan.sizes[s][0])));
-        let mut packed = vec![0u8; input_words as usize * 4];
-        for (i, &s) in samples.iter().enumerate() {
-            let data = &images[s].data;
-            let start = input_off[i] as usize * 4;
-            packed[start..start + data.len()].copy_from_slice(data);
-        }
+        let packed = packed_input(images, samples, plan);
         self.queue.write_buffer(&buffers[INPUT], 0, &packed);
         self.queue
             .write_buffer(&buffers[RECORDS], 0, bytemuck::cast_slice(&enc.records));
@@ -454,6 +447,93 @@ impl WgpuContext {
         }
         Ok(bytes)
     }
+}
+
+/// The chunk's input images packed as the kernels read them (whole 4-pixel groups per sample).
+fn packed_input(images: &[Image], samples: &[usize], plan: &Plan) -> Vec<u8> {
+    let (input_off, input_words) = offsets(samples.iter().map(|&s| image_words(plan.sizes[s][0])));
+    let mut packed = vec![0u8; input_words as usize * 4];
+    for (i, &s) in samples.iter().enumerate() {
+        let data = &images[s].data;
+        let start = input_off[i] as usize * 4;
+        packed[start..start + data.len()].copy_from_slice(data);
+    }
+    packed
+}
+
+/// A batch's device work as data — buffers, kernel passes, where the result lands — exactly what
+/// the wgpu backend submits. The CUDA kernels share the records and entry points, so their
+/// host-emulation tests run these same passes (tests/cuda_kernels.rs).
+#[derive(Debug, Clone)]
+pub struct EncodedBatch {
+    /// Bytes of each buffer: 0 records, 1 aux, 2 the packed input, then the rest.
+    pub buffer_bytes: Vec<u64>,
+    pub input: Vec<u8>,
+    pub records: Vec<u32>,
+    pub passes: Vec<EncodedPass>,
+    pub output_buffer: usize,
+    /// Each sample's word offset in the output buffer, and its byte length.
+    pub output_offsets: Vec<u64>,
+    pub output_lengths: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EncodedPass {
+    pub entry: &'static str,
+    pub dst: usize,
+    pub src: usize,
+    /// First word of this pass's records.
+    pub records_start: usize,
+    /// The kernel's `Params` block, as bytes (64).
+    pub params: Vec<u8>,
+    /// Blocks of 64 threads: (x, samples).
+    pub groups: (u32, u32),
+    /// Zero this many leading bytes of aux before the pass.
+    pub clear_aux: Option<u64>,
+}
+
+/// Encode `images` through `stages` (and `write`) as one chunk, for running the passes elsewhere.
+pub fn encode_batch(
+    images: &[Image],
+    stages: &[ImageStage],
+    write: Option<&TensorWrite>,
+) -> Result<EncodedBatch, String> {
+    let plan = Plan::new(images, stages, write)?;
+    let samples: Vec<usize> = (0..images.len()).collect();
+    let (enc, sizes, output) = ChunkEncoder::new(&plan, samples.clone(), 256, false).encode()?;
+    let params_len = std::mem::size_of::<Params>();
+    let passes = enc
+        .passes
+        .iter()
+        .map(|p| EncodedPass {
+            entry: p.entry,
+            dst: p.dst,
+            src: p.src,
+            records_start: p.records.start as usize / 4,
+            params: enc.uniforms[p.uniform as usize..p.uniform as usize + params_len].to_vec(),
+            groups: p.groups,
+            clear_aux: p.clear_aux,
+        })
+        .collect();
+    let output_lengths = samples
+        .iter()
+        .map(|&s| {
+            let size = plan.final_size(s);
+            match write {
+                Some(w) => w.sample_bytes(size) as usize,
+                None => size.0 as usize * size.1 as usize * 3,
+            }
+        })
+        .collect();
+    Ok(EncodedBatch {
+        buffer_bytes: sizes,
+        input: packed_input(images, &samples, &plan),
+        records: enc.records,
+        passes,
+        output_buffer: output.buffer,
+        output_offsets: output.offsets,
+        output_lengths,
+    })
 }
 
 /// All of `buffer`, or the byte range `range` of it.

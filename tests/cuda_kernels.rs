@@ -1,0 +1,376 @@
+//! The CUDA kernels checked without a GPU (DESIGN.md, "Checking GPU code on machines without a
+//! GPU"):
+//! - NVRTC compiles every kernel for sm_80 and sm_90 (compute_80/compute_90 PTX). Without the
+//!   NVRTC library the test prints "skipped: no NVRTC library ..."; CI installs the
+//!   `nvidia-cuda-nvrtc-cu12` wheel and sets SLUICE_REQUIRE_NVRTC, so there it must run.
+//! - Host emulation: the same .cu sources compiled as C++ (threadIdx/blockIdx defined, the grid
+//!   looped over), run on exactly the passes the wgpu backend encodes for a batch, compared with
+//!   the CPU path: crop+resize and the tensor write exactly (as bytes / within 1e-6 relative, f16
+//!   and bf16 within one unit in the last place), ColorJitter/grayscale/blur within 1 per u8 value
+//!   (2 when all four jitter adjustments chain) with at most 1% of values off.
+//! - Tests that need a device print "skipped: no CUDA device" (or the probe's reason).
+
+mod common;
+
+use common::{random_image, rng, test_seed};
+use sluice::backend::cuda;
+use sluice::backend::wgpu::{encode_batch, EncodedBatch, ImageStage, TensorWrite};
+use sluice::ops::{
+    CenterCrop, ColorJitter, GaussianBlur, Normalize, Op, OpParams, RandomGrayscale,
+    RandomHorizontalFlip, RandomResizedCrop, Scratch,
+};
+use sluice::rng::Uniform;
+use sluice::tensor::{DType, Image, Layout};
+
+fn nvrtc_or_skip() -> bool {
+    match cuda::nvrtc_available() {
+        Ok(()) => true,
+        Err(reason) if std::env::var_os("SLUICE_REQUIRE_NVRTC").is_some() => {
+            panic!("SLUICE_REQUIRE_NVRTC is set but {reason}")
+        }
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            false
+        }
+    }
+}
+
+#[test]
+fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    for arch in ["compute_80", "compute_90"] {
+        for (file, src, entries) in cuda::KERNELS {
+            let ptx = cuda::compile(file, src, arch).unwrap_or_else(|e| panic!("{e}"));
+            for entry in entries {
+                assert!(
+                    ptx.contains(&format!(".entry {entry}(")),
+                    "{file} for {arch}: no entry point {entry}"
+                );
+            }
+            // Cached by source hash and architecture: the second request is the same PTX.
+            assert!(std::sync::Arc::ptr_eq(
+                &ptx,
+                &cuda::compile(file, src, arch).unwrap()
+            ));
+        }
+    }
+}
+
+#[test]
+fn probing_without_a_device_gives_a_reason_not_a_panic() {
+    match cuda::probe() {
+        Ok(device) => eprintln!("CUDA device: {device}"),
+        Err(reason) => {
+            assert!(!reason.is_empty());
+            eprintln!("skipped: {reason} (tests needing a CUDA device)");
+        }
+    }
+}
+
+/// The kernels built as a host library.
+struct Emulator {
+    lib: libloading::Library,
+    _dir: tempfile::TempDir,
+}
+
+type Launch = unsafe extern "C" fn(
+    *const std::ffi::c_char,
+    u32,
+    u32,
+    *mut u32,
+    *const u32,
+    *const u32,
+    *mut f32,
+    *const u32,
+) -> i32;
+
+impl Emulator {
+    fn build() -> Option<Emulator> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cpp = String::from("#define SLUICE_EMULATION 1\n");
+        cpp += cuda::PRELUDE;
+        let mut entries = Vec::new();
+        for (_, src, names) in cuda::KERNELS {
+            cpp += src;
+            entries.extend(names.iter().map(|n| format!("{{\"{n}\", {n}}}")));
+        }
+        cpp += &format!(
+            r#"
+thread_local sluice_dim3 threadIdx, blockIdx, blockDim, gridDim;
+typedef void (*Kernel)(uint32_t*, const uint32_t*, const uint32_t*, float*, const Params);
+struct Entry {{ const char* name; Kernel fn; }};
+static const Entry ENTRIES[] = {{ {} }};
+extern "C" int sluice_emulate(const char* name, unsigned gx, unsigned gy, uint32_t* dst,
+                              const uint32_t* src, const uint32_t* rec, float* aux,
+                              const uint32_t* params) {{
+    Params p;
+    std::memcpy(&p, params, sizeof(Params));
+    for (const Entry& e : ENTRIES) {{
+        if (std::strcmp(e.name, name) != 0) continue;
+        gridDim = {{gx, gy, 1}};
+        blockDim = {{64, 1, 1}};
+        for (unsigned by = 0; by < gy; ++by)
+            for (unsigned bx = 0; bx < gx; ++bx)
+                for (unsigned tx = 0; tx < 64; ++tx) {{
+                    blockIdx = {{bx, by, 0}};
+                    threadIdx = {{tx, 0, 0}};
+                    e.fn(dst, src, rec, aux, p);
+                }}
+        return 0;
+    }}
+    return -1;
+}}
+"#,
+            entries.join(", ")
+        );
+        let src = dir.path().join("emulation.cpp");
+        let lib = dir.path().join("libsluice_emulation.so");
+        std::fs::write(&src, cpp).unwrap();
+        let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+        let out = match std::process::Command::new(&cxx)
+            .args([
+                "-std=c++17",
+                "-O1",
+                "-ffp-contract=off",
+                "-shared",
+                "-fPIC",
+                "-o",
+            ])
+            .arg(&lib)
+            .arg(&src)
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) if std::env::var_os("SLUICE_REQUIRE_CXX").is_some() => {
+                panic!("SLUICE_REQUIRE_CXX is set but {cxx} cannot run: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipped: no C++ compiler ({cxx}: {e})");
+                return None;
+            }
+        };
+        assert!(
+            out.status.success(),
+            "the kernels do not compile as C++:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // SAFETY: the library was just built from our sources; it has no initializers.
+        let lib = unsafe { libloading::Library::new(&lib) }.unwrap();
+        Some(Emulator { lib, _dir: dir })
+    }
+
+    /// Run every pass of `batch` in order; each sample's output bytes.
+    fn run(&self, batch: &EncodedBatch) -> Vec<Vec<u8>> {
+        // SAFETY: the symbol is the dispatcher defined above, with this signature.
+        let launch: libloading::Symbol<Launch> =
+            unsafe { self.lib.get(b"sluice_emulate") }.unwrap();
+        let mut buffers: Vec<Vec<u32>> = batch
+            .buffer_bytes
+            .iter()
+            .map(|&b| vec![0xFFFF_FFFFu32; (b as usize).div_ceil(4).max(1)])
+            .collect();
+        buffers[0][..batch.records.len()].copy_from_slice(&batch.records);
+        let input: Vec<u32> = bytemuck::pod_collect_to_vec(&batch.input);
+        buffers[2][..input.len()].copy_from_slice(&input);
+        for pass in &batch.passes {
+            if let Some(bytes) = pass.clear_aux {
+                buffers[1][..bytes as usize / 4].fill(0);
+            }
+            let params: Vec<u32> = bytemuck::pod_collect_to_vec(&pass.params);
+            let name = std::ffi::CString::new(pass.entry).unwrap();
+            let ptrs: Vec<*mut u32> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+            // SAFETY: every pointer is a live buffer of the size the encoder planned for it;
+            // dst is never the same buffer as src, records or aux.
+            let rc = unsafe {
+                launch(
+                    name.as_ptr(),
+                    pass.groups.0,
+                    pass.groups.1,
+                    ptrs[pass.dst],
+                    ptrs[pass.src],
+                    ptrs[0].add(pass.records_start),
+                    ptrs[1] as *mut f32,
+                    params.as_ptr(),
+                )
+            };
+            assert_eq!(rc, 0, "no kernel {}", pass.entry);
+        }
+        let out: &[u8] = bytemuck::cast_slice(&buffers[batch.output_buffer]);
+        batch
+            .output_offsets
+            .iter()
+            .zip(&batch.output_lengths)
+            .map(|(&o, &n)| out[o as usize * 4..o as usize * 4 + n].to_vec())
+            .collect()
+    }
+}
+
+/// The CPU's result for sample `i`.
+type CpuReference<'a> = Box<dyn Fn(usize, &Image) -> Image + 'a>;
+
+fn cpu_apply(op: impl Into<Op>, p: OpParams, image: &Image) -> Image {
+    let mut out = image.clone();
+    op.into().apply_image(&p, &mut out, &mut Scratch::default());
+    out
+}
+
+fn ragged(r: &mut sluice::rng::SampleRng, n: usize, lo: u32, hi: u32) -> Vec<Image> {
+    (0..n)
+        .map(|_| {
+            let w = lo + r.below(u64::from(hi - lo + 1)) as u32;
+            let h = lo + r.below(u64::from(hi - lo + 1)) as u32;
+            random_image(r, w, h)
+        })
+        .collect()
+}
+
+#[test]
+fn emulated_crop_resize_flip_and_tensor_write_match_the_cpu_exactly() {
+    let Some(emu) = Emulator::build() else { return };
+    let seed = test_seed();
+    let mut r = rng(seed, 1);
+    let images = ragged(&mut r, 6, 20, 120);
+    let rrc = RandomResizedCrop::new(29);
+    let boxes: Vec<_> = images
+        .iter()
+        .map(|im| rrc.draw(&mut r, im.width, im.height))
+        .collect();
+    let flips: Vec<bool> = (0..images.len()).map(|_| r.bernoulli(0.5)).collect();
+    for dtype in [DType::F32, DType::F16, DType::Bf16, DType::U8] {
+        for layout in [Layout::Chw, Layout::Hwc] {
+            let op = Op::Normalize(Normalize {
+                dtype,
+                layout,
+                ..Normalize::imagenet()
+            });
+            let op = if dtype == DType::U8 {
+                Op::Cast(sluice::ops::Cast { dtype, layout })
+            } else {
+                op
+            };
+            let write = TensorWrite::for_op(&op).unwrap();
+            // Fused (resample is the last stage) and unfused (a crop after it) paths.
+            for fused in [true, false] {
+                let mut stages = vec![
+                    ImageStage::Resample(boxes.clone()),
+                    ImageStage::Flip(flips.clone()),
+                ];
+                if !fused {
+                    stages.insert(
+                        1,
+                        ImageStage::CenterCrop {
+                            width: 27,
+                            height: 27,
+                        },
+                    );
+                }
+                let batch = encode_batch(&images, &stages, Some(&write)).unwrap();
+                let got = emu.run(&batch);
+                for (i, image) in images.iter().enumerate() {
+                    let mut want_img = cpu_apply(rrc.clone(), OpParams::Crop(boxes[i]), image);
+                    if !fused {
+                        want_img = cpu_apply(CenterCrop::new(27), OpParams::None, &want_img);
+                    }
+                    let mut want = vec![0u8; got[i].len()];
+                    op.write_tensor(&want_img, flips[i], &mut want);
+                    let what = format!("{dtype:?} {layout:?} fused {fused} sample {i}");
+                    let rel = match dtype {
+                        DType::F32 => 1e-6,
+                        DType::F16 => 1.0 / 1024.0,
+                        DType::Bf16 => 1.0 / 128.0,
+                        DType::U8 => 0.0,
+                    };
+                    for j in 0..want.len() / dtype.size() {
+                        let (a, b) = (dtype.load(&got[i], j), dtype.load(&want, j));
+                        assert!(
+                            (a - b).abs() <= rel * b.abs().max(1.0),
+                            "{what} element {j}: emulated {a} cpu {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every value within `tolerance`, at most 1% of values off.
+fn assert_close(got: &[u8], want: &Image, tolerance: u8, what: &str) {
+    assert_eq!(got.len(), want.data.len(), "{what}");
+    let mut off = 0;
+    for (a, b) in got.iter().zip(&want.data) {
+        assert!(a.abs_diff(*b) <= tolerance, "{what}: emulated {a} cpu {b}");
+        off += usize::from(a != b);
+    }
+    assert!(
+        off * 100 <= got.len(),
+        "{what}: {off} of {} values differ",
+        got.len()
+    );
+}
+
+#[test]
+fn emulated_color_grayscale_and_blur_kernels_match_the_cpu() {
+    let Some(emu) = Emulator::build() else { return };
+    let seed = test_seed();
+    let mut r = rng(seed, 2);
+    let n = 5;
+    let images = ragged(&mut r, n, 9, 50);
+    let jitter = ColorJitter::new(0.4, 0.4, 0.4, 0.1);
+    let jp: Vec<_> = (0..n)
+        .map(|_| {
+            let mut p = jitter.draw(&mut r);
+            p.apply = true;
+            p
+        })
+        .collect();
+    let gray: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
+    let blur = GaussianBlur::new(23, (0.1, 2.0));
+    let sigmas: Vec<Option<f32>> = (0..n)
+        .map(|i| (i % 3 != 0).then(|| r.uniform(0.1, 2.0) as f32))
+        .collect();
+    let cases: Vec<(&str, ImageStage, u8, CpuReference)> = vec![
+        (
+            "ColorJitter",
+            ImageStage::Jitter(jp.clone()),
+            2,
+            Box::new(|i, im| cpu_apply(jitter.clone(), OpParams::Jitter(jp[i]), im)),
+        ),
+        (
+            "RandomGrayscale",
+            ImageStage::Grayscale(gray.clone()),
+            1,
+            Box::new(|i, im| cpu_apply(RandomGrayscale::new(1.0), OpParams::Apply(gray[i]), im)),
+        ),
+        (
+            "GaussianBlur",
+            ImageStage::Blur {
+                sigmas: sigmas.clone(),
+                kernel_size: 23,
+            },
+            1,
+            Box::new(|i, im| cpu_apply(blur.clone(), OpParams::Blur(sigmas[i]), im)),
+        ),
+        (
+            "RandomHorizontalFlip",
+            ImageStage::Flip(gray.clone()),
+            0,
+            Box::new(|i, im| {
+                cpu_apply(RandomHorizontalFlip::new(0.5), OpParams::Apply(gray[i]), im)
+            }),
+        ),
+    ];
+    for (name, stage, tolerance, cpu) in cases {
+        let batch = encode_batch(&images, &[stage], None).unwrap();
+        let got = emu.run(&batch);
+        for (i, image) in images.iter().enumerate() {
+            assert_close(
+                &got[i],
+                &cpu(i, image),
+                tolerance,
+                &format!("{name} sample {i}"),
+            );
+        }
+    }
+}
