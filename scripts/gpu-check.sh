@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One command for a machine with an NVIDIA GPU: run the GPU tests and benches and print a
+# summary table (write the numbers, device named, into docs/PERFORMANCE.md).
+#
+#   scripts/gpu-check.sh            build here (needs cargo), then run the checks
+#   scripts/gpu-check.sh --build    only build: release binary and test executables into
+#                                   target/gpu-check/ (carry that folder to a GPU machine that
+#                                   has no Rust toolchain)
+#   scripts/gpu-check.sh --run      only run, from target/gpu-check/ (no cargo needed)
+#
+# What runs: the CUDA kernel tests (NVRTC for the device's toolkit, host emulation, the driver
+# probe naming the device), the WGSL kernel and placement tests on the GPU's Vulkan driver
+# (SLUICE_REQUIRE_WGPU: a missing adapter fails), `sluice bench --backend wgpu --verify` for
+# each workload, and the CPU-vs-wgpu criterion-style numbers from `sluice bench`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/gpu-check
+mode="${1:-all}"
+
+build() {
+  cargo build --release
+  mkdir -p "$out"
+  cp target/release/sluice "$out/"
+  # Test executables, named by test file (cargo prints their paths as JSON).
+  cargo test --release --no-run --message-format=json 2>/dev/null |
+    python3 -c '
+import json, shutil, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        shutil.copy(m["executable"], "'"$out"'/test-" + m["target"]["name"])
+'
+  cp -r docs/profiles "$out/" 2>/dev/null || true
+  # Debug info makes the folder ~700 MB; stripped it is ~40 MB, small enough to carry.
+  if command -v strip >/dev/null; then
+    strip "$out"/sluice "$out"/test-* 2>/dev/null || true
+  fi
+  echo "built into $out/ ($(du -sh "$out" | cut -f1))"
+}
+
+run() {
+  cd "$out"
+  export SLUICE_REQUIRE_WGPU=1
+  export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+  # NVRTC from the CUDA toolkit, if it is not on the library path already.
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    [ -e "$d/libnvrtc.so.12" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  done
+  export SLUICE_REQUIRE_NVRTC=1
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  results=()
+  for t in test-cuda_kernels test-wgpu_kernels test-placement; do
+    if ./"$t" --nocapture > "$t.log" 2>&1; then status=pass; else status=FAIL; fi
+    results+=("$t|$status|$(grep -m1 -E 'CUDA device|wgpu adapter' "$t.log" || echo -)")
+  done
+  for w in rn50-train rn50-val simclr; do
+    for backend in cpu wgpu; do
+      extra=""
+      [ "$backend" = wgpu ] && extra="--verify"
+      if ./sluice bench "$w" --threads "$(nproc)" --batch 256 --images 2048 --epochs 2 \
+           --backend "$backend" $extra --json > "bench-$w-$backend.json" 2> "bench-$w-$backend.log"; then
+        rate=$(python3 -c "import json;d=json.load(open('bench-$w-$backend.json'));print(round(d['steady_images_per_second'],1), (d.get('verify') or {}).get('max_error_steps', ''))")
+        results+=("bench $w --backend $backend|pass|$rate")
+      else
+        results+=("bench $w --backend $backend|FAIL|see bench-$w-$backend.log")
+      fi
+    done
+  done
+  printf '\n%-40s %-6s %s\n' check status detail
+  for r in "${results[@]}"; do
+    IFS='|' read -r a b c <<< "$r"
+    printf '%-40s %-6s %s\n' "$a" "$b" "$c"
+  done
+}
+
+case "$mode" in
+  --build) build ;;
+  --run) run ;;
+  *) build; run ;;
+esac
