@@ -21,13 +21,14 @@ build() {
   cargo build --release
   mkdir -p "$out"
   cp target/release/sluice "$out/"
-  # Test executables, named by test file (cargo prints their paths as JSON).
+  # The GPU test executables, named by test file (cargo prints their paths as JSON).
   cargo test --release --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, shutil, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+    gpu_tests = {"cuda_kernels", "wgpu_kernels", "placement"}
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in gpu_tests:
         shutil.copy(m["executable"], "'"$out"'/test-" + m["target"]["name"])
 '
   cp -r docs/profiles "$out/" 2>/dev/null || true
