@@ -374,3 +374,46 @@ fn emulated_color_grayscale_and_blur_kernels_match_the_cpu() {
         }
     }
 }
+
+/// On a machine with a CUDA device: the kernels on the device give the host emulation's bytes
+/// (the same arithmetic: no contracted multiply-adds, IEEE division).
+#[test]
+fn device_run_matches_the_host_emulation() {
+    let device = match cuda::CudaDevice::open() {
+        Ok(d) => d,
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            return;
+        }
+    };
+    eprintln!("CUDA device: {}", device.describe());
+    let Some(emu) = Emulator::build() else { return };
+    let seed = test_seed();
+    let mut r = rng(seed, 3);
+    let n = 9;
+    let images = ragged(&mut r, n, 30, 300);
+    let rrc = RandomResizedCrop::new(64);
+    let jitter = ColorJitter::new(0.4, 0.4, 0.4, 0.1);
+    let stages = [
+        ImageStage::Resample(
+            images
+                .iter()
+                .map(|im| rrc.draw(&mut r, im.width, im.height))
+                .collect(),
+        ),
+        ImageStage::Jitter((0..n).map(|_| jitter.draw(&mut r)).collect()),
+        ImageStage::Grayscale((0..n).map(|_| r.bernoulli(0.3)).collect()),
+        ImageStage::Blur {
+            sigmas: (0..n).map(|_| Some(r.uniform(0.1, 2.0) as f32)).collect(),
+            kernel_size: 23,
+        },
+        ImageStage::Flip((0..n).map(|_| r.bernoulli(0.5)).collect()),
+    ];
+    let write = TensorWrite::for_op(&Op::Normalize(Normalize::imagenet())).unwrap();
+    let batch = encode_batch(&images, &stages, Some(&write)).unwrap();
+    let on_device = device.run_encoded(&batch).unwrap();
+    let emulated = emu.run(&batch);
+    for (i, (d, e)) in on_device.iter().zip(&emulated).enumerate() {
+        assert!(d == e, "sample {i}: device and emulation differ");
+    }
+}

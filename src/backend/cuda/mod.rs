@@ -7,6 +7,10 @@
 //! them as C++ on the host (tests/cuda_kernels.rs). The device runtime (pinned staging ring, copy
 //! and compute streams, device batches for the trainer) is the open part of the CUDA issue.
 
+mod device;
+
+pub use device::CudaDevice;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
