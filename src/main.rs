@@ -43,6 +43,7 @@ struct PlanArgs {
 enum BackendArg {
     Cpu,
     Wgpu,
+    Cuda,
     Auto,
 }
 
@@ -89,8 +90,9 @@ enum Command {
         /// Print the report as JSON on stdout (schema: docs/BENCH_JSON.md)
         #[arg(long)]
         json: bool,
-        /// Where operators run: cpu, wgpu (every operator on the GPU unless a usable adapter
-        /// is missing) or auto (crop on CPU, the rest on a hardware GPU)
+        /// Where operators run: cpu, wgpu or cuda (every operator on that GPU backend, or all
+        /// on the CPU with the reason when it is unusable), or auto (crop on CPU, the rest on a
+        /// CUDA device or else a hardware wgpu adapter)
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
         /// Also run the pipeline on the CPU and compare every batch (max error, exit 1 when
@@ -278,6 +280,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 placement: match backend {
                     BackendArg::Cpu => Placement::Cpu,
                     BackendArg::Wgpu => Placement::Wgpu,
+                    BackendArg::Cuda => Placement::Cuda,
                     BackendArg::Auto => Placement::Auto,
                 },
                 verify,

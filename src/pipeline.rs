@@ -23,7 +23,9 @@
 //! # Ok(()) }
 //! ```
 
+use crate::backend::cuda::CudaDevice;
 use crate::backend::wgpu::WgpuContext;
+use crate::backend::GpuRunner;
 use crate::error::{Error, Result};
 use crate::exec::{self, EpochIter, GpuSuffix, RunStats, Step};
 use crate::ops::{
@@ -176,18 +178,14 @@ impl PipelineBuilder {
         let optimized = optimizer::optimize(&self.logical_plan(), profile, goal)?;
         let p = &optimized.physical;
         let n = self.ops.len();
-        if p.cut < n {
-            let backend = profile.gpu.as_ref().map_or("", |g| g.backend.as_str());
-            if backend != "wgpu" {
-                return Err(Error::InvalidPipeline(format!(
-                    "the plan puts operators on {backend}, which this build cannot run; use                      `sluice explain` to see it, or a profile measured here"
-                )));
-            }
-        }
+        let backend = match profile.gpu.as_ref().map(|g| g.backend.as_str()) {
+            Some("cuda") => Placement::Cuda,
+            _ => Placement::Wgpu,
+        };
         let pick = |v: &[Option<Placement>]| p.order.iter().map(|&i| v[i]).collect::<Vec<_>>();
         let mut pins = pick(&self.pins);
         if p.cut < n && pins[p.cut].is_none() {
-            pins[p.cut] = Some(Placement::Wgpu);
+            pins[p.cut] = Some(backend);
         }
         self.ops = p.order.iter().map(|&i| self.ops[i].clone()).collect();
         self.ids = p.order.iter().map(|&i| self.ids[i]).collect();
@@ -308,24 +306,43 @@ impl PipelineBuilder {
 
     /// Resolve the CPU→GPU cut (probing for an adapter only when a GPU is asked for).
     fn place(&self, dense: bool) -> Result<(Option<GpuSuffix>, String)> {
-        let ctx = placement::wants_gpu(&self.pins, self.placement).then(WgpuContext::new);
+        let backend =
+            placement::gpu_backend(&self.pins, self.placement).map_err(Error::InvalidPipeline)?;
+        let ctx = backend.map(open_gpu);
         let availability = match &ctx {
             None => GpuAvailability::NotProbed,
             Some(Err(why)) => GpuAvailability::Unavailable(why.clone()),
-            Some(Ok(c)) => GpuAvailability::Available {
+            Some(Ok((c, software))) => GpuAvailability::Available {
                 name: c.describe(),
-                software: c.is_software(),
+                software: *software,
             },
         };
         let cut = placement::resolve(&self.ops, &self.pins, self.placement, &availability, dense)
             .map_err(Error::InvalidPipeline)?;
         let gpu = match ctx {
-            Some(Ok(c)) if cut.cut < self.ops.len() => {
-                Some(GpuSuffix::start(cut.cut, Arc::new(c))?)
-            }
+            Some(Ok((c, _))) if cut.cut < self.ops.len() => Some(GpuSuffix::start(cut.cut, c)?),
             _ => None,
         };
         Ok((gpu, cut.reason))
+    }
+}
+
+/// Open the GPU backend `which` asks for (Auto: a CUDA device if one opens, else wgpu), with
+/// whether it is a software rasterizer; or why it cannot be used.
+fn open_gpu(which: Placement) -> std::result::Result<(Arc<dyn GpuRunner>, bool), String> {
+    let wgpu = || {
+        WgpuContext::new().map(|c| {
+            let software = c.is_software();
+            (Arc::new(c) as Arc<dyn GpuRunner>, software)
+        })
+    };
+    let cuda = || CudaDevice::open().map(|d| (Arc::new(d) as Arc<dyn GpuRunner>, false));
+    match which {
+        Placement::Cuda => cuda(),
+        Placement::Auto => {
+            cuda().or_else(|cuda_why| wgpu().map_err(|wgpu_why| format!("{cuda_why}; {wgpu_why}")))
+        }
+        _ => wgpu(),
     }
 }
 
@@ -466,7 +483,7 @@ impl Pipeline {
         }
         if let Some(g) = &inner.gpu {
             let names: Vec<&str> = inner.ops[g.cut..].iter().map(|o| o.name()).collect();
-            out += &format!("  {} [wgpu: {}]\n", names.join("+"), g.ctx.describe());
+            out += &format!("  {} [{}]\n", names.join("+"), g.ctx.describe());
         }
         out += &format!("placement: {}\n", self.placement_reason);
         let shape = match &inner.output.sample_shape {

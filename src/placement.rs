@@ -12,6 +12,8 @@ pub enum Placement {
     Cpu,
     /// WGSL kernels through wgpu.
     Wgpu,
+    /// CUDA kernels through cudarc (NVIDIA GPUs).
+    Cuda,
     /// The rule in [`auto_cut`]: after the first operator that fixes the image size.
     Auto,
 }
@@ -21,6 +23,7 @@ impl Placement {
         match name {
             "cpu" => Some(Placement::Cpu),
             "wgpu" => Some(Placement::Wgpu),
+            "cuda" => Some(Placement::Cuda),
             "auto" => Some(Placement::Auto),
             _ => None,
         }
@@ -60,7 +63,7 @@ pub fn auto_cut(ops: &[Op]) -> usize {
 /// The range the cut may take given the pins: after every CPU pin, at or before every GPU pin.
 pub fn pinned_range(ops: &[Op], pins: &[Option<Placement>]) -> Result<(usize, usize), String> {
     let last_cpu = pins.iter().rposition(|p| *p == Some(Placement::Cpu));
-    let first_gpu = pins.iter().position(|p| *p == Some(Placement::Wgpu));
+    let first_gpu = pins.iter().position(|p| p.is_some_and(is_gpu));
     let lower = last_cpu.map_or(0, |i| i + 1);
     let upper = first_gpu.unwrap_or(ops.len());
     if let (Some(c), Some(g)) = (last_cpu, first_gpu) {
@@ -81,7 +84,37 @@ pub fn pinned_range(ops: &[Op], pins: &[Option<Placement>]) -> Result<(usize, us
 
 /// Whether `pins`/`default` ask for a GPU at all (so the adapter is probed only when needed).
 pub fn wants_gpu(pins: &[Option<Placement>], default: Placement) -> bool {
-    default != Placement::Cpu || pins.contains(&Some(Placement::Wgpu))
+    default != Placement::Cpu || pins.iter().any(|p| p.is_some_and(is_gpu))
+}
+
+fn is_gpu(p: Placement) -> bool {
+    matches!(p, Placement::Wgpu | Placement::Cuda)
+}
+
+/// The GPU backend the pins and default ask for: `Auto` when only the default is Auto (CUDA if
+/// a device opens, else wgpu), None when nothing asks for a GPU. One backend per pipeline.
+pub fn gpu_backend(
+    pins: &[Option<Placement>],
+    default: Placement,
+) -> Result<Option<Placement>, String> {
+    let mut asked: Vec<Placement> = pins
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|p| is_gpu(*p))
+        .collect();
+    if is_gpu(default) {
+        asked.push(default);
+    }
+    asked.dedup();
+    match asked.as_slice() {
+        [] if default == Placement::Auto => Ok(Some(Placement::Auto)),
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        _ => Err(
+            "operators are pinned to both wgpu and CUDA; a pipeline uses one GPU backend".into(),
+        ),
+    }
 }
 
 /// Resolve the cut. `dense` says whether the pipeline's output has a fixed shape (the GPU path
@@ -101,7 +134,7 @@ pub fn resolve(
     let pinned_gpu = upper < ops.len();
     let wanted = match default {
         Placement::Cpu => upper,
-        Placement::Wgpu => lower,
+        Placement::Wgpu | Placement::Cuda => lower,
         Placement::Auto => match gpu {
             GpuAvailability::Available { software: true, .. } if !pinned_gpu => {
                 return Ok(all_cpu(
@@ -123,11 +156,11 @@ pub fn resolve(
         GpuAvailability::Available { name, .. } => name,
         GpuAvailability::Unavailable(why) => {
             return Ok(all_cpu(format!(
-                "wgpu unavailable ({why}): every operator on CPU"
+                "GPU unavailable ({why}): every operator on CPU"
             )))
         }
         GpuAvailability::NotProbed => {
-            return Ok(all_cpu("wgpu not probed: every operator on CPU".into()))
+            return Ok(all_cpu("no GPU probed: every operator on CPU".into()))
         }
     };
     if !dense {
@@ -139,7 +172,7 @@ pub fn resolve(
     }
     let how = match default {
         Placement::Auto => "auto: cut after the first fixed-size crop",
-        Placement::Wgpu => "wgpu: every operator not pinned to the CPU",
+        Placement::Wgpu | Placement::Cuda => "every operator not pinned to the CPU",
         Placement::Cpu => "pinned",
     };
     Ok(Cut {
@@ -199,6 +232,17 @@ mod tests {
             err.contains("Normalize (operator 5) is pinned to the CPU"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn one_gpu_backend_per_pipeline() {
+        use Placement::{Auto, Cpu, Cuda, Wgpu};
+        assert_eq!(gpu_backend(&[None, None], Cpu), Ok(None));
+        assert_eq!(gpu_backend(&[None, None], Auto), Ok(Some(Auto)));
+        assert_eq!(gpu_backend(&[Some(Cuda), None], Cpu), Ok(Some(Cuda)));
+        assert_eq!(gpu_backend(&[None, Some(Cpu)], Wgpu), Ok(Some(Wgpu)));
+        assert!(gpu_backend(&[Some(Cuda), None], Wgpu).is_err());
+        assert!(gpu_backend(&[Some(Cuda), Some(Wgpu)], Cpu).is_err());
     }
 
     #[test]

@@ -156,3 +156,33 @@ fn bad_samples_are_skipped_and_counted_with_a_gpu_suffix() {
         assert_eq!(d.shape[0], b.sample_indices.len());
     }
 }
+
+#[test]
+fn cuda_placement_runs_on_a_device_or_falls_back_to_the_cpu_with_the_reason() {
+    let build = |placement| {
+        Workload::Rn50Train
+            .add_ops(builder(common::jpeg_source(9)).placement(placement))
+            .build()
+            .unwrap()
+    };
+    let cuda = build(Placement::Cuda);
+    match sluice::backend::cuda::probe() {
+        Err(why) => {
+            assert_eq!(cuda.gpu_cut(), cuda.ops().len());
+            assert!(
+                cuda.placement_reason().contains(&why),
+                "{}",
+                cuda.placement_reason()
+            );
+            // Still a working pipeline, on the CPU.
+            assert_eq!(batches(&cuda).len(), 2);
+            eprintln!("skipped: {why} (the CUDA placement fell back to the CPU, as it should)");
+        }
+        Ok(device) => {
+            eprintln!("CUDA device: {device}");
+            assert_eq!(cuda.gpu_cut(), 0, "{}", cuda.placement_reason());
+            let (worst, _) = compare(&batches(&build(Placement::Cpu)), &batches(&cuda), 1.0);
+            assert!(worst < 1e-5, "max error {worst}");
+        }
+    }
+}

@@ -2,4 +2,7 @@
 //! cannot run, so callers fall back to the CPU path with a one-line reason instead of a panic.
 
 pub mod cuda;
+mod runner;
 pub mod wgpu;
+
+pub use runner::GpuRunner;

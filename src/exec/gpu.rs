@@ -5,7 +5,8 @@
 
 use super::iter::Delivery;
 use super::Shared;
-use crate::backend::wgpu::{ImageStage, TensorWrite, WgpuContext};
+use crate::backend::wgpu::{ImageStage, TensorWrite};
+use crate::backend::GpuRunner;
 use crate::batch::{Batch, DenseBatch, Images};
 use crate::error::{Error, SampleError};
 use crate::ops::{Op, OpParams};
@@ -16,10 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Operators `ops[cut..]` run on `ctx`, fed through a submission thread.
+/// Operators `ops[cut..]` run on `ctx` (wgpu or CUDA), fed through a submission thread.
 pub struct GpuSuffix {
     pub cut: usize,
-    pub ctx: Arc<WgpuContext>,
+    pub ctx: Arc<dyn GpuRunner>,
     jobs: Sender<GpuJob>,
 }
 
@@ -38,7 +39,7 @@ pub(crate) struct GpuJob {
 }
 
 impl GpuSuffix {
-    pub fn start(cut: usize, ctx: Arc<WgpuContext>) -> Result<Self, Error> {
+    pub fn start(cut: usize, ctx: Arc<dyn GpuRunner>) -> Result<Self, Error> {
         let (jobs, rx) = crossbeam_channel::unbounded::<GpuJob>();
         std::thread::Builder::new()
             .name("sluice-wgpu".into())
@@ -169,7 +170,7 @@ impl GpuJob {
             .run_to_tensor(&self.images, &stages, &write, data.as_mut_slice())
             .map_err(|e| {
                 Error::Worker(format!(
-                    "batch {} of epoch {} on wgpu ({}): {e}",
+                    "batch {} of epoch {} on {}: {e}",
                     self.batch,
                     self.epoch,
                     gpu.ctx.describe()

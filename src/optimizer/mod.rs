@@ -91,6 +91,7 @@ impl Optimized {
                 tags.push(match p {
                     crate::Placement::Cpu => "pinned cpu",
                     crate::Placement::Wgpu => "pinned wgpu",
+                    crate::Placement::Cuda => "pinned cuda",
                     crate::Placement::Auto => "auto",
                 });
             }

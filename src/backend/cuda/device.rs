@@ -19,6 +19,8 @@ struct KernelParams([u32; 16]);
 unsafe impl DeviceRepr for KernelParams {}
 
 pub struct CudaDevice {
+    /// Checking mode: buffers start as 0xFF bytes so unwritten elements show.
+    poison: std::sync::atomic::AtomicBool,
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
     name: String,
@@ -71,6 +73,7 @@ impl CudaDevice {
         }
         let stream = ctx.default_stream();
         Ok(CudaDevice {
+            poison: Default::default(),
             stream,
             functions,
             name: format!("{name} (sm_{major}{minor}, {arch})"),
@@ -81,13 +84,23 @@ impl CudaDevice {
         &self.name
     }
 
+    /// Checking mode: every buffer except the inputs starts as 0xFF bytes (NaN as float).
+    pub fn set_poison(&self, on: bool) {
+        self.poison.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Run every pass of `batch` on the device; each sample's output bytes.
     pub fn run_encoded(&self, batch: &EncodedBatch) -> Result<Vec<Vec<u8>>, String> {
         let s = &self.stream;
         let words = |b: u64| (b as usize).div_ceil(4).max(1);
         let mut buffers: Vec<Option<CudaSlice<u32>>> = Vec::new();
         for (i, &bytes) in batch.buffer_bytes.iter().enumerate() {
-            let mut host = vec![0u32; words(bytes)];
+            let fill = if self.poison.load(std::sync::atomic::Ordering::Relaxed) {
+                u32::MAX
+            } else {
+                0
+            };
+            let mut host = vec![fill; words(bytes)];
             match i {
                 0 => host[..batch.records.len()].copy_from_slice(&batch.records),
                 2 => {

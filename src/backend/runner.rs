@@ -1,0 +1,69 @@
+//! What the executor needs from a GPU backend: run a batch's image stages and tensor write,
+//! writing the finished tensors into host memory. Both wgpu and CUDA implement it.
+
+use super::wgpu::{ImageStage, TensorWrite};
+use crate::tensor::Image;
+
+pub trait GpuRunner: Send + Sync {
+    /// "backend: device" for reports.
+    fn describe(&self) -> String;
+    /// Run `stages` then `write` on `images`; tensors in order, contiguous, into `out`.
+    fn run_to_tensor(
+        &self,
+        images: &[Image],
+        stages: &[ImageStage],
+        write: &TensorWrite,
+        out: &mut [u8],
+    ) -> Result<(), String>;
+    /// Checking mode: poison outputs before kernels run.
+    fn set_poison(&self, on: bool);
+}
+
+impl GpuRunner for super::wgpu::WgpuContext {
+    fn describe(&self) -> String {
+        format!("wgpu: {}", super::wgpu::WgpuContext::describe(self))
+    }
+    fn run_to_tensor(
+        &self,
+        images: &[Image],
+        stages: &[ImageStage],
+        write: &TensorWrite,
+        out: &mut [u8],
+    ) -> Result<(), String> {
+        super::wgpu::WgpuContext::run_to_tensor(self, images, stages, write, out)
+    }
+    fn set_poison(&self, on: bool) {
+        super::wgpu::WgpuContext::set_poison(self, on)
+    }
+}
+
+impl GpuRunner for super::cuda::CudaDevice {
+    fn describe(&self) -> String {
+        format!("cuda: {}", super::cuda::CudaDevice::describe(self))
+    }
+    fn run_to_tensor(
+        &self,
+        images: &[Image],
+        stages: &[ImageStage],
+        write: &TensorWrite,
+        out: &mut [u8],
+    ) -> Result<(), String> {
+        let batch = super::wgpu::encode_batch(images, stages, Some(write))?;
+        let total: usize = batch.output_lengths.iter().sum();
+        if total != out.len() {
+            return Err(format!(
+                "the output buffer holds {} bytes; the batch's tensors need {total}",
+                out.len()
+            ));
+        }
+        let mut at = 0;
+        for sample in self.run_encoded(&batch)? {
+            out[at..at + sample.len()].copy_from_slice(&sample);
+            at += sample.len();
+        }
+        Ok(())
+    }
+    fn set_poison(&self, on: bool) {
+        super::cuda::CudaDevice::set_poison(self, on)
+    }
+}
