@@ -10,8 +10,9 @@
 #
 # What runs: the CUDA kernel tests (NVRTC for the device's toolkit, host emulation, the driver
 # probe naming the device), the WGSL kernel and placement tests on the GPU's Vulkan driver
-# (SLUICE_REQUIRE_WGPU: a missing adapter fails), `sluice bench --backend wgpu --verify` for
-# each workload, and the CPU-vs-wgpu criterion-style numbers from `sluice bench`.
+# (SLUICE_REQUIRE_WGPU: a missing adapter fails), and `sluice bench` per workload on the CPU and
+# with `--backend wgpu --verify` and `--backend cuda --verify` (steady img/s, max error in u8
+# steps; the report's placement line says if a backend fell back to the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/gpu-check
@@ -55,12 +56,12 @@ run() {
     results+=("$t|$status|$(grep -m1 -E 'CUDA device|wgpu adapter' "$t.log" || echo -)")
   done
   for w in rn50-train rn50-val simclr; do
-    for backend in cpu wgpu; do
+    for backend in cpu wgpu cuda; do
       extra=""
-      [ "$backend" = wgpu ] && extra="--verify"
+      [ "$backend" != cpu ] && extra="--verify"
       if ./sluice bench "$w" --threads "$(nproc)" --batch 256 --images 2048 --epochs 2 \
            --backend "$backend" $extra --json > "bench-$w-$backend.json" 2> "bench-$w-$backend.log"; then
-        rate=$(python3 -c "import json;d=json.load(open('bench-$w-$backend.json'));print(round(d['steady_images_per_second'],1), (d.get('verify') or {}).get('max_error_steps', ''))")
+        rate=$(python3 -c "import json;d=json.load(open('bench-$w-$backend.json'));print(round(d['steady_images_per_second'],1), 'img/s', (d.get('verify') or {}).get('max_error_steps', ''), '|', d['placement'][:60])")
         results+=("bench $w --backend $backend|pass|$rate")
       else
         results+=("bench $w --backend $backend|FAIL|see bench-$w-$backend.log")
