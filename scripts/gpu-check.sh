@@ -61,7 +61,7 @@ run() {
       [ "$backend" != cpu ] && extra="--verify"
       if ./sluice bench "$w" --threads "$(nproc)" --batch 256 --images 2048 --epochs 2 \
            --backend "$backend" $extra --json > "bench-$w-$backend.json" 2> "bench-$w-$backend.log"; then
-        rate=$(python3 -c "import json;d=json.load(open('bench-$w-$backend.json'));print(round(d['steady_images_per_second'],1), 'img/s', (d.get('verify') or {}).get('max_error_steps', ''), '|', d['placement'][:60])")
+        rate=$(python3 -c "import json;d=json.load(open('bench-$w-$backend.json'));print(round(d['steady_images_per_second'],1), 'img/s', (d.get('verify') or {}).get('max_error_steps', ''), '--', d['placement'][:60])")
         results+=("bench $w --backend $backend|pass|$rate")
       else
         results+=("bench $w --backend $backend|FAIL|see bench-$w-$backend.log")
