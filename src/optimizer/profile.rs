@@ -315,3 +315,73 @@ fn memcpy_gbps() -> f64 {
     std::hint::black_box(&dst);
     src.len() as f64 / t.elapsed().as_nanos().max(1) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gen::{encode_jpeg, render_image};
+    use crate::ops::{Normalize, RandomHorizontalFlip, RandomResizedCrop};
+    use crate::source::InMemory;
+
+    fn source(n: u64) -> InMemory {
+        InMemory::new(
+            (0..n)
+                .map(|i| (encode_jpeg(&render_image(3, i), 85), i as i64))
+                .collect(),
+        )
+    }
+
+    fn ops() -> Vec<Op> {
+        vec![
+            RandomResizedCrop::new(32).into(),
+            RandomHorizontalFlip::new(0.5).into(),
+            Normalize::imagenet().into(),
+        ]
+    }
+
+    #[test]
+    fn measured_profile_has_the_pipelines_shape_and_round_trips_through_json() {
+        let src = source(6);
+        let ops = ops();
+        let p = measure(&src, &ops, 4, None).unwrap();
+        assert_eq!(p.ops.len(), 3);
+        assert_eq!(p.samples_measured, 4);
+        assert_eq!(p.dataset_len, 6);
+        // Fixed-size crop: exactly 32×32×3 bytes out; normalize: 4 bytes per value.
+        assert_eq!(p.ops[0].bytes_out, 32.0 * 32.0 * 3.0);
+        assert_eq!(p.ops[2].bytes_out, 32.0 * 32.0 * 3.0 * 4.0);
+        assert!(p.decode_ns > 0.0 && p.ops.iter().all(|o| o.cpu_ns > 0.0));
+        assert!(p.gpu.is_none() && p.ops.iter().all(|o| o.gpu_ns.is_none()));
+        assert!(p.matches(&machine_name(), &src.describe(), &ops));
+        assert!(!p.matches(&machine_name(), &src.describe(), &ops[..2]));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = cache_path(dir.path(), &p.machine, &p.dataset, &ops);
+        assert_ne!(
+            path,
+            cache_path(dir.path(), &p.machine, &p.dataset, &ops[..2])
+        );
+        p.save(&path).unwrap();
+        assert_eq!(CostProfile::load(&path).unwrap(), p);
+    }
+
+    #[test]
+    fn profiles_with_unusable_numbers_are_rejected_with_the_field_named() {
+        let mut p = measure(&source(2), &ops(), 2, None).unwrap();
+        p.ops[1].cpu_ns = -1.0;
+        let err = p.check().unwrap_err().to_string();
+        assert!(err.contains("ops[].cpu_ns"), "{err}");
+        p.ops[1].cpu_ns = 1.0;
+        p.gpu = Some(GpuCost {
+            backend: "cuda".into(),
+            name: "x".into(),
+            h2d_gbps: 0.0,
+            reads_back: false,
+            software: false,
+        });
+        assert!(p.check().unwrap_err().to_string().contains("h2d_gbps"));
+        p.gpu = None;
+        p.cpu_threads = 0;
+        assert!(p.check().is_err());
+    }
+}
