@@ -388,7 +388,7 @@ fn cost_profile(
             return Ok(p);
         }
     }
-    let gpu = sluice::backend::wgpu::WgpuContext::new().ok();
+    let gpu = profile::ProfileGpu::open();
     eprintln!(
         "profiling {} on 48 samples{}...",
         workload.name(),

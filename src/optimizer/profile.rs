@@ -4,7 +4,8 @@
 //! it was measured on; a cached profile is reused while all three match. A hand-written profile
 //! plans for a machine one does not have (e.g. an H100 box from a CPU-only laptop).
 
-use crate::backend::wgpu::{TensorWrite, WgpuContext};
+use crate::backend::cuda::CudaDevice;
+use crate::backend::wgpu::{encode_batch, TensorWrite, WgpuContext};
 use crate::error::{Error, Result};
 use crate::exec::stages_for;
 use crate::ops::{DecodeImage, Op, OpParams, Scratch};
@@ -163,7 +164,7 @@ pub fn measure(
     source: &dyn Source,
     ops: &[Op],
     samples: usize,
-    gpu: Option<&WgpuContext>,
+    gpu: Option<&ProfileGpu>,
 ) -> Result<CostProfile> {
     let n = samples.min(source.len()).max(1);
     let decoder = DecodeImage::default();
@@ -243,18 +244,19 @@ pub fn measure(
         .collect();
     let gpu_cost = match gpu {
         None => None,
-        Some(ctx) => {
+        Some(gpu) => {
             for (i, op) in ops.iter().enumerate() {
-                op_costs[i].gpu_ns = Some(time_on_gpu(ctx, op, &inputs[i], &params[i])? / n as f64);
+                op_costs[i].gpu_ns = Some(time_on_gpu(gpu, op, &inputs[i], &params[i])? / n as f64);
             }
             Some(GpuCost {
-                backend: "wgpu".into(),
-                name: ctx.describe(),
-                h2d_gbps: ctx
+                backend: gpu.backend().into(),
+                name: gpu.describe(),
+                h2d_gbps: gpu
                     .upload_gbps(64 << 20)
                     .map_err(|e| Error::Worker(format!("profiling the upload: {e}")))?,
+                // Both backends hand batches back in host memory today.
                 reads_back: true,
-                software: ctx.is_software(),
+                software: gpu.software(),
             })
         }
     };
@@ -276,23 +278,30 @@ pub fn measure(
 
 /// One operator on the GPU over the whole measured batch (best of 3 runs after a warm-up), ns.
 fn time_on_gpu(
-    ctx: &WgpuContext,
+    gpu: &ProfileGpu,
     op: &Op,
     images: &[Image],
     params: &[Vec<OpParams>],
 ) -> Result<f64> {
     let (stages, write) = stages_for(std::slice::from_ref(op), params);
-    let fail = |e: String| Error::Worker(format!("profiling {} on wgpu: {e}", op.name()));
+    let fail =
+        |e: String| Error::Worker(format!("profiling {} on {}: {e}", op.name(), gpu.backend()));
+    let tensor = op.produces_tensor().then_some(&write);
     let run = || -> std::result::Result<(), String> {
-        if op.produces_tensor() {
-            let bytes: usize = images
-                .iter()
-                .map(|i| i.data.len() * write.dtype.size())
-                .sum();
-            let mut out = vec![0u8; bytes];
-            ctx.run_to_tensor(images, &stages, &write, &mut out)
-        } else {
-            ctx.run_to_images(images, &stages).map(|_| ())
+        match (gpu, tensor) {
+            (ProfileGpu::Wgpu(ctx), Some(write)) => {
+                let bytes: usize = images
+                    .iter()
+                    .map(|i| i.data.len() * write.dtype.size())
+                    .sum();
+                let mut out = vec![0u8; bytes];
+                ctx.run_to_tensor(images, &stages, write, &mut out)
+            }
+            (ProfileGpu::Wgpu(ctx), None) => ctx.run_to_images(images, &stages).map(|_| ()),
+            (ProfileGpu::Cuda(dev), _) => {
+                let batch = encode_batch(images, &stages, tensor)?;
+                dev.run_encoded(&batch).map(|_| ())
+            }
         }
     };
     run().map_err(fail)?;
@@ -303,6 +312,47 @@ fn time_on_gpu(
         best = best.min(t.elapsed().as_nanos() as f64);
     }
     Ok(best)
+}
+
+/// A GPU the profiler times operators on.
+pub enum ProfileGpu {
+    Wgpu(Box<WgpuContext>),
+    Cuda(CudaDevice),
+}
+
+impl ProfileGpu {
+    /// A CUDA device if one opens, else a wgpu adapter, else None (as `Placement::Auto` picks).
+    pub fn open() -> Option<ProfileGpu> {
+        CudaDevice::open()
+            .map(ProfileGpu::Cuda)
+            .or_else(|_| WgpuContext::new().map(|c| ProfileGpu::Wgpu(Box::new(c))))
+            .ok()
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            ProfileGpu::Wgpu(_) => "wgpu",
+            ProfileGpu::Cuda(_) => "cuda",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ProfileGpu::Wgpu(c) => c.describe(),
+            ProfileGpu::Cuda(d) => d.describe().to_string(),
+        }
+    }
+
+    fn software(&self) -> bool {
+        matches!(self, ProfileGpu::Wgpu(c) if c.is_software())
+    }
+
+    fn upload_gbps(&self, bytes: u64) -> std::result::Result<f64, String> {
+        match self {
+            ProfileGpu::Wgpu(c) => c.upload_gbps(bytes),
+            ProfileGpu::Cuda(d) => d.upload_gbps(bytes),
+        }
+    }
 }
 
 /// Host memcpy bandwidth over a 64 MiB copy, GB/s.

@@ -84,6 +84,20 @@ impl CudaDevice {
         &self.name
     }
 
+    /// Host-to-device bandwidth of a `bytes` copy from pageable memory (best of 3), GB/s.
+    pub fn upload_gbps(&self, bytes: u64) -> Result<f64, String> {
+        let host = vec![7u32; (bytes / 4) as usize];
+        let mut best = f64::INFINITY;
+        for _ in 0..4 {
+            let t = std::time::Instant::now();
+            let dev = self.stream.clone_htod(&host).map_err(driver("upload"))?;
+            self.stream.synchronize().map_err(driver("synchronize"))?;
+            best = best.min(t.elapsed().as_secs_f64());
+            drop(dev);
+        }
+        Ok(bytes as f64 / best / 1e9)
+    }
+
     /// Checking mode: every buffer except the inputs starts as 0xFF bytes (NaN as float).
     pub fn set_poison(&self, on: bool) {
         self.poison.store(on, std::sync::atomic::Ordering::Relaxed);
