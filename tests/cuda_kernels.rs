@@ -12,12 +12,12 @@
 
 mod common;
 
-use common::{random_image, rng, test_seed};
+use common::{assert_u8_close, cpu_apply, ragged_images, rng, test_seed};
 use sluice::backend::cuda;
 use sluice::backend::wgpu::{encode_batch, EncodedBatch, ImageStage, TensorWrite};
 use sluice::ops::{
     CenterCrop, ColorJitter, GaussianBlur, Normalize, Op, OpParams, RandomGrayscale,
-    RandomHorizontalFlip, RandomResizedCrop, Scratch,
+    RandomHorizontalFlip, RandomResizedCrop,
 };
 use sluice::rng::Uniform;
 use sluice::tensor::{DType, Image, Layout};
@@ -210,28 +210,12 @@ extern "C" int sluice_emulate(const char* name, unsigned gx, unsigned gy, uint32
 /// The CPU's result for sample `i`.
 type CpuReference<'a> = Box<dyn Fn(usize, &Image) -> Image + 'a>;
 
-fn cpu_apply(op: impl Into<Op>, p: OpParams, image: &Image) -> Image {
-    let mut out = image.clone();
-    op.into().apply_image(&p, &mut out, &mut Scratch::default());
-    out
-}
-
-fn ragged(r: &mut sluice::rng::SampleRng, n: usize, lo: u32, hi: u32) -> Vec<Image> {
-    (0..n)
-        .map(|_| {
-            let w = lo + r.below(u64::from(hi - lo + 1)) as u32;
-            let h = lo + r.below(u64::from(hi - lo + 1)) as u32;
-            random_image(r, w, h)
-        })
-        .collect()
-}
-
 #[test]
 fn emulated_crop_resize_flip_and_tensor_write_match_the_cpu_exactly() {
     let Some(emu) = Emulator::build() else { return };
     let seed = test_seed();
     let mut r = rng(seed, 1);
-    let images = ragged(&mut r, 6, 20, 120);
+    let images = ragged_images(&mut r, 6, 20, 120);
     let rrc = RandomResizedCrop::new(29);
     let boxes: Vec<_> = images
         .iter()
@@ -295,28 +279,13 @@ fn emulated_crop_resize_flip_and_tensor_write_match_the_cpu_exactly() {
     }
 }
 
-/// Every value within `tolerance`, at most 1% of values off.
-fn assert_close(got: &[u8], want: &Image, tolerance: u8, what: &str) {
-    assert_eq!(got.len(), want.data.len(), "{what}");
-    let mut off = 0;
-    for (a, b) in got.iter().zip(&want.data) {
-        assert!(a.abs_diff(*b) <= tolerance, "{what}: emulated {a} cpu {b}");
-        off += usize::from(a != b);
-    }
-    assert!(
-        off * 100 <= got.len(),
-        "{what}: {off} of {} values differ",
-        got.len()
-    );
-}
-
 #[test]
 fn emulated_color_grayscale_and_blur_kernels_match_the_cpu() {
     let Some(emu) = Emulator::build() else { return };
     let seed = test_seed();
     let mut r = rng(seed, 2);
     let n = 5;
-    let images = ragged(&mut r, n, 9, 50);
+    let images = ragged_images(&mut r, n, 9, 50);
     let jitter = ColorJitter::new(0.4, 0.4, 0.4, 0.1);
     let jp: Vec<_> = (0..n)
         .map(|_| {
@@ -365,12 +334,8 @@ fn emulated_color_grayscale_and_blur_kernels_match_the_cpu() {
         let batch = encode_batch(&images, &[stage], None).unwrap();
         let got = emu.run(&batch);
         for (i, image) in images.iter().enumerate() {
-            assert_close(
-                &got[i],
-                &cpu(i, image),
-                tolerance,
-                &format!("{name} sample {i}"),
-            );
+            let what = format!("{name} sample {i}");
+            assert_u8_close(&got[i], &cpu(i, image).data, tolerance, &what);
         }
     }
 }
@@ -391,7 +356,7 @@ fn device_run_matches_the_host_emulation() {
     let seed = test_seed();
     let mut r = rng(seed, 3);
     let n = 9;
-    let images = ragged(&mut r, n, 30, 300);
+    let images = ragged_images(&mut r, n, 30, 300);
     let rrc = RandomResizedCrop::new(64);
     let jitter = ColorJitter::new(0.4, 0.4, 0.4, 0.1);
     let stages = [

@@ -13,11 +13,11 @@
 
 mod common;
 
-use common::{random_image, rng, test_seed};
+use common::{cpu_apply, ragged_images, random_image, rng, test_seed};
 use sluice::backend::wgpu::{ImageStage, TensorWrite, WgpuContext};
 use sluice::ops::{
     CropBox, GaussianBlur, JitterParams, Normalize, Op, OpParams, RandomGrayscale,
-    RandomResizedCrop, Resize, Scratch,
+    RandomResizedCrop, Resize,
 };
 use sluice::rng::{SampleRng, Uniform};
 use sluice::tensor::{DType, Image, Layout};
@@ -39,38 +39,14 @@ fn context() -> Option<WgpuContext> {
     }
 }
 
-fn cpu_apply(op: impl Into<Op>, p: OpParams, image: &Image) -> Image {
-    let mut out = image.clone();
-    op.into().apply_image(&p, &mut out, &mut Scratch::default());
-    out
-}
-
 /// See the module docs: every value within `tolerance`, at most 1% of values off.
 fn assert_close(got: &Image, want: &Image, tolerance: u8, what: &str) {
-    let d = common::max_diff(got, want);
-    assert!(d <= tolerance, "{what}: max diff {d}");
-    let off = got
-        .data
-        .iter()
-        .zip(&want.data)
-        .filter(|(a, b)| a != b)
-        .count();
-    assert!(
-        off * 100 <= got.data.len(),
-        "{what}: {off} of {} values differ",
-        got.data.len()
+    assert_eq!(
+        (got.width, got.height),
+        (want.width, want.height),
+        "{what}: sizes differ"
     );
-}
-
-/// Images of random sizes (ragged), at least `min` pixels a side.
-fn ragged_images(r: &mut SampleRng, n: usize, min: u32, max: u32) -> Vec<Image> {
-    (0..n)
-        .map(|_| {
-            let w = min + r.below(u64::from(max - min + 1)) as u32;
-            let h = min + r.below(u64::from(max - min + 1)) as u32;
-            random_image(r, w, h)
-        })
-        .collect()
+    common::assert_u8_close(&got.data, &want.data, tolerance, what);
 }
 
 /// Smooth-ish random images: resampling them exercises real interpolation, not just noise.

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use sluice::gen::{encode_jpeg, render_image};
-use sluice::rng::SampleRng;
+use sluice::ops::{Op, OpParams, Scratch};
+use sluice::rng::{SampleRng, Uniform};
 use sluice::source::InMemory;
 use sluice::tensor::Image;
 
@@ -58,4 +59,38 @@ pub fn jpeg_samples(n: usize, seed: u64) -> Vec<(Vec<u8>, i64)> {
 
 pub fn jpeg_source(n: usize) -> InMemory {
     InMemory::new(jpeg_samples(n, 7))
+}
+
+/// The CPU path's result of one operator with given parameters.
+pub fn cpu_apply(op: impl Into<Op>, p: OpParams, image: &Image) -> Image {
+    let mut out = image.clone();
+    op.into().apply_image(&p, &mut out, &mut Scratch::default());
+    out
+}
+
+/// `n` random images of random sizes (a ragged batch), `min..=max` pixels a side.
+pub fn ragged_images(r: &mut SampleRng, n: usize, min: u32, max: u32) -> Vec<Image> {
+    (0..n)
+        .map(|_| {
+            let w = min + r.below(u64::from(max - min + 1)) as u32;
+            let h = min + r.below(u64::from(max - min + 1)) as u32;
+            random_image(r, w, h)
+        })
+        .collect()
+}
+
+/// A GPU kernel's u8 values against the CPU's: every value within `tolerance`, and at most 1% of
+/// values off at all (a GPU may round a product or sum on a boundary the other way).
+pub fn assert_u8_close(got: &[u8], want: &[u8], tolerance: u8, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let mut off = 0;
+    for (a, b) in got.iter().zip(want) {
+        assert!(a.abs_diff(*b) <= tolerance, "{what}: gpu {a} cpu {b}");
+        off += usize::from(a != b);
+    }
+    assert!(
+        off * 100 <= got.len(),
+        "{what}: {off} of {} values differ",
+        got.len()
+    );
 }
