@@ -49,13 +49,7 @@ impl GpuRunner for super::cuda::CudaDevice {
         out: &mut [u8],
     ) -> Result<(), String> {
         let batch = super::wgpu::encode_batch(images, stages, Some(write))?;
-        let total: usize = batch.output_lengths.iter().sum();
-        if total != out.len() {
-            return Err(format!(
-                "the output buffer holds {} bytes; the batch's tensors need {total}",
-                out.len()
-            ));
-        }
+        super::wgpu::check_output_len(out.len(), batch.output_lengths.iter().sum())?;
         let mut at = 0;
         for sample in self.run_encoded(&batch)? {
             out[at..at + sample.len()].copy_from_slice(&sample);

@@ -55,6 +55,24 @@ pub fn deterministic_prefix(ops: &[Op]) -> usize {
         .count()
 }
 
+/// Where the CPU's fused tail `[crop/resize] → [flip] → Normalize/Cast` starts in `ops`
+/// (`ops.len()` when the pipeline does not end in a tensor operator). The first `keep_separate`
+/// operators never join it.
+pub fn fused_tail_start(ops: &[Op], keep_separate: usize) -> usize {
+    let n = ops.len();
+    if n == 0 || !ops[n - 1].produces_tensor() {
+        return n;
+    }
+    let mut first = n - 1;
+    if first > keep_separate && ops[first - 1].spec().kind == OpKind::RandomHorizontalFlip {
+        first -= 1;
+    }
+    if first > keep_separate && is_resample(&ops[first - 1]) {
+        first -= 1;
+    }
+    first
+}
+
 /// Turn the operator list into executor steps. With `fuse`, the pipeline's tail
 /// `[crop/resize] → [flip] → Normalize/Cast` becomes one step: crop+resize into scratch, then the
 /// flip and normalization in the single pass that writes the batch slot. The first
@@ -76,24 +94,14 @@ pub fn compile_steps(ops: &[Op], fuse: bool, keep_separate: usize) -> Vec<Step> 
             kind,
         }
     };
-    let Some(last) = ops
-        .len()
-        .checked_sub(1)
-        .filter(|&l| fuse && ops[l].produces_tensor())
-    else {
+    let first = fused_tail_start(ops, keep_separate);
+    if !fuse || first == ops.len() {
         return (0..ops.len()).map(single).collect();
-    };
-    let mut first = last;
-    let flip = (first > keep_separate
-        && ops[first - 1].spec().kind == OpKind::RandomHorizontalFlip)
-        .then(|| {
-            first -= 1;
-            first
-        });
-    let resample = (first > keep_separate && is_resample(&ops[first - 1])).then(|| {
-        first -= 1;
-        first
-    });
+    }
+    let last = ops.len() - 1;
+    let member = |is: &dyn Fn(&Op) -> bool| (first..last).find(|&i| is(&ops[i]));
+    let flip = member(&|o| o.spec().kind == OpKind::RandomHorizontalFlip);
+    let resample = member(&is_resample);
     let mut steps: Vec<Step> = (0..first).map(single).collect();
     let names: Vec<&str> = ops[first..].iter().map(|o| o.name()).collect();
     steps.push(Step {

@@ -130,7 +130,7 @@ impl Optimized {
             }
             // The CPU's fused tail.
             let tail_start = if p.fuse {
-                plan::fused_tail_start(&p.ops(l).take(p.cut).cloned().collect::<Vec<_>>())
+                crate::exec::fused_tail_start(&p.ops(l).take(p.cut).cloned().collect::<Vec<_>>(), 0)
             } else {
                 p.cut
             };

@@ -234,24 +234,3 @@ pub fn predict(
         stall,
     }
 }
-
-/// Where the CPU's fused tail starts among `cpu` operators (crop/resize → flip → tensor op).
-pub fn fused_tail_start(cpu: &[Op]) -> usize {
-    let n = cpu.len();
-    if n == 0 || !cpu[n - 1].produces_tensor() {
-        return n;
-    }
-    let mut k = n - 1;
-    if k > 0 && cpu[k - 1].spec().kind == OpKind::RandomHorizontalFlip {
-        k -= 1;
-    }
-    if k > 0
-        && matches!(
-            cpu[k - 1].spec().kind,
-            OpKind::RandomResizedCrop | OpKind::Resize
-        )
-    {
-        k -= 1;
-    }
-    k
-}

@@ -1,9 +1,7 @@
 //! The optimizer's rules. Each is a separate rewrite of the physical plan that records its
 //! decision and the predicted costs of the alternatives it weighed; each is tested alone.
 
-use super::plan::{
-    cached_prefix, fused_tail_start, predict, Cost, Goal, LogicalPlan, PhysicalPlan,
-};
+use super::plan::{cached_prefix, predict, Cost, Goal, LogicalPlan, PhysicalPlan};
 use super::profile::CostProfile;
 use crate::ops::{Commute, Op, OpKind, SizeRule};
 use crate::placement::pinned_range;
@@ -130,7 +128,7 @@ pub fn fuse(
     off.fuse = false;
     plan.fuse = true;
     let cpu: Vec<Op> = plan.ops(logical).take(plan.cut).cloned().collect();
-    let tail: Vec<&str> = cpu[fused_tail_start(&cpu)..]
+    let tail: Vec<&str> = cpu[crate::exec::fused_tail_start(&cpu, 0)..]
         .iter()
         .map(|o| o.name())
         .collect();

@@ -11,6 +11,7 @@ mod kernels;
 mod pool;
 mod run;
 
+pub(crate) use run::check_output_len;
 pub use run::{encode_batch, EncodedBatch, EncodedPass, ImageStage, TensorWrite};
 
 use pool::DevicePool;

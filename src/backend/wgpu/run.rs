@@ -290,12 +290,7 @@ impl WgpuContext {
         let total: u64 = (0..images.len())
             .map(|s| write.sample_bytes(plan.final_size(s)))
             .sum();
-        if total != out.len() as u64 {
-            return Err(format!(
-                "the output buffer holds {} bytes; the batch's tensors need {total}",
-                out.len()
-            ));
-        }
+        check_output_len(out.len(), total as usize)?;
         let mut sink = Sink::Tensor { out, at: 0 };
         for range in plan.chunks(self.binding_limit)? {
             self.run_chunk(images, &plan, range, &mut sink)?;
@@ -446,6 +441,17 @@ impl WgpuContext {
             self.pool.give(b);
         }
         Ok(bytes)
+    }
+}
+
+/// The caller's output buffer must hold exactly the batch's tensors.
+pub(crate) fn check_output_len(have: usize, need: usize) -> Result<(), String> {
+    if have == need {
+        Ok(())
+    } else {
+        Err(format!(
+            "the output buffer holds {have} bytes; the batch's tensors need {need}"
+        ))
     }
 }
 
