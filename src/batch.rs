@@ -3,6 +3,7 @@
 //! A batch's buffer goes back to its pool when the batch is dropped, so after warm-up the
 //! executor reuses buffers instead of allocating one per batch.
 
+use crate::backend::cuda::DeviceBatch;
 use crate::error::SampleError;
 use crate::tensor::{DType, HostTensor, Layout};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +72,9 @@ impl Drop for PooledBuffer {
     }
 }
 
+const DEVICE_BYTES: &str =
+    "this batch is in CUDA device memory: use Batch::device() (DeviceBatch::to_host copies it)";
+
 /// Fixed-size samples stacked into one tensor of shape `[n, ..sample_shape]`.
 #[derive(Debug)]
 pub struct DenseBatch {
@@ -119,11 +123,14 @@ impl RaggedBatch {
     }
 }
 
-/// The samples of a batch: dense when the pipeline ends in a fixed size, ragged otherwise.
+/// The samples of a batch: dense when the pipeline ends in a fixed size, ragged otherwise; in
+/// CUDA device memory when the pipeline delivers device batches
+/// ([`crate::PipelineBuilder::device_batches`]).
 #[derive(Debug)]
 pub enum Images {
     Dense(DenseBatch),
     Ragged(RaggedBatch),
+    Device(DeviceBatch),
 }
 
 /// One sample taken out of a batch: where it came from and its own tensor (a copy).
@@ -161,38 +168,53 @@ impl Batch {
     pub fn dense(&self) -> Option<&DenseBatch> {
         match &self.images {
             Images::Dense(d) => Some(d),
-            Images::Ragged(_) => None,
+            _ => None,
         }
     }
 
     pub fn ragged(&self) -> Option<&RaggedBatch> {
         match &self.images {
             Images::Ragged(r) => Some(r),
-            Images::Dense(_) => None,
+            _ => None,
         }
     }
 
-    /// All sample bytes of the batch.
+    /// The batch in CUDA device memory, when the pipeline delivers device batches.
+    pub fn device(&self) -> Option<&DeviceBatch> {
+        match &self.images {
+            Images::Device(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// All sample bytes of the batch, in host memory.
+    ///
+    /// # Panics
+    /// For a device batch (see [`Batch::device`]; [`DeviceBatch::to_host`] copies one back).
     pub fn bytes(&self) -> &[u8] {
         match &self.images {
             Images::Dense(d) => d.bytes(),
             Images::Ragged(r) => r.bytes(),
+            Images::Device(_) => panic!("{DEVICE_BYTES}"),
         }
     }
 
-    /// Bytes of sample `i`.
+    /// Bytes of sample `i` (host batches; panics for a device batch, as [`Batch::bytes`]).
     pub fn sample(&self, i: usize) -> &[u8] {
         match &self.images {
             Images::Dense(d) => d.sample(i),
             Images::Ragged(r) => r.sample(i),
+            Images::Device(_) => panic!("{DEVICE_BYTES}"),
         }
     }
 
-    /// Sample `i` as an owned tensor with its index and label.
+    /// Sample `i` as an owned tensor with its index and label (host batches; panics for a
+    /// device batch, as [`Batch::bytes`]).
     pub fn sample_owned(&self, i: usize) -> Sample {
         let (dtype, layout, shape) = match &self.images {
             Images::Dense(d) => (d.dtype, d.layout, d.shape[1..].to_vec()),
             Images::Ragged(r) => (r.dtype, r.layout, r.shapes[i].clone()),
+            Images::Device(_) => panic!("{DEVICE_BYTES}"),
         };
         Sample {
             index: self.sample_indices[i],

@@ -23,7 +23,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::backend::cuda::CudaDevice;
+use crate::backend::cuda::{CudaDevice, TransferEngine, TransferStats};
 use crate::backend::wgpu::WgpuContext;
 use crate::backend::GpuRunner;
 use crate::error::{Error, Result};
@@ -115,6 +115,8 @@ pub struct PipelineBuilder {
     fixed: Vec<bool>,
     placement: Placement,
     settings: Settings,
+    /// Deliver batches in CUDA device memory (see [`PipelineBuilder::device_batches`]).
+    device_batches: bool,
 }
 
 macro_rules! op_from {
@@ -277,7 +279,7 @@ impl PipelineBuilder {
             )));
         }
         let output = output_spec(&self.ops)?;
-        let (gpu, placement_reason) = self.place(output.sample_shape.is_some())?;
+        let (gpu, placement_reason) = self.place(&output)?;
         let cpu_ops = gpu.as_ref().map_or(self.ops.len(), |g| g.cut);
         let keep_separate = if s.cache_bytes > 0 {
             exec::deterministic_prefix(&self.ops[..cpu_ops])
@@ -304,39 +306,122 @@ impl PipelineBuilder {
         })
     }
 
+    /// Deliver each batch in CUDA device memory ([`crate::Images::Device`]) instead of host
+    /// memory: the tensor write (and any operator placed on the GPU) runs as CUDA kernels into
+    /// a ring of `prefetch + 2` device slots fed through pinned staging memory. Without a CUDA
+    /// device the pipeline delivers host batches and [`Pipeline::placement_reason`] says why.
+    pub fn device_batches(mut self, on: bool) -> Self {
+        self.device_batches = on;
+        self
+    }
+
     /// Resolve the CPU→GPU cut (probing for an adapter only when a GPU is asked for).
-    fn place(&self, dense: bool) -> Result<(Option<GpuSuffix>, String)> {
-        let backend =
+    fn place(&self, output: &OutputSpec) -> Result<(Option<GpuSuffix>, String)> {
+        let dense = output.sample_shape.is_some();
+        let mut backend =
             placement::gpu_backend(&self.pins, self.placement).map_err(Error::InvalidPipeline)?;
+        if self.device_batches {
+            backend = match backend {
+                None => Some(Placement::Cuda),
+                Some(Placement::Wgpu) => {
+                    return Err(Error::InvalidPipeline(
+                        "device batches are CUDA memory, but operators are placed on wgpu".into(),
+                    ))
+                }
+                other => other,
+            };
+        }
         let ctx = backend.map(open_gpu);
         let availability = match &ctx {
             None => GpuAvailability::NotProbed,
             Some(Err(why)) => GpuAvailability::Unavailable(why.clone()),
-            Some(Ok((c, software))) => GpuAvailability::Available {
-                name: c.describe(),
-                software: *software,
+            Some(Ok(g)) => GpuAvailability::Available {
+                name: g.runner.describe(),
+                software: g.software,
             },
         };
-        let cut = placement::resolve(&self.ops, &self.pins, self.placement, &availability, dense)
+        let mut cut = placement::resolve(&self.ops, &self.pins, self.placement, &availability, dense)
             .map_err(Error::InvalidPipeline)?;
+        let mut engine = None;
+        if self.device_batches {
+            let cuda = match &ctx {
+                Some(Ok(g)) => g.cuda.clone().ok_or("no CUDA device opened".to_string()),
+                Some(Err(why)) => Err(why.clone()),
+                None => Err("no GPU probed".to_string()),
+            };
+            match cuda.and_then(|d| self.device_cut(output, cut.cut).map(|c| (d, c))) {
+                Ok((device, device_cut)) => {
+                    let slots = self.settings.prefetch.max(self.settings.max_prefetch) + 2;
+                    let e = TransferEngine::new(device, slots).map_err(Error::Worker)?;
+                    cut.cut = device_cut;
+                    cut.reason += &format!("; device batches: CUDA memory, {slots} slots");
+                    engine = Some(Arc::new(e));
+                }
+                Err(why) => cut.reason += &format!("; device batches off ({why}): host batches"),
+            }
+        }
         let gpu = match ctx {
-            Some(Ok((c, _))) if cut.cut < self.ops.len() => Some(GpuSuffix::start(cut.cut, c)?),
+            Some(Ok(g)) if cut.cut < self.ops.len() || engine.is_some() => {
+                Some(GpuSuffix::start(cut.cut, g.runner, engine)?)
+            }
             _ => None,
         };
         Ok((gpu, cut.reason))
     }
+
+    /// Where the cut goes for device batches: the tensor write always runs on the device, so a
+    /// trailing Normalize/Cast left on the CPU moves across (unless pinned there).
+    fn device_cut(&self, output: &OutputSpec, cut: usize) -> std::result::Result<usize, String> {
+        let Some(bytes) = output.sample_bytes() else {
+            return Err("the output has no fixed size".into());
+        };
+        if bytes % 4 != 0 {
+            return Err(format!(
+                "a sample's tensor is {bytes} bytes, not whole 32-bit words"
+            ));
+        }
+        let n = self.ops.len();
+        match self.ops.last() {
+            Some(last) if cut == n && last.produces_tensor() => {
+                if self.pins[n - 1] == Some(Placement::Cpu) {
+                    Err(format!("{} is pinned to the CPU", last.name()))
+                } else {
+                    Ok(n - 1)
+                }
+            }
+            _ => Ok(cut),
+        }
+    }
 }
 
-/// Open the GPU backend `which` asks for (Auto: a CUDA device if one opens, else wgpu), with
-/// whether it is a software rasterizer; or why it cannot be used.
-fn open_gpu(which: Placement) -> std::result::Result<(Arc<dyn GpuRunner>, bool), String> {
+/// An opened GPU backend: the runner, whether it is a software rasterizer, and the CUDA device
+/// when it is one.
+struct OpenedGpu {
+    runner: Arc<dyn GpuRunner>,
+    software: bool,
+    cuda: Option<Arc<CudaDevice>>,
+}
+
+/// Open the GPU backend `which` asks for (Auto: a CUDA device if one opens, else wgpu), or say
+/// why it cannot be used.
+fn open_gpu(which: Placement) -> std::result::Result<OpenedGpu, String> {
     let wgpu = || {
-        WgpuContext::new().map(|c| {
-            let software = c.is_software();
-            (Arc::new(c) as Arc<dyn GpuRunner>, software)
+        WgpuContext::new().map(|c| OpenedGpu {
+            software: c.is_software(),
+            runner: Arc::new(c),
+            cuda: None,
         })
     };
-    let cuda = || CudaDevice::open().map(|d| (Arc::new(d) as Arc<dyn GpuRunner>, false));
+    let cuda = || {
+        CudaDevice::open().map(|d| {
+            let d = Arc::new(d);
+            OpenedGpu {
+                runner: d.clone(),
+                software: false,
+                cuda: Some(d),
+            }
+        })
+    };
     match which {
         Placement::Cuda => cuda(),
         Placement::Auto => {
@@ -403,6 +488,7 @@ impl Pipeline {
             fixed: Vec::new(),
             placement: Placement::Cpu,
             settings: Settings::default(),
+            device_batches: false,
         }
     }
 
@@ -452,6 +538,36 @@ impl Pipeline {
     /// The GPU adapter running the suffix, if any.
     pub fn gpu_device(&self) -> Option<String> {
         self.inner.gpu.as_ref().map(|g| g.ctx.describe())
+    }
+
+    /// Whether batches arrive in CUDA device memory ([`PipelineBuilder::device_batches`] and a
+    /// CUDA device opened).
+    pub fn device_batches(&self) -> bool {
+        self.engine().is_some()
+    }
+
+    fn engine(&self) -> Option<&Arc<TransferEngine>> {
+        self.inner.gpu.as_ref().and_then(|g| g.engine.as_ref())
+    }
+
+    /// The CUDA context device batches live in: create the training loop's streams from it.
+    pub fn cuda_context(&self) -> Option<Arc<cudarc::driver::CudaContext>> {
+        self.engine().map(|e| e.context().clone())
+    }
+
+    /// The CUDA device of a pipeline delivering device batches.
+    pub fn cuda_device(&self) -> Option<Arc<CudaDevice>> {
+        self.engine().map(|e| e.device().clone())
+    }
+
+    /// The transfer engine's counters (device batches only).
+    pub fn transfer_stats(&self) -> Option<TransferStats> {
+        self.engine().map(|e| e.stats())
+    }
+
+    /// Plain pinned host-to-device bandwidth for `bytes` on the engine's copy stream, GB/s.
+    pub fn raw_pinned_gbps(&self, bytes: usize) -> Option<std::result::Result<f64, String>> {
+        self.engine().map(|e| e.raw_pinned_gbps(bytes))
     }
 
     /// Checking mode for the GPU suffix: poison kernel outputs before each run so unwritten

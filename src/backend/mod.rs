@@ -3,6 +3,7 @@
 
 pub mod cuda;
 mod runner;
+pub mod staging;
 pub mod wgpu;
 
 pub use runner::GpuRunner;

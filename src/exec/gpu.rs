@@ -5,7 +5,8 @@
 
 use super::iter::Delivery;
 use super::Shared;
-use crate::backend::wgpu::{ImageStage, TensorWrite};
+use crate::backend::cuda::{TensorInfo, TransferEngine};
+use crate::backend::wgpu::{encode_layout, ImageStage, TensorWrite};
 use crate::backend::GpuRunner;
 use crate::batch::{Batch, DenseBatch, Images};
 use crate::error::{Error, SampleError};
@@ -21,6 +22,8 @@ use std::time::Instant;
 pub struct GpuSuffix {
     pub cut: usize,
     pub ctx: Arc<dyn GpuRunner>,
+    /// Set when batches are delivered in CUDA device memory (instead of read back).
+    pub engine: Option<Arc<TransferEngine>>,
     jobs: Sender<GpuJob>,
 }
 
@@ -39,10 +42,14 @@ pub(crate) struct GpuJob {
 }
 
 impl GpuSuffix {
-    pub fn start(cut: usize, ctx: Arc<dyn GpuRunner>) -> Result<Self, Error> {
+    pub fn start(
+        cut: usize,
+        ctx: Arc<dyn GpuRunner>,
+        engine: Option<Arc<TransferEngine>>,
+    ) -> Result<Self, Error> {
         let (jobs, rx) = crossbeam_channel::unbounded::<GpuJob>();
         std::thread::Builder::new()
-            .name("sluice-wgpu".into())
+            .name("sluice-gpu".into())
             .spawn(move || {
                 // Ends when the pipeline (the only sender) is dropped.
                 for job in rx {
@@ -55,15 +62,20 @@ impl GpuSuffix {
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run()))
                             .unwrap_or_else(|_| {
                                 Err(Error::Worker(format!(
-                                    "batch {b}: internal error on the wgpu thread"
+                                    "batch {b}: internal error on the GPU thread"
                                 )))
                             })
                     };
                     let _ = tx.send((b, result));
                 }
             })
-            .map_err(|e| Error::Worker(format!("cannot start the wgpu thread: {e}")))?;
-        Ok(GpuSuffix { cut, ctx, jobs })
+            .map_err(|e| Error::Worker(format!("cannot start the GPU thread: {e}")))?;
+        Ok(GpuSuffix {
+            cut,
+            ctx,
+            engine,
+            jobs,
+        })
     }
 
     pub(crate) fn submit(&self, job: GpuJob) {
@@ -160,25 +172,49 @@ impl GpuJob {
         let shared = &self.shared;
         let gpu = shared.gpu.as_ref().expect("a GPU job needs a GPU suffix");
         let t = Instant::now();
-        let per_sample = shared
-            .output
-            .sample_bytes()
-            .expect("GPU placement requires a dense output");
-        let mut data = shared.buffers.take(per_sample * self.images.len());
-        let (stages, write) = stages_for(&shared.ops[gpu.cut..], &self.params);
-        gpu.ctx
-            .run_to_tensor(&self.images, &stages, &write, data.as_mut_slice())
-            .map_err(|e| {
-                Error::Worker(format!(
-                    "batch {} of epoch {} on {}: {e}",
-                    self.batch,
-                    self.epoch,
-                    gpu.ctx.describe()
-                ))
-            })?;
-        shared.timers.record(shared.gpu_stage(), t);
         let mut shape = vec![self.images.len()];
         shape.extend(shared.output.sample_shape.clone().unwrap());
+        let (stages, write) = stages_for(&shared.ops[gpu.cut..], &self.params);
+        let failed = |e: String| {
+            Error::Worker(format!(
+                "batch {} of epoch {} on {}: {e}",
+                self.batch,
+                self.epoch,
+                gpu.ctx.describe()
+            ))
+        };
+        let images = match &gpu.engine {
+            Some(engine) => {
+                let layout = encode_layout(&self.images, &stages, Some(&write)).map_err(failed)?;
+                let tensor = TensorInfo {
+                    dtype: shared.output.dtype,
+                    layout: shared.output.layout,
+                    shape,
+                };
+                Images::Device(
+                    engine
+                        .submit(&layout, &self.images, tensor, &self.cancel)
+                        .map_err(failed)?,
+                )
+            }
+            None => {
+                let per_sample = shared
+                    .output
+                    .sample_bytes()
+                    .expect("GPU placement requires a dense output");
+                let mut data = shared.buffers.take(per_sample * self.images.len());
+                gpu.ctx
+                    .run_to_tensor(&self.images, &stages, &write, data.as_mut_slice())
+                    .map_err(failed)?;
+                Images::Dense(DenseBatch {
+                    dtype: shared.output.dtype,
+                    layout: shared.output.layout,
+                    shape,
+                    data,
+                })
+            }
+        };
+        shared.timers.record(shared.gpu_stage(), t);
         let labels = self
             .indices
             .iter()
@@ -187,12 +223,7 @@ impl GpuJob {
         Ok(Batch {
             epoch: self.epoch,
             index: self.batch,
-            images: Images::Dense(DenseBatch {
-                dtype: shared.output.dtype,
-                layout: shared.output.layout,
-                shape,
-                data,
-            }),
+            images,
             labels,
             sample_indices: self.indices,
             skipped: self.skipped,

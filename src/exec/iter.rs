@@ -3,7 +3,7 @@
 //! the workers and waits for them.
 
 use super::{PrefetchController, Shared};
-use crate::batch::Batch;
+use crate::batch::{Batch, Images};
 use crate::error::{Error, Result};
 use crate::rng::epoch_order;
 use crossbeam_channel::{Receiver, Sender};
@@ -114,7 +114,14 @@ impl Iterator for EpochIter {
         self.top_up();
         let mut waited = false;
         loop {
-            if let Some(result) = self.ready.remove(&self.next_yield) {
+            if let Some(mut result) = self.ready.remove(&self.next_yield) {
+                if let Ok(Batch {
+                    images: Images::Device(d),
+                    ..
+                }) = &mut result
+                {
+                    d.mark_delivered();
+                }
                 self.next_yield += 1;
                 self.in_flight -= 1;
                 self.controller.observe(waited, self.ready.len());
@@ -132,6 +139,9 @@ impl Iterator for EpochIter {
                 return Some(result);
             }
             waited = true;
+            // While the loop waits, a full device ring means it holds too many batches.
+            let ring = self.shared.gpu.as_ref().and_then(|g| g.engine.as_ref());
+            let _waiting = ring.map(|e| e.ring().consumer_waits());
             let (b, result) = self.rx.recv().expect("a task reports every batch");
             self.ready.insert(b, result);
         }

@@ -180,7 +180,14 @@ impl Shared {
         names.extend(steps.iter().map(|s| s.name.clone()));
         if let Some(g) = &gpu {
             let suffix: Vec<&str> = ops[g.cut..].iter().map(|o| o.name()).collect();
-            names.push(format!("wgpu: {}", suffix.join("+")));
+            let described = g.ctx.describe();
+            let backend = described.split(':').next().unwrap_or("gpu");
+            let suffix = if suffix.is_empty() {
+                "tensor write".to_string()
+            } else {
+                suffix.join("+")
+            };
+            names.push(format!("{backend}: {suffix}"));
         }
         Shared {
             source,

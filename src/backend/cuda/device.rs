@@ -3,9 +3,9 @@
 //! one stream, the result read back. This is the synchronous core the transfer engine (pinned
 //! ring, copy/compute streams, device batches for the trainer) will build on.
 
-use super::{compile, probe, KERNELS};
+use super::{compile, probe, KERNELS, TRAIN_STEP};
 use crate::backend::wgpu::EncodedBatch;
-use cudarc::driver::PushKernelArg;
+use cudarc::driver::{DevicePtrMut, PushKernelArg};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ unsafe impl DeviceRepr for KernelParams {}
 pub struct CudaDevice {
     /// Checking mode: buffers start as 0xFF bytes so unwritten elements show.
     poison: std::sync::atomic::AtomicBool,
+    ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
     name: String,
@@ -41,7 +42,7 @@ fn arch_for(major: i32, minor: i32) -> &'static str {
     }
 }
 
-fn driver(what: &str) -> impl Fn(cudarc::driver::DriverError) -> String + '_ {
+pub(super) fn driver(what: &str) -> impl Fn(cudarc::driver::DriverError) -> String + '_ {
     move |e| format!("CUDA: {what}: {e:?}")
 }
 
@@ -59,7 +60,7 @@ impl CudaDevice {
         let minor = ctx.attribute(MINOR).map_err(driver("compute capability"))?;
         let arch = arch_for(major, minor);
         let mut functions = HashMap::new();
-        for (file, src, entries) in KERNELS {
+        for (file, src, entries) in KERNELS.into_iter().chain([TRAIN_STEP]) {
             let ptx = compile(file, src, arch)?;
             let module = ctx
                 .load_module(cudarc::nvrtc::Ptx::from_src(ptx.as_str()))
@@ -74,6 +75,7 @@ impl CudaDevice {
         let stream = ctx.default_stream();
         Ok(CudaDevice {
             poison: Default::default(),
+            ctx,
             stream,
             functions,
             name: format!("{name} (sm_{major}{minor}, {arch})"),
@@ -82,6 +84,17 @@ impl CudaDevice {
 
     pub fn describe(&self) -> &str {
         &self.name
+    }
+
+    /// The context the kernels live in: make the training loop's streams from it.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    pub(super) fn function(&self, entry: &str) -> Result<&CudaFunction, String> {
+        self.functions
+            .get(entry)
+            .ok_or_else(|| format!("no CUDA kernel {entry}"))
     }
 
     /// Host-to-device bandwidth of a `bytes` copy from pageable memory (best of 3), GB/s.
@@ -103,68 +116,25 @@ impl CudaDevice {
         self.poison.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Run every pass of `batch` on the device; each sample's output bytes.
+    /// Run every pass of `batch` on the device; each sample's output bytes (synchronous: the
+    /// host-delivery path; device batches go through [`super::TransferEngine`]).
     pub fn run_encoded(&self, batch: &EncodedBatch) -> Result<Vec<Vec<u8>>, String> {
         let s = &self.stream;
-        let words = |b: u64| (b as usize).div_ceil(4).max(1);
-        let mut buffers: Vec<Option<CudaSlice<u32>>> = Vec::new();
+        let mut host = vec![0u32; staged_words(batch)];
+        stage_host(batch, &mut host);
+        let mut buffers = DeviceBuffers {
+            staged: s.clone_htod(&host).map_err(driver("upload"))?,
+            work: Vec::new(),
+        };
         for (i, &bytes) in batch.buffer_bytes.iter().enumerate() {
-            let fill = if self.poison.load(std::sync::atomic::Ordering::Relaxed) {
-                u32::MAX
-            } else {
-                0
-            };
-            let mut host = vec![fill; words(bytes)];
-            match i {
-                0 => host[..batch.records.len()].copy_from_slice(&batch.records),
-                2 => {
-                    let input: Vec<u32> = bytemuck::pod_collect_to_vec(&batch.input);
-                    host[..input.len()].copy_from_slice(&input);
-                }
-                _ => {}
-            }
-            buffers.push(Some(s.clone_htod(&host).map_err(driver("upload"))?));
+            buffers.work.push(match i {
+                RECORDS | INPUT => None,
+                _ => Some(s.alloc_zeros::<u32>(words(bytes)).map_err(driver("allocation"))?),
+            });
         }
-        for pass in &batch.passes {
-            let f = self
-                .functions
-                .get(pass.entry)
-                .ok_or_else(|| format!("no CUDA kernel {}", pass.entry))?;
-            let mut params = [0u32; 16];
-            params.copy_from_slice(&bytemuck::pod_collect_to_vec::<u8, u32>(&pass.params));
-            let params = KernelParams(params);
-            if let Some(bytes) = pass.clear_aux {
-                let aux = buffers[1].as_mut().expect("aux buffer");
-                s.memset_zeros(&mut aux.slice_mut(..bytes as usize / 4))
-                    .map_err(driver("clearing aux"))?;
-            }
-            // dst is never src, records or aux (the encoder's invariant): take it out to
-            // borrow it mutably beside the others.
-            let mut dst = buffers[pass.dst].take().expect("dst buffer");
-            let mut aux = buffers[1].take().expect("aux buffer");
-            let src = buffers[pass.src].as_ref().expect("src buffer");
-            let records = buffers[0].as_ref().expect("records buffer");
-            let rec = records.slice(pass.records_start..);
-            let cfg = LaunchConfig {
-                grid_dim: (pass.groups.0, pass.groups.1, 1),
-                block_dim: (64, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            let mut launch = s.launch_builder(f);
-            launch
-                .arg(&mut dst)
-                .arg(src)
-                .arg(&rec)
-                .arg(&mut aux)
-                .arg(&params);
-            // SAFETY: the arguments match the kernel signature (SLUICE_KERNEL in prelude.cuh)
-            // and every buffer has the size the encoder planned for its accesses.
-            unsafe { launch.launch(cfg) }.map_err(driver(pass.entry))?;
-            buffers[pass.dst] = Some(dst);
-            buffers[1] = Some(aux);
-        }
+        self.launch_passes(s, batch, &mut buffers)?;
         let out = s
-            .clone_dtoh(buffers[batch.output_buffer].as_ref().expect("output"))
+            .clone_dtoh(buffers.work[batch.output_buffer].as_ref().expect("output"))
             .map_err(driver("readback"))?;
         let bytes: &[u8] = bytemuck::cast_slice(&out);
         Ok(batch
@@ -174,4 +144,94 @@ impl CudaDevice {
             .map(|(&o, &n)| bytes[o as usize * 4..o as usize * 4 + n].to_vec())
             .collect())
     }
+
+    /// Enqueue `batch`'s passes on `s`: poison (in checking mode) then every kernel in order.
+    /// The work buffers must hold at least `batch.buffer_bytes` each.
+    pub(super) fn launch_passes(
+        &self,
+        s: &Arc<CudaStream>,
+        batch: &EncodedBatch,
+        bufs: &mut DeviceBuffers,
+    ) -> Result<(), String> {
+        if self.poison.load(std::sync::atomic::Ordering::Relaxed) {
+            for (i, buffer) in bufs.work.iter_mut().enumerate() {
+                if let Some(buffer) = buffer {
+                    let bytes = words(batch.buffer_bytes[i]) * 4;
+                    let (ptr, _record) = buffer.device_ptr_mut(s);
+                    // SAFETY: `ptr` is a live allocation of at least `bytes` bytes.
+                    unsafe { cudarc::driver::result::memset_d8_async(ptr, 0xFF, bytes, s.cu_stream()) }
+                        .map_err(driver("poisoning"))?;
+                }
+            }
+        }
+        let input_word = batch.records.len();
+        for pass in &batch.passes {
+            let f = self.function(pass.entry)?;
+            if matches!(pass.dst, RECORDS | AUX | INPUT) || pass.dst == pass.src {
+                return Err(format!("{}: writes into one of its inputs", pass.entry));
+            }
+            let mut params = [0u32; 16];
+            params.copy_from_slice(&bytemuck::pod_collect_to_vec::<u8, u32>(&pass.params));
+            let params = KernelParams(params);
+            // dst and aux are taken out to borrow them mutably beside the others.
+            let mut dst = bufs.work[pass.dst].take().expect("dst buffer");
+            let mut aux = bufs.work[AUX].take().expect("aux buffer");
+            if let Some(bytes) = pass.clear_aux {
+                s.memset_zeros(&mut aux.slice_mut(..bytes as usize / 4))
+                    .map_err(driver("clearing aux"))?;
+            }
+            let rec = bufs.staged.slice(pass.records_start..input_word);
+            let staged_input = bufs.staged.slice(input_word..);
+            let cfg = LaunchConfig {
+                grid_dim: (pass.groups.0, pass.groups.1, 1),
+                block_dim: (64, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let mut launch = s.launch_builder(f);
+            launch.arg(&mut dst);
+            match pass.src {
+                RECORDS => launch.arg(&rec),
+                INPUT => launch.arg(&staged_input),
+                other => launch.arg(bufs.work[other].as_ref().expect("src buffer")),
+            };
+            launch.arg(&rec).arg(&mut aux).arg(&params);
+            // SAFETY: the arguments match the kernel signature (SLUICE_KERNEL in prelude.cuh)
+            // and every buffer has at least the size the encoder planned for its accesses.
+            let launched = unsafe { launch.launch(cfg) }.map_err(driver(pass.entry));
+            bufs.work[pass.dst] = Some(dst);
+            bufs.work[AUX] = Some(aux);
+            launched?;
+        }
+        Ok(())
+    }
+}
+
+/// Buffer numbers of [`EncodedBatch`]: records, aux, the packed input; then work buffers.
+pub(super) const RECORDS: usize = 0;
+pub(super) const AUX: usize = 1;
+pub(super) const INPUT: usize = 2;
+
+/// One batch's device memory. `staged` holds the records then the packed input (one upload);
+/// `work[i]` is buffer `i` for aux and every buffer from 3 on (None for 0 and 2).
+pub(super) struct DeviceBuffers {
+    pub staged: CudaSlice<u32>,
+    pub work: Vec<Option<CudaSlice<u32>>>,
+}
+
+/// Whole 32-bit words for `bytes` (at least one: empty allocations are not allowed).
+pub(super) fn words(bytes: u64) -> usize {
+    (bytes as usize).div_ceil(4).max(1)
+}
+
+/// Words of the staged upload: the records, then the packed input.
+pub(super) fn staged_words(batch: &EncodedBatch) -> usize {
+    batch.records.len() + batch.input_len.div_ceil(4).max(1)
+}
+
+/// Write the records and (already packed) input of `batch` into `host`, laid out as staged.
+fn stage_host(batch: &EncodedBatch, host: &mut [u32]) {
+    let (records, input) = host.split_at_mut(batch.records.len());
+    records.copy_from_slice(&batch.records);
+    let input: &mut [u8] = bytemuck::cast_slice_mut(input);
+    input[..batch.input.len()].copy_from_slice(&batch.input);
 }

@@ -1,15 +1,19 @@
 //! The CUDA backend, through cudarc with the driver and NVRTC loaded at run time: a machine
 //! without CUDA gets a one-line reason from [`probe`], never a link error or a panic.
 //!
-//! Status: the kernels (`kernels/*.cu`, the same operators, records and arithmetic as the WGSL
+//! The kernels (`kernels/*.cu`, the same operators, records and arithmetic as the WGSL
 //! backend) compile with NVRTC for the device's architecture and are cached by source hash and
 //! architecture; they are checked without a GPU by compiling them for sm_80/sm_90 and by running
-//! them as C++ on the host (tests/cuda_kernels.rs). The device runtime (pinned staging ring, copy
-//! and compute streams, device batches for the trainer) is the open part of the CUDA issue.
+//! them as C++ on the host (tests/cuda_kernels.rs). [`TransferEngine`] delivers batches into
+//! device memory through a ring of pinned staging slots with copy and compute streams.
 
 mod device;
+mod train_step;
+mod transfer;
 
 pub use device::CudaDevice;
+pub use train_step::TrainStep;
+pub use transfer::{DeviceBatch, TensorInfo, TransferEngine, TransferStats};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -37,6 +41,13 @@ pub const KERNELS: [(&str, &str, &[&str]); 3] = [
         &["luma_sum", "jitter_apply"],
     ),
 ];
+
+/// The training-step stand-in used by overlap measurements (not a pipeline operator).
+pub const TRAIN_STEP: (&str, &str, &[&str]) = (
+    "train_step.cu",
+    include_str!("../../../kernels/train_step.cu"),
+    &["train_step"],
+);
 
 pub const PRELUDE: &str = include_str!("../../../kernels/prelude.cuh");
 

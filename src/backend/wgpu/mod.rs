@@ -12,7 +12,7 @@ mod pool;
 mod run;
 
 pub(crate) use run::check_output_len;
-pub use run::{encode_batch, EncodedBatch, EncodedPass, ImageStage, TensorWrite};
+pub use run::{encode_batch, encode_layout, EncodedBatch, EncodedPass, ImageStage, TensorWrite};
 
 use pool::DevicePool;
 use std::sync::atomic::{AtomicBool, Ordering};

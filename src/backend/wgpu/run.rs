@@ -459,12 +459,32 @@ pub(crate) fn check_output_len(have: usize, need: usize) -> Result<(), String> {
 fn packed_input(images: &[Image], samples: &[usize], plan: &Plan) -> Vec<u8> {
     let (input_off, input_words) = offsets(samples.iter().map(|&s| image_words(plan.sizes[s][0])));
     let mut packed = vec![0u8; input_words as usize * 4];
-    for (i, &s) in samples.iter().enumerate() {
-        let data = &images[s].data;
-        let start = input_off[i] as usize * 4;
-        packed[start..start + data.len()].copy_from_slice(data);
-    }
+    let chosen: Vec<&Image> = samples.iter().map(|&s| &images[s]).collect();
+    let offsets: Vec<usize> = input_off.iter().map(|&o| o as usize * 4).collect();
+    pack_images(&chosen, &offsets, &mut packed);
     packed
+}
+
+/// Copy image `i` to `dst[offsets[i]..]`, zeroing the padding up to the next image, each
+/// sample on the worker pool (so the copies into pinned staging memory run in parallel).
+fn pack_images(images: &[&Image], offsets: &[usize], dst: &mut [u8]) {
+    use rayon::prelude::*;
+    let mut parts = Vec::with_capacity(images.len());
+    let mut rest = dst;
+    for i in 0..images.len() {
+        let end = offsets.get(i + 1).map_or(rest.len(), |&next| next - offsets[i]);
+        let (part, tail) = std::mem::take(&mut rest).split_at_mut(end);
+        parts.push(part);
+        rest = tail;
+    }
+    parts
+        .into_par_iter()
+        .zip(images.par_iter())
+        .for_each(|(part, image)| {
+            let n = image.data.len();
+            part[..n].copy_from_slice(&image.data);
+            part[n..].fill(0);
+        });
 }
 
 /// A batch's device work as data — buffers, kernel passes, where the result lands — exactly what
@@ -474,7 +494,11 @@ fn packed_input(images: &[Image], samples: &[usize], plan: &Plan) -> Vec<u8> {
 pub struct EncodedBatch {
     /// Bytes of each buffer: 0 records, 1 aux, 2 the packed input, then the rest.
     pub buffer_bytes: Vec<u64>,
+    /// The packed input images (empty from [`encode_layout`]: see [`EncodedBatch::pack_input`]).
     pub input: Vec<u8>,
+    /// Each sample's byte offset in the packed input, and the packed input's length.
+    pub input_offsets: Vec<usize>,
+    pub input_len: usize,
     pub records: Vec<u32>,
     pub passes: Vec<EncodedPass>,
     pub output_buffer: usize,
@@ -500,6 +524,20 @@ pub struct EncodedPass {
 
 /// Encode `images` through `stages` (and `write`) as one chunk, for running the passes elsewhere.
 pub fn encode_batch(
+    images: &[Image],
+    stages: &[ImageStage],
+    write: Option<&TensorWrite>,
+) -> Result<EncodedBatch, String> {
+    let mut batch = encode_layout(images, stages, write)?;
+    let mut input = vec![0u8; batch.input_len];
+    batch.pack_input(images, &mut input)?;
+    batch.input = input;
+    Ok(batch)
+}
+
+/// [`encode_batch`] without packing the input: the caller packs it where it will be uploaded
+/// from (pinned staging memory) with [`EncodedBatch::pack_input`].
+pub fn encode_layout(
     images: &[Image],
     stages: &[ImageStage],
     write: Option<&TensorWrite>,
@@ -531,15 +569,50 @@ pub fn encode_batch(
             }
         })
         .collect();
+    let (input_words, input_len) = offsets(samples.iter().map(|&s| image_words(plan.sizes[s][0])));
     Ok(EncodedBatch {
         buffer_bytes: sizes,
-        input: packed_input(images, &samples, &plan),
+        input: Vec::new(),
+        input_offsets: input_words.iter().map(|&w| w as usize * 4).collect(),
+        input_len: input_len as usize * 4,
         records: enc.records,
         passes,
         output_buffer: output.buffer,
         output_offsets: output.offsets,
         output_lengths,
     })
+}
+
+impl EncodedBatch {
+    /// Pack `images` (the ones this batch was encoded from) into `dst` as the kernels read them.
+    pub fn pack_input(&self, images: &[Image], dst: &mut [u8]) -> Result<(), String> {
+        if images.len() != self.input_offsets.len() || dst.len() < self.input_len {
+            return Err(format!(
+                "packing {} images into {} bytes; the batch was encoded for {} images, {} bytes",
+                images.len(),
+                dst.len(),
+                self.input_offsets.len(),
+                self.input_len
+            ));
+        }
+        let chosen: Vec<&Image> = images.iter().collect();
+        pack_images(&chosen, &self.input_offsets, &mut dst[..self.input_len]);
+        Ok(())
+    }
+
+    /// Whether the samples' outputs lie back to back from the start of the output buffer, as
+    /// one `[n, ...]` tensor.
+    pub fn output_is_contiguous(&self) -> bool {
+        let mut at = 0u64;
+        self.output_offsets
+            .iter()
+            .zip(&self.output_lengths)
+            .all(|(&o, &n)| {
+                let ok = o * 4 == at;
+                at += n as u64;
+                ok
+            })
+    }
 }
 
 /// All of `buffer`, or the byte range `range` of it.

@@ -1,0 +1,458 @@
+//! The transfer engine: batches delivered into device memory while the model trains.
+//!
+//! A ring of `prefetch + 2` slots (see [`SlotRing`]); each holds pinned host staging memory and
+//! the device buffers of one batch. For a batch the submission thread leases a slot, the worker
+//! pool packs the samples straight into its pinned memory, one asynchronous copy on the copy
+//! stream moves records and pixels to the device, the kernels run on the compute stream after
+//! the copy's event, and the batch's "ready" event is recorded behind them. The training loop
+//! gets a [`DeviceBatch`]; the slot comes back when it drops the batch, and the next kernels
+//! that write the slot's buffers wait for the loop's release event first. Slot memory grows to
+//! the largest batch seen and is reused from then on: memory never grows with the number of
+//! batches.
+
+use super::device::{driver, staged_words, words, DeviceBuffers, AUX, INPUT, RECORDS};
+use super::CudaDevice;
+use crate::backend::staging::{SlotLease, SlotRing};
+use crate::backend::wgpu::EncodedBatch;
+use crate::tensor::{DType, Image, Layout};
+use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, CudaView, PinnedHostSlice};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+/// What the engine has done so far (timings from CUDA events, settled as slots come back).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TransferStats {
+    pub slots: usize,
+    pub batches: u64,
+    pub bytes_uploaded: u64,
+    /// Time the copy stream spent on host-to-device copies, and the kernels' time, summed over
+    /// the batches whose timings are settled (`timed_batches`).
+    pub h2d_ms: f64,
+    pub kernel_ms: f64,
+    pub timed_batches: u64,
+    pub timed_bytes: u64,
+    /// Pinned host and device allocations made (or grown) — constant once every slot has seen
+    /// the largest batch.
+    pub pinned_allocations: u64,
+    pub device_allocations: u64,
+}
+
+impl TransferStats {
+    /// Achieved host-to-device bandwidth, GB/s.
+    pub fn h2d_gbps(&self) -> f64 {
+        self.timed_bytes as f64 / (self.h2d_ms * 1e6).max(f64::MIN_POSITIVE)
+    }
+}
+
+/// The events of one slot's current use.
+struct SlotEvents {
+    h2d_start: CudaEvent,
+    h2d_end: CudaEvent,
+    kernel_start: CudaEvent,
+    /// Recorded after the last kernel: the batch is ready.
+    ready: CudaEvent,
+    /// Recorded by the training loop on its stream when it is done with the batch.
+    release: CudaEvent,
+}
+
+/// A slot's device side: moves into the [`DeviceBatch`] while the training loop holds it.
+struct SlotDevice {
+    bufs: DeviceBuffers,
+    events: SlotEvents,
+    output: usize,
+    uploaded: u64,
+}
+
+#[derive(Default)]
+struct Slot {
+    host: Option<PinnedHostSlice<u32>>,
+    device: Option<SlotDevice>,
+    /// Events of a use whose timings are not yet counted.
+    timing_pending: bool,
+}
+
+struct Core {
+    device: Arc<CudaDevice>,
+    copy: Arc<CudaStream>,
+    compute: Arc<CudaStream>,
+    ring: Arc<SlotRing>,
+    slots: Vec<Mutex<Slot>>,
+    stats: Mutex<TransferStats>,
+}
+
+pub struct TransferEngine(Arc<Core>);
+
+/// Where a device batch's tensor sits and what it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub dtype: DType,
+    pub layout: Layout,
+    /// Batch dimension first.
+    pub shape: Vec<usize>,
+}
+
+impl TransferEngine {
+    /// An engine with `slots` slots on `device`, with its own copy and compute streams.
+    pub fn new(device: Arc<CudaDevice>, slots: usize) -> Result<Self, String> {
+        let ctx = device.context().clone();
+        let copy = ctx.new_stream().map_err(driver("creating the copy stream"))?;
+        let compute = ctx
+            .new_stream()
+            .map_err(driver("creating the compute stream"))?;
+        Ok(TransferEngine(Arc::new(Core {
+            device,
+            copy,
+            compute,
+            ring: SlotRing::new(slots),
+            slots: (0..slots).map(|_| Mutex::default()).collect(),
+            stats: Mutex::new(TransferStats {
+                slots,
+                ..Default::default()
+            }),
+        })))
+    }
+
+    pub fn ring(&self) -> &Arc<SlotRing> {
+        &self.0.ring
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        self.0.device.context()
+    }
+
+    pub fn device(&self) -> &Arc<CudaDevice> {
+        &self.0.device
+    }
+
+    /// Run `layout` (encoded without its input) on `images` into a slot; the batch is on its
+    /// way when this returns (the copy and kernels are queued, not finished).
+    pub fn submit(
+        &self,
+        layout: &EncodedBatch,
+        images: &[Image],
+        tensor: TensorInfo,
+        cancel: &AtomicBool,
+    ) -> Result<DeviceBatch, String> {
+        if !layout.output_is_contiguous() {
+            return Err("the samples' tensors are not whole 32-bit words, so they cannot lie \
+                        back to back on the device; use an f16/f32 output or an even image size"
+                .into());
+        }
+        let bytes = layout.output_lengths.iter().sum();
+        let core = &self.0;
+        let lease = core.ring.acquire(cancel)?;
+        let mut slot = core.slots[lease.index()].lock().unwrap();
+        let mut dev = match slot.device.take() {
+            Some(d) => d,
+            None => core.new_slot_device()?,
+        };
+        if std::mem::take(&mut slot.timing_pending) {
+            core.settle_timing(&dev);
+        }
+        // Restore the slot's device side whatever happens, so a failed batch leaks nothing.
+        if let Err(e) = core.stage_and_launch(&mut slot, &mut dev, layout, images) {
+            slot.device = Some(dev);
+            return Err(e);
+        }
+        drop(slot);
+        let mut stats = core.stats.lock().unwrap();
+        stats.batches += 1;
+        stats.bytes_uploaded += dev.uploaded;
+        drop(stats);
+        Ok(DeviceBatch {
+            core: core.clone(),
+            lease,
+            device: Some(dev),
+            tensor,
+            bytes,
+        })
+    }
+
+    /// Counters so far; settles the timings of every slot not held by the training loop.
+    pub fn stats(&self) -> TransferStats {
+        for slot in &self.0.slots {
+            let mut slot = slot.lock().unwrap();
+            if let (true, Some(dev)) = (slot.timing_pending, slot.device.as_ref()) {
+                self.0.settle_timing(dev);
+                slot.timing_pending = false;
+            }
+        }
+        self.0.stats.lock().unwrap().clone()
+    }
+
+    /// Host-to-device bandwidth of a plain pinned copy of `bytes` on the copy stream (best of
+    /// 5), GB/s: what the engine's achieved bandwidth is compared with.
+    pub fn raw_pinned_gbps(&self, bytes: usize) -> Result<f64, String> {
+        let core = &self.0;
+        let n = bytes.div_ceil(4).max(1);
+        // SAFETY: written below before any read.
+        let mut host = unsafe { core.device.context().alloc_pinned::<u32>(n) }
+            .map_err(driver("pinned allocation"))?;
+        host.as_mut_slice()
+            .map_err(driver("pinned memory"))?
+            .fill(0x5A5A_5A5A);
+        // SAFETY: only written by the copies.
+        let mut dst = unsafe { core.copy.alloc::<u32>(n) }.map_err(driver("allocation"))?;
+        let timing = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let ctx = core.device.context();
+        let (start, end) = (
+            ctx.new_event(timing).map_err(driver("event"))?,
+            ctx.new_event(timing).map_err(driver("event"))?,
+        );
+        let mut best = f32::INFINITY;
+        for _ in 0..6 {
+            start.record(&core.copy).map_err(driver("event"))?;
+            core.copy
+                .memcpy_htod(&host, &mut dst)
+                .map_err(driver("pinned copy"))?;
+            end.record(&core.copy).map_err(driver("event"))?;
+            best = best.min(start.elapsed_ms(&end).map_err(driver("timing"))?);
+        }
+        Ok(n as f64 * 4.0 / (f64::from(best) * 1e6))
+    }
+}
+
+impl Core {
+    fn new_slot_device(&self) -> Result<SlotDevice, String> {
+        let ctx = self.device.context();
+        let timed = || {
+            ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(driver("creating an event"))
+        };
+        Ok(SlotDevice {
+            bufs: DeviceBuffers {
+                // SAFETY: the staged buffer is only read after the copy that fills it.
+                staged: unsafe { self.copy.alloc::<u32>(1) }.map_err(driver("allocation"))?,
+                work: Vec::new(),
+            },
+            events: SlotEvents {
+                h2d_start: timed()?,
+                h2d_end: timed()?,
+                kernel_start: timed()?,
+                ready: timed()?,
+                release: ctx.new_event(None).map_err(driver("creating an event"))?,
+            },
+            output: 0,
+            uploaded: 0,
+        })
+    }
+
+    /// Count a finished use's copy and kernel times (waits for them if they are still running).
+    fn settle_timing(&self, dev: &SlotDevice) {
+        let e = &dev.events;
+        let h2d = e.h2d_start.elapsed_ms(&e.h2d_end);
+        let kernels = e.kernel_start.elapsed_ms(&e.ready);
+        if let (Ok(h2d), Ok(kernels)) = (h2d, kernels) {
+            let mut stats = self.stats.lock().unwrap();
+            stats.h2d_ms += f64::from(h2d);
+            stats.kernel_ms += f64::from(kernels);
+            stats.timed_batches += 1;
+            stats.timed_bytes += dev.uploaded;
+        }
+    }
+
+    /// Pack the batch into the slot's pinned memory, copy it up on the copy stream, and queue
+    /// the kernels on the compute stream behind the copy and the previous user's release.
+    fn stage_and_launch(
+        &self,
+        slot: &mut Slot,
+        dev: &mut SlotDevice,
+        layout: &EncodedBatch,
+        images: &[Image],
+    ) -> Result<(), String> {
+        let need = staged_words(layout);
+        // The previous copy out of this pinned memory must be done before it is rewritten.
+        dev.events.h2d_end.synchronize().map_err(driver("waiting for a copy"))?;
+        if slot.host.as_ref().is_none_or(|h| h.len() < need) {
+            slot.host = None; // free the old one first
+            // SAFETY: written below before the copy reads it.
+            let host = unsafe { self.device.context().alloc_pinned::<u32>(need) }
+                .map_err(driver("pinned allocation"))?;
+            slot.host = Some(host);
+            self.stats.lock().unwrap().pinned_allocations += 1;
+        }
+        let host = slot.host.as_mut().expect("allocated above");
+        let host = &mut host.as_mut_slice().map_err(driver("pinned memory"))?[..need];
+        let (records, input) = host.split_at_mut(layout.records.len());
+        records.copy_from_slice(&layout.records);
+        layout.pack_input(images, bytemuck::cast_slice_mut(input))?;
+
+        self.grow_buffers(&mut dev.bufs, layout, need)?;
+        let e = &dev.events;
+        let copy = &self.copy;
+        e.h2d_start.record(copy).map_err(driver("event"))?;
+        copy.memcpy_htod(&host[..], &mut dev.bufs.staged.slice_mut(..need))
+            .map_err(driver("host-to-device copy"))?;
+        e.h2d_end.record(copy).map_err(driver("event"))?;
+        dev.uploaded = need as u64 * 4;
+
+        let compute = &self.compute;
+        compute.wait(&e.h2d_end).map_err(driver("stream wait"))?;
+        compute.wait(&e.release).map_err(driver("stream wait"))?;
+        e.kernel_start.record(compute).map_err(driver("event"))?;
+        self.device.launch_passes(compute, layout, &mut dev.bufs)?;
+        e.ready.record(compute).map_err(driver("event"))?;
+        dev.output = layout.output_buffer;
+        Ok(())
+    }
+
+    /// Make the slot's buffers large enough for `layout` (they only grow).
+    fn grow_buffers(
+        &self,
+        bufs: &mut DeviceBuffers,
+        layout: &EncodedBatch,
+        staged: usize,
+    ) -> Result<(), String> {
+        let mut allocations = 0;
+        if bufs.staged.len() < staged {
+            // SAFETY: filled by the copy before any kernel reads it.
+            bufs.staged = unsafe { self.copy.alloc::<u32>(staged) }.map_err(driver("allocation"))?;
+            allocations += 1;
+        }
+        if bufs.work.len() < layout.buffer_bytes.len() {
+            bufs.work.resize_with(layout.buffer_bytes.len(), || None);
+        }
+        for (i, &bytes) in layout.buffer_bytes.iter().enumerate() {
+            if matches!(i, RECORDS | INPUT) {
+                continue;
+            }
+            let n = words(bytes);
+            if bufs.work[i].as_ref().is_none_or(|b| b.len() < n) {
+                // Zeroed: aux must start clear, and nothing reads stale words from a fresh one.
+                let fresh = self
+                    .compute
+                    .alloc_zeros::<u32>(n)
+                    .map_err(driver("allocation"))?;
+                bufs.work[i] = Some(fresh);
+                allocations += 1;
+            }
+        }
+        debug_assert!(bufs.work[AUX].is_some());
+        self.stats.lock().unwrap().device_allocations += allocations;
+        Ok(())
+    }
+}
+
+/// One batch in device memory, handed to the training loop. Its tensor lives in a slot of
+/// sluice's ring until the batch is dropped.
+///
+/// Use it on your stream (made from [`crate::Pipeline::cuda_context`]):
+/// 1. [`DeviceBatch::wait_on`]`(&stream)`: your stream waits for the batch's ready event;
+/// 2. launch your step reading [`DeviceBatch::words`] / [`DeviceBatch::view`] (or the raw
+///    [`DeviceBatch::device_ptr`]);
+/// 3. [`DeviceBatch::release_after`]`(&stream)`: sluice reuses the slot only after the work
+///    queued so far on your stream; then drop the batch.
+///
+/// Hold at most two device batches at a time (the ring has `prefetch + 2` slots).
+pub struct DeviceBatch {
+    core: Arc<Core>,
+    lease: SlotLease,
+    device: Option<SlotDevice>,
+    tensor: TensorInfo,
+    bytes: usize,
+}
+
+impl std::fmt::Debug for DeviceBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceBatch")
+            .field("slot", &self.lease.index())
+            .field("tensor", &self.tensor)
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl DeviceBatch {
+    fn dev(&self) -> &SlotDevice {
+        self.device.as_ref().expect("present until drop")
+    }
+
+    fn output(&self) -> &CudaSlice<u32> {
+        let dev = self.dev();
+        dev.bufs.work[dev.output].as_ref().expect("output buffer")
+    }
+
+    pub fn tensor(&self) -> &TensorInfo {
+        &self.tensor
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.tensor.shape
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.tensor.dtype
+    }
+
+    /// Bytes of the tensor (`shape` × dtype size).
+    pub fn len_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The tensor as 32-bit words (every device batch is whole words).
+    pub fn words(&self) -> CudaView<'_, u32> {
+        self.output().slice(..self.bytes / 4)
+    }
+
+    /// The tensor's bytes.
+    pub fn view(&self) -> CudaView<'_, u8> {
+        // SAFETY: u32 words reinterpreted as their bytes; the length is in range.
+        unsafe { self.output().transmute::<u8>(self.bytes) }.expect("in range")
+    }
+
+    /// The tensor's device address, for kernels launched outside cudarc. Pair it with
+    /// [`DeviceBatch::wait_on`] and [`DeviceBatch::release_after`].
+    pub fn device_ptr(&self) -> cudarc::driver::sys::CUdeviceptr {
+        use cudarc::driver::DevicePtr;
+        let out = self.output();
+        let (ptr, _no_record) = out.device_ptr(out.stream());
+        ptr
+    }
+
+    /// The event recorded when the batch's kernels have finished.
+    pub fn ready_event(&self) -> &CudaEvent {
+        &self.dev().events.ready
+    }
+
+    /// Make `stream` wait (on the device, not the host) until the batch is ready.
+    pub fn wait_on(&self, stream: &CudaStream) -> Result<(), String> {
+        stream.wait(self.ready_event()).map_err(driver("stream wait"))
+    }
+
+    /// Block the host until the batch is ready.
+    pub fn synchronize(&self) -> Result<(), String> {
+        self.ready_event()
+            .synchronize()
+            .map_err(driver("waiting for a batch"))
+    }
+
+    /// sluice may reuse this batch's memory once the work queued so far on `stream` is done.
+    /// (Kernels that read the batch through cudarc views are tracked by cudarc as well.)
+    pub fn release_after(&self, stream: &CudaStream) -> Result<(), String> {
+        self.dev()
+            .events
+            .release
+            .record(stream)
+            .map_err(driver("recording the release"))
+    }
+
+    /// Copy the tensor to host memory (waits for it): for checks, not for training.
+    pub fn to_host(&self) -> Result<Vec<u8>, String> {
+        let words = self.core.compute.clone_dtoh(&self.words()).map_err(driver("readback"))?;
+        Ok(bytemuck::cast_slice(&words).to_vec())
+    }
+
+    /// Called as the batch is handed to the training loop.
+    pub(crate) fn mark_delivered(&mut self) {
+        self.lease.mark_delivered();
+    }
+}
+
+impl Drop for DeviceBatch {
+    fn drop(&mut self) {
+        // The slot's device side goes home before the lease frees the slot (field order).
+        let mut slot = self.core.slots[self.lease.index()].lock().unwrap();
+        slot.device = self.device.take();
+        slot.timing_pending = true;
+    }
+}
