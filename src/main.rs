@@ -81,7 +81,8 @@ enum Command {
         /// What to do with a sample that fails to decode or transform
         #[arg(long, value_enum, default_value = "fail")]
         on_error: Policy,
-        /// Simulated training step: hold each batch this many ms (measures the data stall)
+        /// Simulated training step: hold each batch this many ms (measures the data stall); with
+        /// --backend cuda, a kernel of this length on the training loop's own stream
         #[arg(long, default_value_t = 0.0)]
         train_step_ms: f64,
         /// Draw throughput over time and the per-stage breakdown into this .svg or .png file
@@ -92,7 +93,8 @@ enum Command {
         json: bool,
         /// Where operators run: cpu, wgpu or cuda (every operator on that GPU backend, or all
         /// on the CPU with the reason when it is unusable), or auto (crop on CPU, the rest on a
-        /// CUDA device or else a hardware wgpu adapter)
+        /// CUDA device or else a hardware wgpu adapter). cuda delivers batches in device memory
+        /// (pinned staging ring, copy/compute streams) and reports the overlap
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
         /// Also run the pipeline on the CPU and compare every batch (max error, exit 1 when
@@ -285,6 +287,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 },
                 verify,
                 optimize,
+                device_batches: matches!(backend, BackendArg::Cuda),
             };
             let report = bench::run(source, &opts)?;
             if let Some(path) = &chart {

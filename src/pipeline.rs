@@ -340,8 +340,9 @@ impl PipelineBuilder {
                 software: g.software,
             },
         };
-        let mut cut = placement::resolve(&self.ops, &self.pins, self.placement, &availability, dense)
-            .map_err(Error::InvalidPipeline)?;
+        let mut cut =
+            placement::resolve(&self.ops, &self.pins, self.placement, &availability, dense)
+                .map_err(Error::InvalidPipeline)?;
         let mut engine = None;
         if self.device_batches {
             let cuda = match &ctx {

@@ -14,7 +14,7 @@ mod common;
 
 use common::{assert_u8_close, cpu_apply, ragged_images, rng, test_seed};
 use sluice::backend::cuda;
-use sluice::backend::wgpu::{encode_batch, EncodedBatch, ImageStage, TensorWrite};
+use sluice::backend::wgpu::{encode_batch, encode_layout, EncodedBatch, ImageStage, TensorWrite};
 use sluice::ops::{
     CenterCrop, ColorJitter, GaussianBlur, Normalize, Op, OpParams, RandomGrayscale,
     RandomHorizontalFlip, RandomResizedCrop,
@@ -41,7 +41,7 @@ fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
         return;
     }
     for arch in ["compute_80", "compute_90"] {
-        for (file, src, entries) in cuda::KERNELS {
+        for (file, src, entries) in cuda::KERNELS.into_iter().chain([cuda::TRAIN_STEP]) {
             let ptx = cuda::compile(file, src, arch).unwrap_or_else(|e| panic!("{e}"));
             for entry in entries {
                 assert!(
@@ -161,26 +161,48 @@ extern "C" int sluice_emulate(const char* name, unsigned gx, unsigned gy, uint32
         Some(Emulator { lib, _dir: dir })
     }
 
-    /// Run every pass of `batch` in order; each sample's output bytes.
-    fn run(&self, batch: &EncodedBatch) -> Vec<Vec<u8>> {
+    /// Run every pass of `batch` on `images` as the CUDA runtime binds them: one staged
+    /// buffer holding the records then the packed input (packed into dirty memory, as a reused
+    /// pinned slot is), work buffers poisoned with 0xFF; each sample's output bytes.
+    fn run(&self, batch: &EncodedBatch, images: &[Image]) -> Vec<Vec<u8>> {
         // SAFETY: the symbol is the dispatcher defined above, with this signature.
         let launch: libloading::Symbol<Launch> =
             unsafe { self.lib.get(b"sluice_emulate") }.unwrap();
+        let input_word = batch.records.len();
+        let mut staged = vec![0xABAB_ABABu32; input_word + batch.input_len.div_ceil(4).max(1)];
+        staged[..input_word].copy_from_slice(&batch.records);
+        batch
+            .pack_input(images, bytemuck::cast_slice_mut(&mut staged[input_word..]))
+            .unwrap();
         let mut buffers: Vec<Vec<u32>> = batch
             .buffer_bytes
             .iter()
             .map(|&b| vec![0xFFFF_FFFFu32; (b as usize).div_ceil(4).max(1)])
             .collect();
-        buffers[0][..batch.records.len()].copy_from_slice(&batch.records);
-        let input: Vec<u32> = bytemuck::pod_collect_to_vec(&batch.input);
-        buffers[2][..input.len()].copy_from_slice(&input);
         for pass in &batch.passes {
+            assert!(
+                pass.dst != 0 && pass.dst != 1,
+                "{}: dst {}",
+                pass.entry,
+                pass.dst
+            );
             if let Some(bytes) = pass.clear_aux {
                 buffers[1][..bytes as usize / 4].fill(0);
             }
             let params: Vec<u32> = bytemuck::pod_collect_to_vec(&pass.params);
             let name = std::ffi::CString::new(pass.entry).unwrap();
-            let ptrs: Vec<*mut u32> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+            let records = staged.as_mut_ptr();
+            // SAFETY: in bounds of `staged` (records, then input).
+            let input = unsafe { records.add(input_word) };
+            let ptrs: Vec<*mut u32> = buffers
+                .iter_mut()
+                .enumerate()
+                .map(|(i, b)| match i {
+                    0 => records,
+                    2 => input,
+                    _ => b.as_mut_ptr(),
+                })
+                .collect();
             // SAFETY: every pointer is a live buffer of the size the encoder planned for it;
             // dst is never the same buffer as src, records or aux.
             let rc = unsafe {
@@ -190,14 +212,18 @@ extern "C" int sluice_emulate(const char* name, unsigned gx, unsigned gy, uint32
                     pass.groups.1,
                     ptrs[pass.dst],
                     ptrs[pass.src],
-                    ptrs[0].add(pass.records_start),
+                    records.add(pass.records_start),
                     ptrs[1] as *mut f32,
                     params.as_ptr(),
                 )
             };
             assert_eq!(rc, 0, "no kernel {}", pass.entry);
         }
-        let out: &[u8] = bytemuck::cast_slice(&buffers[batch.output_buffer]);
+        // In-place passes without a tensor write leave the result in the staged input.
+        let out: &[u8] = match batch.output_buffer {
+            2 => bytemuck::cast_slice(&staged[input_word..]),
+            i => bytemuck::cast_slice(&buffers[i]),
+        };
         batch
             .output_offsets
             .iter()
@@ -250,8 +276,8 @@ fn emulated_crop_resize_flip_and_tensor_write_match_the_cpu_exactly() {
                         },
                     );
                 }
-                let batch = encode_batch(&images, &stages, Some(&write)).unwrap();
-                let got = emu.run(&batch);
+                let batch = encode_layout(&images, &stages, Some(&write)).unwrap();
+                let got = emu.run(&batch, &images);
                 for (i, image) in images.iter().enumerate() {
                     let mut want_img = cpu_apply(rrc.clone(), OpParams::Crop(boxes[i]), image);
                     if !fused {
@@ -331,8 +357,8 @@ fn emulated_color_grayscale_and_blur_kernels_match_the_cpu() {
         ),
     ];
     for (name, stage, tolerance, cpu) in cases {
-        let batch = encode_batch(&images, &[stage], None).unwrap();
-        let got = emu.run(&batch);
+        let batch = encode_layout(&images, &[stage], None).unwrap();
+        let got = emu.run(&batch, &images);
         for (i, image) in images.iter().enumerate() {
             let what = format!("{name} sample {i}");
             assert_u8_close(&got[i], &cpu(i, image).data, tolerance, &what);
@@ -377,7 +403,7 @@ fn device_run_matches_the_host_emulation() {
     let write = TensorWrite::for_op(&Op::Normalize(Normalize::imagenet())).unwrap();
     let batch = encode_batch(&images, &stages, Some(&write)).unwrap();
     let on_device = device.run_encoded(&batch).unwrap();
-    let emulated = emu.run(&batch);
+    let emulated = emu.run(&batch, &images);
     for (i, (d, e)) in on_device.iter().zip(&emulated).enumerate() {
         assert!(d == e, "sample {i}: device and emulation differ");
     }

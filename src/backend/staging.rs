@@ -186,7 +186,10 @@ mod tests {
         let (r, n) = (ring.clone(), no.clone());
         let waiter = std::thread::spawn(move || r.acquire(&n).map(|l| l.index()));
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!waiter.is_finished(), "must wait while the only slot is leased");
+        assert!(
+            !waiter.is_finished(),
+            "must wait while the only slot is leased"
+        );
         drop(held);
         assert_eq!(waiter.join().unwrap(), Ok(0));
     }

@@ -71,6 +71,8 @@ pub struct BenchReport {
     pub cache_mib: f64,
     /// xxh3-64 over every batch's bytes and labels in order: equal across thread counts.
     pub checksum: String,
+    /// Device batches (`--backend cuda` with a CUDA device): the trainer-side measurements.
+    pub device_feed: Option<super::DeviceFeedReport>,
     pub stages: Vec<StageRow>,
 }
 
@@ -138,6 +140,9 @@ impl BenchReport {
         s += &format!("placement    {}\n", self.placement);
         if let Some(v) = &self.verify {
             s += &v.to_text();
+        }
+        if let Some(d) = &self.device_feed {
+            s += &d.to_text();
         }
         s += &format!("checksum     {}\n\n", self.checksum);
         s += &format!(

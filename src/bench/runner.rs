@@ -1,5 +1,6 @@
 //! Runs a workload for some epochs and measures it.
 
+use super::device_feed::DeviceConsumer;
 use super::report::{BenchReport, StageRow, TimelinePoint};
 use super::sys::{cpu_seconds, peak_rss_bytes};
 use super::verify::Verification;
@@ -36,6 +37,9 @@ pub struct BenchOptions {
     pub verify: bool,
     /// Plan the run with the optimizer from this profile, for this goal (`--optimize`).
     pub optimize: Option<(CostProfile, Goal)>,
+    /// Deliver batches in CUDA device memory and consume them as a trainer would
+    /// (`--backend cuda`); host batches when no CUDA device opens.
+    pub device_batches: bool,
 }
 
 /// When each batch arrived and how long the consumer waited for it.
@@ -70,7 +74,12 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     };
     let build = |placement: Placement| builder(placement).build();
     let (pipeline, predicted) = match &opts.optimize {
-        None => (build(opts.placement)?, None),
+        None => (
+            builder(opts.placement)
+                .device_batches(opts.device_batches)
+                .build()?,
+            None,
+        ),
         Some((profile, goal)) => {
             let (b, optimized) = builder(Placement::Cpu).optimize(profile, goal)?;
             (b.build()?, Some(optimized.predicted))
@@ -111,6 +120,13 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     let start = Instant::now();
     let step = Duration::from_secs_f64(opts.train_step_ms.max(0.0) / 1e3);
     let mut hasher = Xxh3::new();
+    let mut consumer = if pipeline.device_batches() {
+        Some(DeviceConsumer::new(&pipeline, opts.train_step_ms)?)
+    } else {
+        None
+    };
+    // Device batches are hashed only when --verify copies them back anyway.
+    let mut hashed = true;
     let mut arrivals = Vec::with_capacity(total_batches as usize);
     for epoch in 0..opts.epochs {
         let mut batches = pipeline.epoch(epoch)?;
@@ -135,12 +151,18 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
                 })??;
                 verification.add(&batch, &want, u8_step)?;
             }
-            hasher.update(batch.bytes());
+            match (batch.device(), &reference) {
+                (None, _) => hasher.update(batch.bytes()),
+                (Some(d), Some(_)) => hasher.update(&d.to_host().map_err(crate::Error::Worker)?),
+                (Some(_), None) => hashed = false,
+            }
             for label in &batch.labels {
                 hasher.update(&label.to_le_bytes());
             }
             bar.inc(1);
-            if !step.is_zero() {
+            if let (Some(c), Some(d)) = (consumer.as_mut(), batch.device()) {
+                c.consume(d)?;
+            } else if !step.is_zero() {
                 // The training step holds the batch; the pipeline keeps prefetching meanwhile.
                 std::thread::sleep(step);
             }
@@ -152,6 +174,15 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     let stats = pipeline.stats().since(&before);
     let images: u64 = arrivals.iter().map(|a| a.images).sum();
     let phases = Phases::split(&arrivals, opts.epochs);
+    let device_feed = match consumer {
+        Some(c) => {
+            let steady = arrivals.len() - phases.warmup_batches;
+            let last = arrivals.last().map_or(0.0, |a| a.at);
+            let fed_ms = (last - phases.warmup_end) * 1e3 / steady.max(1) as f64;
+            Some(c.finish(&pipeline, opts.train_step_ms, fed_ms, steady)?)
+        }
+        None => None,
+    };
 
     let stage_total: u64 = stats.stages.iter().map(|s| s.total_ns).sum();
     let stages = stats
@@ -205,7 +236,12 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         prefetch_adjustments: stats.prefetch_adjustments,
         cache_hits: stats.cache_hits,
         cache_mib: stats.cache_bytes as f64 / (1024.0 * 1024.0),
-        checksum: format!("{:016x}", hasher.digest()),
+        checksum: if hashed {
+            format!("{:016x}", hasher.digest())
+        } else {
+            "not computed (device batches stay on the GPU; --verify copies them back)".into()
+        },
+        device_feed,
         stages,
     })
 }

@@ -38,14 +38,22 @@ impl Verification {
         if got.sample_indices != cpu.sample_indices || got.labels != cpu.labels {
             return mismatch("samples or labels");
         }
-        let (dtype, other) = match (got.dense(), cpu.dense()) {
-            (Some(a), Some(b)) if a.shape == b.shape && a.dtype == b.dtype => (a.dtype, b.dtype),
-            (None, None) if got.bytes().len() == cpu.bytes().len() => {
-                (crate::tensor::DType::U8, crate::tensor::DType::U8)
+        // A device batch is copied back to compare.
+        let on_host;
+        let (dtype, a) = match (got.dense(), got.device(), cpu.dense()) {
+            (Some(a), _, Some(b)) if a.shape == b.shape && a.dtype == b.dtype => {
+                (a.dtype, got.bytes())
+            }
+            (_, Some(d), Some(b)) if d.shape() == b.shape && d.dtype() == b.dtype => {
+                on_host = d.to_host().map_err(Error::Worker)?;
+                (d.dtype(), &on_host[..])
+            }
+            (None, None, None) if got.bytes().len() == cpu.bytes().len() => {
+                (crate::tensor::DType::U8, got.bytes())
             }
             _ => return mismatch("shapes or types"),
         };
-        let (a, b) = (got.bytes(), cpu.bytes());
+        let (other, b) = (dtype, cpu.bytes());
         for i in 0..a.len() / dtype.size() {
             let d = f64::from((dtype.load(a, i) - other.load(b, i)).abs());
             let d = if d.is_nan() { f64::INFINITY } else { d };

@@ -5,8 +5,8 @@
 
 use super::{compile, probe, KERNELS, TRAIN_STEP};
 use crate::backend::wgpu::EncodedBatch;
-use cudarc::driver::{DevicePtrMut, PushKernelArg};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig};
+use cudarc::driver::{DevicePtrMut, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -129,13 +129,19 @@ impl CudaDevice {
         for (i, &bytes) in batch.buffer_bytes.iter().enumerate() {
             buffers.work.push(match i {
                 RECORDS | INPUT => None,
-                _ => Some(s.alloc_zeros::<u32>(words(bytes)).map_err(driver("allocation"))?),
+                _ => Some(
+                    s.alloc_zeros::<u32>(words(bytes))
+                        .map_err(driver("allocation"))?,
+                ),
             });
         }
         self.launch_passes(s, batch, &mut buffers)?;
-        let out = s
-            .clone_dtoh(buffers.work[batch.output_buffer].as_ref().expect("output"))
-            .map_err(driver("readback"))?;
+        // In-place passes without a tensor write leave the result in the staged input.
+        let out = match batch.output_buffer {
+            INPUT => s.clone_dtoh(&buffers.staged.slice(batch.records.len()..)),
+            i => s.clone_dtoh(buffers.work[i].as_ref().ok_or("no output buffer")?),
+        }
+        .map_err(driver("readback"))?;
         let bytes: &[u8] = bytemuck::cast_slice(&out);
         Ok(batch
             .output_offsets
@@ -159,48 +165,61 @@ impl CudaDevice {
                     let bytes = words(batch.buffer_bytes[i]) * 4;
                     let (ptr, _record) = buffer.device_ptr_mut(s);
                     // SAFETY: `ptr` is a live allocation of at least `bytes` bytes.
-                    unsafe { cudarc::driver::result::memset_d8_async(ptr, 0xFF, bytes, s.cu_stream()) }
-                        .map_err(driver("poisoning"))?;
+                    unsafe {
+                        cudarc::driver::result::memset_d8_async(ptr, 0xFF, bytes, s.cu_stream())
+                    }
+                    .map_err(driver("poisoning"))?;
                 }
             }
         }
         let input_word = batch.records.len();
+        // Kernels take raw addresses: in-place passes write the staged input while the records
+        // beside it are read, which borrowed views cannot express. Ordering is explicit
+        // instead: everything here is on `s`, and the engine's events order `s` against the
+        // copy stream and the training loop's stream.
+        let staged = address(&bufs.staged, s);
+        let work: Vec<Option<u64>> = bufs
+            .work
+            .iter()
+            .map(|b| b.as_ref().map(|b| address(b, s)))
+            .collect();
+        let buffer = |i: usize| -> Result<u64, String> {
+            match i {
+                RECORDS => Ok(staged),
+                INPUT => Ok(staged + input_word as u64 * 4),
+                _ => work
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| format!("buffer {i} was not allocated")),
+            }
+        };
         for pass in &batch.passes {
             let f = self.function(pass.entry)?;
-            if matches!(pass.dst, RECORDS | AUX | INPUT) || pass.dst == pass.src {
-                return Err(format!("{}: writes into one of its inputs", pass.entry));
+            if matches!(pass.dst, RECORDS | AUX) {
+                return Err(format!("{}: writes into buffer {}", pass.entry, pass.dst));
             }
             let mut params = [0u32; 16];
             params.copy_from_slice(&bytemuck::pod_collect_to_vec::<u8, u32>(&pass.params));
             let params = KernelParams(params);
-            // dst and aux are taken out to borrow them mutably beside the others.
-            let mut dst = bufs.work[pass.dst].take().expect("dst buffer");
-            let mut aux = bufs.work[AUX].take().expect("aux buffer");
             if let Some(bytes) = pass.clear_aux {
+                let aux = bufs.work[AUX].as_mut().ok_or("no aux buffer")?;
                 s.memset_zeros(&mut aux.slice_mut(..bytes as usize / 4))
                     .map_err(driver("clearing aux"))?;
             }
-            let rec = bufs.staged.slice(pass.records_start..input_word);
-            let staged_input = bufs.staged.slice(input_word..);
+            let (dst, src, aux) = (buffer(pass.dst)?, buffer(pass.src)?, buffer(AUX)?);
+            let rec = staged + pass.records_start as u64 * 4;
             let cfg = LaunchConfig {
                 grid_dim: (pass.groups.0, pass.groups.1, 1),
                 block_dim: (64, 1, 1),
                 shared_mem_bytes: 0,
             };
             let mut launch = s.launch_builder(f);
-            launch.arg(&mut dst);
-            match pass.src {
-                RECORDS => launch.arg(&rec),
-                INPUT => launch.arg(&staged_input),
-                other => launch.arg(bufs.work[other].as_ref().expect("src buffer")),
-            };
-            launch.arg(&rec).arg(&mut aux).arg(&params);
-            // SAFETY: the arguments match the kernel signature (SLUICE_KERNEL in prelude.cuh)
-            // and every buffer has at least the size the encoder planned for its accesses.
-            let launched = unsafe { launch.launch(cfg) }.map_err(driver(pass.entry));
-            bufs.work[pass.dst] = Some(dst);
-            bufs.work[AUX] = Some(aux);
-            launched?;
+            launch.arg(&dst).arg(&src).arg(&rec).arg(&aux).arg(&params);
+            // SAFETY: the arguments match the kernel signature (SLUICE_KERNEL in prelude.cuh:
+            // four pointers and Params by value); every address is a live allocation of at
+            // least the size the encoder planned for the pass's accesses.
+            unsafe { launch.launch(cfg) }.map_err(driver(pass.entry))?;
         }
         Ok(())
     }
@@ -216,6 +235,13 @@ pub(super) const INPUT: usize = 2;
 pub(super) struct DeviceBuffers {
     pub staged: CudaSlice<u32>,
     pub work: Vec<Option<CudaSlice<u32>>>,
+}
+
+/// The device address of `buffer`, for use on `s`.
+fn address(buffer: &CudaSlice<u32>, s: &CudaStream) -> u64 {
+    use cudarc::driver::DevicePtr;
+    let (ptr, _record) = buffer.device_ptr(s);
+    ptr
 }
 
 /// Whole 32-bit words for `bytes` (at least one: empty allocations are not allowed).

@@ -23,7 +23,9 @@ impl TrainStep {
     /// A step of about `ms` milliseconds (calibrated against CUDA event timings).
     pub fn new(device: Arc<CudaDevice>, ms: f64) -> Result<Self, String> {
         let ctx = device.context().clone();
-        let stream = ctx.new_stream().map_err(driver("creating the training stream"))?;
+        let stream = ctx
+            .new_stream()
+            .map_err(driver("creating the training stream"))?;
         use cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT as SMS;
         let blocks = ctx.attribute(SMS).map_err(driver("SM count"))?.max(1) as u32;
         let sink = stream.alloc_zeros::<u32>(1).map_err(driver("allocation"))?;
@@ -47,7 +49,10 @@ impl TrainStep {
 
     /// Clock ticks for `ms`: time a known spin, scale, and check once more.
     fn calibrate(&mut self, ms: f64) -> Result<u64, String> {
-        let empty = self.stream.alloc_zeros::<u32>(1).map_err(driver("allocation"))?;
+        let empty = self
+            .stream
+            .alloc_zeros::<u32>(1)
+            .map_err(driver("allocation"))?;
         let mut cycles = 1_000_000u64;
         for _ in 0..3 {
             let took = self.time_one(&empty.slice(..0), cycles)?;
@@ -77,7 +82,11 @@ impl TrainStep {
             shared_mem_bytes: 0,
         };
         let mut launch = self.stream.launch_builder(f);
-        launch.arg(batch).arg(&words).arg(&cycles).arg(&mut self.sink);
+        launch
+            .arg(batch)
+            .arg(&words)
+            .arg(&cycles)
+            .arg(&mut self.sink);
         // SAFETY: matches train_step(const uint32_t*, uint32_t, unsigned long long, uint32_t*).
         unsafe { launch.launch(cfg) }
             .map(|_| ())
@@ -90,7 +99,9 @@ impl TrainStep {
         self.launch(batch, self.cycles)?;
         let end = self.stream.record_event(None).map_err(driver("event"))?;
         if let Some(previous) = self.previous_end.take() {
-            previous.synchronize().map_err(driver("waiting for a step"))?;
+            previous
+                .synchronize()
+                .map_err(driver("waiting for a step"))?;
         }
         self.previous_end = self.last_end.replace(end);
         Ok(())
@@ -106,7 +117,10 @@ impl TrainStep {
     /// XOR of every word the steps read since the last reset (for tests).
     pub fn checksum(&mut self) -> Result<u32, String> {
         self.finish()?;
-        let v = self.stream.clone_dtoh(&self.sink).map_err(driver("readback"))?;
+        let v = self
+            .stream
+            .clone_dtoh(&self.sink)
+            .map_err(driver("readback"))?;
         self.stream
             .memset_zeros(&mut self.sink)
             .map_err(driver("clear"))?;

@@ -95,7 +95,9 @@ impl TransferEngine {
     /// An engine with `slots` slots on `device`, with its own copy and compute streams.
     pub fn new(device: Arc<CudaDevice>, slots: usize) -> Result<Self, String> {
         let ctx = device.context().clone();
-        let copy = ctx.new_stream().map_err(driver("creating the copy stream"))?;
+        let copy = ctx
+            .new_stream()
+            .map_err(driver("creating the copy stream"))?;
         let compute = ctx
             .new_stream()
             .map_err(driver("creating the compute stream"))?;
@@ -134,9 +136,14 @@ impl TransferEngine {
         cancel: &AtomicBool,
     ) -> Result<DeviceBatch, String> {
         if !layout.output_is_contiguous() {
-            return Err("the samples' tensors are not whole 32-bit words, so they cannot lie \
+            return Err(
+                "the samples' tensors are not whole 32-bit words, so they cannot lie \
                         back to back on the device; use an f16/f32 output or an even image size"
-                .into());
+                    .into(),
+            );
+        }
+        if matches!(layout.output_buffer, RECORDS | AUX | INPUT) {
+            return Err("a device batch needs a tensor write into its own buffer".into());
         }
         let bytes = layout.output_lengths.iter().sum();
         let core = &self.0;
@@ -262,10 +269,13 @@ impl Core {
     ) -> Result<(), String> {
         let need = staged_words(layout);
         // The previous copy out of this pinned memory must be done before it is rewritten.
-        dev.events.h2d_end.synchronize().map_err(driver("waiting for a copy"))?;
+        dev.events
+            .h2d_end
+            .synchronize()
+            .map_err(driver("waiting for a copy"))?;
         if slot.host.as_ref().is_none_or(|h| h.len() < need) {
             slot.host = None; // free the old one first
-            // SAFETY: written below before the copy reads it.
+                              // SAFETY: written below before the copy reads it.
             let host = unsafe { self.device.context().alloc_pinned::<u32>(need) }
                 .map_err(driver("pinned allocation"))?;
             slot.host = Some(host);
@@ -280,6 +290,8 @@ impl Core {
         self.grow_buffers(&mut dev.bufs, layout, need)?;
         let e = &dev.events;
         let copy = &self.copy;
+        // The previous use's kernels read the staged buffer until its ready event.
+        copy.wait(&e.ready).map_err(driver("stream wait"))?;
         e.h2d_start.record(copy).map_err(driver("event"))?;
         copy.memcpy_htod(&host[..], &mut dev.bufs.staged.slice_mut(..need))
             .map_err(driver("host-to-device copy"))?;
@@ -306,7 +318,8 @@ impl Core {
         let mut allocations = 0;
         if bufs.staged.len() < staged {
             // SAFETY: filled by the copy before any kernel reads it.
-            bufs.staged = unsafe { self.copy.alloc::<u32>(staged) }.map_err(driver("allocation"))?;
+            bufs.staged =
+                unsafe { self.copy.alloc::<u32>(staged) }.map_err(driver("allocation"))?;
             allocations += 1;
         }
         if bufs.work.len() < layout.buffer_bytes.len() {
@@ -416,7 +429,9 @@ impl DeviceBatch {
 
     /// Make `stream` wait (on the device, not the host) until the batch is ready.
     pub fn wait_on(&self, stream: &CudaStream) -> Result<(), String> {
-        stream.wait(self.ready_event()).map_err(driver("stream wait"))
+        stream
+            .wait(self.ready_event())
+            .map_err(driver("stream wait"))
     }
 
     /// Block the host until the batch is ready.
@@ -438,7 +453,11 @@ impl DeviceBatch {
 
     /// Copy the tensor to host memory (waits for it): for checks, not for training.
     pub fn to_host(&self) -> Result<Vec<u8>, String> {
-        let words = self.core.compute.clone_dtoh(&self.words()).map_err(driver("readback"))?;
+        let words = self
+            .core
+            .compute
+            .clone_dtoh(&self.words())
+            .map_err(driver("readback"))?;
         Ok(bytemuck::cast_slice(&words).to_vec())
     }
 

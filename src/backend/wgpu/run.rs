@@ -472,7 +472,9 @@ fn pack_images(images: &[&Image], offsets: &[usize], dst: &mut [u8]) {
     let mut parts = Vec::with_capacity(images.len());
     let mut rest = dst;
     for i in 0..images.len() {
-        let end = offsets.get(i + 1).map_or(rest.len(), |&next| next - offsets[i]);
+        let end = offsets
+            .get(i + 1)
+            .map_or(rest.len(), |&next| next - offsets[i]);
         let (part, tail) = std::mem::take(&mut rest).split_at_mut(end);
         parts.push(part);
         rest = tail;

@@ -1,0 +1,245 @@
+//! Device batches through the CUDA transfer engine (pinned staging ring, copy and compute
+//! streams): the same samples and values as the CPU path, memory that stops growing, the
+//! training-step stand-in reading every word, and a loop that hoards batches getting an error
+//! instead of a hang. Without a CUDA device each test prints "skipped: ..." (SLUICE_REQUIRE_CUDA
+//! makes that a failure, for scripts/gpu-check.sh); the fallback test runs everywhere.
+
+mod common;
+
+use sluice::backend::cuda::{self, TrainStep};
+use sluice::bench::Workload;
+use sluice::gen::encode_jpeg;
+use sluice::ops::{CenterCrop, ColorJitter, Normalize, RandomHorizontalFlip, RandomResizedCrop};
+use sluice::source::InMemory;
+use sluice::{Batch, Pipeline, PipelineBuilder, Placement};
+
+fn device_or_skip() -> bool {
+    match cuda::probe() {
+        Ok(device) => {
+            eprintln!("CUDA device: {device}");
+            true
+        }
+        Err(reason) if std::env::var_os("SLUICE_REQUIRE_CUDA").is_some() => {
+            panic!("SLUICE_REQUIRE_CUDA is set but {reason}")
+        }
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            false
+        }
+    }
+}
+
+/// `n` JPEGs of one size (so every full batch needs the same slot memory).
+fn same_size_source(n: usize) -> InMemory {
+    let mut r = common::rng(common::test_seed(), 9);
+    InMemory::new(
+        (0..n)
+            .map(|i| {
+                let image = common::random_image(&mut r, 96, 80);
+                (encode_jpeg(&image, 90), i as i64 % 7)
+            })
+            .collect(),
+    )
+}
+
+fn builder(source: InMemory) -> PipelineBuilder {
+    Pipeline::builder(source)
+        .batch_size(4)
+        .threads(2)
+        .prefetch(2)
+        .shuffle(true)
+        .seed(5)
+}
+
+/// (sample indices, labels, shape, bytes) of one batch.
+type HostBatch = (Vec<u64>, Vec<i64>, Vec<usize>, Vec<u8>);
+
+/// Every batch of `epoch`, device batches copied back.
+fn host_view(p: &Pipeline, epoch: u32) -> Vec<HostBatch> {
+    p.epoch(epoch)
+        .unwrap()
+        .map(|b| {
+            let b: Batch = b.unwrap();
+            let (shape, bytes) = match b.device() {
+                Some(d) => (d.shape().to_vec(), d.to_host().unwrap()),
+                None => (b.dense().unwrap().shape.clone(), b.bytes().to_vec()),
+            };
+            (b.sample_indices.clone(), b.labels.clone(), shape, bytes)
+        })
+        .collect()
+}
+
+/// Same samples, labels and shapes; f32 values within `tolerance`. Returns the largest error.
+fn compare(cpu: &[HostBatch], dev: &[HostBatch], tolerance: f32) -> f32 {
+    assert_eq!(cpu.len(), dev.len());
+    let mut worst = 0f32;
+    for ((ci, cl, cs, cb), (di, dl, ds, db)) in cpu.iter().zip(dev) {
+        assert_eq!((ci, cl, cs), (di, dl, ds));
+        let (c, d): (&[f32], &[f32]) = (bytemuck::cast_slice(cb), bytemuck::cast_slice(db));
+        for (j, (a, b)) in c.iter().zip(d).enumerate() {
+            let e = (a - b).abs();
+            assert!(
+                e <= tolerance,
+                "value {j}: device {b} (unwritten if NaN) cpu {a}"
+            );
+            worst = worst.max(e);
+        }
+    }
+    worst
+}
+
+#[test]
+fn without_cuda_device_batches_fall_back_to_host_batches_with_the_reason() {
+    let p = Workload::Rn50Train
+        .add_ops(builder(common::jpeg_source(6)))
+        .device_batches(true)
+        .build()
+        .unwrap();
+    match cuda::probe() {
+        Err(why) => {
+            assert!(!p.device_batches());
+            assert!(
+                p.placement_reason().contains("device batches off"),
+                "{}",
+                p.placement_reason()
+            );
+            assert!(p.placement_reason().contains(&why));
+            // Same API, host memory.
+            assert!(p.epoch(0).unwrap().all(|b| b.unwrap().dense().is_some()));
+        }
+        Ok(_) => assert!(p.device_batches(), "{}", p.placement_reason()),
+    }
+    // Device batches are CUDA memory: asking for them on wgpu is a pipeline error.
+    let err = Workload::Rn50Train
+        .add_ops(builder(common::jpeg_source(6)).placement(Placement::Wgpu))
+        .device_batches(true)
+        .build()
+        .err()
+        .expect("wgpu and device batches conflict");
+    assert!(err.to_string().contains("CUDA memory"), "{err}");
+}
+
+#[test]
+fn device_batches_equal_the_cpu_batches_and_memory_stops_growing() {
+    if !device_or_skip() {
+        return;
+    }
+    let ops = |b: PipelineBuilder| {
+        b.op(RandomResizedCrop::new(32))
+            .op(RandomHorizontalFlip::new(0.5))
+            .op(Normalize::imagenet())
+    };
+    let cpu = ops(builder(same_size_source(24))).build().unwrap();
+    // All on the CPU but the tensor write (the cut moves to Normalize), and all on the GPU.
+    for placement in [Placement::Cpu, Placement::Cuda] {
+        let dev = ops(builder(same_size_source(24)).placement(placement))
+            .device_batches(true)
+            .build()
+            .unwrap();
+        assert!(dev.device_batches(), "{}", dev.placement_reason());
+        dev.check_gpu_outputs(placement == Placement::Cuda);
+        for epoch in 0..3 {
+            // The kernels reproduce the CPU's arithmetic: exact in practice, 1e-5 stated.
+            compare(&host_view(&cpu, epoch), &host_view(&dev, epoch), 1e-5);
+            if epoch == 0 {
+                let after_first = dev.transfer_stats().unwrap();
+                assert!(after_first.pinned_allocations <= after_first.slots as u64);
+            }
+        }
+        let stats = dev.transfer_stats().unwrap();
+        assert_eq!(stats.slots, 4, "prefetch 2 + 2");
+        assert_eq!(stats.batches, 18);
+        assert!(stats.pinned_allocations <= 4, "{stats:?}");
+        // Same-size batches: each slot allocates on its first use only.
+        let before = stats.device_allocations;
+        host_view(&dev, 3);
+        assert_eq!(dev.transfer_stats().unwrap().device_allocations, before);
+        assert!(stats.h2d_gbps() > 0.0 && stats.kernel_ms > 0.0, "{stats:?}");
+    }
+}
+
+#[test]
+fn jitter_on_device_batches_stays_within_the_kernels_tolerance() {
+    if !device_or_skip() {
+        return;
+    }
+    let ops = |b: PipelineBuilder| {
+        b.op(CenterCrop::new(64))
+            .op(ColorJitter::new(0.4, 0.4, 0.4, 0.1))
+            .op(Normalize::imagenet())
+    };
+    let cpu = ops(builder(same_size_source(8))).build().unwrap();
+    let dev = ops(builder(same_size_source(8)).placement(Placement::Cuda))
+        .device_batches(true)
+        .build()
+        .unwrap();
+    // One u8 step after normalization is 1/(255·0.225); chained jitter may land 2 steps off.
+    let step = 1.0 / (255.0 * 0.225);
+    let (c, d) = (host_view(&cpu, 0), host_view(&dev, 0));
+    compare(&c, &d, 2.0 * step * 1.01);
+    let values = |h: &[HostBatch]| -> Vec<f32> {
+        h.iter()
+            .flat_map(|b| bytemuck::cast_slice::<u8, f32>(&b.3).to_vec())
+            .collect()
+    };
+    let (c, d) = (values(&c), values(&d));
+    let off = c
+        .iter()
+        .zip(&d)
+        .filter(|(a, b)| (*a - *b).abs() > step * 1.01)
+        .count();
+    assert!(
+        off * 100 <= c.len(),
+        "{off} of {} values more than a step off",
+        c.len()
+    );
+}
+
+#[test]
+fn the_train_step_reads_every_word_of_the_batch() {
+    if !device_or_skip() {
+        return;
+    }
+    let p = Workload::Rn50Train
+        .add_ops(builder(same_size_source(8)))
+        .device_batches(true)
+        .build()
+        .unwrap();
+    let mut step = TrainStep::new(p.cuda_device().unwrap(), 0.5).unwrap();
+    for batch in p.epoch(0).unwrap() {
+        let batch = batch.unwrap();
+        let d = batch.device().unwrap();
+        d.wait_on(step.stream()).unwrap();
+        step.run(&d.words()).unwrap();
+        d.release_after(step.stream()).unwrap();
+        let host = d.to_host().unwrap();
+        let want = bytemuck::cast_slice::<u8, u32>(&host)
+            .iter()
+            .fold(0u32, |a, w| a ^ w);
+        assert_eq!(step.checksum().unwrap(), want);
+    }
+}
+
+#[test]
+fn a_loop_that_hoards_device_batches_gets_an_error_not_a_hang() {
+    if !device_or_skip() {
+        return;
+    }
+    let p = Workload::Rn50Train
+        .add_ops(builder(same_size_source(40)).prefetch(1))
+        .device_batches(true)
+        .build()
+        .unwrap();
+    let mut epoch = p.epoch(0).unwrap();
+    let mut held = Vec::new();
+    let outcome = loop {
+        match epoch.next() {
+            Some(Ok(b)) => held.push(b),
+            Some(Err(e)) => break Err(e),
+            None => break Ok(()),
+        }
+    };
+    let err = outcome.expect_err("3 slots cannot feed 10 held batches");
+    assert!(err.to_string().contains("hold at most two"), "{err}");
+    assert!(held.len() >= 3, "held {}", held.len());
+}
