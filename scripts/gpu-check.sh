@@ -12,7 +12,10 @@
 # probe naming the device), the WGSL kernel and placement tests on the GPU's Vulkan driver
 # (SLUICE_REQUIRE_WGPU: a missing adapter fails), and `sluice bench` per workload on the CPU and
 # with `--backend wgpu --verify` and `--backend cuda --verify` (steady img/s, max error in u8
-# steps; the report's placement line says if a backend fell back to the CPU).
+# steps; the report's placement line says if a backend fell back to the CPU); the device-batch
+# tests (SLUICE_REQUIRE_CUDA: a missing device fails); and the overlap measurement,
+# `--backend cuda --train-step-ms T` (step time fed by sluice / on pre-made device data, H2D
+# GB/s achieved vs a plain pinned copy, kernel ms per batch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/gpu-check
@@ -28,7 +31,7 @@ build() {
 import json, shutil, sys
 for line in sys.stdin:
     m = json.loads(line)
-    gpu_tests = {"cuda_kernels", "wgpu_kernels", "placement"}
+    gpu_tests = {"cuda_kernels", "cuda_device", "wgpu_kernels", "placement"}
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in gpu_tests:
         shutil.copy(m["executable"], "'"$out"'/test-" + m["target"]["name"])
 '
@@ -48,10 +51,10 @@ run() {
   for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -e "$d/libnvrtc.so.12" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   done
-  export SLUICE_REQUIRE_NVRTC=1
+  export SLUICE_REQUIRE_NVRTC=1 SLUICE_REQUIRE_CUDA=1
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   results=()
-  for t in test-cuda_kernels test-wgpu_kernels test-placement; do
+  for t in test-cuda_kernels test-cuda_device test-wgpu_kernels test-placement; do
     if ./"$t" --nocapture > "$t.log" 2>&1; then status=pass; else status=FAIL; fi
     results+=("$t|$status|$(grep -m1 -E 'CUDA device|wgpu adapter' "$t.log" || echo -)")
   done
@@ -65,6 +68,24 @@ run() {
         results+=("bench $w --backend $backend|pass|$rate")
       else
         results+=("bench $w --backend $backend|FAIL|see bench-$w-$backend.log")
+      fi
+    done
+  done
+  # Overlap: a training step of T ms on the loop's stream, fed by device batches.
+  for w in rn50-train simclr; do
+    for t in 20 60; do
+      name="overlap-$w-$t"
+      if ./sluice bench "$w" --threads "$(nproc)" --batch 256 --images 4096 --epochs 2 \
+           --backend cuda --train-step-ms "$t" --json > "$name.json" 2> "$name.log"; then
+        detail=$(python3 -c "
+import json; d = json.load(open('$name.json')); f = d.get('device_feed')
+print('no device batches: ' + d['placement'][:60] if not f else
+      f\"step {f['fed_step_ms']:.2f}/{f['premade_step_ms']:.2f} ms = {f['step_ratio']:.3f}, \"
+      f\"H2D {f['h2d_gbps']:.1f}/{f['raw_pinned_gbps']:.1f} GB/s, kernels {f['kernel_ms_per_batch']:.2f} ms, \"
+      f\"{d['steady_images_per_second']:.0f} img/s\")")
+        results+=("bench $w cuda --train-step-ms $t|pass|$detail")
+      else
+        results+=("bench $w cuda --train-step-ms $t|FAIL|see $name.log")
       fi
     done
   done

@@ -347,6 +347,10 @@ impl PipelineBuilder {
         if self.device_batches {
             let cuda = match &ctx {
                 Some(Ok(g)) => g.cuda.clone().ok_or("no CUDA device opened".to_string()),
+                // Said once: the placement reason may already say why.
+                Some(Err(why)) if cut.reason.contains(why.as_str()) => {
+                    Err("no CUDA device".to_string())
+                }
                 Some(Err(why)) => Err(why.clone()),
                 None => Err("no GPU probed".to_string()),
             };

@@ -88,11 +88,11 @@ impl DeviceConsumer {
         self.batch_bytes = self.batch_bytes.max(batch.len_bytes());
         match &mut self.step {
             Some(step) => {
-                batch.wait_on(step.stream()).map_err(Error::Worker)?;
+                batch.wait_on(step.stream())?;
                 step.run(&batch.words()).map_err(Error::Worker)?;
-                batch.release_after(step.stream()).map_err(Error::Worker)
+                batch.release_after(step.stream())
             }
-            None => batch.synchronize().map_err(Error::Worker),
+            None => batch.synchronize(),
         }
     }
 

@@ -153,7 +153,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
             }
             match (batch.device(), &reference) {
                 (None, _) => hasher.update(batch.bytes()),
-                (Some(d), Some(_)) => hasher.update(&d.to_host().map_err(crate::Error::Worker)?),
+                (Some(d), Some(_)) => hasher.update(&d.to_host()?),
                 (Some(_), None) => hashed = false,
             }
             for label in &batch.labels {

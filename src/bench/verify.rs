@@ -45,7 +45,7 @@ impl Verification {
                 (a.dtype, got.bytes())
             }
             (_, Some(d), Some(b)) if d.shape() == b.shape && d.dtype() == b.dtype => {
-                on_host = d.to_host().map_err(Error::Worker)?;
+                on_host = d.to_host()?;
                 (d.dtype(), &on_host[..])
             }
             (None, None, None) if got.bytes().len() == cpu.bytes().len() => {

@@ -14,6 +14,7 @@ use super::device::{driver, staged_words, words, DeviceBuffers, AUX, INPUT, RECO
 use super::CudaDevice;
 use crate::backend::staging::{SlotLease, SlotRing};
 use crate::backend::wgpu::EncodedBatch;
+use crate::error::Error;
 use crate::tensor::{DType, Image, Layout};
 use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, CudaView, PinnedHostSlice};
 use std::sync::atomic::AtomicBool;
@@ -78,6 +79,15 @@ struct Core {
     ring: Arc<SlotRing>,
     slots: Vec<Mutex<Slot>>,
     stats: Mutex<TransferStats>,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // Copies may still read the pinned slots and kernels write the device buffers: let
+        // them finish before the fields (and their memory) go.
+        let _ = self.copy.synchronize();
+        let _ = self.compute.synchronize();
+    }
 }
 
 pub struct TransferEngine(Arc<Core>);
@@ -268,14 +278,21 @@ impl Core {
         images: &[Image],
     ) -> Result<(), String> {
         let need = staged_words(layout);
+        let (e, copy, compute) = (&dev.events, &self.copy, &self.compute);
+        // Reuse order: the copy stream waits for the previous use's kernels (they read the
+        // staged buffer until `ready`), the compute stream for the training loop's release
+        // (it reads the output until then). Both come first, so a buffer replaced by a larger
+        // one below is freed (stream-ordered) only after its last reader.
+        copy.wait(&e.ready).map_err(driver("stream wait"))?;
+        compute.wait(&e.release).map_err(driver("stream wait"))?;
         // The previous copy out of this pinned memory must be done before it is rewritten.
-        dev.events
-            .h2d_end
+        e.h2d_end
             .synchronize()
             .map_err(driver("waiting for a copy"))?;
         if slot.host.as_ref().is_none_or(|h| h.len() < need) {
-            slot.host = None; // free the old one first
-                              // SAFETY: written below before the copy reads it.
+            // Free the old one before allocating its replacement.
+            slot.host = None;
+            // SAFETY: written below before the copy reads it.
             let host = unsafe { self.device.context().alloc_pinned::<u32>(need) }
                 .map_err(driver("pinned allocation"))?;
             slot.host = Some(host);
@@ -289,18 +306,13 @@ impl Core {
 
         self.grow_buffers(&mut dev.bufs, layout, need)?;
         let e = &dev.events;
-        let copy = &self.copy;
-        // The previous use's kernels read the staged buffer until its ready event.
-        copy.wait(&e.ready).map_err(driver("stream wait"))?;
         e.h2d_start.record(copy).map_err(driver("event"))?;
         copy.memcpy_htod(&host[..], &mut dev.bufs.staged.slice_mut(..need))
             .map_err(driver("host-to-device copy"))?;
         e.h2d_end.record(copy).map_err(driver("event"))?;
         dev.uploaded = need as u64 * 4;
 
-        let compute = &self.compute;
         compute.wait(&e.h2d_end).map_err(driver("stream wait"))?;
-        compute.wait(&e.release).map_err(driver("stream wait"))?;
         e.kernel_start.record(compute).map_err(driver("event"))?;
         self.device.launch_passes(compute, layout, &mut dev.bufs)?;
         e.ready.record(compute).map_err(driver("event"))?;
@@ -344,6 +356,11 @@ impl Core {
         self.stats.lock().unwrap().device_allocations += allocations;
         Ok(())
     }
+}
+
+/// A driver error as the pipeline's error type.
+fn cuda_error(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
+    move |e| Error::Worker(driver(what)(e))
 }
 
 /// One batch in device memory, handed to the training loop. Its tensor lives in a slot of
@@ -428,36 +445,37 @@ impl DeviceBatch {
     }
 
     /// Make `stream` wait (on the device, not the host) until the batch is ready.
-    pub fn wait_on(&self, stream: &CudaStream) -> Result<(), String> {
+    pub fn wait_on(&self, stream: &CudaStream) -> crate::Result<()> {
         stream
             .wait(self.ready_event())
-            .map_err(driver("stream wait"))
+            .map_err(cuda_error("stream wait"))
     }
 
     /// Block the host until the batch is ready.
-    pub fn synchronize(&self) -> Result<(), String> {
+    pub fn synchronize(&self) -> crate::Result<()> {
         self.ready_event()
             .synchronize()
-            .map_err(driver("waiting for a batch"))
+            .map_err(cuda_error("waiting for a batch"))
     }
 
     /// sluice may reuse this batch's memory once the work queued so far on `stream` is done.
-    /// (Kernels that read the batch through cudarc views are tracked by cudarc as well.)
-    pub fn release_after(&self, stream: &CudaStream) -> Result<(), String> {
+    /// Required before dropping a batch your stream still reads: sluice's kernels use raw
+    /// addresses, which cudarc's per-buffer tracking does not see.
+    pub fn release_after(&self, stream: &CudaStream) -> crate::Result<()> {
         self.dev()
             .events
             .release
             .record(stream)
-            .map_err(driver("recording the release"))
+            .map_err(cuda_error("recording the release"))
     }
 
     /// Copy the tensor to host memory (waits for it): for checks, not for training.
-    pub fn to_host(&self) -> Result<Vec<u8>, String> {
+    pub fn to_host(&self) -> crate::Result<Vec<u8>> {
         let words = self
             .core
             .compute
             .clone_dtoh(&self.words())
-            .map_err(driver("readback"))?;
+            .map_err(cuda_error("readback"))?;
         Ok(bytemuck::cast_slice(&words).to_vec())
     }
 
