@@ -193,7 +193,7 @@ impl GpuJob {
                 };
                 Images::Device(
                     engine
-                        .submit(&layout, &self.images, tensor, &self.cancel)
+                        .submit(&layout, &self.images, tensor, &self.cancel, &shared.pool)
                         .map_err(failed)?,
                 )
             }

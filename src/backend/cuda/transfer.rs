@@ -137,13 +137,15 @@ impl TransferEngine {
     }
 
     /// Run `layout` (encoded without its input) on `images` into a slot; the batch is on its
-    /// way when this returns (the copy and kernels are queued, not finished).
+    /// way when this returns (the copy and kernels are queued, not finished). `workers` pack the
+    /// samples into the slot's pinned memory.
     pub fn submit(
         &self,
         layout: &EncodedBatch,
         images: &[Image],
         tensor: TensorInfo,
         cancel: &AtomicBool,
+        workers: &rayon::ThreadPool,
     ) -> Result<DeviceBatch, String> {
         if !layout.output_is_contiguous() {
             return Err(
@@ -167,7 +169,7 @@ impl TransferEngine {
             core.settle_timing(&dev);
         }
         // Restore the slot's device side whatever happens, so a failed batch leaks nothing.
-        if let Err(e) = core.stage_and_launch(&mut slot, &mut dev, layout, images) {
+        if let Err(e) = core.stage_and_launch(&mut slot, &mut dev, layout, images, workers) {
             slot.device = Some(dev);
             return Err(e);
         }
@@ -276,6 +278,7 @@ impl Core {
         dev: &mut SlotDevice,
         layout: &EncodedBatch,
         images: &[Image],
+        workers: &rayon::ThreadPool,
     ) -> Result<(), String> {
         let need = staged_words(layout);
         let (e, copy, compute) = (&dev.events, &self.copy, &self.compute);
@@ -302,7 +305,8 @@ impl Core {
         let host = &mut host.as_mut_slice().map_err(driver("pinned memory"))?[..need];
         let (records, input) = host.split_at_mut(layout.records.len());
         records.copy_from_slice(&layout.records);
-        layout.pack_input(images, bytemuck::cast_slice_mut(input))?;
+        // The pipeline's workers copy the samples into pinned memory, one task per sample.
+        workers.install(|| layout.pack_input(images, bytemuck::cast_slice_mut(input)))?;
 
         self.grow_buffers(&mut dev.bufs, layout, need)?;
         let e = &dev.events;
