@@ -160,9 +160,10 @@ impl CudaDevice {
         bufs: &mut DeviceBuffers,
     ) -> Result<(), String> {
         if self.poison.load(std::sync::atomic::Ordering::Relaxed) {
-            for (i, buffer) in bufs.work.iter_mut().enumerate() {
+            // A reused slot may hold buffers this batch does not use: only the batch's own.
+            for (buffer, &planned) in bufs.work.iter_mut().zip(&batch.buffer_bytes) {
                 if let Some(buffer) = buffer {
-                    let bytes = words(batch.buffer_bytes[i]) * 4;
+                    let bytes = words(planned) * 4;
                     let (ptr, _record) = buffer.device_ptr_mut(s);
                     // SAFETY: `ptr` is a live allocation of at least `bytes` bytes.
                     unsafe {
