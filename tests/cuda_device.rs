@@ -14,19 +14,9 @@ use sluice::source::InMemory;
 use sluice::{Batch, Pipeline, PipelineBuilder, Placement};
 
 fn device_or_skip() -> bool {
-    match cuda::probe() {
-        Ok(device) => {
-            eprintln!("CUDA device: {device}");
-            true
-        }
-        Err(reason) if std::env::var_os("SLUICE_REQUIRE_CUDA").is_some() => {
-            panic!("SLUICE_REQUIRE_CUDA is set but {reason}")
-        }
-        Err(reason) => {
-            eprintln!("skipped: {reason}");
-            false
-        }
-    }
+    common::or_skip(cuda::probe(), "SLUICE_REQUIRE_CUDA")
+        .map(|device| eprintln!("CUDA device: {device}"))
+        .is_some()
 }
 
 /// `n` JPEGs of one size (so every full batch needs the same slot memory).

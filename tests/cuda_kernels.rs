@@ -23,16 +23,7 @@ use sluice::rng::Uniform;
 use sluice::tensor::{DType, Image, Layout};
 
 fn nvrtc_or_skip() -> bool {
-    match cuda::nvrtc_available() {
-        Ok(()) => true,
-        Err(reason) if std::env::var_os("SLUICE_REQUIRE_NVRTC").is_some() => {
-            panic!("SLUICE_REQUIRE_NVRTC is set but {reason}")
-        }
-        Err(reason) => {
-            eprintln!("skipped: {reason}");
-            false
-        }
-    }
+    common::or_skip(cuda::nvrtc_available(), "SLUICE_REQUIRE_NVRTC").is_some()
 }
 
 #[test]

@@ -10,16 +10,11 @@ use sluice::source::InMemory;
 use sluice::{Batch, ErrorPolicy, Pipeline, PipelineBuilder, Placement};
 
 fn adapter_or_skip() -> bool {
-    match sluice::backend::wgpu::WgpuContext::new() {
-        Ok(_) => true,
-        Err(reason) if std::env::var_os("SLUICE_REQUIRE_WGPU").is_some() => {
-            panic!("SLUICE_REQUIRE_WGPU is set but {reason}")
-        }
-        Err(reason) => {
-            eprintln!("skipped: {reason}");
-            false
-        }
-    }
+    common::or_skip(
+        sluice::backend::wgpu::WgpuContext::new(),
+        "SLUICE_REQUIRE_WGPU",
+    )
+    .is_some()
 }
 
 fn builder(source: InMemory) -> PipelineBuilder {

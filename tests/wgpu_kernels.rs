@@ -23,20 +23,10 @@ use sluice::rng::{SampleRng, Uniform};
 use sluice::tensor::{DType, Image, Layout};
 
 fn context() -> Option<WgpuContext> {
-    match WgpuContext::new() {
-        Ok(ctx) => {
-            eprintln!("wgpu adapter: {}", ctx.describe());
-            ctx.set_poison(true);
-            Some(ctx)
-        }
-        Err(reason) if std::env::var_os("SLUICE_REQUIRE_WGPU").is_some() => {
-            panic!("SLUICE_REQUIRE_WGPU is set but {reason}")
-        }
-        Err(reason) => {
-            eprintln!("skipped: {reason}");
-            None
-        }
-    }
+    let ctx = common::or_skip(WgpuContext::new(), "SLUICE_REQUIRE_WGPU")?;
+    eprintln!("wgpu adapter: {}", ctx.describe());
+    ctx.set_poison(true);
+    Some(ctx)
 }
 
 /// See the module docs: every value within `tolerance`, at most 1% of values off.

@@ -94,3 +94,18 @@ pub fn assert_u8_close(got: &[u8], want: &[u8], tolerance: u8, what: &str) {
         got.len()
     );
 }
+
+/// `available`'s value, or None after printing "skipped: <reason>" — unless the environment
+/// variable `require` is set (CI, scripts/gpu-check.sh), where a missing piece is a failure.
+pub fn or_skip<T>(available: Result<T, String>, require: &str) -> Option<T> {
+    match available {
+        Ok(v) => Some(v),
+        Err(reason) if std::env::var_os(require).is_some() => {
+            panic!("{require} is set but {reason}")
+        }
+        Err(reason) => {
+            eprintln!("skipped: {reason}");
+            None
+        }
+    }
+}

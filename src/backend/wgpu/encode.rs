@@ -266,7 +266,7 @@ pub(super) struct Output {
 impl<'a> ChunkEncoder<'a> {
     /// `align`: the device's uniform/storage offset alignment; `poison`: fill outputs first.
     pub fn new(plan: &'a Plan<'a>, samples: Vec<usize>, align: u64, poison: bool) -> Self {
-        let (cur_off, words) = offsets(samples.iter().map(|&s| image_words(plan.sizes[s][0])));
+        let (cur_off, words) = plan.input_offsets(&samples);
         ChunkEncoder {
             samples,
             plan,

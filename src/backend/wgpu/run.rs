@@ -125,6 +125,11 @@ pub(super) struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
+    /// Word offset of each of `samples`' input images in the packed input, and its total words.
+    pub fn input_offsets(&self, samples: &[usize]) -> (Vec<u64>, u64) {
+        offsets(samples.iter().map(|&s| image_words(self.sizes[s][0])))
+    }
+
     fn new(
         images: &[Image],
         stages: &'a [ImageStage],
@@ -457,7 +462,7 @@ pub(crate) fn check_output_len(have: usize, need: usize) -> Result<(), String> {
 
 /// The chunk's input images packed as the kernels read them (whole 4-pixel groups per sample).
 fn packed_input(images: &[Image], samples: &[usize], plan: &Plan) -> Vec<u8> {
-    let (input_off, input_words) = offsets(samples.iter().map(|&s| image_words(plan.sizes[s][0])));
+    let (input_off, input_words) = plan.input_offsets(samples);
     let mut packed = vec![0u8; input_words as usize * 4];
     let chosen: Vec<&Image> = samples.iter().map(|&s| &images[s]).collect();
     let offsets: Vec<usize> = input_off.iter().map(|&o| o as usize * 4).collect();
@@ -571,7 +576,7 @@ pub fn encode_layout(
             }
         })
         .collect();
-    let (input_words, input_len) = offsets(samples.iter().map(|&s| image_words(plan.sizes[s][0])));
+    let (input_words, input_len) = plan.input_offsets(&samples);
     Ok(EncodedBatch {
         buffer_bytes: sizes,
         input: Vec::new(),
