@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::bench::{self, BenchOptions, Workload};
 use sluice::gen::{ensure_dataset, write_dataset, DatasetSpec};
 use sluice::optimizer::{profile, CostProfile, Goal};
-use sluice::source::{FileList, ImageFolder, Source};
+use sluice::source::Source;
 use sluice::{ErrorPolicy, Placement};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -175,14 +175,6 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target"))
 }
 
-fn open_source(path: &Path) -> sluice::Result<Arc<dyn Source>> {
-    if path.is_file() {
-        Ok(Arc::new(FileList::open(path)?))
-    } else {
-        Ok(Arc::new(ImageFolder::open(path)?))
-    }
-}
-
 fn run(cli: Cli) -> sluice::Result<()> {
     match cli.command {
         Command::Explain {
@@ -345,7 +337,7 @@ fn dataset(data: Option<PathBuf>, images: usize) -> sluice::Result<Arc<dyn Sourc
             dir
         }
     };
-    open_source(&data)
+    sluice::source::open_path(&data)
 }
 
 fn goal(plan: &PlanArgs, batch: usize, epochs: u32, train_step_ms: f64) -> Goal {
@@ -369,39 +361,8 @@ fn cost_profile(
         .add_ops(sluice::Pipeline::builder_shared(source.clone()))
         .logical_plan()
         .ops;
-    if let Some(path) = path {
-        let profile = CostProfile::load(path)?;
-        if profile.ops.len() != ops.len() {
-            return Err(sluice::Error::InvalidPipeline(format!(
-                "{}: a profile for {} operators, but {} has {}",
-                path.display(),
-                profile.ops.len(),
-                workload.name(),
-                ops.len()
-            )));
-        }
-        return Ok(profile);
-    }
-    let machine = profile::machine_name();
     let dir = target_dir().join("sluice-profiles");
-    let cached = profile::cache_path(&dir, &machine, &source.describe(), &ops);
-    if let Ok(p) = CostProfile::load(&cached) {
-        if p.matches(&machine, &source.describe(), &ops) {
-            eprintln!("cost profile: {} (cached)", cached.display());
-            return Ok(p);
-        }
-    }
-    let gpu = profile::ProfileGpu::open();
-    eprintln!(
-        "profiling {} on 48 samples{}...",
-        workload.name(),
-        gpu.as_ref()
-            .map_or(String::new(), |g| format!(" (and on {})", g.describe()))
-    );
-    let p = profile::measure(source.as_ref(), &ops, 48, gpu.as_ref())?;
-    p.save(&cached)?;
-    eprintln!("cost profile: {} (measured)", cached.display());
-    Ok(p)
+    profile::for_pipeline(source.as_ref(), &ops, path, &dir)
 }
 
 fn main() -> ExitCode {

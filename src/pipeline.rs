@@ -500,7 +500,21 @@ impl Pipeline {
     /// The batches of epoch `epoch`, in sampler order. Dropping the iterator mid-epoch stops the
     /// workers and waits for them.
     pub fn epoch(&self, epoch: u32) -> Result<EpochIter> {
-        Ok(EpochIter::new(self.inner.clone(), epoch))
+        Ok(EpochIter::new(self.inner.clone(), epoch, 0))
+    }
+
+    /// The batches of epoch `epoch` from batch `start` on: exactly the batches an uninterrupted
+    /// iterator delivers from that position (every batch is a pure function of seed, epoch and
+    /// position), so a run resumes from ([`EpochIter::epoch`], [`EpochIter::position`]).
+    /// `start` may equal the number of batches (an epoch that had finished: nothing left).
+    pub fn epoch_from(&self, epoch: u32, start: u64) -> Result<EpochIter> {
+        let n = self.batches_per_epoch();
+        if start > n {
+            return Err(Error::InvalidPipeline(format!(
+                "cannot resume epoch {epoch} at batch {start}: it has {n} batches"
+            )));
+        }
+        Ok(EpochIter::new(self.inner.clone(), epoch, start))
     }
 
     pub fn len(&self) -> usize {

@@ -2,6 +2,7 @@
 //! throughput, latency, CPU time and memory, and the report it prints.
 
 mod chart;
+mod checksum;
 mod device_feed;
 mod report;
 mod runner;
@@ -10,6 +11,7 @@ mod verify;
 mod workloads;
 
 pub use chart::{layout as chart_layout, Chart, Shape};
+pub use checksum::Checksum;
 pub use device_feed::DeviceFeedReport;
 pub use report::{BenchReport, StageRow, TimelinePoint};
 pub use runner::{run, BenchOptions};

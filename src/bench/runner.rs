@@ -1,5 +1,6 @@
 //! Runs a workload for some epochs and measures it.
 
+use super::checksum::Checksum;
 use super::device_feed::DeviceConsumer;
 use super::report::{BenchReport, StageRow, TimelinePoint};
 use super::sys::{cpu_seconds, peak_rss_bytes};
@@ -12,7 +13,6 @@ use crate::placement::Placement;
 use crate::source::Source;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use xxhash_rust::xxh3::Xxh3;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -119,7 +119,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     let cpu0 = cpu_seconds();
     let start = Instant::now();
     let step = Duration::from_secs_f64(opts.train_step_ms.max(0.0) / 1e3);
-    let mut hasher = Xxh3::new();
+    let mut hasher = Checksum::new();
     let mut consumer = if pipeline.device_batches() {
         Some(DeviceConsumer::new(&pipeline, opts.train_step_ms)?)
     } else {
@@ -152,13 +152,11 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
                 verification.add(&batch, &want, u8_step)?;
             }
             match (batch.device(), &reference) {
-                (None, _) => hasher.update(batch.bytes()),
-                (Some(d), Some(_)) => hasher.update(&d.to_host()?),
+                (None, _) => hasher.add_bytes(batch.bytes()),
+                (Some(d), Some(_)) => hasher.add_bytes(&d.to_host()?),
                 (Some(_), None) => hashed = false,
             }
-            for label in &batch.labels {
-                hasher.update(&label.to_le_bytes());
-            }
+            hasher.add_labels(&batch.labels);
             bar.inc(1);
             if let (Some(c), Some(d)) = (consumer.as_mut(), batch.device()) {
                 c.consume(d)?;
@@ -237,7 +235,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         cache_hits: stats.cache_hits,
         cache_mib: stats.cache_bytes as f64 / (1024.0 * 1024.0),
         checksum: if hashed {
-            format!("{:016x}", hasher.digest())
+            hasher.hex()
         } else {
             "not computed (device batches stay on the GPU; --verify copies them back)".into()
         },

@@ -10,8 +10,20 @@ use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub(crate) type Delivery = (u64, Result<Batch>);
+
+/// What [`EpochIter::next_within`] found.
+#[derive(Debug)]
+pub enum Wait {
+    /// The next batch in order (or the error that ends the epoch).
+    Ready(Result<Batch>),
+    /// The epoch has no more batches.
+    Finished,
+    /// Nothing arrived within the timeout; ask again (the work goes on meanwhile).
+    TimedOut,
+}
 
 pub struct EpochIter {
     shared: Arc<Shared>,
@@ -31,7 +43,9 @@ pub struct EpochIter {
 }
 
 impl EpochIter {
-    pub(crate) fn new(shared: Arc<Shared>, epoch: u32) -> Self {
+    /// The iterator over `epoch` from batch `start` on (0: the whole epoch; see
+    /// [`crate::Pipeline::epoch_from`]).
+    pub(crate) fn new(shared: Arc<Shared>, epoch: u32, start: u64) -> Self {
         let s = &shared.settings;
         let order = epoch_order(shared.source.len(), s.seed, epoch, s.shuffle);
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -46,8 +60,8 @@ impl EpochIter {
             shared,
             epoch,
             order: Arc::new(order),
-            next_spawn: 0,
-            next_yield: 0,
+            next_spawn: start,
+            next_yield: start,
             in_flight: 0,
             ready: BTreeMap::new(),
             tx,
@@ -61,6 +75,23 @@ impl EpochIter {
     /// Batches in this epoch.
     pub fn num_batches(&self) -> u64 {
         self.num_batches
+    }
+
+    /// The epoch this iterator runs.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Position of the next batch to be handed out (batches already delivered, counting any a
+    /// resumed iterator started after): with the epoch, all a resume needs.
+    pub fn position(&self) -> u64 {
+        self.next_yield
+    }
+
+    /// The next batch, waiting at most `timeout` for it: lets a caller that must react to
+    /// something else (a signal, a shutdown) wait in slices without losing its place.
+    pub fn next_within(&mut self, timeout: Duration) -> Wait {
+        self.advance(Some(Instant::now() + timeout))
     }
 
     fn top_up(&mut self) {
@@ -104,12 +135,12 @@ impl EpochIter {
     }
 }
 
-impl Iterator for EpochIter {
-    type Item = Result<Batch>;
-
-    fn next(&mut self) -> Option<Result<Batch>> {
+impl EpochIter {
+    /// Hand out the next batch in order, waiting for it until `deadline` (None: as long as it
+    /// takes).
+    fn advance(&mut self, deadline: Option<Instant>) -> Wait {
         if self.finished || self.next_yield >= self.num_batches {
-            return None;
+            return Wait::Finished;
         }
         self.top_up();
         let mut waited = false;
@@ -136,14 +167,32 @@ impl Iterator for EpochIter {
                 } else {
                     self.top_up();
                 }
-                return Some(result);
+                return Wait::Ready(result);
             }
             waited = true;
             // While the loop waits, a full device ring means it holds too many batches.
             let ring = self.shared.gpu.as_ref().and_then(|g| g.engine.as_ref());
             let _waiting = ring.map(|e| e.ring().consumer_waits());
-            let (b, result) = self.rx.recv().expect("a task reports every batch");
+            let (b, result) = match deadline {
+                None => self.rx.recv().expect("a task reports every batch"),
+                Some(at) => match self.rx.recv_deadline(at) {
+                    Ok(delivery) => delivery,
+                    Err(_) => return Wait::TimedOut,
+                },
+            };
             self.ready.insert(b, result);
+        }
+    }
+}
+
+impl Iterator for EpochIter {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Result<Batch>> {
+        match self.advance(None) {
+            Wait::Ready(result) => Some(result),
+            Wait::Finished => None,
+            Wait::TimedOut => unreachable!("no deadline was set"),
         }
     }
 

@@ -11,7 +11,7 @@ mod stats;
 
 pub use controller::PrefetchController;
 pub use gpu::{stages_for, GpuSuffix};
-pub use iter::EpochIter;
+pub use iter::{EpochIter, Wait};
 pub use stats::{RunStats, StageStat};
 
 use crate::batch::BufferPool;

@@ -149,6 +149,48 @@ impl CostProfile {
     }
 }
 
+/// The cost profile for `ops` over `source`: the file `given` (checked to describe as many
+/// operators), else the one cached under `cache_dir` for this machine, dataset and pipeline,
+/// else a fresh measurement on 48 samples (then cached). Says on stderr which it used.
+pub fn for_pipeline(
+    source: &dyn Source,
+    ops: &[Op],
+    given: Option<&Path>,
+    cache_dir: &Path,
+) -> Result<CostProfile> {
+    if let Some(path) = given {
+        let profile = CostProfile::load(path)?;
+        if profile.ops.len() != ops.len() {
+            return Err(Error::InvalidPipeline(format!(
+                "{}: a profile for {} operators, but the pipeline has {}",
+                path.display(),
+                profile.ops.len(),
+                ops.len()
+            )));
+        }
+        return Ok(profile);
+    }
+    let machine = machine_name();
+    let cached = cache_path(cache_dir, &machine, &source.describe(), ops);
+    if let Ok(p) = CostProfile::load(&cached) {
+        if p.matches(&machine, &source.describe(), ops) {
+            eprintln!("cost profile: {} (cached)", cached.display());
+            return Ok(p);
+        }
+    }
+    let gpu = ProfileGpu::open();
+    eprintln!(
+        "profiling {} operators on 48 samples{}...",
+        ops.len(),
+        gpu.as_ref()
+            .map_or(String::new(), |g| format!(" (and on {})", g.describe()))
+    );
+    let p = measure(source, ops, 48, gpu.as_ref())?;
+    p.save(&cached)?;
+    eprintln!("cost profile: {} (measured)", cached.display());
+    Ok(p)
+}
+
 /// Where measured profiles are cached: one file per (machine, dataset, pipeline).
 pub fn cache_path(dir: &Path, machine: &str, dataset: &str, ops: &[Op]) -> PathBuf {
     let key = format!("{machine}\n{dataset}\n{}", pipeline_key(ops));

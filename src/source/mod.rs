@@ -9,6 +9,16 @@ pub use file_list::FileList;
 pub use image_folder::ImageFolder;
 pub use memory::InMemory;
 
+/// The dataset at `path`: a CSV list of `path,label` when it is a file, else an ImageFolder.
+pub fn open_path(path: impl AsRef<std::path::Path>) -> crate::Result<std::sync::Arc<dyn Source>> {
+    let path = path.as_ref();
+    if path.is_file() {
+        Ok(std::sync::Arc::new(FileList::open(path)?))
+    } else {
+        Ok(std::sync::Arc::new(ImageFolder::open(path)?))
+    }
+}
+
 /// An indexable collection of encoded samples.
 pub trait Source: Send + Sync {
     fn len(&self) -> usize;

@@ -1,0 +1,35 @@
+//! The checksum `sluice bench` prints: xxh3 over every batch's sample bytes, then its labels
+//! (little-endian i64), in delivery order. Equal checksums mean equal batches, so determinism
+//! can be checked from outside (across thread counts, backends, or from Python).
+
+use xxhash_rust::xxh3::Xxh3;
+
+#[derive(Default, Clone)]
+pub struct Checksum(Xxh3);
+
+impl Checksum {
+    pub fn new() -> Self {
+        Checksum::default()
+    }
+
+    /// Add one batch: its sample bytes as delivered, then its labels.
+    pub fn add_batch(&mut self, bytes: &[u8], labels: &[i64]) {
+        self.add_bytes(bytes);
+        self.add_labels(labels);
+    }
+
+    pub fn add_bytes(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn add_labels(&mut self, labels: &[i64]) {
+        for label in labels {
+            self.0.update(&label.to_le_bytes());
+        }
+    }
+
+    /// The digest so far, as 16 hex digits.
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0.digest())
+    }
+}
