@@ -96,6 +96,11 @@ impl DenseBatch {
         &self.bytes()[i * per..(i + 1) * per]
     }
 
+    /// The batch's buffer, for handing to another owner (it returns to the pool when dropped).
+    pub fn into_buffer(self) -> PooledBuffer {
+        self.data
+    }
+
     /// The contents as f32 values (copies; for inspection and tests).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         let n = self.bytes().len() / self.dtype.size();
@@ -115,6 +120,11 @@ pub struct RaggedBatch {
 }
 
 impl RaggedBatch {
+    /// The batch's buffer, for handing to another owner (it returns to the pool when dropped).
+    pub fn into_buffer(self) -> PooledBuffer {
+        self.data
+    }
+
     pub fn bytes(&self) -> &[u8] {
         self.data.as_slice()
     }

@@ -505,7 +505,7 @@ impl Pipeline {
 
     /// The batches of epoch `epoch` from batch `start` on: exactly the batches an uninterrupted
     /// iterator delivers from that position (every batch is a pure function of seed, epoch and
-    /// position), so a run resumes from ([`EpochIter::epoch`], [`EpochIter::position`]).
+    /// position), so a run resumes from ([`EpochIter::epoch`], [`EpochIter::next_index`]).
     /// `start` may equal the number of batches (an epoch that had finished: nothing left).
     pub fn epoch_from(&self, epoch: u32, start: u64) -> Result<EpochIter> {
         let n = self.batches_per_epoch();

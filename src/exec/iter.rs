@@ -84,7 +84,7 @@ impl EpochIter {
 
     /// Position of the next batch to be handed out (batches already delivered, counting any a
     /// resumed iterator started after): with the epoch, all a resume needs.
-    pub fn position(&self) -> u64 {
+    pub fn next_index(&self) -> u64 {
         self.next_yield
     }
 

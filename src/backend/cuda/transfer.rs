@@ -418,6 +418,11 @@ impl DeviceBatch {
         self.tensor.dtype
     }
 
+    /// The CUDA device ordinal the batch lives on.
+    pub fn ordinal(&self) -> usize {
+        self.core.device.context().ordinal()
+    }
+
     /// Bytes of the tensor (`shape` × dtype size).
     pub fn len_bytes(&self) -> usize {
         self.bytes
@@ -453,6 +458,39 @@ impl DeviceBatch {
         stream
             .wait(self.ready_event())
             .map_err(cuda_error("stream wait"))
+    }
+
+    /// [`DeviceBatch::wait_on`] for a stream made outside cudarc (a framework's
+    /// `cudaStream_t`, as DLPack hands it over); null is the legacy default stream.
+    ///
+    /// # Safety
+    /// `stream` must be null or a live stream of this batch's context.
+    pub unsafe fn wait_on_raw(&self, stream: cudarc::driver::sys::CUstream) -> crate::Result<()> {
+        let event = self.ready_event().cu_event();
+        // SAFETY: both handles are live (the caller vouches for the stream).
+        unsafe {
+            cudarc::driver::result::stream::wait_event(
+                stream,
+                event,
+                cudarc::driver::sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT,
+            )
+        }
+        .map_err(cuda_error("stream wait"))
+    }
+
+    /// [`DeviceBatch::release_after`] for a stream made outside cudarc (see
+    /// [`DeviceBatch::wait_on_raw`]).
+    ///
+    /// # Safety
+    /// `stream` must be null or a live stream of this batch's context.
+    pub unsafe fn release_after_raw(
+        &self,
+        stream: cudarc::driver::sys::CUstream,
+    ) -> crate::Result<()> {
+        let event = self.dev().events.release.cu_event();
+        // SAFETY: both handles are live (the caller vouches for the stream).
+        unsafe { cudarc::driver::result::event::record(event, stream) }
+            .map_err(cuda_error("recording the release"))
     }
 
     /// Block the host until the batch is ready.

@@ -1,0 +1,219 @@
+//! `sluice.Batch`: a mapping of named tensors ("images", "labels", "indices") plus the batch's
+//! position and the samples the skip policy left out.
+
+use crate::tensor::{Memory, Tensor};
+use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
+use sluice::batch::Images;
+use std::sync::Arc;
+
+/// The names a batch holds, in order.
+const KEYS: [&str; 3] = ["images", "labels", "indices"];
+
+/// A sample the `on_error="skip"` policy left out of its batch.
+#[pyclass(module = "sluice", frozen, get_all)]
+pub struct SkippedSample {
+    /// Dataset index.
+    index: u64,
+    /// Where the sample came from (file path, or shard and offset).
+    path: String,
+    /// The operator that failed.
+    operator: String,
+    reason: String,
+}
+
+#[pymethods]
+impl SkippedSample {
+    fn __repr__(&self) -> String {
+        format!(
+            "SkippedSample(index={}, path={:?}, operator={:?}, reason={:?})",
+            self.index, self.path, self.operator, self.reason
+        )
+    }
+
+    fn __str__(&self) -> String {
+        format!(
+            "sample #{} ({}): operator `{}` failed: {}",
+            self.index, self.path, self.operator, self.reason
+        )
+    }
+}
+
+/// One batch, in sampler order: `batch["images"]`, `batch["labels"]` (int64),
+/// `batch["indices"]` (int64 dataset indices).
+#[pyclass(module = "sluice", frozen, mapping)]
+pub struct Batch {
+    /// The epoch this batch belongs to.
+    #[pyo3(get)]
+    epoch: u32,
+    /// Position of the batch in its epoch.
+    #[pyo3(get)]
+    index: u64,
+    /// Number of samples in the batch.
+    #[pyo3(get)]
+    size: usize,
+    images: Py<PyAny>,
+    labels: Py<Tensor>,
+    indices: Py<Tensor>,
+    skipped: Py<PyList>,
+}
+
+impl Batch {
+    pub fn from_core(py: Python<'_>, batch: sluice::Batch) -> PyResult<Batch> {
+        let size = batch.len();
+        let images: Py<PyAny> = match batch.images {
+            Images::Dense(d) => {
+                let (shape, dtype, nbytes) = (d.shape.clone(), d.dtype, d.bytes().len());
+                let memory = Arc::new(Memory::Pooled(d.into_buffer()));
+                Py::new(py, Tensor::host(memory, 0, nbytes, &shape, dtype))?.into_any()
+            }
+            Images::Ragged(r) => {
+                // One tensor per sample, each a window of the batch's one buffer.
+                let (offsets, shapes, dtype) = (r.offsets.clone(), r.shapes.clone(), r.dtype);
+                let memory = Arc::new(Memory::Pooled(r.into_buffer()));
+                let tensors = (0..shapes.len())
+                    .map(|i| {
+                        let (start, end) = (offsets[i], offsets[i + 1]);
+                        Py::new(
+                            py,
+                            Tensor::host(memory.clone(), start, end - start, &shapes[i], dtype),
+                        )
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyList::new(py, tensors)?.into_any().unbind()
+            }
+            Images::Device(d) => Py::new(py, Tensor::on_device(d))?.into_any(),
+        };
+        let skipped = batch
+            .skipped
+            .into_iter()
+            .map(|e| SkippedSample {
+                index: e.sample.index,
+                path: e.sample.origin,
+                operator: e.operator,
+                reason: e.message,
+            })
+            .map(|s| Py::new(py, s))
+            .collect::<PyResult<Vec<_>>>()?;
+        let indices = batch.sample_indices.iter().map(|&i| i as i64).collect();
+        Ok(Batch {
+            epoch: batch.epoch,
+            index: batch.index,
+            size,
+            images,
+            labels: Py::new(py, Tensor::int64(batch.labels))?,
+            indices: Py::new(py, Tensor::int64(indices))?,
+            skipped: PyList::new(py, skipped)?.unbind(),
+        })
+    }
+
+    fn get(&self, py: Python<'_>, key: &str) -> Option<Py<PyAny>> {
+        match key {
+            "images" => Some(self.images.clone_ref(py)),
+            "labels" => Some(self.labels.clone_ref(py).into_any()),
+            "indices" => Some(self.indices.clone_ref(py).into_any()),
+            _ => None,
+        }
+    }
+
+    /// The image bytes of the batch in delivery order (host copy for device batches).
+    pub fn image_bytes(&self, py: Python<'_>) -> PyResult<Vec<u8>> {
+        let images = self.images.bind(py);
+        if let Ok(t) = images.cast::<Tensor>() {
+            return Ok(t.get().host_bytes()?.into_owned());
+        }
+        let mut out = Vec::new();
+        for t in images.cast::<PyList>()?.iter() {
+            out.extend_from_slice(&t.cast::<Tensor>()?.get().host_bytes()?);
+        }
+        Ok(out)
+    }
+
+    pub fn labels(&self, py: Python<'_>) -> PyResult<Vec<i64>> {
+        let bytes = self.labels.bind(py).get().host_bytes()?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect())
+    }
+}
+
+#[pymethods]
+impl Batch {
+    fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let name: &str = &key
+            .extract::<String>()
+            .map_err(|_| PyTypeError::new_err("batch keys are strings: images, labels, indices"))?;
+        self.get(py, name).ok_or_else(|| {
+            PyKeyError::new_err(format!("{name:?}: a batch holds {}", KEYS.join(", ")))
+        })
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> bool {
+        key.extract::<String>()
+            .is_ok_and(|k| KEYS.contains(&k.as_str()))
+    }
+
+    /// Number of named tensors (a batch is a mapping); `batch.size` is the number of samples.
+    fn __len__(&self) -> usize {
+        KEYS.len()
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        PyTuple::new(py, KEYS)?.try_iter().map(Bound::into_any)
+    }
+
+    fn keys(&self) -> Vec<&'static str> {
+        KEYS.to_vec()
+    }
+
+    fn values(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
+        KEYS.iter().filter_map(|k| self.get(py, k)).collect()
+    }
+
+    fn items(&self, py: Python<'_>) -> Vec<(&'static str, Py<PyAny>)> {
+        KEYS.iter()
+            .filter_map(|k| self.get(py, k).map(|v| (*k, v)))
+            .collect()
+    }
+
+    /// Samples of this batch's range that `on_error="skip"` left out, with path and reason.
+    #[getter]
+    fn skipped(&self, py: Python<'_>) -> Py<PyList> {
+        self.skipped.clone_ref(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "sluice.Batch(epoch={}, index={}, size={})",
+            self.epoch, self.index, self.size
+        )
+    }
+}
+
+/// The checksum `sluice bench` prints, over batches as Python receives them: equal checksums
+/// mean the same bytes and labels in the same order.
+#[pyclass(module = "sluice")]
+#[derive(Default)]
+pub struct Checksum(sluice::bench::Checksum);
+
+#[pymethods]
+impl Checksum {
+    #[new]
+    fn new() -> Self {
+        Checksum::default()
+    }
+
+    /// Add one batch: its image bytes, then its labels.
+    fn update(&mut self, py: Python<'_>, batch: &Bound<'_, Batch>) -> PyResult<()> {
+        let b = batch.get();
+        self.0.add_batch(&b.image_bytes(py)?, &b.labels(py)?);
+        Ok(())
+    }
+
+    /// The digest so far, as 16 hex digits.
+    fn hexdigest(&self) -> String {
+        self.0.hex()
+    }
+}

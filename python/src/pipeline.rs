@@ -1,0 +1,658 @@
+//! `sluice.Pipeline` and its epoch iterator: the Rust builder's settings as keyword arguments,
+//! epochs iterated with the GIL released, Ctrl-C honoured while waiting, resume through
+//! `state_dict`, and a guard against use after `fork()`.
+
+use crate::batch::Batch;
+use crate::convert::{self, count, Declared};
+use crate::errors::{bad_setting, check_not_forked, IntoPy};
+use crate::source;
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use sluice::exec::{EpochIter, Wait};
+use sluice::ops::DecodeLimits;
+use sluice::optimizer::{self, profile, Goal, LogicalPlan};
+use sluice::pipeline::Settings;
+use sluice::Pipeline as CorePipeline;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long `next()` waits before looking for a pending signal (Ctrl-C) again.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// Where iteration stands, for `state_dict`, and a resume point set by `load_state_dict`.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The epoch last iterated and the batches delivered in it.
+    epoch: u32,
+    position: u64,
+    /// The epoch `iter(pipeline)` runs next.
+    next_epoch: u32,
+    /// Set by `load_state_dict`: the next iteration over this epoch starts at this batch.
+    resume: Option<(u32, u64)>,
+}
+
+/// Where the Python package keeps generated data and measured profiles.
+pub fn cache_dir(what: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
+        return PathBuf::from(dir).join(what);
+    }
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    home.join(".cache").join("sluice").join(what)
+}
+
+/// A declared pipeline: source, operators and settings, ready to iterate.
+///
+/// `Pipeline(source, ops, *, batch_size=32, shuffle=False, seed=0, threads=None, prefetch=2,
+/// max_prefetch=0, drop_last=False, on_error="fail", placement="cpu", device_batches=False,
+/// cache_mib=0, fuse=True, max_pixels=None, max_side=None, optimize=False, profile=None,
+/// save_profile=None, train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=False)`
+#[pyclass(module = "sluice", frozen)]
+pub struct Pipeline {
+    inner: CorePipeline,
+    logical: LogicalPlan,
+    source_obj: Py<PyAny>,
+    ops_obj: Py<PyList>,
+    kwargs: Py<PyDict>,
+    /// The optimizer's explanation, when the pipeline was planned by it.
+    explained: Option<String>,
+    progress: Arc<Mutex<Progress>>,
+    created_in: u32,
+}
+
+/// Read one keyword setting from the dict the constructor collected.
+fn get<'py, T: FromPyObjectOwned<'py>>(kw: &Bound<'py, PyDict>, name: &str) -> PyResult<T> {
+    let value = kw
+        .get_item(name)?
+        .ok_or_else(|| bad_setting(name, "missing"))?;
+    value
+        .extract::<T>()
+        .map_err(|e| bad_setting(name, Into::<PyErr>::into(e)))
+}
+
+impl Pipeline {
+    /// Build from the source object, the list of `sluice.ops` declarations and the settings.
+    fn build(
+        py: Python<'_>,
+        source_obj: Bound<'_, PyAny>,
+        ops_obj: Bound<'_, PyList>,
+        kw: Bound<'_, PyDict>,
+    ) -> PyResult<Pipeline> {
+        let opened = source::open(py, &source_obj)?;
+        let declared: Vec<Declared> = ops_obj
+            .iter()
+            .map(|o| convert::op_from_py(&o))
+            .collect::<PyResult<_>>()?;
+        let threads = match get::<Option<i64>>(&kw, "threads")? {
+            Some(n) => count("threads", n, 1)?,
+            None => Settings::default().threads,
+        };
+        let settings = Settings {
+            batch_size: count("batch_size", get(&kw, "batch_size")?, 1)?,
+            drop_last: get(&kw, "drop_last")?,
+            shuffle: get(&kw, "shuffle")?,
+            seed: get(&kw, "seed")?,
+            threads,
+            prefetch: count("prefetch", get(&kw, "prefetch")?, 1)?,
+            max_prefetch: count("max_prefetch", get(&kw, "max_prefetch")?, 0)?,
+            policy: convert::policy(&get::<String>(&kw, "on_error")?)?,
+            fuse: get(&kw, "fuse")?,
+            cache_bytes: count("cache_mib", get(&kw, "cache_mib")?, 0)? << 20,
+        };
+        let mut limits = DecodeLimits::default();
+        if let Some(n) = get::<Option<i64>>(&kw, "max_pixels")? {
+            limits.max_pixels = count("max_pixels", n, 1)? as u64;
+        }
+        if let Some(n) = get::<Option<i64>>(&kw, "max_side")? {
+            limits.max_side = u32::try_from(count("max_side", n, 1)?)
+                .map_err(|_| bad_setting("max_side", "too large"))?;
+        }
+        let placement = convert::placement("placement", &get::<String>(&kw, "placement")?)?;
+        let mut builder = CorePipeline::builder_shared(opened.source.clone())
+            .settings(settings)
+            .decode_limits(limits)
+            .placement(placement)
+            .device_batches(get(&kw, "device_batches")?);
+        for d in declared {
+            builder = match (d.pin, d.fixed) {
+                (Some(p), _) => builder.op_on(d.op, p),
+                (None, true) => builder.op_fixed(d.op),
+                (None, false) => builder.op(d.op),
+            };
+        }
+        let logical = builder.logical_plan();
+        let goal = Goal {
+            batch_size: count("batch_size", get(&kw, "batch_size")?, 1)?,
+            train_step_ms: get(&kw, "train_step_ms")?,
+            epochs: get(&kw, "epochs")?,
+            memory_budget_bytes: count("cache_budget_mib", get(&kw, "cache_budget_mib")?, 0)? << 20,
+            allow_approx: get(&kw, "allow_approx")?,
+        };
+        let profile_path: Option<PathBuf> = get(&kw, "profile")?;
+        let save_profile: Option<PathBuf> = get(&kw, "save_profile")?;
+        let optimize: bool = get(&kw, "optimize")?;
+        let (inner, explained) = py
+            .detach(|| -> sluice::Result<_> {
+                if !optimize {
+                    return Ok((builder.build()?, None));
+                }
+                let source = opened.source.as_ref();
+                let dir = cache_dir("profiles");
+                let profile =
+                    profile::for_pipeline(source, &logical.ops, profile_path.as_deref(), &dir)?;
+                if let Some(path) = &save_profile {
+                    profile.save(path)?;
+                }
+                let (builder, optimized) = builder.optimize(&profile, &goal)?;
+                Ok((builder.build()?, Some(optimized.explain(&goal))))
+            })
+            .py_err(py)?;
+        Ok(Pipeline {
+            inner,
+            logical,
+            source_obj: source_obj.unbind(),
+            ops_obj: ops_obj.unbind(),
+            kwargs: kw.unbind(),
+            explained,
+            progress: Arc::default(),
+            created_in: std::process::id(),
+        })
+    }
+
+    fn start_epoch(&self, epoch: u32) -> PyResult<EpochIterator> {
+        check_not_forked(self.created_in)?;
+        let mut p = self.progress.lock().unwrap();
+        let start = match p.resume {
+            Some((e, at)) if e == epoch => {
+                p.resume = None;
+                at
+            }
+            _ => 0,
+        };
+        let iter = Python::attach(|py| self.inner.epoch_from(epoch, start).py_err(py))?;
+        p.epoch = epoch;
+        p.position = start;
+        p.next_epoch = epoch + 1;
+        Ok(EpochIterator {
+            len: iter.num_batches(),
+            inner: Mutex::new(Some(iter)),
+            progress: self.progress.clone(),
+            created_in: self.created_in,
+            epoch,
+        })
+    }
+}
+
+#[pymethods]
+impl Pipeline {
+    #[new]
+    #[pyo3(signature = (source, ops=None, *, batch_size=32, shuffle=false, seed=0, threads=None,
+        prefetch=2, max_prefetch=0, drop_last=false, on_error="fail".to_string(),
+        placement="cpu".to_string(), device_batches=false, cache_mib=0, fuse=true,
+        max_pixels=None, max_side=None, optimize=false, profile=None, save_profile=None,
+        train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        source: Bound<'_, PyAny>,
+        ops: Option<Bound<'_, PyAny>>,
+        batch_size: i64,
+        shuffle: bool,
+        seed: u64,
+        threads: Option<i64>,
+        prefetch: i64,
+        max_prefetch: i64,
+        drop_last: bool,
+        on_error: String,
+        placement: String,
+        device_batches: bool,
+        cache_mib: i64,
+        fuse: bool,
+        max_pixels: Option<i64>,
+        max_side: Option<i64>,
+        optimize: bool,
+        profile: Option<PathBuf>,
+        save_profile: Option<PathBuf>,
+        train_step_ms: f64,
+        epochs: u32,
+        cache_budget_mib: i64,
+        allow_approx: bool,
+    ) -> PyResult<Self> {
+        let kw = PyDict::new(py);
+        kw.set_item("batch_size", batch_size)?;
+        kw.set_item("shuffle", shuffle)?;
+        kw.set_item("seed", seed)?;
+        kw.set_item("threads", threads)?;
+        kw.set_item("prefetch", prefetch)?;
+        kw.set_item("max_prefetch", max_prefetch)?;
+        kw.set_item("drop_last", drop_last)?;
+        kw.set_item("on_error", on_error)?;
+        kw.set_item("placement", placement)?;
+        kw.set_item("device_batches", device_batches)?;
+        kw.set_item("cache_mib", cache_mib)?;
+        kw.set_item("fuse", fuse)?;
+        kw.set_item("max_pixels", max_pixels)?;
+        kw.set_item("max_side", max_side)?;
+        kw.set_item("optimize", optimize)?;
+        kw.set_item("profile", profile)?;
+        kw.set_item("save_profile", save_profile)?;
+        kw.set_item("train_step_ms", train_step_ms)?;
+        kw.set_item("epochs", epochs)?;
+        kw.set_item("cache_budget_mib", cache_budget_mib)?;
+        kw.set_item("allow_approx", allow_approx)?;
+        let ops = match ops {
+            None => PyList::empty(py),
+            Some(o) => PyList::new(py, o.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
+        };
+        Pipeline::build(py, source, ops, kw)
+    }
+
+    /// The batches of epoch `epoch`, in sampler order (after `load_state_dict`, from the saved
+    /// position when `epoch` is the saved epoch).
+    fn epoch(&self, epoch: u32) -> PyResult<EpochIterator> {
+        self.start_epoch(epoch)
+    }
+
+    /// Iterate the next epoch: 0, 1, 2, ... (or the epoch a loaded state resumes).
+    fn __iter__(&self) -> PyResult<EpochIterator> {
+        let epoch = {
+            let p = self.progress.lock().unwrap();
+            match p.resume {
+                Some((e, at)) if at >= self.inner.batches_per_epoch() => e + 1,
+                Some((e, _)) => e,
+                None => p.next_epoch,
+            }
+        };
+        self.start_epoch(epoch)
+    }
+
+    /// Batches in one epoch.
+    fn __len__(&self) -> usize {
+        self.inner.batches_per_epoch() as usize
+    }
+
+    /// Samples in the source.
+    #[getter]
+    fn num_samples(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Where iteration stands: `{"epoch", "position", "batches_per_epoch", "seed"}`
+    /// (torchdata's Stateful convention). Restore with `load_state_dict`.
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.progress.lock().unwrap();
+        let (epoch, position) = p.resume.unwrap_or((p.epoch, p.position));
+        let d = PyDict::new(py);
+        d.set_item("epoch", epoch)?;
+        d.set_item("position", position)?;
+        d.set_item("batches_per_epoch", self.inner.batches_per_epoch())?;
+        d.set_item("seed", self.inner.settings().seed)?;
+        Ok(d)
+    }
+
+    /// Resume from a `state_dict`: the next iteration over its epoch starts at its position
+    /// and delivers exactly the batches an uninterrupted run would have.
+    fn load_state_dict(&self, state: &Bound<'_, PyDict>) -> PyResult<()> {
+        let epoch: u32 = get(state, "epoch")?;
+        let position: u64 = get(state, "position")?;
+        let n = self.inner.batches_per_epoch();
+        if position > n {
+            return Err(bad_setting(
+                "state_dict.position",
+                format!("{position} is past the epoch's {n} batches"),
+            ));
+        }
+        if let Some(seed) = state.get_item("seed")? {
+            let seed: u64 = seed.extract()?;
+            if seed != self.inner.settings().seed {
+                return Err(bad_setting(
+                    "state_dict.seed",
+                    format!(
+                        "saved by a pipeline with seed {seed}, this one has seed {}",
+                        self.inner.settings().seed
+                    ),
+                ));
+            }
+        }
+        if let Some(saved) = state.get_item("batches_per_epoch")? {
+            let saved: u64 = saved.extract()?;
+            if saved != n {
+                return Err(bad_setting(
+                    "state_dict.batches_per_epoch",
+                    format!("saved with {saved} batches per epoch, this pipeline has {n}"),
+                ));
+            }
+        }
+        self.progress.lock().unwrap().resume = Some((epoch, position));
+        Ok(())
+    }
+
+    /// Why the operators run where they do (and, without a usable GPU, why not there).
+    #[getter]
+    fn placement_reason(&self) -> &str {
+        self.inner.placement_reason()
+    }
+
+    /// Whether batches arrive in CUDA device memory.
+    #[getter]
+    fn device_batches(&self) -> bool {
+        self.inner.device_batches()
+    }
+
+    /// Index of the first operator that runs on the GPU (the number of operators when none).
+    #[getter]
+    fn gpu_cut(&self) -> usize {
+        self.inner.gpu_cut()
+    }
+
+    /// The declared operators (`sluice.ops` objects).
+    #[getter]
+    fn ops(&self, py: Python<'_>) -> Py<PyList> {
+        self.ops_obj.clone_ref(py)
+    }
+
+    /// The source this pipeline reads.
+    #[getter]
+    fn source(&self, py: Python<'_>) -> Py<PyAny> {
+        self.source_obj.clone_ref(py)
+    }
+
+    /// The settings as given (keyword arguments of the constructor).
+    #[getter]
+    fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.kwargs.bind(py).copy()
+    }
+
+    /// A readable description of the plan that runs: steps, placement, output, settings.
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    /// The optimizer's reasoning: the declared plan, each rule's decision with the predicted
+    /// cost of every alternative, and the physical plan. For a pipeline built with
+    /// `optimize=True` this is the plan that runs; otherwise it is what the optimizer would do
+    /// (profile from `profile`, else measured here and cached).
+    #[pyo3(signature = (profile=None, train_step_ms=None, epochs=None, cache_budget_mib=None, allow_approx=None))]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        profile: Option<PathBuf>,
+        train_step_ms: Option<f64>,
+        epochs: Option<u32>,
+        cache_budget_mib: Option<i64>,
+        allow_approx: Option<bool>,
+    ) -> PyResult<String> {
+        check_not_forked(self.created_in)?;
+        let asked = profile.is_some()
+            || train_step_ms.is_some()
+            || epochs.is_some()
+            || cache_budget_mib.is_some()
+            || allow_approx.is_some();
+        if let (Some(text), false) = (&self.explained, asked) {
+            return Ok(text.clone());
+        }
+        let kw = self.kwargs.bind(py);
+        let budget = match cache_budget_mib {
+            Some(m) => m,
+            None => get(kw, "cache_budget_mib")?,
+        };
+        let goal = Goal {
+            batch_size: self.inner.settings().batch_size,
+            train_step_ms: train_step_ms.map_or_else(|| get(kw, "train_step_ms"), Ok)?,
+            epochs: epochs.map_or_else(|| get(kw, "epochs"), Ok)?,
+            memory_budget_bytes: count("cache_budget_mib", budget, 0)? << 20,
+            allow_approx: allow_approx.map_or_else(|| get(kw, "allow_approx"), Ok)?,
+        };
+        let profile = profile.or(get(kw, "profile")?);
+        let source = source::open(py, self.source_obj.bind(py))?.source;
+        let logical = &self.logical;
+        py.detach(|| -> sluice::Result<String> {
+            let dir = cache_dir("profiles");
+            let p = profile::for_pipeline(source.as_ref(), &logical.ops, profile.as_deref(), &dir)?;
+            Ok(optimizer::optimize(logical, &p, &goal)?.explain(&goal))
+        })
+        .py_err(py)
+    }
+
+    /// Counters since the pipeline was built: time per stage, samples, skips, allocations.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let json = serde_json::to_string(&self.inner.stats())
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        py.import("json")?.call_method1("loads", (json,))
+    }
+
+    /// Pickle as the declaration (source, operators, settings): a copy is built anew where it
+    /// is unpickled (its own threads; iteration state is not carried).
+    fn __reduce__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let rebuild = py.import("sluice")?.getattr("_rebuild_pipeline")?;
+        let args = PyTuple::new(
+            py,
+            [
+                self.source_obj.clone_ref(py),
+                self.ops_obj.clone_ref(py).into_any(),
+                self.kwargs.clone_ref(py).into_any(),
+            ],
+        )?;
+        Ok((rebuild, args))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "sluice.Pipeline({}, ops={}, batch_size={})",
+            self.source_obj.bind(py).repr()?,
+            self.ops_obj.bind(py).repr()?,
+            self.inner.settings().batch_size
+        ))
+    }
+}
+
+/// The batches of one epoch, in order. Dropping it (or `close()`) cancels the work still
+/// queued; Ctrl-C while it waits raises `KeyboardInterrupt` and cancels the epoch.
+#[pyclass(module = "sluice", frozen)]
+pub struct EpochIterator {
+    inner: Mutex<Option<EpochIter>>,
+    progress: Arc<Mutex<Progress>>,
+    created_in: u32,
+    epoch: u32,
+    len: u64,
+}
+
+#[pymethods]
+impl EpochIterator {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Batch> {
+        check_not_forked(self.created_in)?;
+        let Ok(mut guard) = self.inner.try_lock() else {
+            return Err(PyRuntimeError::new_err(
+                "this epoch iterator is in use by another thread",
+            ));
+        };
+        loop {
+            let Some(iter) = guard.as_mut() else {
+                return Err(PyStopIteration::new_err(()));
+            };
+            match py.detach(|| iter.next_within(SIGNAL_POLL)) {
+                Wait::Ready(result) => {
+                    let position = iter.next_index();
+                    let mut p = self.progress.lock().unwrap();
+                    (p.epoch, p.position) = (self.epoch, position);
+                    drop(p);
+                    return match result {
+                        Ok(batch) => Batch::from_core(py, batch),
+                        Err(e) => Err(crate::errors::to_py(py, e)),
+                    };
+                }
+                Wait::Finished => {
+                    let done = guard.take();
+                    py.detach(|| drop(done));
+                    return Err(PyStopIteration::new_err(()));
+                }
+                Wait::TimedOut => {
+                    if let Err(interrupt) = py.check_signals() {
+                        // Cancel queued work and wait for running work, without the GIL.
+                        let cancelled = guard.take();
+                        py.detach(|| drop(cancelled));
+                        return Err(interrupt);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Batches in this epoch (all of them, including any a resume skipped).
+    fn __len__(&self) -> usize {
+        self.len as usize
+    }
+
+    /// The epoch this iterator runs.
+    #[getter]
+    fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// Position of the next batch to be delivered.
+    #[getter]
+    fn position(&self) -> u64 {
+        match self.inner.try_lock() {
+            Ok(g) => g.as_ref().map_or(self.len, |i| i.next_index()),
+            Err(_) => self.progress.lock().unwrap().position,
+        }
+    }
+
+    /// Stop the epoch now: queued work is cancelled, running work finishes.
+    fn close(&self, py: Python<'_>) {
+        let taken = self.inner.lock().unwrap().take();
+        py.detach(|| drop(taken));
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _t: Option<Bound<'_, PyAny>>,
+        _v: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) {
+        self.close(py);
+    }
+}
+
+/// The pipeline `sluice bench NAME` runs, with the same settings (same bytes, same checksum).
+#[pyfunction]
+#[pyo3(signature = (name, data=None, *, images=1024, batch_size=64, threads=None, seed=0,
+    prefetch=2, on_error="fail".to_string(), placement="cpu".to_string(), device_batches=false,
+    cache_mib=0, fuse=true))]
+#[allow(clippy::too_many_arguments)]
+pub fn workload(
+    py: Python<'_>,
+    name: &str,
+    data: Option<Bound<'_, PyAny>>,
+    images: i64,
+    batch_size: i64,
+    threads: Option<i64>,
+    seed: u64,
+    prefetch: i64,
+    on_error: String,
+    placement: String,
+    device_batches: bool,
+    cache_mib: i64,
+    fuse: bool,
+) -> PyResult<Pipeline> {
+    let w = sluice::bench::Workload::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = sluice::bench::WORKLOADS.iter().map(|(n, _)| *n).collect();
+        bad_setting(
+            "name",
+            format!(
+                "unknown workload {name:?}; choose one of {}",
+                names.join(", ")
+            ),
+        )
+    })?;
+    let data = match data {
+        Some(d) => d,
+        None => generated_dataset(py, count("images", images, 1)?, 10, 0)?
+            .into_pyobject(py)?
+            .into_any(),
+    };
+    let ops = w
+        .add_ops(CorePipeline::builder_shared(Arc::new(
+            sluice::source::InMemory::new(vec![]),
+        )))
+        .logical_plan()
+        .ops;
+    let ops = ops
+        .iter()
+        .map(|op| convert::op_to_py(py, op, None))
+        .collect::<PyResult<Vec<_>>>()?;
+    let kw = PyDict::new(py);
+    kw.set_item("batch_size", batch_size)?;
+    kw.set_item("shuffle", w.shuffles())?;
+    kw.set_item("seed", seed)?;
+    kw.set_item("threads", threads)?;
+    kw.set_item("prefetch", prefetch)?;
+    kw.set_item("max_prefetch", 0)?;
+    kw.set_item("drop_last", false)?;
+    kw.set_item("on_error", on_error)?;
+    kw.set_item("placement", placement)?;
+    kw.set_item("device_batches", device_batches)?;
+    kw.set_item("cache_mib", cache_mib)?;
+    kw.set_item("fuse", fuse)?;
+    for key in ["max_pixels", "max_side", "profile", "save_profile"] {
+        kw.set_item(key, py.None())?;
+    }
+    kw.set_item("optimize", false)?;
+    kw.set_item("train_step_ms", 0.0)?;
+    kw.set_item("epochs", 1)?;
+    kw.set_item("cache_budget_mib", 0)?;
+    kw.set_item("allow_approx", false)?;
+    Pipeline::build(py, data, PyList::new(py, ops)?, kw)
+}
+
+/// Names of the built-in workloads.
+#[pyfunction]
+pub fn workloads() -> Vec<&'static str> {
+    sluice::bench::WORKLOADS.iter().map(|(n, _)| *n).collect()
+}
+
+/// The deterministic ImageNet-like JPEG dataset `sluice bench` generates (`ROOT/class_NNN/
+/// img_NNNNNN.jpg`), made once under the cache directory (`$SLUICE_CACHE_DIR` or
+/// `~/.cache/sluice`) and reused; returns its path.
+#[pyfunction]
+#[pyo3(signature = (images=1024, classes=10, seed=0))]
+pub fn generated_dataset(
+    py: Python<'_>,
+    images: usize,
+    classes: usize,
+    seed: u64,
+) -> PyResult<PathBuf> {
+    let dir = cache_dir("data").join(format!("gen-n{images}-c{classes}-s{seed}"));
+    gen_data(py, dir.clone(), images, classes, seed)?;
+    Ok(dir)
+}
+
+/// Write the generated dataset to `dir` (kept if a complete one with the same spec is there).
+#[pyfunction]
+#[pyo3(signature = (dir, n=1024, classes=10, seed=0))]
+pub fn gen_data(py: Python<'_>, dir: PathBuf, n: usize, classes: usize, seed: u64) -> PyResult<()> {
+    if n == 0 || classes == 0 {
+        return Err(bad_setting("gen_data", "n and classes must be at least 1"));
+    }
+    let spec = sluice::gen::DatasetSpec {
+        images: n,
+        classes,
+        seed,
+    };
+    py.detach(|| sluice::gen::ensure_dataset(&dir, &spec, &|_| {}))
+        .py_err(py)
+        .map(|_| ())
+}

@@ -1,0 +1,162 @@
+//! Data sources for Python: `ImageFolder`, `FileList`, `InMemory`, or a path (a directory is an
+//! ImageFolder, a file a CSV list).
+
+use crate::errors::IntoPy;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use sluice::source::{self, Source};
+use std::sync::Arc;
+
+/// A source as Python holds it: the core source, and how to rebuild it (for pickling).
+#[derive(Clone)]
+pub struct Opened {
+    pub source: Arc<dyn Source>,
+}
+
+/// `ROOT/CLASS/*.jpg|jpeg|png`; labels are class indices in sorted class order.
+#[pyclass(module = "sluice", frozen)]
+pub struct ImageFolder {
+    inner: Arc<source::ImageFolder>,
+    root: String,
+}
+
+#[pymethods]
+impl ImageFolder {
+    #[new]
+    fn new(py: Python<'_>, root: std::path::PathBuf) -> PyResult<Self> {
+        let inner = py.detach(|| source::ImageFolder::open(&root)).py_err(py)?;
+        Ok(ImageFolder {
+            inner: Arc::new(inner),
+            root: root.display().to_string(),
+        })
+    }
+
+    /// Class names, in label order.
+    #[getter]
+    fn classes(&self) -> Vec<String> {
+        self.inner.classes().to_vec()
+    }
+
+    #[getter]
+    fn root(&self) -> &str {
+        &self.root
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        Ok((
+            slf.get_type().into_any(),
+            PyTuple::new(py, [slf.get().root.clone()])?,
+        ))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("sluice.ImageFolder({:?})", self.root)
+    }
+}
+
+/// A CSV list of `path,label` lines (paths relative to the file's directory or absolute).
+#[pyclass(module = "sluice", frozen)]
+pub struct FileList {
+    inner: Arc<source::FileList>,
+    path: String,
+}
+
+#[pymethods]
+impl FileList {
+    #[new]
+    fn new(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let inner = py.detach(|| source::FileList::open(&path)).py_err(py)?;
+        Ok(FileList {
+            inner: Arc::new(inner),
+            path: path.display().to_string(),
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        Ok((
+            slf.get_type().into_any(),
+            PyTuple::new(py, [slf.get().path.clone()])?,
+        ))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("sluice.FileList({:?})", self.path)
+    }
+}
+
+/// Encoded samples held in memory: a list of `(bytes, label)` pairs.
+#[pyclass(module = "sluice", frozen)]
+pub struct InMemory {
+    inner: Arc<source::InMemory>,
+    samples: Py<PyAny>,
+}
+
+#[pymethods]
+impl InMemory {
+    #[new]
+    fn new(samples: Bound<'_, PyAny>) -> PyResult<Self> {
+        let pairs: Vec<(Vec<u8>, i64)> = samples.extract().map_err(|_| {
+            crate::errors::bad_setting(
+                "InMemory.samples",
+                "give a list of (bytes, int label) pairs",
+            )
+        })?;
+        Ok(InMemory {
+            inner: Arc::new(source::InMemory::new(pairs)),
+            samples: samples.unbind(),
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        let args = PyTuple::new(py, [slf.get().samples.clone_ref(py)])?;
+        Ok((slf.get_type().into_any(), args))
+    }
+}
+
+/// The source a `Pipeline` was given: one of the classes above, or a path.
+pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Opened> {
+    if let Ok(f) = obj.cast::<ImageFolder>() {
+        return Ok(Opened {
+            source: f.get().inner.clone(),
+        });
+    }
+    if let Ok(f) = obj.cast::<FileList>() {
+        return Ok(Opened {
+            source: f.get().inner.clone(),
+        });
+    }
+    if let Ok(m) = obj.cast::<InMemory>() {
+        return Ok(Opened {
+            source: m.get().inner.clone(),
+        });
+    }
+    let path: std::path::PathBuf = obj.extract().map_err(|_| {
+        crate::errors::bad_setting(
+            "source",
+            "give sluice.ImageFolder, sluice.FileList, sluice.InMemory or a path",
+        )
+    })?;
+    let source = py.detach(|| source::open_path(&path)).py_err(py)?;
+    Ok(Opened { source })
+}
