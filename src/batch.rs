@@ -9,6 +9,10 @@ use crate::tensor::{DType, HostTensor, Layout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+/// Where batch buffers start: 64 bytes, so consumers that want aligned memory (XLA, SIMD
+/// kernels) take the batch without a copy.
+pub const BUFFER_ALIGN: usize = 64;
+
 /// Reusable byte buffers for batches.
 #[derive(Debug, Default)]
 pub struct BufferPool {
@@ -21,16 +25,21 @@ impl BufferPool {
         Arc::new(BufferPool::default())
     }
 
-    /// A buffer of exactly `len` bytes (contents unspecified), reused when one is free.
+    /// A buffer of exactly `len` bytes (contents unspecified) starting on a [`BUFFER_ALIGN`]
+    /// boundary, reused when one is free.
     pub fn take(self: &Arc<Self>, len: usize) -> PooledBuffer {
         let mut buf = self.free.lock().unwrap().pop().unwrap_or_default();
-        if buf.capacity() < len {
+        let room = len + BUFFER_ALIGN - 1;
+        if buf.capacity() < room {
             // A fresh buffer, or a recycled one too small: either way an allocation.
             self.allocations.fetch_add(1, Ordering::Relaxed);
+            buf.reserve_exact(room - buf.len());
         }
-        buf.resize(len, 0);
+        let start = buf.as_ptr().align_offset(BUFFER_ALIGN);
+        buf.resize(start + len, 0);
         PooledBuffer {
             buf,
+            start,
             pool: Arc::downgrade(self),
         }
     }
@@ -41,24 +50,29 @@ impl BufferPool {
     }
 }
 
-/// A byte buffer that returns to its pool on drop.
+/// A byte buffer that returns to its pool on drop. Its bytes are `buf[start..]`: `start` skips
+/// to the alignment boundary.
 #[derive(Debug)]
 pub struct PooledBuffer {
     buf: Vec<u8>,
+    start: usize,
     pool: Weak<BufferPool>,
 }
 
 impl PooledBuffer {
     pub fn as_slice(&self) -> &[u8] {
-        &self.buf
+        &self.buf[self.start..]
     }
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.buf
+        &mut self.buf[self.start..]
     }
     pub fn truncate(&mut self, len: usize) {
-        self.buf.truncate(len);
+        self.buf.truncate(self.start + len);
     }
+    /// The whole vector, for a writer that sizes it itself (the alignment is given up).
     pub fn vec_mut(&mut self) -> &mut Vec<u8> {
+        self.buf.drain(..self.start);
+        self.start = 0;
         &mut self.buf
     }
 }

@@ -496,9 +496,11 @@ impl EpochIterator {
                 }
                 Wait::TimedOut => {
                     if let Err(interrupt) = py.check_signals() {
-                        // Cancel queued work and wait for running work, without the GIL.
-                        let cancelled = guard.take();
-                        py.detach(|| drop(cancelled));
+                        // Cancel queued work at once; running work is waited for on a thread
+                        // of its own, so the interrupt returns now even if a read is stuck.
+                        if let Some(cancelled) = guard.take() {
+                            std::thread::spawn(move || drop(cancelled));
+                        }
                         return Err(interrupt);
                     }
                 }
