@@ -25,7 +25,7 @@ pub enum Memory {
     /// Labels or indices.
     Int64(Vec<i64>),
     /// A CUDA device batch; on drop its slot is released after the last consumer stream's work.
-    Device(DeviceMemory),
+    Device(Box<DeviceMemory>),
 }
 
 pub struct DeviceMemory {
@@ -120,7 +120,7 @@ impl Tensor {
         let shape = batch.shape().iter().map(|&d| d as i64).collect();
         let (dtype, nbytes) = (batch.dtype(), batch.len_bytes());
         Tensor {
-            memory: Arc::new(Memory::Device(DeviceMemory::new(batch))),
+            memory: Arc::new(Memory::Device(Box::new(DeviceMemory::new(batch)))),
             offset: 0,
             nbytes,
             shape,

@@ -1,0 +1,227 @@
+"""Type stubs for the native module `sluice._sluice` (the PyO3 binding)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union
+
+from .ops import Operator
+
+__version__: str
+
+PathLike = Union[str, os.PathLike[str]]
+SourceLike = Union["ImageFolder", "FileList", "InMemory", PathLike]
+
+class SampleError(RuntimeError):
+    """A sample failed in an operator (on_error="fail")."""
+
+    index: int
+    """Dataset index of the sample."""
+    path: str
+    """Where the sample came from (file path, or shard and offset)."""
+    operator: str
+    """The operator that failed, e.g. "DecodeImage"."""
+    reason: str
+
+class ImageFolder:
+    """`ROOT/CLASS/*.jpg|jpeg|png`; labels are class indices in sorted class order."""
+
+    def __init__(self, root: PathLike) -> None: ...
+    @property
+    def classes(self) -> list[str]:
+        """Class names, in label order."""
+    @property
+    def root(self) -> str: ...
+    def __len__(self) -> int: ...
+
+class FileList:
+    """A CSV list of `path,label` lines."""
+
+    def __init__(self, path: PathLike) -> None: ...
+    def __len__(self) -> int: ...
+
+class InMemory:
+    """Encoded samples held in memory: a list of `(bytes, label)` pairs."""
+
+    def __init__(self, samples: Sequence[tuple[bytes, int]]) -> None: ...
+    def __len__(self) -> int: ...
+
+class Tensor:
+    """One batch tensor. Pass it to `torch.from_dlpack`, `jax.numpy.from_dlpack` or
+    `numpy.from_dlpack`: no copy is made, and sluice reuses the memory only after the last
+    consumer tensor is freed."""
+
+    def __dlpack__(
+        self,
+        *,
+        stream: Optional[Any] = None,
+        max_version: Optional[tuple[int, int]] = None,
+        dl_device: Optional[tuple[int, int]] = None,
+        copy: Optional[bool] = None,
+    ) -> Any:
+        """A DLPack capsule (versioned when `max_version` >= (1, 0)). For a CUDA tensor,
+        `stream` is made to wait for the batch on the device (-1: no synchronization; None:
+        the legacy default stream)."""
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """(1, 0) for host memory, (2, ordinal) for CUDA."""
+    @property
+    def shape(self) -> list[int]: ...
+    @property
+    def dtype(self) -> Literal["float32", "float16", "bfloat16", "uint8", "int64"]: ...
+    @property
+    def device(self) -> str:
+        """"cpu" or "cuda:N"."""
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def data_ptr(self) -> int:
+        """Address of the first element (a zero-copy consumer's data pointer equals it)."""
+    def tobytes(self) -> bytes:
+        """A copy of the little-endian bytes (from the device for CUDA tensors)."""
+    def numpy(self) -> Any:
+        """`numpy.from_dlpack(self)`: host tensors only, not bfloat16."""
+    def __len__(self) -> int: ...
+
+class SkippedSample:
+    """A sample the `on_error="skip"` policy left out of its batch."""
+
+    index: int
+    path: str
+    operator: str
+    reason: str
+
+class Batch(Mapping[str, Any]):
+    """One batch in sampler order: a mapping of named tensors. "images" is a Tensor (a list of
+    per-sample Tensors when the output size is not fixed), "labels" and "indices" are int64
+    Tensors."""
+
+    epoch: int
+    index: int
+    """Position of the batch in its epoch."""
+    size: int
+    """Number of samples (len(batch) is the number of named tensors)."""
+    @property
+    def skipped(self) -> list[SkippedSample]:
+        """Samples of this batch's range left out under on_error="skip"."""
+    def __getitem__(self, key: str) -> Any: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __len__(self) -> int: ...
+
+class EpochIterator(Iterator[Batch]):
+    """The batches of one epoch. Dropping it (or close()) cancels queued work; Ctrl-C while it
+    waits raises KeyboardInterrupt and cancels the epoch."""
+
+    epoch: int
+    @property
+    def position(self) -> int:
+        """Position of the next batch to be delivered."""
+    def __next__(self) -> Batch: ...
+    def __len__(self) -> int: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> EpochIterator: ...
+    def __exit__(self, *exc: Any) -> None: ...
+
+class Pipeline:
+    """A declared pipeline: source, operators and settings. Bad settings raise ValueError
+    naming the setting."""
+
+    def __init__(
+        self,
+        source: SourceLike,
+        ops: Optional[Sequence[Operator]] = None,
+        *,
+        batch_size: int = 32,
+        shuffle: bool = False,
+        seed: int = 0,
+        threads: Optional[int] = None,
+        prefetch: int = 2,
+        max_prefetch: int = 0,
+        drop_last: bool = False,
+        on_error: Literal["fail", "skip"] = "fail",
+        placement: Literal["cpu", "wgpu", "cuda", "auto"] = "cpu",
+        device_batches: bool = False,
+        cache_mib: int = 0,
+        fuse: bool = True,
+        max_pixels: Optional[int] = None,
+        max_side: Optional[int] = None,
+        optimize: bool = False,
+        profile: Optional[PathLike] = None,
+        save_profile: Optional[PathLike] = None,
+        train_step_ms: float = 0.0,
+        epochs: int = 1,
+        cache_budget_mib: int = 0,
+        allow_approx: bool = False,
+    ) -> None: ...
+    def epoch(self, epoch: int) -> EpochIterator:
+        """The batches of `epoch` in sampler order (from the saved position after
+        load_state_dict)."""
+    def __iter__(self) -> EpochIterator:
+        """The next epoch: 0, 1, 2, ... (or the one a loaded state resumes)."""
+    def __len__(self) -> int:
+        """Batches per epoch."""
+    @property
+    def num_samples(self) -> int: ...
+    def state_dict(self) -> dict[str, int]:
+        """{"epoch", "position", "batches_per_epoch", "seed"}."""
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Resume: the next iteration over the saved epoch starts at the saved position."""
+    @property
+    def placement_reason(self) -> str: ...
+    @property
+    def device_batches(self) -> bool: ...
+    @property
+    def gpu_cut(self) -> int: ...
+    @property
+    def ops(self) -> list[Operator]: ...
+    @property
+    def source(self) -> SourceLike: ...
+    @property
+    def settings(self) -> dict[str, Any]: ...
+    def describe(self) -> str: ...
+    def explain(
+        self,
+        profile: Optional[PathLike] = None,
+        train_step_ms: Optional[float] = None,
+        epochs: Optional[int] = None,
+        cache_budget_mib: Optional[int] = None,
+        allow_approx: Optional[bool] = None,
+    ) -> str:
+        """The optimizer's plan and the predicted cost of every alternative."""
+    def stats(self) -> dict[str, Any]:
+        """Counters: time per stage, samples, skips, buffer allocations, cache."""
+
+class Checksum:
+    """The checksum `sluice bench` prints, over batches as Python receives them."""
+
+    def __init__(self) -> None: ...
+    def update(self, batch: Batch) -> None: ...
+    def hexdigest(self) -> str: ...
+
+def workload(
+    name: str,
+    data: Optional[SourceLike] = None,
+    *,
+    images: int = 1024,
+    batch_size: int = 64,
+    threads: Optional[int] = None,
+    seed: int = 0,
+    prefetch: int = 2,
+    on_error: Literal["fail", "skip"] = "fail",
+    placement: Literal["cpu", "wgpu", "cuda", "auto"] = "cpu",
+    device_batches: bool = False,
+    cache_mib: int = 0,
+    fuse: bool = True,
+) -> Pipeline:
+    """The pipeline `sluice bench NAME` runs (same bytes, same checksum); `data` defaults to
+    the generated dataset of `images` images."""
+
+def workloads() -> list[str]:
+    """Names of the built-in workloads."""
+
+def generated_dataset(images: int = 1024, classes: int = 10, seed: int = 0) -> pathlib.Path:
+    """Path of the generated JPEG dataset (made once under $SLUICE_CACHE_DIR or
+    ~/.cache/sluice)."""
+
+def gen_data(dir: PathLike, n: int = 1024, classes: int = 10, seed: int = 0) -> None:
+    """Write the generated dataset to `dir`."""
