@@ -68,6 +68,9 @@ fn main() -> sluice::Result<()> {
         resumed.push(c.hex());
     }
     assert_eq!(resumed, second_epoch[half as usize..]);
-    println!("resumed epoch 1 at batch {half}: {} batches, identical", resumed.len());
+    println!(
+        "resumed epoch 1 at batch {half}: {} batches, identical",
+        resumed.len()
+    );
     Ok(())
 }

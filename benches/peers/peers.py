@@ -231,7 +231,26 @@ def run_dali(workload, root, threads, batch, epochs):
     return timed_epochs(epoch, epochs)
 
 
-PEERS = {"torch": run_torch, "tf": run_tf, "dali": run_dali}
+def run_sluice_python(workload, root, threads, batch, epochs):
+    """sluice driven from Python like every other peer: each batch into torch tensors."""
+    import torch
+
+    import sluice
+
+    pipe = sluice.workload(workload, data=root, batch_size=batch, threads=threads)
+    state = {"epoch": 0}
+
+    def epoch():
+        for b in pipe.epoch(state["epoch"]):
+            images = torch.from_dlpack(b["images"])
+            torch.from_dlpack(b["labels"])
+            yield images.shape[0]
+        state["epoch"] += 1
+
+    return timed_epochs(epoch, epochs)
+
+
+PEERS = {"torch": run_torch, "tf": run_tf, "dali": run_dali, "sluice-py": run_sluice_python}
 
 
 def main():

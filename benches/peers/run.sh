@@ -16,6 +16,7 @@ for pkg in "torch torchvision pillow" tensorflow-cpu nvidia-dali-cuda120; do
   "$venv/bin/pip" install -q $pkg || echo "note: could not install $pkg; its rows will say skipped"
 done
 cargo build --release --quiet
+"$venv/bin/pip" install -q ./python || echo "note: could not install the sluice Python package"
 sluice=target/release/sluice
 data=target/sluice-data/gen-n1024-s0
 [ -f "$data/.complete" ] || "$sluice" bench decode-only --epochs 1 --json > /dev/null
@@ -25,7 +26,7 @@ for w in rn50-train rn50-val simclr; do
   "$sluice" bench "$w" --data "$data" --threads "$threads" --batch "$batch" \
     --epochs $((epochs + 1)) --json |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"peer":"sluice","workload":d["workload"],"images_per_second":d["steady_images_per_second"]}))' >> "$out"
-  for peer in torch tf dali; do
+  for peer in sluice-py torch tf dali; do
     "$venv/bin/python" benches/peers/peers.py "$peer" "$w" "$data" --threads "$threads" \
       --batch "$batch" --epochs "$epochs" 2>/dev/null | tail -n 1 >> "$out" ||
       echo "{\"peer\":\"$peer\",\"workload\":\"$w\",\"skipped\":\"crashed\"}" >> "$out"
@@ -43,7 +44,7 @@ def version(p):
 print(f"threads {threads}, batch {batch}, {epochs} timed epochs after 1 warm-up; "
       f"torch {version('torch')}, torchvision {version('torchvision')}, "
       f"tensorflow-cpu {version('tensorflow-cpu')}, DALI {version('nvidia-dali-cuda120')}")
-peers = ["sluice", "torch", "tf", "dali"]
+peers = ["sluice", "sluice-py", "torch", "tf", "dali"]
 print("| workload | " + " | ".join(peers) + " |")
 print("|---|" + "---:|" * len(peers))
 for w in ["rn50-train", "rn50-val", "simclr"]:
@@ -54,7 +55,7 @@ for w in ["rn50-train", "rn50-val", "simclr"]:
         r = got.get(p, {})
         if "images_per_second" in r:
             ips = r["images_per_second"]
-            ratio = "" if p == "sluice" or not base else f" (sluice {base / ips:.2f}×)"
+            ratio = "" if p.startswith("sluice") or not base else f" (sluice {base / ips:.2f}×)"
             cells.append(f"{ips:.0f}{ratio}")
         else:
             cells.append("skipped: " + r.get("skipped", "no result"))
