@@ -15,7 +15,9 @@
 # steps; the report's placement line says if a backend fell back to the CPU); the device-batch
 # tests (SLUICE_REQUIRE_CUDA: a missing device fails); and the overlap measurement,
 # `--backend cuda --train-step-ms T` (step time fed by sluice / on pre-made device data, H2D
-# GB/s achieved vs a plain pinned copy, kernel ms per batch).
+# GB/s achieved vs a plain pinned copy, kernel ms per batch); and the Python package's device
+# batches (python/tests/test_cuda.py: CUDA DLPack tensors equal the CPU's; torch, if present,
+# reads them on its own stream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/gpu-check
@@ -36,6 +38,14 @@ for line in sys.stdin:
         shutil.copy(m["executable"], "'"$out"'/test-" + m["target"]["name"])
 '
   cp -r docs/profiles "$out/" 2>/dev/null || true
+  # The Python package, unpacked so the GPU machine needs no pip or network: an abi3 wheel
+  # (CPython >= 3.10), stripped, plus the device test that needs only sluice (torch optional).
+  python3 -m pip install -q maturin >/dev/null
+  rm -rf "$out/py" && mkdir -p "$out/py"
+  python3 -m maturin build --release -m python/Cargo.toml -o "$out/py/wheels" --quiet
+  python3 -m pip install -q --no-deps --target "$out/py" "$out"/py/wheels/*.whl
+  rm -rf "$out/py/wheels"
+  cp python/tests/test_cuda.py "$out/py/"
   # Debug info makes the folder ~700 MB; stripped it is ~40 MB, small enough to carry.
   if command -v strip >/dev/null; then
     strip "$out"/sluice "$out"/test-* 2>/dev/null || true
@@ -58,6 +68,14 @@ run() {
     if ./"$t" --nocapture > "$t.log" 2>&1; then status=pass; else status=FAIL; fi
     results+=("$t|$status|$(grep -m1 -E 'CUDA device|wgpu adapter' "$t.log" || echo -)")
   done
+  # Python: CUDA DLPack tensors equal the CPU's; torch reads them on its stream (if installed).
+  ./sluice gen-data py-data --n 256 > /dev/null 2>&1 || true
+  if PYTHONPATH="$PWD/py" python3 py/test_cuda.py py-data > py-cuda.log 2>&1; then
+    status=pass
+  else
+    status=FAIL
+  fi
+  results+=("python device batches|$status|$(tail -n 1 py-cuda.log)")
   for w in rn50-train rn50-val simclr; do
     for backend in cpu wgpu cuda; do
       extra=""
