@@ -424,3 +424,65 @@ fn adaptive_prefetch_moves_the_depth_but_never_the_results() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn resuming_at_a_position_gives_exactly_the_uninterrupted_tail() {
+    let p = simclr(jpeg_source(23))
+        .batch_size(5)
+        .shuffle(true)
+        .seed(77)
+        .threads(2)
+        .build()
+        .unwrap();
+    let full = epoch_contents(&p, 2);
+    for start in [0, 1, 3, 5] {
+        let it = p.epoch_from(2, start).unwrap();
+        assert_eq!(it.next_index(), start);
+        let tail: Vec<_> = it
+            .map(|b| {
+                let b = b.unwrap();
+                (
+                    b.bytes().to_vec(),
+                    b.labels.clone(),
+                    b.sample_indices.clone(),
+                )
+            })
+            .collect();
+        assert!(
+            tail == full[start as usize..],
+            "resuming at batch {start} changed the batches"
+        );
+    }
+    let err = p.epoch_from(2, 6).err().expect("past the end is refused");
+    assert!(err.to_string().contains("has 5 batches"), "{err}");
+}
+
+#[test]
+fn waiting_in_slices_loses_and_duplicates_nothing() {
+    let p = simclr(jpeg_source(17))
+        .batch_size(4)
+        .seed(5)
+        .threads(2)
+        .build()
+        .unwrap();
+    let want = epoch_contents(&p, 0);
+    let mut it = p.epoch(0).unwrap();
+    let (mut got, mut timeouts) = (Vec::new(), 0u64);
+    loop {
+        match it.next_within(std::time::Duration::from_micros(50)) {
+            sluice::exec::Wait::Ready(b) => {
+                let b = b.unwrap();
+                got.push((
+                    b.bytes().to_vec(),
+                    b.labels.clone(),
+                    b.sample_indices.clone(),
+                ));
+            }
+            sluice::exec::Wait::TimedOut => timeouts += 1,
+            sluice::exec::Wait::Finished => break,
+        }
+    }
+    println!("{timeouts} waits timed out");
+    assert!(got == want, "slice-by-slice waiting changed the epoch");
+    assert_eq!(it.next_index(), want.len() as u64);
+}

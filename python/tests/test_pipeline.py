@@ -184,10 +184,9 @@ def test_explain_and_profile_round_trip(data, tmp_path):
 
 
 def test_pins_reach_the_plan(data):
-    pipe = sluice.Pipeline(data, [ops.CenterCrop(16), ops.Cast(on="cpu")], batch_size=8,
-                           placement="auto", threads=1)
-    assert pipe.gpu_cut == 2
-    assert "CPU pins" in pipe.placement_reason
+    # The core sees both pins: a CPU pin after a GPU pin is refused (one CPU-to-GPU cut).
+    with pytest.raises(ValueError, match="pinned to the CPU but follows"):
+        sluice.Pipeline(data, [ops.CenterCrop(16, on="wgpu"), ops.Cast(on="cpu")], batch_size=8)
     # A GPU pin takes the suffix to wgpu (lavapipe in CI), with the CPU's bytes.
     gpu = sluice.Pipeline(data, [ops.CenterCrop(16, on="wgpu"), ops.Cast()], batch_size=8,
                           threads=1)

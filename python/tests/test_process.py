@@ -24,28 +24,47 @@ def test_ctrl_c_interrupts_a_blocked_next(tmp_path, data):
     listing.write_text(f"{fifo},0\n")
     pipe = sluice.Pipeline(sluice.FileList(listing), [ops.CenterCrop(8), ops.Cast()],
                            batch_size=1, threads=1, on_error="skip")
-    sent = {}
+    sent, interrupted = {}, threading.Event()
+
+    def unblock():
+        # Let the stuck read finish (one byte, then EOF: a decode error, skipped) so the work
+        # can wind down. Non-blocking: with no reader waiting there is nothing to unblock.
+        for _ in range(40):
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader (yet)
+                time.sleep(0.05)
+                continue
+            os.write(fd, b"x")
+            os.close(fd)
+            return
 
     def interrupt():
         sent["at"] = time.monotonic()
         os.kill(os.getpid(), signal.SIGINT)
+        # Watchdog: if next() ignored the signal, unblock the read so the test fails instead
+        # of hanging.
+        if not interrupted.wait(30):
+            sent["watchdog"] = True
+            unblock()
 
-    timer = threading.Timer(0.3, interrupt)
+    timer = threading.Thread(target=lambda: (time.sleep(0.3), interrupt()), daemon=True)
     timer.start()
     it = pipe.epoch(0)
     try:
         with pytest.raises(KeyboardInterrupt):
             next(it)
+        interrupted.set()
+        assert "watchdog" not in sent, "next() ignored SIGINT until its read was unblocked"
         latency_ms = (time.monotonic() - sent["at"]) * 1e3
         print(f"KeyboardInterrupt {latency_ms:.1f} ms after SIGINT")
         # The iterator is finished: the epoch was cancelled.
         with pytest.raises(StopIteration):
             next(it)
     finally:
-        timer.cancel()
-        # Let the stuck read finish so the cancelled work can wind down.
-        with open(fifo, "wb") as w:
-            w.write(b"x")
+        interrupted.set()
+        timer.join()
+        unblock()
 
 
 def test_a_forked_child_gets_an_error_not_a_hang(data):
@@ -61,7 +80,16 @@ def test_a_forked_child_gets_an_error_not_a_hang(data):
             code = 0 if "fork" in str(e) else 2
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    # Watchdog: a child that hangs is killed and reported, not waited for forever.
+    for _ in range(600):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung using the parent's pipeline")
     assert os.waitstatus_to_exitcode(status) == 0
     # The parent's pipeline still works.
     assert sum(b.size for b in pipe.epoch(1)) == 64
