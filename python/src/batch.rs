@@ -117,17 +117,18 @@ impl Batch {
         }
     }
 
-    /// The image bytes of the batch in delivery order (host copy for device batches).
-    pub fn image_bytes(&self, py: Python<'_>) -> PyResult<Vec<u8>> {
+    /// Feed the image bytes of the batch, in delivery order, to `sink` (borrowed for host
+    /// memory; a host copy for device batches).
+    pub fn for_image_bytes(&self, py: Python<'_>, mut sink: impl FnMut(&[u8])) -> PyResult<()> {
         let images = self.images.bind(py);
         if let Ok(t) = images.cast::<Tensor>() {
-            return Ok(t.get().host_bytes()?.into_owned());
+            sink(&t.get().host_bytes()?);
+            return Ok(());
         }
-        let mut out = Vec::new();
         for t in images.cast::<PyList>()?.iter() {
-            out.extend_from_slice(&t.cast::<Tensor>()?.get().host_bytes()?);
+            sink(&t.cast::<Tensor>()?.get().host_bytes()?);
         }
-        Ok(out)
+        Ok(())
     }
 
     pub fn labels(&self, py: Python<'_>) -> PyResult<Vec<i64>> {
@@ -208,7 +209,8 @@ impl Checksum {
     /// Add one batch: its image bytes, then its labels.
     fn update(&mut self, py: Python<'_>, batch: &Bound<'_, Batch>) -> PyResult<()> {
         let b = batch.get();
-        self.0.add_batch(&b.image_bytes(py)?, &b.labels(py)?);
+        b.for_image_bytes(py, |bytes| self.0.add_bytes(bytes))?;
+        self.0.add_labels(&b.labels(py)?);
         Ok(())
     }
 
