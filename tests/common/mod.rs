@@ -109,3 +109,33 @@ pub fn or_skip<T>(available: Result<T, String>, require: &str) -> Option<T> {
         }
     }
 }
+
+/// A hang detector for tests that must finish: if the guard is not dropped within `limit`, the
+/// process reports `what` (and anything `detail` says) and exits with a failure, instead of
+/// hanging the test run. It asserts no duration: the limit is far beyond any normal run.
+pub struct Watchdog {
+    done: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+pub fn watchdog(what: &str, limit: std::time::Duration) -> Watchdog {
+    let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let (flag, what) = (done.clone(), what.to_string());
+    std::thread::spawn(move || {
+        let (lock, cvar) = &*flag;
+        let guard = lock.lock().unwrap();
+        let (finished, _) = cvar.wait_timeout_while(guard, limit, |d| !*d).unwrap();
+        if !*finished {
+            eprintln!("watchdog: {what} did not finish within {limit:?}: it hung");
+            std::process::exit(101);
+        }
+    });
+    Watchdog { done }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.done;
+        *lock.lock().unwrap() = true;
+        cvar.notify_all();
+    }
+}
