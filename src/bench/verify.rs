@@ -20,11 +20,19 @@ pub struct Verification {
     pub pass: bool,
 }
 
+/// The largest error any value may have, in u8 steps: a rounding difference that hue widens
+/// stays within it, while a wrong value, a swapped channel or a NaN (an infinite error) fails
+/// however few values it touches.
+pub const MAX_ERROR_STEPS: f64 = 4.0;
+
 impl Verification {
-    /// The tolerance: every value within one u8 step, or at most 0.5% of values further off
-    /// (ColorJitter's float truncations can land a step the other way, which hue can widen).
+    /// The tolerance: no value more than [`MAX_ERROR_STEPS`] off, and every value within one
+    /// u8 step or at most 0.5% of values further off (ColorJitter's float truncations can land a
+    /// step the other way, which hue can widen).
     pub fn passes(&self) -> bool {
-        self.max_error_steps <= 1.0 + 1e-3 || self.values_over_one_step * 200 <= self.values
+        self.max_error_steps <= MAX_ERROR_STEPS
+            && (self.max_error_steps <= 1.0 + 1e-3
+                || self.values_over_one_step * 200 <= self.values)
     }
 
     /// Compare one batch against the CPU's; errors when they do not describe the same samples.
@@ -77,5 +85,75 @@ impl Verification {
             self.max_error_steps,
             self.values_over_one_step
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BufferPool, DenseBatch, Images};
+    use crate::tensor::{DType, Layout};
+
+    /// A one-sample f32 batch holding `values`.
+    fn batch(values: &[f32]) -> Batch {
+        let pool = BufferPool::new();
+        let mut data = pool.take(values.len() * 4);
+        DType::F32.store(values, data.as_mut_slice());
+        Batch {
+            epoch: 0,
+            index: 0,
+            images: Images::Dense(DenseBatch {
+                dtype: DType::F32,
+                layout: Layout::Chw,
+                shape: vec![1, values.len()],
+                data,
+            }),
+            labels: vec![7],
+            sample_indices: vec![3],
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Verify `got` against `want` with a step of 0.01.
+    fn verify(got: &[f32], want: &[f32]) -> Verification {
+        let mut v = Verification::default();
+        v.add(&batch(got), &batch(want), 0.01).unwrap();
+        v
+    }
+
+    #[test]
+    fn equal_values_pass_and_rounding_differences_within_the_share_pass() {
+        let want: Vec<f32> = (0..1000).map(|i| i as f32 * 0.001).collect();
+        assert!(verify(&want, &want).pass);
+        let mut got = want.clone();
+        for v in &mut got[..5] {
+            *v += 0.015; // 1.5 steps on 0.5% of the values
+        }
+        let v = verify(&got, &want);
+        assert!(v.pass, "{v:?}");
+        got[5] += 0.015; // one more: 0.6% of the values
+        assert!(!verify(&got, &want).pass);
+    }
+
+    #[test]
+    fn one_wrong_value_or_nan_fails_even_among_many() {
+        let want: Vec<f32> = (0..1000).map(|i| i as f32 * 0.001).collect();
+        let mut got = want.clone();
+        got[500] += 0.5; // 50 steps off, on 0.1% of the values
+        let v = verify(&got, &want);
+        assert!(!v.pass, "{v:?}");
+        let mut got = want.clone();
+        got[17] = f32::NAN;
+        let v = verify(&got, &want);
+        assert!(!v.pass && v.max_error_steps.is_infinite(), "{v:?}");
+    }
+
+    #[test]
+    fn different_samples_or_labels_are_an_error() {
+        let mut other = batch(&[1.0]);
+        other.labels = vec![8];
+        assert!(Verification::default()
+            .add(&other, &batch(&[1.0]), 0.01)
+            .is_err());
     }
 }
