@@ -12,7 +12,9 @@
 
 mod common;
 
-use common::{assert_u8_close, cpu_apply, ragged_images, rng, test_seed};
+use common::{
+    assert_tensor_within_one_ulp, assert_u8_close, cpu_apply, ragged_images, rng, test_seed,
+};
 use sluice::backend::cuda;
 use sluice::backend::wgpu::{encode_batch, encode_layout, EncodedBatch, ImageStage, TensorWrite};
 use sluice::ops::{
@@ -277,19 +279,7 @@ fn emulated_crop_resize_flip_and_tensor_write_match_the_cpu_exactly() {
                     let mut want = vec![0u8; got[i].len()];
                     op.write_tensor(&want_img, flips[i], &mut want);
                     let what = format!("{dtype:?} {layout:?} fused {fused} sample {i}");
-                    let rel = match dtype {
-                        DType::F32 => 1e-6,
-                        DType::F16 => 1.0 / 1024.0,
-                        DType::Bf16 => 1.0 / 128.0,
-                        DType::U8 => 0.0,
-                    };
-                    for j in 0..want.len() / dtype.size() {
-                        let (a, b) = (dtype.load(&got[i], j), dtype.load(&want, j));
-                        assert!(
-                            (a - b).abs() <= rel * b.abs().max(1.0),
-                            "{what} element {j}: emulated {a} cpu {b}"
-                        );
-                    }
+                    assert_tensor_within_one_ulp(&got[i], &want, dtype, &what);
                 }
             }
         }

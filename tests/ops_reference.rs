@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::ulp_distance16;
 use common::{max_diff, random_image, rng, test_seed};
 use sluice::ops::{
     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, CenterCrop, CropBox,
@@ -165,12 +166,6 @@ fn normalize_matches_reference_in_every_dtype_and_layout() {
                 // Poison: an unwritten element would show as NaN.
                 let mut out = vec![0xFFu8; plane * 3 * dtype.size()];
                 op.write(&src, flip, &mut out);
-                // Relative tolerance of the format's precision (f32: 1e-5 absolute on values ~2).
-                let tol = match dtype {
-                    DType::F32 => 1e-5,
-                    DType::F16 => 4e-3,
-                    _ => 3e-2,
-                };
                 for c in 0..3 {
                     for y in 0..11 {
                         for x in 0..23 {
@@ -179,17 +174,73 @@ fn normalize_matches_reference_in_every_dtype_and_layout() {
                                 Layout::Chw => c * plane + y * 23 + x,
                                 Layout::Hwc => (y * 23 + x) * 3 + c,
                             };
-                            let got = f64::from(dtype.load(&out, i));
                             let w = want[c * plane + y * 23 + sx];
-                            assert!(
-                                (got - w).abs() <= tol * w.abs().max(1.0),
-                                "{dtype:?} {layout:?} flip {flip} c{c} y{y} x{x}: {got} vs {w}"
-                            );
+                            let at = format!("{dtype:?} {layout:?} flip {flip} c{c} y{y} x{x}");
+                            assert_within_one_ulp_of(&out, i, dtype, w, &at);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// Element `i` of `out` (in `dtype`) is within one ulp of the correctly rounded `want`:
+/// compared as bit patterns for f16/bf16 (f32: within 1e-5, values are ~2).
+fn assert_within_one_ulp_of(out: &[u8], i: usize, dtype: DType, want: f64, at: &str) {
+    let bits = || u16::from_le_bytes([out[2 * i], out[2 * i + 1]]);
+    let (got, exact) = match dtype {
+        DType::F16 => (bits(), half::f16::from_f64(want).to_bits()),
+        DType::Bf16 => (bits(), half::bf16::from_f64(want).to_bits()),
+        _ => {
+            let got = f64::from(dtype.load(out, i));
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{at}: {got} vs {want}"
+            );
+            return;
+        }
+    };
+    assert!(
+        ulp_distance16(got, exact) <= 1,
+        "{at}: bits {got:#06x} vs correctly rounded {exact:#06x} ({want})"
+    );
+}
+
+/// The CPU's f16/bf16 stores (the oracle the GPU kernels are held to) round to nearest, ties to
+/// even, keep subnormals, and saturate to infinity past the largest finite value.
+#[test]
+fn half_precision_stores_round_to_nearest_even() {
+    let store = |dtype: DType, v: f32| {
+        let mut out = [0u8; 2];
+        dtype.store(&[v], &mut out);
+        u16::from_le_bytes(out)
+    };
+    let f16_cases: [(f32, u16); 9] = [
+        (1.0, 0x3c00),
+        (1.0 + 1.0 / 2048.0, 0x3c00), // tie: to the even neighbour below
+        (1.0 + 3.0 / 2048.0, 0x3c02), // tie: to the even neighbour above
+        (1.0 + 1.0 / 1024.0, 0x3c01), // exactly one ulp
+        (-2.0, 0xc000),
+        (5.960_464_5e-8, 0x0001), // the smallest subnormal
+        (65504.0, 0x7bff),        // the largest finite
+        (65520.0, 0x7c00),        // half-way past it: infinity
+        (0.099_975_586, 0x2e66),  // 0.1's neighbourhood
+    ];
+    for (v, bits) in f16_cases {
+        assert_eq!(store(DType::F16, v), bits, "f16 {v}");
+    }
+    let bf16_cases: [(f32, u16); 7] = [
+        (1.0, 0x3f80),
+        (1.0 + 1.0 / 256.0, 0x3f80), // tie: even below
+        (1.0 + 3.0 / 256.0, 0x3f82), // tie: even above
+        (-0.5, 0xbf00),
+        (9.183_55e-41, 0x0001),   // the smallest subnormal
+        (3.389_531_4e38, 0x7f7f), // the largest finite
+        (f32::MAX, 0x7f80),       // rounds past it: infinity
+    ];
+    for (v, bits) in bf16_cases {
+        assert_eq!(store(DType::Bf16, v), bits, "bf16 {v}");
     }
 }
 

@@ -13,7 +13,9 @@
 
 mod common;
 
-use common::{cpu_apply, ragged_images, random_image, rng, test_seed};
+use common::{
+    assert_tensor_within_one_ulp, cpu_apply, ragged_images, random_image, rng, test_seed,
+};
 use sluice::backend::wgpu::{ImageStage, TensorWrite, WgpuContext};
 use sluice::ops::{
     CropBox, GaussianBlur, JitterParams, Normalize, Op, OpParams, RandomGrayscale,
@@ -118,31 +120,6 @@ fn cpu_tensor(norm: &Op, image: &Image, flip: bool) -> Vec<u8> {
     out
 }
 
-fn tensor_values(bytes: &[u8], dtype: DType) -> Vec<f32> {
-    (0..bytes.len() / dtype.size())
-        .map(|i| dtype.load(bytes, i))
-        .collect()
-}
-
-/// Compare tensors element by element: within `abs` plus the dtype's relative precision.
-fn assert_tensor_close(got: &[u8], want: &[u8], dtype: DType, abs: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let rel = match dtype {
-        DType::F32 => 1e-6,
-        DType::F16 => 1.0 / 1024.0,
-        DType::Bf16 => 1.0 / 128.0,
-        DType::U8 => 0.0,
-    };
-    let (g, w) = (tensor_values(got, dtype), tensor_values(want, dtype));
-    for (j, (a, b)) in g.iter().zip(&w).enumerate() {
-        let bound = abs + rel * b.abs().max(1.0);
-        assert!(
-            (a - b).abs() <= bound,
-            "{what} element {j}: gpu {a} cpu {b} (NaN or 255 = never written)"
-        );
-    }
-}
-
 #[test]
 fn tensor_write_matches_the_cpu_path_in_every_dtype_and_layout() {
     let Some(ctx) = context() else { return };
@@ -178,7 +155,7 @@ fn tensor_write_matches_the_cpu_path_in_every_dtype_and_layout() {
                 for i in 0..n {
                     let want = cpu_tensor(&op, &images[i], flips[i]);
                     let what = format!("{} {dtype:?} {layout:?} {w}x{h} sample {i}", op.name());
-                    assert_tensor_close(&got[i * per..(i + 1) * per], &want, dtype, 0.0, &what);
+                    assert_tensor_within_one_ulp(&got[i * per..(i + 1) * per], &want, dtype, &what);
                 }
             }
         }
@@ -216,7 +193,7 @@ fn fused_crop_resize_flip_normalize_matches_the_cpu_path() {
             let resized = cpu_apply(rrc.clone(), OpParams::Crop(boxes[i]), &images[i]);
             let want = cpu_tensor(&Op::Normalize(norm.clone()), &resized, flips[i]);
             let g = &got[i * per..(i + 1) * per];
-            assert_tensor_close(g, &want, dtype, 0.0, &format!("{dtype:?} sample {i}"));
+            assert_tensor_within_one_ulp(g, &want, dtype, &format!("{dtype:?} sample {i}"));
         }
     }
 }

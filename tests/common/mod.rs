@@ -139,3 +139,39 @@ impl Drop for Watchdog {
         cvar.notify_all();
     }
 }
+
+/// Distance in units in the last place between two 16-bit float bit patterns (f16 or bf16),
+/// ordered as integers so that neighbours across zero are one apart.
+pub fn ulp_distance16(a: u16, b: u16) -> u32 {
+    fn ordered(x: u16) -> i32 {
+        if x & 0x8000 != 0 {
+            -i32::from(x & 0x7fff)
+        } else {
+            i32::from(x)
+        }
+    }
+    (ordered(a) - ordered(b)).unsigned_abs()
+}
+
+/// Compare two encoded tensors of `dtype` element by element: f16/bf16 bit patterns at most one
+/// ulp apart (a NaN poison is far from any value), f32 within 1e-6 relative, u8 exact.
+pub fn assert_tensor_within_one_ulp(got: &[u8], want: &[u8], dtype: sluice::DType, what: &str) {
+    use sluice::DType;
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for j in 0..got.len() / dtype.size() {
+        let (a, b) = (dtype.load(got, j), dtype.load(want, j));
+        let ok = match dtype {
+            DType::F16 | DType::Bf16 => {
+                let bits = |t: &[u8]| u16::from_le_bytes([t[2 * j], t[2 * j + 1]]);
+                let (ga, wb) = (bits(got), bits(want));
+                !a.is_nan() && ulp_distance16(ga, wb) <= 1
+            }
+            DType::F32 => (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+            DType::U8 => a == b,
+        };
+        assert!(
+            ok,
+            "{what} element {j}: got {a} want {b} (NaN or 255 = never written)"
+        );
+    }
+}
