@@ -16,7 +16,7 @@ __device__ uint32_t entry_of(const uint32_t* rec, const Params& p, uint32_t s, u
 
 SLUICE_KERNEL(fill) {
     uint32_t i = (blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i < p.total_words) dst[i] = 0xFFFFFFFFu;
+    if (i < p.total_words) dst[i] = p.mode;  // the poison word
 }
 
 // One thread per (output row, kept source column): vertical pass, u8 result into aux.

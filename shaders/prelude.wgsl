@@ -13,6 +13,7 @@ struct Params {
     // ColorJitter slot (which adjustment of each sample's order runs).
     slot: u32,
     // write_tensor: 0 reads the u8 image in `src`; 1 finishes a resample from `aux` (fused).
+    // fill: the poison word.
     mode: u32,
     // write_tensor element type: 0 u8, 1 f16, 2 bf16, 3 f32.
     dtype: u32,
@@ -106,12 +107,12 @@ fn reflect(i: i32, n: u32) -> u32 {
     return u32(m);
 }
 
-// Fill dst[0 .. p.total_words] with 0xFFFFFFFF (NaN as f32/f16/bf16, 255 as u8): run before a
-// kernel in checking mode so an element the kernel never writes shows.
+// Fill dst[0 .. p.total_words] with the poison word p.mode (0xFFFFFFFF: NaN as f32/f16/bf16,
+// 255 as u8): run before a kernel in checking mode so an element the kernel never writes shows.
 @compute @workgroup_size(64, 1, 1)
 fn fill(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
     let i = id.y * n.x * 64u + id.x;
     if (i < p.total_words) {
-        dst[i] = 0xFFFFFFFFu;
+        dst[i] = p.mode;
     }
 }

@@ -597,6 +597,14 @@ impl Pipeline {
         }
     }
 
+    /// Checking mode with kernel outputs filled with `byte`: runs with two different bytes give
+    /// the same batches unless some element is never written, whatever its value.
+    pub fn check_gpu_outputs_with(&self, byte: u8) {
+        if let Some(g) = &self.inner.gpu {
+            g.ctx.set_poison_byte(byte);
+        }
+    }
+
     /// Why the operators run where they do.
     pub fn placement_reason(&self) -> &str {
         &self.placement_reason

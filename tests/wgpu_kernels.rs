@@ -31,6 +31,21 @@ fn context() -> Option<WgpuContext> {
     Some(ctx)
 }
 
+/// Run `f` with outputs poisoned by 0xFF bytes and again by 0x00 bytes: an element a kernel
+/// never writes differs between the runs, whatever tolerance the comparison with the CPU has.
+fn poisoned_twice<T: PartialEq>(ctx: &WgpuContext, what: &str, f: impl Fn() -> T) -> T {
+    ctx.set_poison_byte(0xFF);
+    let first = f();
+    ctx.set_poison_byte(0x00);
+    let second = f();
+    ctx.set_poison_byte(0xFF);
+    assert!(
+        first == second,
+        "{what}: the result depends on the poison, so some output element is never written"
+    );
+    first
+}
+
 /// See the module docs: every value within `tolerance`, at most 1% of values off.
 fn assert_close(got: &Image, want: &Image, tolerance: u8, what: &str) {
     assert_eq!(
@@ -91,9 +106,10 @@ fn resample_kernel_matches_the_cpu_path_on_a_ragged_batch() {
                 .collect(),
         ),
     ] {
-        let got = ctx
-            .run_to_images(&images, &[ImageStage::Resample(boxes.clone())])
-            .unwrap();
+        let got = poisoned_twice(&ctx, name, || {
+            ctx.run_to_images(&images, &[ImageStage::Resample(boxes.clone())])
+                .unwrap()
+        });
         for (i, image) in images.iter().enumerate() {
             let want = cpu_apply(rrc.clone(), OpParams::Crop(boxes[i]), image);
             let what = format!("{name} sample {i} {:?}", boxes[i]);
@@ -144,14 +160,17 @@ fn tensor_write_matches_the_cpu_path_in_every_dtype_and_layout() {
                 };
                 let write = TensorWrite::for_op(&op).unwrap();
                 let per = (w * h) as usize * 3 * dtype.size();
-                let mut got = vec![0u8; per * n];
-                ctx.run_to_tensor(
-                    &images,
-                    &[ImageStage::Flip(flips.clone())],
-                    &write,
-                    &mut got,
-                )
-                .unwrap();
+                let got = poisoned_twice(&ctx, "tensor write", || {
+                    let mut got = vec![0u8; per * n];
+                    ctx.run_to_tensor(
+                        &images,
+                        &[ImageStage::Flip(flips.clone())],
+                        &write,
+                        &mut got,
+                    )
+                    .unwrap();
+                    got
+                });
                 for i in 0..n {
                     let want = cpu_tensor(&op, &images[i], flips[i]);
                     let what = format!("{} {dtype:?} {layout:?} {w}x{h} sample {i}", op.name());
@@ -182,13 +201,16 @@ fn fused_crop_resize_flip_normalize_matches_the_cpu_path() {
         };
         let write = TensorWrite::for_op(&Op::Normalize(norm.clone())).unwrap();
         let per = 33 * 33 * 3 * dtype.size();
-        let mut got = vec![0u8; per * n];
         let stages = [
             ImageStage::Resample(boxes.clone()),
             ImageStage::Flip(flips.clone()),
         ];
-        ctx.run_to_tensor(&images, &stages, &write, &mut got)
-            .unwrap();
+        let got = poisoned_twice(&ctx, "fused crop+flip+normalize", || {
+            let mut got = vec![0u8; per * n];
+            ctx.run_to_tensor(&images, &stages, &write, &mut got)
+                .unwrap();
+            got
+        });
         for i in 0..n {
             let resized = cpu_apply(rrc.clone(), OpParams::Crop(boxes[i]), &images[i]);
             let want = cpu_tensor(&Op::Normalize(norm.clone()), &resized, flips[i]);
@@ -225,9 +247,10 @@ fn color_jitter_kernel_matches_the_cpu_path() {
                 p
             })
             .collect();
-        let got = ctx
-            .run_to_images(&images, &[ImageStage::Jitter(params.clone())])
-            .unwrap();
+        let got = poisoned_twice(&ctx, "ColorJitter", || {
+            ctx.run_to_images(&images, &[ImageStage::Jitter(params.clone())])
+                .unwrap()
+        });
         let tolerance = if only.is_some() { 1 } else { 2 };
         for (i, image) in images.iter().enumerate() {
             let want = cpu_apply(jitter.clone(), OpParams::Jitter(params[i]), image);
@@ -246,9 +269,10 @@ fn grayscale_blur_crop_and_flip_kernels_match_the_cpu_path() {
         let images = ragged_images(&mut r, n, lo, hi);
 
         let gray: Vec<bool> = (0..n).map(|i| i % 2 == 0 || r.bernoulli(0.5)).collect();
-        let got = ctx
-            .run_to_images(&images, &[ImageStage::Grayscale(gray.clone())])
-            .unwrap();
+        let got = poisoned_twice(&ctx, "RandomGrayscale", || {
+            ctx.run_to_images(&images, &[ImageStage::Grayscale(gray.clone())])
+                .unwrap()
+        });
         for i in 0..n {
             let want = cpu_apply(
                 RandomGrayscale::new(1.0),
@@ -266,7 +290,10 @@ fn grayscale_blur_crop_and_flip_kernels_match_the_cpu_path() {
             sigmas: sigmas.clone(),
             kernel_size: 23,
         };
-        let got = ctx.run_to_images(&images, &[stage]).unwrap();
+        let got = poisoned_twice(&ctx, "GaussianBlur", || {
+            ctx.run_to_images(&images, std::slice::from_ref(&stage))
+                .unwrap()
+        });
         for i in 0..n {
             let want = cpu_apply(blur.clone(), OpParams::Blur(sigmas[i]), &images[i]);
             assert_close(
@@ -287,7 +314,9 @@ fn grayscale_blur_crop_and_flip_kernels_match_the_cpu_path() {
             },
             ImageStage::Flip(flips.clone()),
         ];
-        let got = ctx.run_to_images(&images, &stages).unwrap();
+        let got = poisoned_twice(&ctx, "crop and flip", || {
+            ctx.run_to_images(&images, &stages).unwrap()
+        });
         for i in 0..n {
             let cropped = cpu_apply(crop.clone(), OpParams::None, &images[i]);
             let want = cpu_apply(

@@ -15,8 +15,10 @@ pub trait GpuRunner: Send + Sync {
         write: &TensorWrite,
         out: &mut [u8],
     ) -> Result<(), String>;
-    /// Checking mode: poison outputs before kernels run.
+    /// Checking mode: poison outputs (0xFF bytes) before kernels run.
     fn set_poison(&self, on: bool);
+    /// Checking mode with outputs filled with `byte`.
+    fn set_poison_byte(&self, byte: u8);
 }
 
 impl GpuRunner for super::wgpu::WgpuContext {
@@ -34,6 +36,9 @@ impl GpuRunner for super::wgpu::WgpuContext {
     }
     fn set_poison(&self, on: bool) {
         super::wgpu::WgpuContext::set_poison(self, on)
+    }
+    fn set_poison_byte(&self, byte: u8) {
+        super::wgpu::WgpuContext::set_poison_byte(self, byte)
     }
 }
 
@@ -59,5 +64,8 @@ impl GpuRunner for super::cuda::CudaDevice {
     }
     fn set_poison(&self, on: bool) {
         super::cuda::CudaDevice::set_poison(self, on)
+    }
+    fn set_poison_byte(&self, byte: u8) {
+        super::cuda::CudaDevice::set_poison_byte(self, byte)
     }
 }

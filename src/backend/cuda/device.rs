@@ -20,7 +20,8 @@ unsafe impl DeviceRepr for KernelParams {}
 
 pub struct CudaDevice {
     /// Checking mode: buffers start as 0xFF bytes so unwritten elements show.
-    poison: std::sync::atomic::AtomicBool,
+    /// Checking mode: 0 off, else 0x100 | the byte outputs are filled with.
+    poison: std::sync::atomic::AtomicU32,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
@@ -113,7 +114,15 @@ impl CudaDevice {
 
     /// Checking mode: every buffer except the inputs starts as 0xFF bytes (NaN as float).
     pub fn set_poison(&self, on: bool) {
-        self.poison.store(on, std::sync::atomic::Ordering::Relaxed);
+        let v = if on { 0x1FF } else { 0 };
+        self.poison.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Checking mode with buffers filled with `byte` (two runs with different bytes must agree,
+    /// or some element was never written).
+    pub fn set_poison_byte(&self, byte: u8) {
+        let v = 0x100 | u32::from(byte);
+        self.poison.store(v, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Run every pass of `batch` on the device; each sample's output bytes (synchronous: the
@@ -159,7 +168,8 @@ impl CudaDevice {
         batch: &EncodedBatch,
         bufs: &mut DeviceBuffers,
     ) -> Result<(), String> {
-        if self.poison.load(std::sync::atomic::Ordering::Relaxed) {
+        let poison = self.poison.load(std::sync::atomic::Ordering::Relaxed);
+        if poison != 0 {
             // A reused slot may hold buffers this batch does not use: only the batch's own.
             for (buffer, &planned) in bufs.work.iter_mut().zip(&batch.buffer_bytes) {
                 if let Some(buffer) = buffer {
@@ -167,7 +177,12 @@ impl CudaDevice {
                     let (ptr, _record) = buffer.device_ptr_mut(s);
                     // SAFETY: `ptr` is a live allocation of at least `bytes` bytes.
                     unsafe {
-                        cudarc::driver::result::memset_d8_async(ptr, 0xFF, bytes, s.cu_stream())
+                        cudarc::driver::result::memset_d8_async(
+                            ptr,
+                            poison as u8,
+                            bytes,
+                            s.cu_stream(),
+                        )
                     }
                     .map_err(driver("poisoning"))?;
                 }

@@ -35,10 +35,11 @@ pub(super) struct Encoding {
 }
 
 impl Encoding {
-    /// Fill `words` words of buffer `buffer` with 0xFF bytes (checking mode).
-    fn fill(&mut self, buffer: usize, words: u64) {
+    /// Fill `words` words of buffer `buffer` with `word` (checking mode).
+    fn fill(&mut self, buffer: usize, words: u64, word: u32) {
         let params = Params {
             total_words: words as u32,
+            mode: word,
             ..Params::default()
         };
         let (records, uniform) = self.push(&[], 0, &[], params);
@@ -252,7 +253,8 @@ pub(super) struct ChunkEncoder<'a> {
     /// The current image generation: its buffer, and each sample's word offset in it.
     cur: usize,
     cur_off: Vec<u64>,
-    poison: bool,
+    /// Checking mode: the word every new buffer is filled with first.
+    poison: Option<u32>,
 }
 
 /// What the chunk's command stream leaves for readback.
@@ -264,8 +266,9 @@ pub(super) struct Output {
 }
 
 impl<'a> ChunkEncoder<'a> {
-    /// `align`: the device's uniform/storage offset alignment; `poison`: fill outputs first.
-    pub fn new(plan: &'a Plan<'a>, samples: Vec<usize>, align: u64, poison: bool) -> Self {
+    /// `align`: the device's uniform/storage offset alignment; `poison`: fill outputs with
+    /// this word first.
+    pub fn new(plan: &'a Plan<'a>, samples: Vec<usize>, align: u64, poison: Option<u32>) -> Self {
         let (cur_off, words) = plan.input_offsets(&samples);
         ChunkEncoder {
             samples,
@@ -310,8 +313,8 @@ impl<'a> ChunkEncoder<'a> {
     fn new_buffer(&mut self, words: u64) -> usize {
         let index = self.sizes.len();
         self.sizes.push(words * 4);
-        if self.poison {
-            self.enc.fill(index, words);
+        if let Some(word) = self.poison {
+            self.enc.fill(index, words, word);
         }
         index
     }

@@ -15,7 +15,7 @@ pub(crate) use run::check_output_len;
 pub use run::{encode_batch, encode_layout, EncodedBatch, EncodedPass, ImageStage, TensorWrite};
 
 use pool::DevicePool;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A wgpu device with the compiled kernels.
 pub struct WgpuContext {
@@ -27,7 +27,8 @@ pub struct WgpuContext {
     /// Largest storage binding (and buffer) one chunk may use.
     binding_limit: u64,
     min_uniform_align: u64,
-    poison: AtomicBool,
+    /// Checking mode: 0 off, else 0x100 | the byte outputs are filled with.
+    poison: AtomicU32,
 }
 
 impl WgpuContext {
@@ -70,7 +71,7 @@ impl WgpuContext {
                 .min(limits.max_buffer_size),
             min_uniform_align: u64::from(limits.min_uniform_buffer_offset_alignment)
                 .max(u64::from(limits.min_storage_buffer_offset_alignment)),
-            poison: AtomicBool::new(false),
+            poison: AtomicU32::new(0),
         })
     }
 
@@ -100,11 +101,21 @@ impl WgpuContext {
     /// Checking mode: fill every kernel output with 0xFF bytes (NaN as float) before the kernel
     /// runs, so an element a kernel fails to write shows in the result.
     pub fn set_poison(&self, on: bool) {
-        self.poison.store(on, Ordering::Relaxed);
+        self.poison
+            .store(if on { 0x1FF } else { 0 }, Ordering::Relaxed);
     }
 
-    fn poisoning(&self) -> bool {
-        self.poison.load(Ordering::Relaxed)
+    /// Checking mode with outputs filled with `byte`: two runs with different bytes must give
+    /// the same result, or some element was never written (whatever its value).
+    pub fn set_poison_byte(&self, byte: u8) {
+        self.poison
+            .store(0x100 | u32::from(byte), Ordering::Relaxed);
+    }
+
+    /// The word outputs are filled with, in checking mode.
+    fn poisoning(&self) -> Option<u32> {
+        let v = self.poison.load(Ordering::Relaxed);
+        (v != 0).then(|| u32::from_ne_bytes([v as u8; 4]))
     }
 
     /// Host-to-device bandwidth of a `bytes` upload (best of 3, after a warm-up), GB/s.

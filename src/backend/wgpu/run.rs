@@ -551,7 +551,7 @@ pub fn encode_layout(
 ) -> Result<EncodedBatch, String> {
     let plan = Plan::new(images, stages, write)?;
     let samples: Vec<usize> = (0..images.len()).collect();
-    let (enc, sizes, output) = ChunkEncoder::new(&plan, samples.clone(), 256, false).encode()?;
+    let (enc, sizes, output) = ChunkEncoder::new(&plan, samples.clone(), 256, None).encode()?;
     let params_len = std::mem::size_of::<Params>();
     let passes = enc
         .passes
