@@ -66,6 +66,7 @@ fn compare(cpu: &[HostBatch], dev: &[HostBatch], tolerance: f32) -> f32 {
     for ((ci, cl, cs, cb), (di, dl, ds, db)) in cpu.iter().zip(dev) {
         assert_eq!((ci, cl, cs), (di, dl, ds));
         let (c, d): (&[f32], &[f32]) = (bytemuck::cast_slice(cb), bytemuck::cast_slice(db));
+        assert_eq!(c.len(), d.len(), "batch {ci:?}: values");
         for (j, (a, b)) in c.iter().zip(d).enumerate() {
             let e = (a - b).abs();
             assert!(
@@ -173,6 +174,7 @@ fn jitter_on_device_batches_stays_within_the_kernels_tolerance() {
             .collect()
     };
     let (c, d) = (values(&c), values(&d));
+    assert_eq!(c.len(), d.len(), "values");
     let off = c
         .iter()
         .zip(&d)

@@ -53,10 +53,33 @@ fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
 
 #[test]
 fn probing_without_a_device_gives_a_reason_not_a_panic() {
+    // SAFETY: only checks whether the shared library can be opened.
+    let driver = unsafe { cudarc::driver::sys::is_culib_present() };
     match cuda::probe() {
-        Ok(device) => eprintln!("CUDA device: {device}"),
+        Ok(device) => {
+            eprintln!("CUDA device: {device}");
+            assert!(driver, "a device without a driver library: {device}");
+            let arch = device.rsplit("(sm_").next().unwrap_or("");
+            assert!(
+                device.contains("(sm_") && arch.trim_end_matches(')').parse::<u32>().is_ok(),
+                "the probe names the device and its architecture: {device}"
+            );
+        }
         Err(reason) => {
-            assert!(!reason.is_empty());
+            assert!(
+                std::env::var_os("SLUICE_REQUIRE_CUDA").is_none(),
+                "SLUICE_REQUIRE_CUDA is set but: {reason}"
+            );
+            if !driver {
+                assert_eq!(reason, "no CUDA driver (libcuda could not be loaded)");
+            } else {
+                assert!(
+                    reason == "no CUDA device"
+                        || reason.starts_with("CUDA device 0 unavailable:")
+                        || reason == "the CUDA driver failed while probing",
+                    "an unexplained probe failure: {reason}"
+                );
+            }
             eprintln!("skipped: {reason} (tests needing a CUDA device)");
         }
     }
@@ -385,6 +408,7 @@ fn device_run_matches_the_host_emulation() {
     let batch = encode_batch(&images, &stages, Some(&write)).unwrap();
     let on_device = device.run_encoded(&batch).unwrap();
     let emulated = emu.run(&batch, &images);
+    assert_eq!(on_device.len(), emulated.len(), "samples");
     for (i, (d, e)) in on_device.iter().zip(&emulated).enumerate() {
         assert!(d == e, "sample {i}: device and emulation differ");
     }

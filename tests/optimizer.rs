@@ -195,6 +195,38 @@ fn with_a_busy_gpu_or_a_slow_round_trip_everything_stays_on_the_cpu() {
 }
 
 #[test]
+fn reading_results_back_makes_a_link_that_suffices_one_way_too_slow() {
+    // Some link speed carries a u8 batch to the GPU fast enough, but not when the results come
+    // back to the host as well (wgpu's readback: the batch crosses three times): the cut must
+    // depend on `reads_back`, or a slow-link wgpu device would be chosen wrongly.
+    let logical = simclr_plan();
+    let cut = |gbps: f64, reads_back: bool| {
+        let mut profile = fast_gpu_profile(&logical);
+        let gpu = profile.gpu.as_mut().unwrap();
+        gpu.backend = "wgpu".into();
+        gpu.reads_back = reads_back;
+        gpu.h2d_gbps = gbps;
+        let mut plan = PhysicalPlan::declared(&logical, 16);
+        place(&mut plan, &logical, &profile, &goal(0.0));
+        plan.cut
+    };
+    let speeds: Vec<f64> = (0..16).map(|i| 0.05 * 1.5f64.powi(i)).collect();
+    let flips: Vec<f64> = speeds
+        .iter()
+        .copied()
+        .filter(|&g| cut(g, false) < logical.ops.len() && cut(g, true) == logical.ops.len())
+        .collect();
+    assert!(
+        !flips.is_empty(),
+        "no link speed in {speeds:?} changes the decision when results are read back"
+    );
+    // And no speed favours the GPU more when results must come back.
+    for g in speeds {
+        assert!(cut(g, true) >= cut(g, false), "at {g} GB/s");
+    }
+}
+
+#[test]
 fn a_cpu_pin_bounds_the_cut() {
     let b = Pipeline::builder(common::jpeg_source(2))
         .op(RandomResizedCrop::new(224))

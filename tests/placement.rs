@@ -65,6 +65,7 @@ fn poisoned_twice(gpu: &Pipeline, what: &str) -> Vec<Batch> {
     let zeros = batches(gpu);
     gpu.check_gpu_outputs_with(0xFF);
     let ones = batches(gpu);
+    assert_eq!(zeros.len(), ones.len(), "{what}: batches");
     for (a, b) in zeros.iter().zip(&ones) {
         assert!(
             a.bytes() == b.bytes(),
