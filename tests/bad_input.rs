@@ -304,6 +304,63 @@ fn skip_policy_drops_counts_and_reports_each_bad_sample() {
     }
 }
 
+/// A source whose read panics on one sample (a bug in user code, say).
+struct PanickingSource(InMemory, u64);
+
+impl sluice::source::Source for PanickingSource {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn label(&self, index: u64) -> i64 {
+        self.0.label(index)
+    }
+    fn origin(&self, index: u64) -> String {
+        self.0.origin(index)
+    }
+    fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        assert!(index != self.1, "the reader broke on sample {index}");
+        self.0.read(index, buf)
+    }
+    fn describe(&self) -> String {
+        "panicking source".into()
+    }
+}
+
+#[test]
+fn a_panic_is_reported_with_the_sample_and_the_stage_it_happened_in() {
+    let build = |policy| {
+        let source = PanickingSource(InMemory::new(jpeg_samples(6, 2)), 3);
+        Workload::Rn50Train
+            .add_ops(Pipeline::builder(source))
+            .batch_size(2)
+            .threads(2)
+            .on_error(policy)
+            .build()
+            .unwrap()
+    };
+    let err = build(ErrorPolicy::Fail)
+        .epoch(0)
+        .unwrap()
+        .find_map(|b| b.err())
+        .expect("sample 3 fails")
+        .to_string();
+    assert!(
+        err.contains("sample #3") && err.contains("`read`") && err.contains("broke on sample 3"),
+        "{err}"
+    );
+    let p = build(ErrorPolicy::Skip);
+    let skipped: Vec<_> = p
+        .epoch(0)
+        .unwrap()
+        .flat_map(|b| b.unwrap().skipped)
+        .collect();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(
+        (skipped[0].sample.index, skipped[0].operator.as_str()),
+        (3, "read")
+    );
+}
+
 #[test]
 fn missing_file_names_the_path_and_the_read_stage() {
     let dir = tempfile::tempdir().unwrap();

@@ -172,6 +172,35 @@ fn bad_samples_are_skipped_and_counted_with_a_gpu_suffix() {
 }
 
 #[test]
+fn a_bad_sample_stops_a_gpu_suffix_pipeline_with_the_sample_and_operator_named() {
+    if !adapter_or_skip() {
+        return;
+    }
+    let mut samples = common::jpeg_samples(12, 3);
+    samples[5].0.truncate(40);
+    let p = Workload::Rn50Train
+        .add_ops(builder(InMemory::new(samples)).placement(Placement::Wgpu))
+        .build()
+        .unwrap();
+    assert_eq!(p.gpu_cut(), 0, "{}", p.placement_reason());
+    let mut it = p.epoch(0).unwrap();
+    let err = loop {
+        match it
+            .next()
+            .expect("the epoch ends with the error, not before")
+        {
+            Ok(batch) => assert!(!batch.sample_indices.contains(&5)),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(
+        err.contains("sample #5") && err.contains("DecodeImage"),
+        "{err}"
+    );
+    assert!(it.next().is_none(), "the epoch ends after an error");
+}
+
+#[test]
 fn cuda_placement_runs_on_a_device_or_falls_back_to_the_cpu_with_the_reason() {
     let build = |placement| {
         Workload::Rn50Train

@@ -35,6 +35,11 @@ impl StageTimers {
         now
     }
 
+    /// The name of timer slot `stage` (read, DecodeImage, then each step).
+    pub fn name(&self, stage: usize) -> &str {
+        self.names.get(stage).map_or("executor", String::as_str)
+    }
+
     pub fn sample_done(&self) {
         self.samples.fetch_add(1, Ordering::Relaxed);
     }
