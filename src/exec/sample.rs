@@ -5,7 +5,7 @@ use crate::error::{SampleError, SampleId};
 use crate::ops::{OpParams, Scratch};
 use crate::rng::SampleRng;
 use crate::tensor::{image_shape, Image, Layout};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
 /// Buffers one worker thread reuses for every sample it processes.
@@ -58,15 +58,17 @@ impl Shared {
     }
 
     /// Process sample `index` of `epoch` on this thread; returns its output shape.
-    /// A panic anywhere inside is caught and reported as an error naming the sample.
+    /// A panic anywhere inside is caught and reported as an error naming the sample and the
+    /// stage (source read, decode or operator step) it happened in.
     pub(crate) fn process_sample(
         &self,
         epoch: u32,
         index: u64,
         out: SampleOut<'_>,
     ) -> Result<Vec<usize>, SampleError> {
+        let stage = Cell::new(READ_STAGE);
         let run = std::panic::AssertUnwindSafe(|| {
-            SCRATCH.with(|s| self.process_with(epoch, index, &mut s.borrow_mut(), out))
+            SCRATCH.with(|s| self.process_with(epoch, index, &mut s.borrow_mut(), out, &stage))
         });
         let result = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
             let what = panic
@@ -76,7 +78,8 @@ impl Shared {
                 .unwrap_or_default();
             // The scratch may be half-written; start the next sample with fresh buffers.
             SCRATCH.with(|s| *s.borrow_mut() = WorkerScratch::default());
-            Err(self.sample_error(index, "executor", format!("internal error: {what}")))
+            let operator = self.timers.name(stage.get());
+            Err(self.sample_error(index, operator, format!("panicked: {what}")))
         });
         if result.is_ok() {
             self.timers.sample_done();
@@ -90,6 +93,7 @@ impl Shared {
         index: u64,
         ws: &mut WorkerScratch,
         mut out: SampleOut<'_>,
+        stage: &Cell<usize>,
     ) -> Result<Vec<usize>, SampleError> {
         let t = Instant::now();
         let cache = self.cache.as_ref();
@@ -103,6 +107,7 @@ impl Shared {
                     .read(index, &mut ws.bytes)
                     .map_err(|e| self.sample_error(index, "read", e.to_string()))?;
                 let t = self.timers.record(READ_STAGE, t);
+                stage.set(DECODE_STAGE);
                 self.decode
                     .decode(&ws.bytes, &mut ws.image)
                     .map_err(|m| self.sample_error(index, "DecodeImage", m))?;
@@ -121,6 +126,7 @@ impl Shared {
         };
         let mut shape = None;
         for (s, step) in self.steps.iter().enumerate().skip(first_step) {
+            stage.set(FIRST_STEP_STAGE + s);
             match step.kind {
                 StepKind::Image(i) => {
                     let params = draw(i, &ws.image);
