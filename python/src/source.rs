@@ -4,6 +4,7 @@
 use crate::errors::IntoPy;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use pyo3::PyClass;
 use sluice::source::{self, Source};
 use std::sync::Arc;
 
@@ -11,6 +12,20 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Opened {
     pub source: Arc<dyn Source>,
+}
+
+/// What `__reduce__` returns: a callable and its arguments.
+type Reduced<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>);
+
+/// Pickle a source as a call of its class with its one constructor argument.
+fn reduce_to_constructor<'py, T: PyClass>(
+    slf: &Bound<'py, T>,
+    arg: Bound<'py, PyAny>,
+) -> PyResult<Reduced<'py>> {
+    Ok((
+        slf.as_any().get_type().into_any(),
+        PyTuple::new(slf.py(), [arg])?,
+    ))
 }
 
 /// `ROOT/CLASS/*.jpg|jpeg|png`; labels are class indices in sorted class order.
@@ -46,14 +61,9 @@ impl ImageFolder {
         self.inner.len()
     }
 
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        let py = slf.py();
-        Ok((
-            slf.get_type().into_any(),
-            PyTuple::new(py, [slf.get().root.clone()])?,
-        ))
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        let root = slf.get().root.clone().into_pyobject(slf.py())?;
+        reduce_to_constructor(slf, root.into_any())
     }
 
     fn __repr__(&self) -> String {
@@ -83,14 +93,9 @@ impl FileList {
         self.inner.len()
     }
 
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        let py = slf.py();
-        Ok((
-            slf.get_type().into_any(),
-            PyTuple::new(py, [slf.get().path.clone()])?,
-        ))
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        let path = slf.get().path.clone().into_pyobject(slf.py())?;
+        reduce_to_constructor(slf, path.into_any())
     }
 
     fn __repr__(&self) -> String {
@@ -125,12 +130,9 @@ impl InMemory {
         self.inner.len()
     }
 
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        let py = slf.py();
-        let args = PyTuple::new(py, [slf.get().samples.clone_ref(py)])?;
-        Ok((slf.get_type().into_any(), args))
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        let samples = slf.get().samples.clone_ref(slf.py()).into_bound(slf.py());
+        reduce_to_constructor(slf, samples)
     }
 }
 
