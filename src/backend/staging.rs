@@ -22,6 +22,9 @@ struct State {
     free: Vec<usize>,
     /// Batches handed to the training loop and not yet dropped.
     held_by_consumer: usize,
+    /// Times a producer found every slot leased and went to sleep (lets tests see a wait
+    /// without timing it).
+    waits: u64,
 }
 
 #[derive(Debug)]
@@ -55,6 +58,7 @@ impl SlotRing {
             state: Mutex::new(State {
                 free: (0..slots).rev().collect(),
                 held_by_consumer: 0,
+                waits: 0,
             }),
             returned: Condvar::new(),
             consumer_waiting: AtomicBool::new(false),
@@ -100,6 +104,7 @@ impl SlotRing {
             } else {
                 stuck_since = None;
             }
+            state.waits += 1;
             state = self
                 .returned
                 .wait_timeout(state, Duration::from_millis(20))
@@ -178,6 +183,14 @@ mod tests {
         assert_eq!(ring.free(), 3);
     }
 
+    /// Block until a producer has gone to sleep on the full ring at least `n` times: the wait
+    /// is observed, not timed.
+    fn until_waited(ring: &SlotRing, n: u64) {
+        while ring.state.lock().unwrap().waits < n {
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn a_full_ring_waits_for_a_release_from_another_thread() {
         let ring = SlotRing::new(1);
@@ -185,7 +198,7 @@ mod tests {
         let held = ring.acquire(&no).unwrap();
         let (r, n) = (ring.clone(), no.clone());
         let waiter = std::thread::spawn(move || r.acquire(&n).map(|l| l.index()));
-        std::thread::sleep(Duration::from_millis(50));
+        until_waited(&ring, 1);
         assert!(
             !waiter.is_finished(),
             "must wait while the only slot is leased"
@@ -201,7 +214,7 @@ mod tests {
         let cancel = Arc::new(AtomicBool::new(false));
         let (r, c) = (ring.clone(), cancel.clone());
         let waiter = std::thread::spawn(move || r.acquire(&c).map(|l| l.index()));
-        std::thread::sleep(Duration::from_millis(30));
+        until_waited(&ring, 1);
         cancel.store(true, Ordering::Relaxed);
         assert_eq!(waiter.join().unwrap(), Err("epoch cancelled".into()));
     }
@@ -215,9 +228,8 @@ mod tests {
         a.mark_delivered();
         b.mark_delivered();
         let _waiting = ring.consumer_waits();
-        let t = Instant::now();
         let err = ring.acquire(&no).unwrap_err();
-        assert!(t.elapsed() >= Duration::from_millis(100));
+        assert!(ring.state.lock().unwrap().waits >= 1, "it waited first");
         assert!(err.contains("holds 2 batches"), "{err}");
         assert!(err.contains("2 slots"), "{err}");
         drop(a);
@@ -229,13 +241,14 @@ mod tests {
 
     #[test]
     fn a_slow_loop_is_not_a_deadlock() {
-        // Every slot leased but the loop is busy (not waiting): the pipeline just waits.
+        // Every slot leased but the loop is busy (not waiting): the pipeline just waits, well
+        // past the grace period (each sleep is 20 ms, the grace 10 ms).
         let ring = SlotRing::with_grace(1, Duration::from_millis(10));
         let no = Arc::new(AtomicBool::new(false));
         let held = ring.acquire(&no).unwrap();
         let (r, n) = (ring.clone(), no.clone());
         let waiter = std::thread::spawn(move || r.acquire(&n).map(|l| l.index()));
-        std::thread::sleep(Duration::from_millis(80));
+        until_waited(&ring, 4);
         assert!(!waiter.is_finished());
         drop(held);
         assert_eq!(waiter.join().unwrap(), Ok(0));
