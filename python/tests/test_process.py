@@ -48,6 +48,9 @@ def test_ctrl_c_interrupts_a_blocked_next(tmp_path, data):
             sent["watchdog"] = True
             unblock()
 
+    # Python's own Ctrl-C handler, whatever this process inherited (a shell that starts a job in
+    # the background without job control leaves SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Thread(target=lambda: (time.sleep(0.3), interrupt()), daemon=True)
     timer.start()
     it = pipe.epoch(0)
@@ -65,6 +68,7 @@ def test_ctrl_c_interrupts_a_blocked_next(tmp_path, data):
         interrupted.set()
         timer.join()
         unblock()
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_forked_child_gets_an_error_not_a_hang(data):
