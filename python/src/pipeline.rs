@@ -79,7 +79,7 @@ impl Pipeline {
         ops_obj: Bound<'_, PyList>,
         kw: Bound<'_, PyDict>,
     ) -> PyResult<Pipeline> {
-        let opened = source::open(py, &source_obj)?;
+        let source = source::open(py, &source_obj)?;
         let declared: Vec<Declared> = ops_obj
             .iter()
             .map(|o| convert::op_from_py(&o))
@@ -100,6 +100,7 @@ impl Pipeline {
             fuse: get(&kw, "fuse")?,
             cache_bytes: count("cache_mib", get(&kw, "cache_mib")?, 0)? << 20,
         };
+        let batch_size = settings.batch_size;
         let mut limits = DecodeLimits::default();
         if let Some(n) = get::<Option<i64>>(&kw, "max_pixels")? {
             limits.max_pixels = count("max_pixels", n, 1)? as u64;
@@ -109,7 +110,7 @@ impl Pipeline {
                 .map_err(|_| bad_setting("max_side", "too large"))?;
         }
         let placement = convert::placement("placement", &get::<String>(&kw, "placement")?)?;
-        let mut builder = CorePipeline::builder_shared(opened.source.clone())
+        let mut builder = CorePipeline::builder_shared(source.clone())
             .settings(settings)
             .decode_limits(limits)
             .placement(placement)
@@ -123,7 +124,7 @@ impl Pipeline {
         }
         let logical = builder.logical_plan();
         let goal = Goal {
-            batch_size: count("batch_size", get(&kw, "batch_size")?, 1)?,
+            batch_size,
             train_step_ms: get(&kw, "train_step_ms")?,
             epochs: get(&kw, "epochs")?,
             memory_budget_bytes: count("cache_budget_mib", get(&kw, "cache_budget_mib")?, 0)? << 20,
@@ -137,10 +138,13 @@ impl Pipeline {
                 if !optimize {
                     return Ok((builder.build()?, None));
                 }
-                let source = opened.source.as_ref();
                 let dir = cache_dir("profiles");
-                let profile =
-                    profile::for_pipeline(source, &logical.ops, profile_path.as_deref(), &dir)?;
+                let profile = profile::for_pipeline(
+                    source.as_ref(),
+                    &logical.ops,
+                    profile_path.as_deref(),
+                    &dir,
+                )?;
                 if let Some(path) = &save_profile {
                     profile.save(path)?;
                 }
@@ -405,7 +409,7 @@ impl Pipeline {
             allow_approx: allow_approx.map_or_else(|| get(kw, "allow_approx"), Ok)?,
         };
         let profile = profile.or(get(kw, "profile")?);
-        let source = source::open(py, self.source_obj.bind(py))?.source;
+        let source = source::open(py, self.source_obj.bind(py))?;
         let logical = &self.logical;
         py.detach(|| -> sluice::Result<String> {
             let dir = cache_dir("profiles");
@@ -596,28 +600,33 @@ pub fn workload(
         .iter()
         .map(|op| convert::op_to_py(py, op, None))
         .collect::<PyResult<Vec<_>>>()?;
-    let kw = PyDict::new(py);
-    kw.set_item("batch_size", batch_size)?;
-    kw.set_item("shuffle", w.shuffles())?;
-    kw.set_item("seed", seed)?;
-    kw.set_item("threads", threads)?;
-    kw.set_item("prefetch", prefetch)?;
-    kw.set_item("max_prefetch", 0)?;
-    kw.set_item("drop_last", false)?;
-    kw.set_item("on_error", on_error)?;
-    kw.set_item("placement", placement)?;
-    kw.set_item("device_batches", device_batches)?;
-    kw.set_item("cache_mib", cache_mib)?;
-    kw.set_item("fuse", fuse)?;
-    for key in ["max_pixels", "max_side", "profile", "save_profile"] {
-        kw.set_item(key, py.None())?;
-    }
-    kw.set_item("optimize", false)?;
-    kw.set_item("train_step_ms", 0.0)?;
-    kw.set_item("epochs", 1)?;
-    kw.set_item("cache_budget_mib", 0)?;
-    kw.set_item("allow_approx", false)?;
-    Pipeline::build(py, data, PyList::new(py, ops)?, kw)
+    // The bench's settings; everything else at the constructor's defaults.
+    Pipeline::new(
+        py,
+        data,
+        Some(PyList::new(py, ops)?.into_any()),
+        batch_size,
+        w.shuffles(),
+        seed,
+        threads,
+        prefetch,
+        0,
+        false,
+        on_error,
+        placement,
+        device_batches,
+        cache_mib,
+        fuse,
+        None,
+        None,
+        false,
+        None,
+        None,
+        0.0,
+        1,
+        0,
+        false,
+    )
 }
 
 /// Names of the built-in workloads.

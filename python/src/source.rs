@@ -8,12 +8,6 @@ use pyo3::PyClass;
 use sluice::source::{self, Source};
 use std::sync::Arc;
 
-/// A source as Python holds it: the core source, and how to rebuild it (for pickling).
-#[derive(Clone)]
-pub struct Opened {
-    pub source: Arc<dyn Source>,
-}
-
 /// What `__reduce__` returns: a callable and its arguments.
 type Reduced<'py> = (Bound<'py, PyAny>, Bound<'py, PyTuple>);
 
@@ -137,21 +131,15 @@ impl InMemory {
 }
 
 /// The source a `Pipeline` was given: one of the classes above, or a path.
-pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Opened> {
+pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Arc<dyn Source>> {
     if let Ok(f) = obj.cast::<ImageFolder>() {
-        return Ok(Opened {
-            source: f.get().inner.clone(),
-        });
+        return Ok(f.get().inner.clone());
     }
     if let Ok(f) = obj.cast::<FileList>() {
-        return Ok(Opened {
-            source: f.get().inner.clone(),
-        });
+        return Ok(f.get().inner.clone());
     }
     if let Ok(m) = obj.cast::<InMemory>() {
-        return Ok(Opened {
-            source: m.get().inner.clone(),
-        });
+        return Ok(m.get().inner.clone());
     }
     let path: std::path::PathBuf = obj.extract().map_err(|_| {
         crate::errors::bad_setting(
@@ -159,6 +147,5 @@ pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Opened> {
             "give sluice.ImageFolder, sluice.FileList, sluice.InMemory or a path",
         )
     })?;
-    let source = py.detach(|| source::open_path(&path)).py_err(py)?;
-    Ok(Opened { source })
+    py.detach(|| source::open_path(&path)).py_err(py)
 }
