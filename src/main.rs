@@ -97,6 +97,9 @@ enum Command {
         /// (pinned staging ring, copy/compute streams) and reports the overlap
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
+        /// The CUDA device to use (default: $LOCAL_RANK, else 0)
+        #[arg(long, value_name = "N")]
+        device: Option<usize>,
         /// Also run the pipeline on the CPU and compare every batch (max error, exit 1 when
         /// outside the tolerance); slows the run
         #[arg(long)]
@@ -235,6 +238,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             chart,
             json,
             backend,
+            device,
             verify,
             optimize,
             plan,
@@ -280,6 +284,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 verify,
                 optimize,
                 device_batches: matches!(backend, BackendArg::Cuda),
+                cuda_device: device,
             };
             let report = bench::run(source, &opts)?;
             if let Some(path) = &chart {

@@ -117,6 +117,8 @@ pub struct PipelineBuilder {
     settings: Settings,
     /// Deliver batches in CUDA device memory (see [`PipelineBuilder::device_batches`]).
     device_batches: bool,
+    /// The CUDA device ordinal (None: `LOCAL_RANK`, else 0).
+    cuda_device: Option<usize>,
 }
 
 macro_rules! op_from {
@@ -315,6 +317,14 @@ impl PipelineBuilder {
         self
     }
 
+    /// The CUDA device to use (its ordinal): one per process on a multi-GPU node. Without it
+    /// sluice takes `LOCAL_RANK` (as torchrun and Ray set it), else device 0. sluice never
+    /// changes the calling thread's current CUDA device.
+    pub fn cuda_device(mut self, ordinal: usize) -> Self {
+        self.cuda_device = Some(ordinal);
+        self
+    }
+
     /// Resolve the CPU→GPU cut (probing for an adapter only when a GPU is asked for).
     fn place(&self, output: &OutputSpec) -> Result<(Option<GpuSuffix>, String)> {
         let dense = output.sample_shape.is_some();
@@ -331,7 +341,11 @@ impl PipelineBuilder {
                 other => other,
             };
         }
-        let ctx = backend.map(open_gpu);
+        let ordinal = match self.cuda_device {
+            Some(n) => Ok(n),
+            None => crate::backend::cuda::default_ordinal(),
+        };
+        let ctx = backend.map(|which| open_gpu(which, ordinal.clone()));
         let availability = match &ctx {
             None => GpuAvailability::NotProbed,
             Some(Err(why)) => GpuAvailability::Unavailable(why.clone()),
@@ -409,7 +423,10 @@ struct OpenedGpu {
 
 /// Open the GPU backend `which` asks for (Auto: a CUDA device if one opens, else wgpu), or say
 /// why it cannot be used.
-fn open_gpu(which: Placement) -> std::result::Result<OpenedGpu, String> {
+fn open_gpu(
+    which: Placement,
+    cuda_ordinal: std::result::Result<usize, String>,
+) -> std::result::Result<OpenedGpu, String> {
     let wgpu = || {
         WgpuContext::new().map(|c| OpenedGpu {
             software: c.is_software(),
@@ -418,7 +435,7 @@ fn open_gpu(which: Placement) -> std::result::Result<OpenedGpu, String> {
         })
     };
     let cuda = || {
-        CudaDevice::open().map(|d| {
+        cuda_ordinal.clone().and_then(CudaDevice::open).map(|d| {
             let d = Arc::new(d);
             OpenedGpu {
                 runner: d.clone(),
@@ -494,6 +511,7 @@ impl Pipeline {
             placement: Placement::Cpu,
             settings: Settings::default(),
             device_batches: false,
+            cuda_device: None,
         }
     }
 

@@ -14,7 +14,7 @@ use sluice::source::InMemory;
 use sluice::{Batch, Pipeline, PipelineBuilder, Placement};
 
 fn device_or_skip() -> bool {
-    common::or_skip(cuda::probe(), "SLUICE_REQUIRE_CUDA")
+    common::or_skip(cuda::probe(0), "SLUICE_REQUIRE_CUDA")
         .map(|device| eprintln!("CUDA device: {device}"))
         .is_some()
 }
@@ -86,7 +86,7 @@ fn without_cuda_device_batches_fall_back_to_host_batches_with_the_reason() {
         .device_batches(true)
         .build()
         .unwrap();
-    match cuda::probe() {
+    match cuda::probe(0) {
         Err(why) => {
             assert!(!p.device_batches());
             assert!(

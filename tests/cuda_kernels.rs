@@ -1,6 +1,7 @@
 //! The CUDA kernels checked without a GPU (DESIGN.md, "Checking GPU code on machines without a
 //! GPU"):
-//! - NVRTC compiles every kernel for sm_80 and sm_90 (compute_80/compute_90 PTX). Without the
+//! - NVRTC compiles every kernel for sm_80 and sm_90: cubins (what the device path loads) and
+//!   compute_80/compute_90 PTX (its fallback); a failed compile reports NVRTC's log. Without the
 //!   NVRTC library the test prints "skipped: no NVRTC library ..."; CI installs the
 //!   `nvidia-cuda-nvrtc-cu12` wheel and sets SLUICE_REQUIRE_NVRTC, so there it must run.
 //! - Host emulation: the same .cu sources compiled as C++ (threadIdx/blockIdx defined, the grid
@@ -29,22 +30,44 @@ fn nvrtc_or_skip() -> bool {
 }
 
 #[test]
-fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
+fn every_kernel_compiles_with_nvrtc_to_cubins_and_ptx_for_sm80_and_sm90() {
     if !nvrtc_or_skip() {
         return;
     }
-    for arch in ["compute_80", "compute_90"] {
+    let nvrtc = cuda::nvrtc::get().unwrap();
+    eprintln!("{}", nvrtc.describe());
+    assert!(matches!(nvrtc.version().0, 12 | 13), "{}", nvrtc.describe());
+    let archs = nvrtc.supported_archs().unwrap();
+    assert!(archs.contains(&80) && archs.contains(&90), "{archs:?}");
+    for arch in ["sm_80", "sm_90", "compute_80", "compute_90"] {
         for (file, src, entries) in cuda::KERNELS.into_iter().chain([cuda::TRAIN_STEP]) {
-            let ptx = cuda::compile(file, src, arch).unwrap_or_else(|e| panic!("{e}"));
-            for entry in entries {
-                assert!(
-                    ptx.contains(&format!(".entry {entry}(")),
-                    "{file} for {arch}: no entry point {entry}"
-                );
+            let image = cuda::compile(file, src, arch).unwrap_or_else(|e| panic!("{e}"));
+            match (&*image, arch.starts_with("sm_")) {
+                // SASS for the real architecture: an ELF whose symbols name every kernel.
+                (cuda::nvrtc::Image::Cubin(elf), true) => {
+                    assert_eq!(&elf[..4], b"\x7fELF", "{file} for {arch}: not an ELF cubin");
+                    for entry in entries {
+                        let name = entry.as_bytes();
+                        assert!(
+                            elf.windows(name.len() + 1)
+                                .any(|w| &w[..name.len()] == name && w[name.len()] == 0),
+                            "{file} for {arch}: no symbol {entry}"
+                        );
+                    }
+                }
+                (cuda::nvrtc::Image::Ptx(ptx), false) => {
+                    for entry in entries {
+                        assert!(
+                            ptx.contains(&format!(".entry {entry}(")),
+                            "{file} for {arch}: no entry point {entry}"
+                        );
+                    }
+                }
+                (other, _) => panic!("{file} for {arch}: wrong kind of image {other:?}"),
             }
-            // Cached by source hash and architecture: the second request is the same PTX.
+            // Cached by source hash and architecture: the second request is the same image.
             assert!(std::sync::Arc::ptr_eq(
-                &ptx,
+                &image,
                 &cuda::compile(file, src, arch).unwrap()
             ));
         }
@@ -52,10 +75,29 @@ fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
 }
 
 #[test]
+fn a_failed_compile_reports_nvrtcs_log_as_text() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let err = cuda::nvrtc::get()
+        .unwrap()
+        .compile(
+            "broken.cu",
+            "extern \"C\" __global__ void k() { no_such_name = 1; }",
+            "sm_90",
+        )
+        .unwrap_err();
+    assert!(err.contains("broken.cu") && err.contains("sm_90"), "{err}");
+    // The log itself, on its own lines: not an escaped debug string.
+    assert!(err.contains("no_such_name") && err.contains('\n'), "{err}");
+    assert!(!err.contains("\\n") && !err.contains("\\\""), "{err}");
+}
+
+#[test]
 fn probing_without_a_device_gives_a_reason_not_a_panic() {
     // SAFETY: only checks whether the shared library can be opened.
     let driver = unsafe { cudarc::driver::sys::is_culib_present() };
-    match cuda::probe() {
+    match cuda::probe(0) {
         Ok(device) => {
             eprintln!("CUDA device: {device}");
             assert!(driver, "a device without a driver library: {device}");
@@ -75,6 +117,7 @@ fn probing_without_a_device_gives_a_reason_not_a_panic() {
             } else {
                 assert!(
                     reason == "no CUDA device"
+                        || reason.starts_with("no CUDA device 0 (")
                         || reason.starts_with("CUDA device 0 unavailable:")
                         || reason == "the CUDA driver failed while probing",
                     "an unexplained probe failure: {reason}"
@@ -374,12 +417,9 @@ fn emulated_color_grayscale_and_blur_kernels_match_the_cpu() {
 /// (the same arithmetic: no contracted multiply-adds, IEEE division).
 #[test]
 fn device_run_matches_the_host_emulation() {
-    let device = match cuda::CudaDevice::open() {
-        Ok(d) => d,
-        Err(reason) => {
-            eprintln!("skipped: {reason}");
-            return;
-        }
+    // Under SLUICE_REQUIRE_CUDA (scripts/gpu-check.sh) a device that does not open fails.
+    let Some(device) = common::or_skip(cuda::CudaDevice::open(0), "SLUICE_REQUIRE_CUDA") else {
+        return;
     };
     eprintln!("CUDA device: {}", device.describe());
     let Some(emu) = Emulator::build() else { return };

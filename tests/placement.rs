@@ -209,7 +209,7 @@ fn cuda_placement_runs_on_a_device_or_falls_back_to_the_cpu_with_the_reason() {
             .unwrap()
     };
     let cuda = build(Placement::Cuda);
-    match sluice::backend::cuda::probe() {
+    match sluice::backend::cuda::probe(0) {
         Err(why) => {
             assert_eq!(cuda.gpu_cut(), cuda.ops().len());
             assert!(

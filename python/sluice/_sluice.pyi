@@ -141,6 +141,7 @@ class Pipeline:
         on_error: Literal["fail", "skip"] = "fail",
         placement: Literal["cpu", "wgpu", "cuda", "auto"] = "cpu",
         device_batches: bool = False,
+        cuda_device: Optional[int] = None,
         cache_mib: int = 0,
         fuse: bool = True,
         max_pixels: Optional[int] = None,
@@ -210,6 +211,7 @@ def workload(
     on_error: Literal["fail", "skip"] = "fail",
     placement: Literal["cpu", "wgpu", "cuda", "auto"] = "cpu",
     device_batches: bool = False,
+    cuda_device: Optional[int] = None,
     cache_mib: int = 0,
     fuse: bool = True,
 ) -> Pipeline:

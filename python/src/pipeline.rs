@@ -46,7 +46,7 @@ pub fn cache_dir(what: &str) -> PathBuf {
 ///
 /// `Pipeline(source, ops, *, batch_size=32, shuffle=False, seed=0, threads=None, prefetch=2,
 /// max_prefetch=0, drop_last=False, on_error="fail", placement="cpu", device_batches=False,
-/// cache_mib=0, fuse=True, max_pixels=None, max_side=None, optimize=False, profile=None,
+/// cuda_device=None, cache_mib=0, fuse=True, max_pixels=None, max_side=None, optimize=False, profile=None,
 /// save_profile=None, train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=False)`
 #[pyclass(module = "sluice", frozen)]
 pub struct Pipeline {
@@ -115,6 +115,9 @@ impl Pipeline {
             .decode_limits(limits)
             .placement(placement)
             .device_batches(get(&kw, "device_batches")?);
+        if let Some(n) = get::<Option<i64>>(&kw, "cuda_device")? {
+            builder = builder.cuda_device(count("cuda_device", n, 0)?);
+        }
         for d in declared {
             builder = match (d.pin, d.fixed) {
                 (Some(p), _) => builder.op_on(d.op, p),
@@ -193,8 +196,8 @@ impl Pipeline {
     #[new]
     #[pyo3(signature = (source, ops=None, *, batch_size=32, shuffle=false, seed=0, threads=None,
         prefetch=2, max_prefetch=0, drop_last=false, on_error="fail".to_string(),
-        placement="cpu".to_string(), device_batches=false, cache_mib=0, fuse=true,
-        max_pixels=None, max_side=None, optimize=false, profile=None, save_profile=None,
+        placement="cpu".to_string(), device_batches=false, cuda_device=None, cache_mib=0,
+        fuse=true, max_pixels=None, max_side=None, optimize=false, profile=None, save_profile=None,
         train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -211,6 +214,7 @@ impl Pipeline {
         on_error: String,
         placement: String,
         device_batches: bool,
+        cuda_device: Option<i64>,
         cache_mib: i64,
         fuse: bool,
         max_pixels: Option<i64>,
@@ -234,6 +238,7 @@ impl Pipeline {
         kw.set_item("on_error", on_error)?;
         kw.set_item("placement", placement)?;
         kw.set_item("device_batches", device_batches)?;
+        kw.set_item("cuda_device", cuda_device)?;
         kw.set_item("cache_mib", cache_mib)?;
         kw.set_item("fuse", fuse)?;
         kw.set_item("max_pixels", max_pixels)?;
@@ -557,7 +562,7 @@ impl EpochIterator {
 #[pyfunction]
 #[pyo3(signature = (name, data=None, *, images=1024, batch_size=64, threads=None, seed=0,
     prefetch=2, on_error="fail".to_string(), placement="cpu".to_string(), device_batches=false,
-    cache_mib=0, fuse=true))]
+    cuda_device=None, cache_mib=0, fuse=true))]
 #[allow(clippy::too_many_arguments)]
 pub fn workload(
     py: Python<'_>,
@@ -571,6 +576,7 @@ pub fn workload(
     on_error: String,
     placement: String,
     device_batches: bool,
+    cuda_device: Option<i64>,
     cache_mib: i64,
     fuse: bool,
 ) -> PyResult<Pipeline> {
@@ -615,6 +621,7 @@ pub fn workload(
         on_error,
         placement,
         device_batches,
+        cuda_device,
         cache_mib,
         fuse,
         None,

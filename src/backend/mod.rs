@@ -3,6 +3,7 @@
 
 pub mod cuda;
 mod runner;
+pub mod size_class;
 pub mod staging;
 pub mod wgpu;
 

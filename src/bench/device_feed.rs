@@ -17,7 +17,8 @@ pub struct DeviceFeedReport {
     pub slots: usize,
     /// The step stand-in's length (0: no step; the loop only waits for each batch).
     pub train_step_ms: f64,
-    /// Mean step interval fed by sluice over the steady phase, and on pre-made device data.
+    /// Median step interval fed by sluice over the steady phase (within epochs), and on
+    /// pre-made device data.
     pub fed_step_ms: f64,
     pub premade_step_ms: f64,
     /// fed / pre-made: 1.0 means sluice hides all of its work behind the step.
@@ -97,7 +98,7 @@ impl DeviceConsumer {
     }
 
     /// After the run: wait for the last steps, time `steps` steps on pre-made device data, and
-    /// put the engine's numbers together. `fed_step_ms` is the steady-phase batch interval.
+    /// put the engine's numbers together. `fed_step_ms` is the steady-phase median interval.
     pub fn finish(
         mut self,
         pipeline: &Pipeline,
@@ -114,13 +115,18 @@ impl DeviceConsumer {
                     .stream()
                     .alloc_zeros::<u32>(words)
                     .map_err(|e| worker(format!("CUDA: allocation: {e:?}")))?;
+                // Timed like the fed loop: the median interval between one step's return and
+                // the next's, here with no batch to fetch.
                 let n = steps.clamp(3, 200);
-                let t = Instant::now();
+                let mut last = Instant::now();
+                let mut intervals = Vec::with_capacity(n);
                 for _ in 0..n {
                     step.run(&data.slice(..)).map_err(worker)?;
+                    let now = Instant::now();
+                    intervals.push((now - last).as_secs_f64() * 1e3);
+                    last = now;
                 }
-                step.finish().map_err(worker)?;
-                t.elapsed().as_secs_f64() * 1e3 / n as f64
+                crate::bench::median(&mut intervals)
             }
             None => 0.0,
         };

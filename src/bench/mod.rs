@@ -18,3 +18,13 @@ pub use runner::{run, BenchOptions};
 pub use sys::{cpu_seconds, peak_rss_bytes};
 pub use verify::Verification;
 pub use workloads::{Workload, WORKLOADS};
+
+/// The median of `values` (0 when empty; the mean of the middle two when even). Sorts them.
+pub(crate) fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}

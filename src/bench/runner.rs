@@ -40,6 +40,8 @@ pub struct BenchOptions {
     /// Deliver batches in CUDA device memory and consume them as a trainer would
     /// (`--backend cuda`); host batches when no CUDA device opens.
     pub device_batches: bool,
+    /// The CUDA device ordinal (`--device`; None: `LOCAL_RANK`, else 0).
+    pub cuda_device: Option<usize>,
 }
 
 /// When each batch arrived and how long the consumer waited for it.
@@ -66,11 +68,13 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         cache_bytes: opts.cache_mib << 20,
     };
     let builder = |placement: Placement| {
-        opts.workload.add_ops(
-            Pipeline::builder_shared(source.clone())
-                .settings(settings.clone())
-                .placement(placement),
-        )
+        let b = Pipeline::builder_shared(source.clone())
+            .settings(settings.clone())
+            .placement(placement);
+        opts.workload.add_ops(match opts.cuda_device {
+            Some(n) => b.cuda_device(n),
+            None => b,
+        })
     };
     let build = |placement: Placement| builder(placement).build();
     let (pipeline, predicted) = match &opts.optimize {
@@ -175,8 +179,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     let device_feed = match consumer {
         Some(c) => {
             let steady = arrivals.len() - phases.warmup_batches;
-            let last = arrivals.last().map_or(0.0, |a| a.at);
-            let fed_ms = (last - phases.warmup_end) * 1e3 / steady.max(1) as f64;
+            let fed_ms = median_interval_ms(&arrivals[phases.warmup_batches..]);
             Some(c.finish(&pipeline, opts.train_step_ms, fed_ms, steady)?)
         }
         None => None,
@@ -282,6 +285,17 @@ impl Phases {
     }
 }
 
+/// The median time between consecutive batches of the same epoch, ms: the steady step
+/// interval, untouched by the gap where one epoch drains and the next starts filling.
+fn median_interval_ms(arrivals: &[Arrival]) -> f64 {
+    let mut gaps: Vec<f64> = arrivals
+        .windows(2)
+        .filter(|w| w[0].epoch == w[1].epoch)
+        .map(|w| (w[1].at - w[0].at) * 1e3)
+        .collect();
+    crate::bench::median(&mut gaps)
+}
+
 /// Images/s over time: consecutive batches grouped into up to 40 windows of at least 3 batches
 /// (so batch-sized bursts do not read as spikes), each point at its window's end.
 fn timeline(arrivals: &[Arrival]) -> Vec<TimelinePoint> {
@@ -335,6 +349,22 @@ mod tests {
         // One epoch: the first tenth (rounded up) is warm-up.
         let p = Phases::split(&a, 1);
         assert_eq!(p.warmup_batches, 1);
+    }
+
+    #[test]
+    fn the_fed_step_interval_is_the_median_within_epochs() {
+        // 10 ms steps, one slow one, and a 500 ms gap between epochs that must not count.
+        let a = arrivals(&[
+            (1, 1.000, 8),
+            (1, 1.010, 8),
+            (1, 1.020, 8),
+            (1, 1.080, 8),
+            (1, 1.090, 8),
+            (2, 1.590, 8),
+            (2, 1.600, 8),
+        ]);
+        assert!((median_interval_ms(&a) - 10.0).abs() < 1e-6);
+        assert_eq!(median_interval_ms(&a[..1]), 0.0);
     }
 
     #[test]

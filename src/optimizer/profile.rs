@@ -359,14 +359,15 @@ fn time_on_gpu(
 /// A GPU the profiler times operators on.
 pub enum ProfileGpu {
     Wgpu(Box<WgpuContext>),
-    Cuda(CudaDevice),
+    Cuda(Box<CudaDevice>),
 }
 
 impl ProfileGpu {
     /// A CUDA device if one opens, else a wgpu adapter, else None (as `Placement::Auto` picks).
     pub fn open() -> Option<ProfileGpu> {
-        CudaDevice::open()
-            .map(ProfileGpu::Cuda)
+        crate::backend::cuda::default_ordinal()
+            .and_then(CudaDevice::open)
+            .map(|d| ProfileGpu::Cuda(Box::new(d)))
             .or_else(|_| WgpuContext::new().map(|c| ProfileGpu::Wgpu(Box::new(c))))
             .ok()
     }

@@ -3,12 +3,14 @@
 //! one stream, the result read back. This is the synchronous core the transfer engine (pinned
 //! ring, copy/compute streams, device batches for the trainer) will build on.
 
-use super::{compile, probe, KERNELS, TRAIN_STEP};
+use super::nvrtc::Image;
+use super::{compile, KERNELS, TRAIN_STEP};
+use crate::backend::size_class::{Growth, SlotCapacity};
 use crate::backend::wgpu::EncodedBatch;
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig};
 use cudarc::driver::{DevicePtrMut, PushKernelArg};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The kernels' `Params` block (64 bytes), passed by value.
 #[repr(C)]
@@ -19,53 +21,51 @@ struct KernelParams([u32; 16]);
 unsafe impl DeviceRepr for KernelParams {}
 
 pub struct CudaDevice {
-    /// Checking mode: buffers start as 0xFF bytes so unwritten elements show.
     /// Checking mode: 0 off, else 0x100 | the byte outputs are filled with.
     poison: std::sync::atomic::AtomicU32,
     ctx: Arc<CudaContext>,
+    /// Buffers of the host-delivery path, reused across batches.
+    host_path: Mutex<HostPath>,
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
     name: String,
-}
-
-/// NVRTC's name for a compute capability (the kernels need no newer features than sm_70).
-fn arch_for(major: i32, minor: i32) -> &'static str {
-    match (major, minor) {
-        (7, 0) => "compute_70",
-        (7, 5) => "compute_75",
-        (8, 0) => "compute_80",
-        (8, 6) => "compute_86",
-        (8, 9) => "compute_89",
-        (9, 0) => "compute_90",
-        (m, _) if m >= 10 => "compute_90",
-        (8, _) => "compute_80",
-        _ => "compute_70",
-    }
 }
 
 pub(super) fn driver(what: &str) -> impl Fn(cudarc::driver::DriverError) -> String + '_ {
     move |e| format!("CUDA: {what}: {e:?}")
 }
 
+/// What to compile for a device of compute capability `sm` (e.g. 90) with an NVRTC that makes
+/// cubins for `supported`: the device's own `sm_XX` when it can, and the PTX fallback for the
+/// newest virtual architecture not above the device (the kernels need nothing newer than sm_70).
+fn targets(sm: u32, supported: &[u32]) -> (Option<String>, String) {
+    let cubin = supported.contains(&sm).then(|| format!("sm_{sm}"));
+    let virt = supported
+        .iter()
+        .copied()
+        .filter(|&a| a <= sm)
+        .max()
+        .unwrap_or(sm);
+    (cubin, format!("compute_{virt}"))
+}
+
 impl CudaDevice {
-    /// Open device 0 and load every kernel; the error says why not (no driver, no device, ...).
-    pub fn open() -> Result<Self, String> {
-        probe()?;
-        let ctx = CudaContext::new(0).map_err(driver("opening device 0"))?;
+    /// Open device `ordinal` and load every kernel; the error says why not (no driver, no such
+    /// device, no NVRTC, a module the driver rejects with its JIT log). The calling thread's
+    /// current context is left as it was.
+    pub fn open(ordinal: usize) -> Result<Self, String> {
+        let _keep = super::context::CurrentContextGuard::new();
+        let ctx = super::context::primary(ordinal)?;
         let name = ctx.name().map_err(driver("device name"))?;
-        use cudarc::driver::sys::CUdevice_attribute::{
-            CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR as MAJOR,
-            CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR as MINOR,
-        };
-        let major = ctx.attribute(MAJOR).map_err(driver("compute capability"))?;
-        let minor = ctx.attribute(MINOR).map_err(driver("compute capability"))?;
-        let arch = arch_for(major, minor);
+        let (major, minor) = super::compute_capability(&ctx)?;
+        let nvrtc = super::nvrtc::get()?;
+        let sm = (major * 10 + minor) as u32;
+        let (cubin, ptx) = targets(sm, &nvrtc.supported_archs()?);
         let mut functions = HashMap::new();
+        let mut loaded_as = String::new();
         for (file, src, entries) in KERNELS.into_iter().chain([TRAIN_STEP]) {
-            let ptx = compile(file, src, arch)?;
-            let module = ctx
-                .load_module(cudarc::nvrtc::Ptx::from_src(ptx.as_str()))
-                .map_err(driver("loading the kernels"))?;
+            let (module, how) = load(&ctx, file, src, cubin.as_deref(), &ptx)?;
+            loaded_as = how;
             for &entry in entries {
                 let f = module
                     .load_function(entry)
@@ -73,13 +73,22 @@ impl CudaDevice {
                 functions.insert(entry, f);
             }
         }
-        let stream = ctx.default_stream();
+        let stream = ctx.new_stream().map_err(driver("creating a stream"))?;
+        let mut driver_version = 0;
+        // SAFETY: writes one int; the driver is loaded (the context opened).
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver_version) };
         Ok(CudaDevice {
             poison: Default::default(),
-            ctx,
             stream,
             functions,
-            name: format!("{name} (sm_{major}{minor}, {arch})"),
+            name: format!(
+                "{name} (device {ordinal}, sm_{sm}, {loaded_as} by {}, driver {}.{})",
+                nvrtc.describe(),
+                driver_version / 1000,
+                driver_version % 1000 / 10
+            ),
+            host_path: Mutex::default(),
+            ctx,
         })
     }
 
@@ -98,16 +107,24 @@ impl CudaDevice {
             .ok_or_else(|| format!("no CUDA kernel {entry}"))
     }
 
-    /// Host-to-device bandwidth of a `bytes` copy from pageable memory (best of 3), GB/s.
+    /// Host-to-device bandwidth of a `bytes` copy from pageable memory (best of 3 after a
+    /// warm-up copy), GB/s; on sluice's own stream into one reused device buffer.
     pub fn upload_gbps(&self, bytes: u64) -> Result<f64, String> {
-        let host = vec![7u32; (bytes / 4) as usize];
+        let _keep = super::context::CurrentContextGuard::new();
+        let host = vec![7u32; words(bytes)];
+        // SAFETY: only written by the copies.
+        let mut dev =
+            unsafe { self.stream.alloc::<u32>(host.len()) }.map_err(driver("allocation"))?;
         let mut best = f64::INFINITY;
-        for _ in 0..4 {
+        for copy in 0..4 {
             let t = std::time::Instant::now();
-            let dev = self.stream.clone_htod(&host).map_err(driver("upload"))?;
-            self.stream.synchronize().map_err(driver("synchronize"))?;
-            best = best.min(t.elapsed().as_secs_f64());
-            drop(dev);
+            self.stream
+                .memcpy_htod(&host, &mut dev)
+                .map_err(driver("upload"))?;
+            super::host_wait(&self.stream)?;
+            if copy > 0 {
+                best = best.min(t.elapsed().as_secs_f64());
+            }
         }
         Ok(bytes as f64 / best / 1e9)
     }
@@ -126,29 +143,52 @@ impl CudaDevice {
     }
 
     /// Run every pass of `batch` on the device; each sample's output bytes (synchronous: the
-    /// host-delivery path; device batches go through [`super::TransferEngine`]).
+    /// host-delivery path; device batches go through [`super::TransferEngine`]). Runs on
+    /// sluice's own non-blocking stream (never behind the trainer's work on the legacy default
+    /// stream) in buffers reused from batch to batch, grown by size class.
     pub fn run_encoded(&self, batch: &EncodedBatch) -> Result<Vec<Vec<u8>>, String> {
-        let s = &self.stream;
-        let mut host = vec![0u32; staged_words(batch)];
-        stage_host(batch, &mut host);
-        let mut buffers = DeviceBuffers {
-            staged: s.clone_htod(&host).map_err(driver("upload"))?,
-            work: Vec::new(),
-        };
-        for (i, &bytes) in batch.buffer_bytes.iter().enumerate() {
-            buffers.work.push(match i {
-                RECORDS | INPUT => None,
-                _ => Some(
-                    s.alloc_zeros::<u32>(words(bytes))
-                        .map_err(driver("allocation"))?,
-                ),
-            });
+        if batch.output_offsets.len() != batch.output_lengths.len() {
+            return Err("the encoded batch's output offsets and lengths differ in number".into());
         }
-        self.launch_passes(s, batch, &mut buffers)?;
-        // In-place passes without a tensor write leave the result in the staged input.
+        let _keep = super::context::CurrentContextGuard::new();
+        let s = &self.stream;
+        let mut path = self.host_path.lock().unwrap();
+        let path = &mut *path;
+        let need = staged_words(batch);
+        path.host.clear();
+        path.host.resize(need, 0);
+        stage_host(batch, &mut path.host);
+        let growth = path.capacity.grow_for(need, &work_bytes(batch));
+        let bufs = match path.bufs.as_mut() {
+            Some(b) => b,
+            None => path.bufs.insert(DeviceBuffers::new(s)?),
+        };
+        bufs.grow(&growth, s, s)?;
+        s.memcpy_htod(&path.host, &mut bufs.staged.slice_mut(..need))
+            .map_err(driver("upload"))?;
+        self.launch_passes(s, batch, bufs)?;
+        // Sleep through the kernels; the readback below then waits only for its own copy.
+        super::host_wait(s)?;
+        // Only the words the samples occupy come back. In-place passes without a tensor write
+        // leave the result in the staged input.
+        let end = batch
+            .output_offsets
+            .iter()
+            .zip(&batch.output_lengths)
+            .map(|(&o, &n)| o as usize + n.div_ceil(4))
+            .max()
+            .unwrap_or(0);
         let out = match batch.output_buffer {
-            INPUT => s.clone_dtoh(&buffers.staged.slice(batch.records.len()..)),
-            i => s.clone_dtoh(buffers.work[i].as_ref().ok_or("no output buffer")?),
+            INPUT => {
+                let at = batch.records.len();
+                s.clone_dtoh(&bufs.staged.slice(at..at + end))
+            }
+            i => s.clone_dtoh(
+                &bufs.work[i]
+                    .as_ref()
+                    .ok_or("no output buffer")?
+                    .slice(..end),
+            ),
         }
         .map_err(driver("readback"))?;
         let bytes: &[u8] = bytemuck::cast_slice(&out);
@@ -247,10 +287,67 @@ pub(super) const AUX: usize = 1;
 pub(super) const INPUT: usize = 2;
 
 /// One batch's device memory. `staged` holds the records then the packed input (one upload);
-/// `work[i]` is buffer `i` for aux and every buffer from 3 on (None for 0 and 2).
+/// `work[i]` is buffer `i` for aux and every buffer from 3 on (None for 0 and 2). Reused from
+/// batch to batch; grown by [`SlotCapacity::grow_for`]'s decisions.
 pub(super) struct DeviceBuffers {
     pub staged: CudaSlice<u32>,
     pub work: Vec<Option<CudaSlice<u32>>>,
+}
+
+impl DeviceBuffers {
+    pub fn new(s: &Arc<CudaStream>) -> Result<Self, String> {
+        Ok(DeviceBuffers {
+            // SAFETY: the staged buffer is only read after the copy that fills it.
+            staged: unsafe { s.alloc::<u32>(1) }.map_err(driver("allocation"))?,
+            work: Vec::new(),
+        })
+    }
+
+    /// Make the allocations `growth` decided on: the staged buffer on `copy` (its writer), the
+    /// work buffers zeroed on `compute` (aux must start clear; nothing reads stale words from a
+    /// fresh buffer). Replaced buffers are freed stream-ordered behind their last use.
+    pub fn grow(
+        &mut self,
+        growth: &Growth,
+        copy: &Arc<CudaStream>,
+        compute: &Arc<CudaStream>,
+    ) -> Result<(), String> {
+        if let Some(words) = growth.staged {
+            // SAFETY: filled by the copy before any kernel reads it.
+            self.staged = unsafe { copy.alloc::<u32>(words) }.map_err(driver("allocation"))?;
+        }
+        for &(i, words) in &growth.work {
+            if self.work.len() <= i {
+                self.work.resize_with(i + 1, || None);
+            }
+            self.work[i] = Some(
+                compute
+                    .alloc_zeros::<u32>(words)
+                    .map_err(driver("allocation"))?,
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The work buffers a batch allocates (bytes), None for records and the packed input (they
+/// live in the staged buffer).
+pub(super) fn work_bytes(batch: &EncodedBatch) -> Vec<Option<u64>> {
+    let mut work: Vec<Option<u64>> = batch.buffer_bytes.iter().map(|&b| Some(b)).collect();
+    for i in [RECORDS, INPUT] {
+        if let Some(w) = work.get_mut(i) {
+            *w = None;
+        }
+    }
+    work
+}
+
+/// The reused state of [`CudaDevice::run_encoded`].
+#[derive(Default)]
+pub(super) struct HostPath {
+    host: Vec<u32>,
+    capacity: SlotCapacity,
+    bufs: Option<DeviceBuffers>,
 }
 
 /// The device address of `buffer`, for use on `s`.
@@ -276,4 +373,90 @@ fn stage_host(batch: &EncodedBatch, host: &mut [u32]) {
     records.copy_from_slice(&batch.records);
     let input: &mut [u8] = bytemuck::cast_slice_mut(input);
     input[..batch.input.len()].copy_from_slice(&batch.input);
+}
+
+/// Load `file`'s kernels: the cubin if there is one and the driver takes it, else the PTX; a
+/// rejected PTX comes back with the driver's JIT log. Returns the module and what was loaded.
+fn load(
+    ctx: &Arc<CudaContext>,
+    file: &str,
+    src: &str,
+    cubin: Option<&str>,
+    ptx: &str,
+) -> Result<(Arc<cudarc::driver::CudaModule>, String), String> {
+    let mut cubin_error = String::new();
+    if let Some(arch) = cubin {
+        let Image::Cubin(bytes) = &*compile(file, src, arch)? else {
+            unreachable!("sm_ targets compile to cubins")
+        };
+        match ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bytes.clone())) {
+            Ok(m) => return Ok((m, format!("cubin {arch}"))),
+            Err(e) => cubin_error = format!("the {arch} cubin was rejected ({e:?}); "),
+        }
+    }
+    let Image::Ptx(text) = &*compile(file, src, ptx)? else {
+        unreachable!("compute_ targets compile to PTX")
+    };
+    match ctx.load_module(cudarc::nvrtc::Ptx::from_src(text.as_str())) {
+        Ok(m) => Ok((m, format!("PTX {ptx}"))),
+        Err(e) => Err(format!(
+            "CUDA: loading {file}: {cubin_error}the {ptx} PTX was rejected ({e:?}): {}",
+            jit_log(text)
+        )),
+    }
+}
+
+/// The driver's JIT error log for `ptx` (loads it again with a log buffer; only on failure).
+fn jit_log(ptx: &str) -> String {
+    use cudarc::driver::sys::{self, CUjit_option};
+    let Ok(c_ptx) = std::ffi::CString::new(ptx) else {
+        return "PTX with a NUL".into();
+    };
+    let mut log = vec![0u8; 16 * 1024];
+    let mut options = [
+        CUjit_option::CU_JIT_ERROR_LOG_BUFFER,
+        CUjit_option::CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+    ];
+    let mut values = [log.as_mut_ptr().cast(), log.len() as *mut std::ffi::c_void];
+    let mut module = std::ptr::null_mut();
+    // SAFETY: the option values are a live buffer and its size (passed by value, as the
+    // driver API specifies for size options); the context is current (load_module bound it).
+    let status = unsafe {
+        sys::cuModuleLoadDataEx(
+            &mut module,
+            c_ptx.as_ptr().cast(),
+            options.len() as u32,
+            options.as_mut_ptr(),
+            values.as_mut_ptr(),
+        )
+    };
+    if status == sys::cudaError_enum::CUDA_SUCCESS {
+        // SAFETY: loaded just now, unloaded once.
+        unsafe { sys::cuModuleUnload(module) };
+        return "the driver accepted it on the second try".into();
+    }
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    let text = String::from_utf8_lossy(&log[..end]).trim().to_string();
+    if text.is_empty() {
+        format!("{status:?}, no JIT log")
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::targets;
+
+    #[test]
+    fn a_device_gets_its_own_cubin_and_ptx_no_newer_than_itself() {
+        let nvrtc_12_9 = [75, 80, 86, 87, 89, 90, 100, 120];
+        assert_eq!(
+            targets(90, &nvrtc_12_9),
+            (Some("sm_90".into()), "compute_90".into())
+        );
+        // A device newer than this NVRTC: no cubin, PTX for the newest older architecture.
+        assert_eq!(targets(121, &nvrtc_12_9), (None, "compute_120".into()));
+        assert_eq!(targets(86, &[80, 90]), (None, "compute_80".into()));
+    }
 }

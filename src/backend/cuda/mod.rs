@@ -2,21 +2,25 @@
 //! without CUDA gets a one-line reason from [`probe`], never a link error or a panic.
 //!
 //! The kernels (`kernels/*.cu`, the same operators, records and arithmetic as the WGSL
-//! backend) compile with NVRTC for the device's architecture and are cached by source hash and
-//! architecture; they are checked without a GPU by compiling them for sm_80/sm_90 and by running
-//! them as C++ on the host (tests/cuda_kernels.rs). [`TransferEngine`] delivers batches into
+//! backend) compile with NVRTC (see [`nvrtc`]) to a cubin for the device's own architecture (PTX
+//! as the fallback) and are cached by source hash and architecture; they are checked without a
+//! GPU by compiling them for sm_80/sm_90 and by running them as C++ on the host
+//! (tests/cuda_kernels.rs). Every entry point a caller's thread runs leaves that thread's
+//! current CUDA context as it found it ([`context`]). [`TransferEngine`] delivers batches into
 //! device memory through a ring of pinned staging slots with copy and compute streams.
 
+mod context;
 mod device;
+pub mod nvrtc;
 mod train_step;
 mod transfer;
 
+pub use context::default_ordinal;
 pub use device::CudaDevice;
 pub use train_step::TrainStep;
 pub use transfer::{DeviceBatch, TensorInfo, TransferEngine, TransferStats};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 /// Kernel sources and their entry points; each is compiled after `prelude.cuh`.
 pub const KERNELS: [(&str, &str, &[&str]); 3] = [
@@ -56,25 +60,16 @@ pub fn source(file_source: &str) -> String {
     format!("{PRELUDE}\n{file_source}")
 }
 
-/// Whether the CUDA driver library loads and a device answers; the error says why not
-/// ("no CUDA driver library", "no CUDA device", ...).
-pub fn probe() -> Result<String, String> {
-    // SAFETY: only checks whether the shared library can be opened.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
-        return Err("no CUDA driver (libcuda could not be loaded)".into());
-    }
-    let outcome = std::panic::catch_unwind(|| {
-        let ctx = cudarc::driver::CudaContext::new(0).map_err(|e| match e.0 {
-            cudarc::driver::sys::cudaError_enum::CUDA_ERROR_NO_DEVICE => {
-                "no CUDA device".to_string()
-            }
-            other => format!("CUDA device 0 unavailable: {other:?}"),
-        })?;
-        let name = ctx.name().unwrap_or_else(|_| "CUDA device 0".into());
-        let (major, minor) = compute_capability(&ctx)?;
-        Ok(format!("{name} (sm_{major}{minor})"))
-    });
-    outcome.unwrap_or_else(|_| Err("the CUDA driver failed while probing".into()))
+/// Whether the CUDA driver library loads and device `ordinal` answers: its name and
+/// architecture, or why not ("no CUDA driver ...", "no CUDA device", ...).
+pub fn probe(ordinal: usize) -> Result<String, String> {
+    let _keep = context::CurrentContextGuard::new();
+    let ctx = context::primary(ordinal)?;
+    let name = ctx
+        .name()
+        .unwrap_or_else(|_| format!("CUDA device {ordinal}"));
+    let (major, minor) = compute_capability(&ctx)?;
+    Ok(format!("{name} (sm_{major}{minor})"))
 }
 
 fn compute_capability(ctx: &cudarc::driver::CudaContext) -> Result<(i32, i32), String> {
@@ -86,39 +81,37 @@ fn compute_capability(ctx: &cudarc::driver::CudaContext) -> Result<(i32, i32), S
     Ok((get(MAJOR)?, get(MINOR)?))
 }
 
-/// Whether NVRTC loads (it ships with the CUDA toolkit, or as the `nvidia-cuda-nvrtc-cu12`
-/// wheel: put its `lib/` on LD_LIBRARY_PATH).
-pub fn nvrtc_available() -> Result<(), String> {
-    // SAFETY: only checks whether the shared library can be opened.
-    if unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        Ok(())
-    } else {
-        Err("no NVRTC library (libnvrtc.so.12 not found on the library path)".into())
-    }
+/// Which NVRTC library was chosen and its version ("NVRTC 12.9 (libnvrtc.so.12 → /path)"), or
+/// why none loads. It ships with the CUDA toolkit, or as the `nvidia-cuda-nvrtc-cu12` wheel
+/// (put its `lib/` on LD_LIBRARY_PATH, or point SLUICE_NVRTC at the file).
+pub fn nvrtc_available() -> Result<String, String> {
+    nvrtc::get().map(|n| n.describe())
 }
 
-type PtxCache = Mutex<HashMap<(u64, &'static str), Arc<String>>>;
+/// `file_source` (after the prelude) compiled for `arch`: a cubin for `sm_XX`, PTX for
+/// `compute_XX`; once per (source hash, arch).
+pub fn compile(name: &str, file_source: &str, arch: &str) -> Result<Arc<nvrtc::Image>, String> {
+    nvrtc::compile_cached(name, &source(file_source), arch)
+}
 
-/// PTX for `file_source` on `arch` (e.g. "compute_90"), compiled once per (source hash, arch).
-/// Multiply-adds are not contracted, so results match the CPU's arithmetic.
-pub fn compile(name: &str, file_source: &str, arch: &'static str) -> Result<Arc<String>, String> {
-    nvrtc_available()?;
-    static CACHE: OnceLock<PtxCache> = OnceLock::new();
-    let src = source(file_source);
-    let key = (xxhash_rust::xxh3::xxh3_64(src.as_bytes()), arch);
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(ptx) = cache.lock().unwrap().get(&key) {
-        return Ok(ptx.clone());
-    }
-    let opts = cudarc::nvrtc::CompileOptions {
-        arch: Some(arch),
-        fmad: Some(false),
-        name: Some(name.to_string()),
-        ..Default::default()
-    };
-    let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts)
-        .map_err(|e| format!("NVRTC could not compile {name} for {arch}: {e:?}"))?;
-    let ptx = Arc::new(ptx.to_src());
-    cache.lock().unwrap().insert(key, ptx.clone());
-    Ok(ptx)
+/// An event the host can wait on without spinning: a host thread that waits on a default event
+/// (or a stream) polls a core at 100% that the decode workers need.
+pub(crate) fn blocking_event(
+    ctx: &Arc<cudarc::driver::CudaContext>,
+) -> Result<cudarc::driver::CudaEvent, String> {
+    ctx.new_event(Some(
+        cudarc::driver::sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC,
+    ))
+    .map_err(device::driver("creating an event"))
+}
+
+/// Block the host, sleeping rather than spinning, until the work queued on `s` so far is done.
+pub(crate) fn host_wait(s: &cudarc::driver::CudaStream) -> Result<(), String> {
+    let e = s
+        .record_event(Some(
+            cudarc::driver::sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC,
+        ))
+        .map_err(device::driver("recording an event"))?;
+    e.synchronize()
+        .map_err(device::driver("waiting for the GPU"))
 }

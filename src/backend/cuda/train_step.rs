@@ -1,7 +1,14 @@
 //! A training-step stand-in on the training loop's own stream (kernels/train_step.cu): it reads
-//! the batch and keeps the GPU busy for a set time, so `sluice bench --backend cuda
-//! --train-step-ms T` can measure how much of the step sluice's copies and kernels hide.
+//! the batch and keeps the GPU busy for a set wall time (the global timer, not SM clocks), so
+//! `sluice bench --backend cuda --train-step-ms T` can measure how much of the step sluice's
+//! copies and kernels hide.
+//!
+//! The loop it stands for reads its loss every step: after queuing step k it waits (sleeping,
+//! on a blocking-sync event) for step k to end, so exactly one step is in flight and the time
+//! from one step's end to the next one's start (fetching the batch, waiting for it, launching)
+//! shows in the step interval.
 
+use super::context::CurrentContextGuard;
 use super::device::driver;
 use super::CudaDevice;
 use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, CudaView, LaunchConfig, PushKernelArg};
@@ -10,18 +17,17 @@ use std::sync::Arc;
 pub struct TrainStep {
     device: Arc<CudaDevice>,
     stream: Arc<CudaStream>,
-    cycles: u64,
+    ns: u64,
     blocks: u32,
     sink: CudaSlice<u32>,
-    /// The end of the step before the last: the host waits for it, keeping one step queued
-    /// ahead like a training loop that reads its loss once per step.
-    previous_end: Option<CudaEvent>,
-    last_end: Option<CudaEvent>,
+    /// Recorded after each step; the host sleeps on it.
+    end: CudaEvent,
 }
 
 impl TrainStep {
-    /// A step of about `ms` milliseconds (calibrated against CUDA event timings).
+    /// A step of `ms` milliseconds of GPU wall time.
     pub fn new(device: Arc<CudaDevice>, ms: f64) -> Result<Self, String> {
+        let _keep = CurrentContextGuard::new();
         let ctx = device.context().clone();
         let stream = ctx
             .new_stream()
@@ -29,17 +35,15 @@ impl TrainStep {
         use cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT as SMS;
         let blocks = ctx.attribute(SMS).map_err(driver("SM count"))?.max(1) as u32;
         let sink = stream.alloc_zeros::<u32>(1).map_err(driver("allocation"))?;
-        let mut step = TrainStep {
+        let end = super::blocking_event(&ctx)?;
+        Ok(TrainStep {
             device,
             stream,
-            cycles: 0,
+            ns: (ms.max(0.0) * 1e6) as u64,
             blocks,
             sink,
-            previous_end: None,
-            last_end: None,
-        };
-        step.cycles = step.calibrate(ms)?;
-        Ok(step)
+            end,
+        })
     }
 
     /// The training loop's stream (the consumer's stream in the overlap measurement).
@@ -47,33 +51,7 @@ impl TrainStep {
         &self.stream
     }
 
-    /// Clock ticks for `ms`: time a known spin, scale, and check once more.
-    fn calibrate(&mut self, ms: f64) -> Result<u64, String> {
-        let empty = self
-            .stream
-            .alloc_zeros::<u32>(1)
-            .map_err(driver("allocation"))?;
-        let mut cycles = 1_000_000u64;
-        for _ in 0..3 {
-            let took = self.time_one(&empty.slice(..0), cycles)?;
-            let per_ms = cycles as f64 / took.max(1e-3);
-            cycles = (per_ms * ms).max(1.0) as u64;
-        }
-        Ok(cycles)
-    }
-
-    fn time_one(&mut self, batch: &CudaView<'_, u32>, cycles: u64) -> Result<f64, String> {
-        let ctx = self.device.context();
-        let timing = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
-        let start = ctx.new_event(timing).map_err(driver("event"))?;
-        let end = ctx.new_event(timing).map_err(driver("event"))?;
-        start.record(&self.stream).map_err(driver("event"))?;
-        self.launch(batch, cycles)?;
-        end.record(&self.stream).map_err(driver("event"))?;
-        Ok(f64::from(start.elapsed_ms(&end).map_err(driver("timing"))?))
-    }
-
-    fn launch(&mut self, batch: &CudaView<'_, u32>, cycles: u64) -> Result<(), String> {
+    fn launch(&mut self, batch: &CudaView<'_, u32>) -> Result<(), String> {
         let f = self.device.function("train_step")?;
         let words = batch.len() as u32;
         let cfg = LaunchConfig {
@@ -85,7 +63,7 @@ impl TrainStep {
         launch
             .arg(batch)
             .arg(&words)
-            .arg(&cycles)
+            .arg(&self.ns)
             .arg(&mut self.sink);
         // SAFETY: matches train_step(const uint32_t*, uint32_t, unsigned long long, uint32_t*).
         unsafe { launch.launch(cfg) }
@@ -93,30 +71,25 @@ impl TrainStep {
             .map_err(driver("train_step"))
     }
 
-    /// One step on `batch` (already made ready for this stream): queue it, then wait on the
-    /// host for the step before it.
+    /// One step on `batch` (already made ready for this stream): queue it and wait for it, as
+    /// a loop that reads its loss every step.
     pub fn run(&mut self, batch: &CudaView<'_, u32>) -> Result<(), String> {
-        self.launch(batch, self.cycles)?;
-        let end = self.stream.record_event(None).map_err(driver("event"))?;
-        if let Some(previous) = self.previous_end.take() {
-            previous
-                .synchronize()
-                .map_err(driver("waiting for a step"))?;
-        }
-        self.previous_end = self.last_end.replace(end);
-        Ok(())
+        let _keep = CurrentContextGuard::new();
+        self.launch(batch)?;
+        self.end.record(&self.stream).map_err(driver("event"))?;
+        self.end.synchronize().map_err(driver("waiting for a step"))
     }
 
     /// Wait for every queued step.
     pub fn finish(&mut self) -> Result<(), String> {
-        self.previous_end = None;
-        self.last_end = None;
-        self.stream.synchronize().map_err(driver("synchronize"))
+        let _keep = CurrentContextGuard::new();
+        super::host_wait(&self.stream)
     }
 
     /// XOR of every word the steps read since the last reset (for tests).
     pub fn checksum(&mut self) -> Result<u32, String> {
         self.finish()?;
+        let _keep = CurrentContextGuard::new();
         let v = self
             .stream
             .clone_dtoh(&self.sink)

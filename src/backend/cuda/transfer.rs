@@ -6,18 +6,21 @@
 //! stream moves records and pixels to the device, the kernels run on the compute stream after
 //! the copy's event, and the batch's "ready" event is recorded behind them. The training loop
 //! gets a [`DeviceBatch`]; the slot comes back when it drops the batch, and the next kernels
-//! that write the slot's buffers wait for the loop's release event first. Slot memory grows to
-//! the largest batch seen and is reused from then on: memory never grows with the number of
-//! batches.
+//! that write the slot's buffers wait for the loop's release event first. Slot memory grows by
+//! size class (`backend::size_class`) up to the largest batch seen and is reused from then on:
+//! memory never grows with the number of batches, and batches of varying size do not re-pin.
 
-use super::device::{driver, staged_words, words, DeviceBuffers, AUX, INPUT, RECORDS};
+use super::context::CurrentContextGuard;
+use super::device::{driver, staged_words, work_bytes, DeviceBuffers, AUX, INPUT, RECORDS};
 use super::CudaDevice;
+use crate::backend::size_class::SlotCapacity;
 use crate::backend::staging::{SlotLease, SlotRing};
 use crate::backend::wgpu::EncodedBatch;
 use crate::error::Error;
 use crate::tensor::{DType, Image, Layout};
 use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, CudaView, PinnedHostSlice};
-use std::sync::atomic::AtomicBool;
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What the engine has done so far (timings from CUDA events, settled as slots come back).
@@ -36,6 +39,10 @@ pub struct TransferStats {
     /// the largest batch.
     pub pinned_allocations: u64,
     pub device_allocations: u64,
+    /// Batches whose memory was handed out (`words`/`view`/`device_ptr`) and that were dropped
+    /// without `release_after`: their slot may be rewritten while the loop's stream still reads
+    /// it. Always 0 in a correct training loop.
+    pub unreleased_drops: u64,
 }
 
 impl TransferStats {
@@ -55,6 +62,8 @@ struct SlotEvents {
     /// Recorded by the training loop on its stream when it is done with the batch.
     release: CudaEvent,
 }
+// `h2d_end`, `ready` and `release` are waited on by the host (before rewriting pinned memory,
+// `DeviceBatch::synchronize`, before freeing): blocking-sync events, so those waits sleep.
 
 /// A slot's device side: moves into the [`DeviceBatch`] while the training loop holds it.
 struct SlotDevice {
@@ -67,15 +76,19 @@ struct SlotDevice {
 #[derive(Default)]
 struct Slot {
     host: Option<PinnedHostSlice<u32>>,
+    /// What `host` and the device buffers hold (the growth policy's bookkeeping).
+    capacity: SlotCapacity,
     device: Option<SlotDevice>,
     /// Events of a use whose timings are not yet counted.
     timing_pending: bool,
 }
 
 struct Core {
-    device: Arc<CudaDevice>,
-    copy: Arc<CudaStream>,
-    compute: Arc<CudaStream>,
+    // Dropped by hand inside a context guard (see Drop), so freeing them leaves the dropping
+    // thread's current context alone.
+    device: ManuallyDrop<Arc<CudaDevice>>,
+    copy: ManuallyDrop<Arc<CudaStream>>,
+    compute: ManuallyDrop<Arc<CudaStream>>,
     ring: Arc<SlotRing>,
     slots: Vec<Mutex<Slot>>,
     stats: Mutex<TransferStats>,
@@ -83,10 +96,26 @@ struct Core {
 
 impl Drop for Core {
     fn drop(&mut self) {
-        // Copies may still read the pinned slots and kernels write the device buffers: let
-        // them finish before the fields (and their memory) go.
-        let _ = self.copy.synchronize();
-        let _ = self.compute.synchronize();
+        let _keep = CurrentContextGuard::new();
+        // Copies may still read the pinned slots and kernels write the device buffers; and a
+        // training loop that read a batch in its own kernels may still be reading a slot: its
+        // release event marks the end. Wait for all of it before any memory goes.
+        let _ = super::host_wait(&self.copy);
+        let _ = super::host_wait(&self.compute);
+        for slot in &self.slots {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(dev) = &slot.device {
+                let _ = dev.events.release.synchronize();
+            }
+            slot.device = None;
+            slot.host = None;
+        }
+        // SAFETY: dropped once, here; no method runs after drop.
+        unsafe {
+            ManuallyDrop::drop(&mut self.copy);
+            ManuallyDrop::drop(&mut self.compute);
+            ManuallyDrop::drop(&mut self.device);
+        }
     }
 }
 
@@ -104,6 +133,7 @@ pub struct TensorInfo {
 impl TransferEngine {
     /// An engine with `slots` slots on `device`, with its own copy and compute streams.
     pub fn new(device: Arc<CudaDevice>, slots: usize) -> Result<Self, String> {
+        let _keep = CurrentContextGuard::new();
         let ctx = device.context().clone();
         let copy = ctx
             .new_stream()
@@ -112,9 +142,9 @@ impl TransferEngine {
             .new_stream()
             .map_err(driver("creating the compute stream"))?;
         Ok(TransferEngine(Arc::new(Core {
-            device,
-            copy,
-            compute,
+            device: ManuallyDrop::new(device),
+            copy: ManuallyDrop::new(copy),
+            compute: ManuallyDrop::new(compute),
             ring: SlotRing::new(slots),
             slots: (0..slots).map(|_| Mutex::default()).collect(),
             stats: Mutex::new(TransferStats {
@@ -158,6 +188,7 @@ impl TransferEngine {
             return Err("a device batch needs a tensor write into its own buffer".into());
         }
         let bytes = layout.output_lengths.iter().sum();
+        let _keep = CurrentContextGuard::new();
         let core = &self.0;
         let lease = core.ring.acquire(cancel)?;
         let mut slot = core.slots[lease.index()].lock().unwrap();
@@ -184,11 +215,14 @@ impl TransferEngine {
             device: Some(dev),
             tensor,
             bytes,
+            exposed: false.into(),
+            released: false.into(),
         })
     }
 
     /// Counters so far; settles the timings of every slot not held by the training loop.
     pub fn stats(&self) -> TransferStats {
+        let _keep = CurrentContextGuard::new();
         for slot in &self.0.slots {
             let mut slot = slot.lock().unwrap();
             if let (true, Some(dev)) = (slot.timing_pending, slot.device.as_ref()) {
@@ -200,8 +234,9 @@ impl TransferEngine {
     }
 
     /// Host-to-device bandwidth of a plain pinned copy of `bytes` on the copy stream (best of
-    /// 5), GB/s: what the engine's achieved bandwidth is compared with.
+    /// 5 after a warm-up copy), GB/s: what the engine's achieved bandwidth is compared with.
     pub fn raw_pinned_gbps(&self, bytes: usize) -> Result<f64, String> {
+        let _keep = CurrentContextGuard::new();
         let core = &self.0;
         let n = bytes.div_ceil(4).max(1);
         // SAFETY: written below before any read.
@@ -219,13 +254,17 @@ impl TransferEngine {
             ctx.new_event(timing).map_err(driver("event"))?,
         );
         let mut best = f32::INFINITY;
-        for _ in 0..6 {
+        for copy in 0..6 {
             start.record(&core.copy).map_err(driver("event"))?;
             core.copy
                 .memcpy_htod(&host, &mut dst)
                 .map_err(driver("pinned copy"))?;
             end.record(&core.copy).map_err(driver("event"))?;
-            best = best.min(start.elapsed_ms(&end).map_err(driver("timing"))?);
+            super::host_wait(&core.copy)?;
+            let ms = start.elapsed_ms(&end).map_err(driver("timing"))?;
+            if copy > 0 {
+                best = best.min(ms);
+            }
         }
         Ok(n as f64 * 4.0 / (f64::from(best) * 1e6))
     }
@@ -238,18 +277,15 @@ impl Core {
             ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
                 .map_err(driver("creating an event"))
         };
+        let waited = || super::blocking_event(ctx);
         Ok(SlotDevice {
-            bufs: DeviceBuffers {
-                // SAFETY: the staged buffer is only read after the copy that fills it.
-                staged: unsafe { self.copy.alloc::<u32>(1) }.map_err(driver("allocation"))?,
-                work: Vec::new(),
-            },
+            bufs: DeviceBuffers::new(&self.copy)?,
             events: SlotEvents {
                 h2d_start: timed()?,
-                h2d_end: timed()?,
+                h2d_end: waited()?,
                 kernel_start: timed()?,
-                ready: timed()?,
-                release: ctx.new_event(None).map_err(driver("creating an event"))?,
+                ready: waited()?,
+                release: waited()?,
             },
             output: 0,
             uploaded: 0,
@@ -292,14 +328,17 @@ impl Core {
         e.h2d_end
             .synchronize()
             .map_err(driver("waiting for a copy"))?;
-        if slot.host.as_ref().is_none_or(|h| h.len() < need) {
+        // The new capacities count once every allocation has succeeded: after a failure the
+        // bookkeeping never claims memory the slot does not have.
+        let mut capacity = slot.capacity.clone();
+        let growth = capacity.grow_for(need, &work_bytes(layout));
+        if let Some(words) = growth.pinned {
             // Free the old one before allocating its replacement.
             slot.host = None;
             // SAFETY: written below before the copy reads it.
-            let host = unsafe { self.device.context().alloc_pinned::<u32>(need) }
+            let host = unsafe { self.device.context().alloc_pinned::<u32>(words) }
                 .map_err(driver("pinned allocation"))?;
             slot.host = Some(host);
-            self.stats.lock().unwrap().pinned_allocations += 1;
         }
         let host = slot.host.as_mut().expect("allocated above");
         let host = &mut host.as_mut_slice().map_err(driver("pinned memory"))?[..need];
@@ -308,7 +347,13 @@ impl Core {
         // The pipeline's workers copy the samples into pinned memory, one task per sample.
         workers.install(|| layout.pack_input(images, bytemuck::cast_slice_mut(input)))?;
 
-        self.grow_buffers(&mut dev.bufs, layout, need)?;
+        dev.bufs.grow(&growth, copy, compute)?;
+        slot.capacity = capacity;
+        debug_assert!(dev.bufs.work[AUX].is_some());
+        let mut stats = self.stats.lock().unwrap();
+        stats.pinned_allocations += growth.pinned_allocations();
+        stats.device_allocations += growth.device_allocations();
+        drop(stats);
         let e = &dev.events;
         e.h2d_start.record(copy).map_err(driver("event"))?;
         copy.memcpy_htod(&host[..], &mut dev.bufs.staged.slice_mut(..need))
@@ -321,43 +366,6 @@ impl Core {
         self.device.launch_passes(compute, layout, &mut dev.bufs)?;
         e.ready.record(compute).map_err(driver("event"))?;
         dev.output = layout.output_buffer;
-        Ok(())
-    }
-
-    /// Make the slot's buffers large enough for `layout` (they only grow).
-    fn grow_buffers(
-        &self,
-        bufs: &mut DeviceBuffers,
-        layout: &EncodedBatch,
-        staged: usize,
-    ) -> Result<(), String> {
-        let mut allocations = 0;
-        if bufs.staged.len() < staged {
-            // SAFETY: filled by the copy before any kernel reads it.
-            bufs.staged =
-                unsafe { self.copy.alloc::<u32>(staged) }.map_err(driver("allocation"))?;
-            allocations += 1;
-        }
-        if bufs.work.len() < layout.buffer_bytes.len() {
-            bufs.work.resize_with(layout.buffer_bytes.len(), || None);
-        }
-        for (i, &bytes) in layout.buffer_bytes.iter().enumerate() {
-            if matches!(i, RECORDS | INPUT) {
-                continue;
-            }
-            let n = words(bytes);
-            if bufs.work[i].as_ref().is_none_or(|b| b.len() < n) {
-                // Zeroed: aux must start clear, and nothing reads stale words from a fresh one.
-                let fresh = self
-                    .compute
-                    .alloc_zeros::<u32>(n)
-                    .map_err(driver("allocation"))?;
-                bufs.work[i] = Some(fresh);
-                allocations += 1;
-            }
-        }
-        debug_assert!(bufs.work[AUX].is_some());
-        self.stats.lock().unwrap().device_allocations += allocations;
         Ok(())
     }
 }
@@ -384,6 +392,9 @@ pub struct DeviceBatch {
     device: Option<SlotDevice>,
     tensor: TensorInfo,
     bytes: usize,
+    /// Whether the memory was handed out, and whether a release was recorded since.
+    exposed: AtomicBool,
+    released: AtomicBool,
 }
 
 impl std::fmt::Debug for DeviceBatch {
@@ -401,7 +412,13 @@ impl DeviceBatch {
         self.device.as_ref().expect("present until drop")
     }
 
+    /// The output buffer, handed to the caller: from now on dropping needs a release first.
     fn output(&self) -> &CudaSlice<u32> {
+        self.exposed.store(true, Ordering::Relaxed);
+        self.output_buffer()
+    }
+
+    fn output_buffer(&self) -> &CudaSlice<u32> {
         let dev = self.dev();
         dev.bufs.work[dev.output].as_ref().expect("output buffer")
     }
@@ -443,6 +460,7 @@ impl DeviceBatch {
     /// [`DeviceBatch::wait_on`] and [`DeviceBatch::release_after`].
     pub fn device_ptr(&self) -> cudarc::driver::sys::CUdeviceptr {
         use cudarc::driver::DevicePtr;
+        let _keep = CurrentContextGuard::new();
         let out = self.output();
         let (ptr, _no_record) = out.device_ptr(out.stream());
         ptr
@@ -455,6 +473,7 @@ impl DeviceBatch {
 
     /// Make `stream` wait (on the device, not the host) until the batch is ready.
     pub fn wait_on(&self, stream: &CudaStream) -> crate::Result<()> {
+        let _keep = CurrentContextGuard::new();
         stream
             .wait(self.ready_event())
             .map_err(cuda_error("stream wait"))
@@ -466,6 +485,7 @@ impl DeviceBatch {
     /// # Safety
     /// `stream` must be null or a live stream of this batch's context.
     pub unsafe fn wait_on_raw(&self, stream: cudarc::driver::sys::CUstream) -> crate::Result<()> {
+        let _keep = CurrentContextGuard::new();
         let event = self.ready_event().cu_event();
         // SAFETY: both handles are live (the caller vouches for the stream).
         unsafe {
@@ -487,14 +507,18 @@ impl DeviceBatch {
         &self,
         stream: cudarc::driver::sys::CUstream,
     ) -> crate::Result<()> {
+        let _keep = CurrentContextGuard::new();
         let event = self.dev().events.release.cu_event();
         // SAFETY: both handles are live (the caller vouches for the stream).
         unsafe { cudarc::driver::result::event::record(event, stream) }
-            .map_err(cuda_error("recording the release"))
+            .map_err(cuda_error("recording the release"))?;
+        self.released.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Block the host until the batch is ready.
     pub fn synchronize(&self) -> crate::Result<()> {
+        let _keep = CurrentContextGuard::new();
         self.ready_event()
             .synchronize()
             .map_err(cuda_error("waiting for a batch"))
@@ -504,19 +528,24 @@ impl DeviceBatch {
     /// Required before dropping a batch your stream still reads: sluice's kernels use raw
     /// addresses, which cudarc's per-buffer tracking does not see.
     pub fn release_after(&self, stream: &CudaStream) -> crate::Result<()> {
+        let _keep = CurrentContextGuard::new();
         self.dev()
             .events
             .release
             .record(stream)
-            .map_err(cuda_error("recording the release"))
+            .map_err(cuda_error("recording the release"))?;
+        self.released.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Copy the tensor to host memory (waits for it): for checks, not for training.
     pub fn to_host(&self) -> crate::Result<Vec<u8>> {
+        let _keep = CurrentContextGuard::new();
         let words = self
             .core
             .compute
-            .clone_dtoh(&self.words())
+            // Ordered on sluice's compute stream and finished before returning: no release.
+            .clone_dtoh(&self.output_buffer().slice(..self.bytes / 4))
             .map_err(cuda_error("readback"))?;
         Ok(bytemuck::cast_slice(&words).to_vec())
     }
@@ -529,6 +558,17 @@ impl DeviceBatch {
 
 impl Drop for DeviceBatch {
     fn drop(&mut self) {
+        if self.exposed.load(Ordering::Relaxed) && !self.released.load(Ordering::Relaxed) {
+            self.core.stats.lock().unwrap().unreleased_drops += 1;
+            if cfg!(debug_assertions) {
+                eprintln!(
+                    "sluice: a device batch (slot {}) was dropped without release_after after \
+                     its memory was handed out: its slot may be rewritten while your stream \
+                     still reads it",
+                    self.lease.index()
+                );
+            }
+        }
         // The slot's device side goes home before the lease frees the slot (field order).
         let mut slot = self.core.slots[self.lease.index()].lock().unwrap();
         slot.device = self.device.take();

@@ -5,17 +5,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::backend::size_class::size_class;
+
 pub(super) struct DevicePool {
     free: Mutex<HashMap<(u32, u64), Vec<wgpu::Buffer>>>,
     allocations: AtomicU64,
-}
-
-/// Sizes are rounded up to one of 16 steps per power of two (at least 256 bytes), so similar
-/// requests share buffers while wasting under 1/8 of the memory of large ones.
-fn size_class(bytes: u64) -> u64 {
-    let bytes = bytes.max(256);
-    let step = (bytes.next_power_of_two() / 16).max(256);
-    bytes.div_ceil(step) * step
 }
 
 impl DevicePool {
@@ -60,20 +54,5 @@ impl DevicePool {
     /// Device buffers created so far.
     pub fn allocations(&self) -> u64 {
         self.allocations.load(Ordering::Relaxed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::size_class;
-
-    #[test]
-    fn size_classes_cover_the_request_with_little_waste() {
-        for bytes in [1, 255, 256, 257, 1000, 150_528, 19_267_584, 100 << 20] {
-            let c = size_class(bytes);
-            assert!(c >= bytes && c >= 256, "{bytes} -> {c}");
-            assert!(c - bytes < bytes / 8 || c <= 4096, "{bytes} -> {c}");
-            assert_eq!(c % 4, 0);
-        }
     }
 }
