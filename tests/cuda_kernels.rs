@@ -453,3 +453,105 @@ fn device_run_matches_the_host_emulation() {
         assert!(d == e, "sample {i}: device and emulation differ");
     }
 }
+
+/// Slot growth (what the transfer engine allocates) on the sizes real rn50-train batches
+/// produce on the device: photos of varying size, RandomResizedCrop's per-sample crops. Runs on
+/// the CPU: the policy is the bookkeeping the engine allocates from.
+#[test]
+fn slots_stop_growing_on_batches_of_varying_size() {
+    // The policy is under test, not the kernels: fixed seeds keep the counts reproducible.
+    for seed in 1..=6 {
+        slot_growth_on_rn50_batches(seed);
+    }
+}
+
+fn slot_growth_on_rn50_batches(seed: u64) {
+    use sluice::backend::size_class::SlotCapacity;
+    let mut r = rng(seed, 11);
+    let (slots, batches, batch_size) = (6, 120, 32);
+    let rrc = RandomResizedCrop::new(224);
+    let write = TensorWrite::for_op(&Op::Normalize(Normalize::imagenet())).unwrap();
+    let mut by_class = vec![SlotCapacity::default(); slots];
+    let mut ring = SlotCapacity::default();
+    // The policy the review found: grow to exactly the largest batch seen.
+    let mut exact: Vec<(usize, Vec<u64>)> = vec![(0, Vec::new()); slots];
+    let mut class_growth = 0;
+    // Re-allocations per (slot, buffer).
+    let mut regrowths = std::collections::HashMap::new();
+    let mut exact_growth = 0;
+    for b in 0..batches {
+        // Decoded photo sizes (ImageNet-like: 200–500 px a side); the pixels do not matter.
+        let images: Vec<Image> = (0..batch_size)
+            .map(|_| {
+                let (w, h) = (200 + r.below(301) as u32, 200 + r.below(301) as u32);
+                Image::new(w, h, vec![0; w as usize * h as usize * 3])
+            })
+            .collect();
+        let stages = [
+            ImageStage::Resample(
+                images
+                    .iter()
+                    .map(|im| rrc.draw(&mut r, im.width, im.height))
+                    .collect(),
+            ),
+            ImageStage::Flip((0..batch_size).map(|_| r.bernoulli(0.5)).collect()),
+        ];
+        let layout = encode_layout(&images, &stages, Some(&write)).unwrap();
+        let (staged, work) = cuda::slot_needs(&layout);
+        let slot = b % slots;
+        let growth = by_class[slot].grow_for(staged, &work, &mut ring);
+        let events = growth.pinned_allocations() + growth.device_allocations();
+        // Each slot's first batch allocates under any policy: count the re-allocations.
+        if b >= slots {
+            class_growth += events;
+            let regrown = growth
+                .pinned
+                .iter()
+                .map(|_| 0)
+                .chain(growth.staged.iter().map(|_| 1));
+            for buffer in regrown.chain(growth.work.iter().map(|&(i, _)| 2 + i)) {
+                *regrowths.entry((slot, buffer)).or_insert(0) += 1;
+            }
+        }
+        // Whatever the policy, the slot holds the batch.
+        let cap = &by_class[slot];
+        assert!(cap.pinned >= staged && cap.staged >= staged, "batch {b}");
+        for (i, bytes) in work.iter().enumerate() {
+            if let Some(bytes) = bytes {
+                assert!(
+                    cap.work[i].unwrap_or(0) * 4 >= *bytes as usize,
+                    "batch {b} buffer {i}"
+                );
+            }
+        }
+        let (staged_max, work_max) = &mut exact[slot];
+        let before = exact_growth;
+        exact_growth += 2 * u64::from(staged > *staged_max);
+        *staged_max = (*staged_max).max(staged);
+        work_max.resize(work.len().max(work_max.len()), 0);
+        for (i, bytes) in work.iter().enumerate() {
+            if let Some(bytes) = *bytes {
+                exact_growth += u64::from(bytes > work_max[i]);
+                work_max[i] = work_max[i].max(bytes);
+            }
+        }
+        if b < slots {
+            exact_growth = before;
+        }
+    }
+    let most = regrowths.values().copied().max().unwrap_or(0);
+    eprintln!(
+        "seed {seed}: {class_growth} re-allocations by size class (at most {most} per slot \
+         buffer) vs {exact_growth} growing to the exact size"
+    );
+    // Classes with headroom absorb the variation: a fraction of exact growth's re-allocations,
+    // and no buffer of any slot grows more than once after its first batch.
+    assert!(
+        class_growth * 2 <= exact_growth,
+        "{class_growth} vs {exact_growth}"
+    );
+    assert!(
+        most <= 1,
+        "a slot buffer re-allocated {most} times: {regrowths:?}"
+    );
+}

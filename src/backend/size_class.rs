@@ -15,9 +15,12 @@ pub fn size_class(bytes: u64) -> u64 {
 }
 
 /// A buffer's new capacity in 32-bit words when `need` words do not fit in `have`: the size
-/// class of `need`, so nearby larger requests fit too. None when it fits.
+/// class of `need` the first time; a buffer that has to grow again has seen sizes vary, so it
+/// takes a quarter more headroom (as a Vec doubles), which bounds how often it can regrow.
+/// None when it fits.
 pub fn grow_words(have: usize, need: usize) -> Option<usize> {
-    (need > have).then(|| size_class(need as u64 * 4).div_ceil(4) as usize)
+    let target = if have == 0 { need } else { need + need / 4 };
+    (need > have).then(|| size_class(target as u64 * 4).div_ceil(4) as usize)
 }
 
 /// What one CUDA staging slot holds, in 32-bit words: pinned host memory, the device's staged
@@ -51,28 +54,38 @@ impl Growth {
 impl SlotCapacity {
     /// Grow to hold a batch of `staged` words (pinned and on the device) and work buffers of
     /// `work_bytes` (None: a buffer the batch does not allocate), recording the new capacities.
-    pub fn grow_for(&mut self, staged: usize, work_bytes: &[Option<u64>]) -> Growth {
+    /// A buffer that must grow goes at least to the ring's high-water mark `ring` (the largest
+    /// capacity any slot has for it), which this raises: once one slot has grown for a larger
+    /// batch, the others grow once to the same size instead of class by class.
+    pub fn grow_for(
+        &mut self,
+        staged: usize,
+        work_bytes: &[Option<u64>],
+        ring: &mut SlotCapacity,
+    ) -> Growth {
+        let mut grow = |have: &mut usize, high: &mut usize, need: usize| {
+            let words = grow_words(*have, need)?.max(*high);
+            *have = words;
+            *high = words;
+            Some(words)
+        };
         let mut growth = Growth {
-            pinned: grow_words(self.pinned, staged),
-            staged: grow_words(self.staged, staged),
+            pinned: grow(&mut self.pinned, &mut ring.pinned, staged),
+            staged: grow(&mut self.staged, &mut ring.staged, staged),
             work: Vec::new(),
         };
-        if self.work.len() < work_bytes.len() {
-            self.work.resize(work_bytes.len(), None);
-        }
+        let n = work_bytes.len().max(self.work.len());
+        self.work.resize(n, None);
+        ring.work.resize(n.max(ring.work.len()), None);
         for (i, bytes) in work_bytes.iter().enumerate() {
             let Some(bytes) = bytes else { continue };
             let need = (*bytes as usize).div_ceil(4).max(1);
-            if let Some(words) = grow_words(self.work[i].unwrap_or(0), need) {
+            let (mut have, mut high) = (self.work[i].unwrap_or(0), ring.work[i].unwrap_or(0));
+            if let Some(words) = grow(&mut have, &mut high, need) {
                 growth.work.push((i, words));
                 self.work[i] = Some(words);
+                ring.work[i] = Some(high);
             }
-        }
-        if let Some(w) = growth.pinned {
-            self.pinned = w;
-        }
-        if let Some(w) = growth.staged {
-            self.staged = w;
         }
         growth
     }
@@ -94,25 +107,36 @@ mod tests {
 
     #[test]
     fn slots_grow_once_per_class_and_never_shrink() {
+        let mut ring = SlotCapacity::default();
         let mut slot = SlotCapacity::default();
-        let g = slot.grow_for(1000, &[None, Some(64), None, Some(40_000)]);
+        let g = slot.grow_for(1000, &[None, Some(64), None, Some(40_000)], &mut ring);
         assert_eq!(g.pinned, Some(1024));
         assert_eq!(g.staged, Some(1024));
         assert_eq!(g.work, [(1, 64), (3, 10240)]);
         // Slightly larger, same class: nothing; smaller: nothing.
-        assert_eq!(
-            slot.grow_for(1010, &[None, Some(64), None, Some(40_100)]),
-            Growth::default()
+        let same = slot.grow_for(1010, &[None, Some(64), None, Some(40_100)], &mut ring);
+        assert_eq!(same, Growth::default());
+        let smaller = slot.grow_for(10, &[None, Some(4), None, Some(4)], &mut ring);
+        assert_eq!(smaller, Growth::default());
+        let g = slot.grow_for(
+            1100,
+            &[None, Some(64), None, Some(40_000), Some(8)],
+            &mut ring,
         );
-        assert_eq!(
-            slot.grow_for(10, &[None, Some(4), None, Some(4)]),
-            Growth::default()
-        );
-        let g = slot.grow_for(1100, &[None, Some(64), None, Some(40_000), Some(8)]);
         assert_eq!(
             (g.pinned, g.staged, g.work.clone()),
-            (Some(1152), Some(1152), vec![(4, 64)])
+            // Regrowth: 1100 words and a quarter more, rounded up to a class.
+            (Some(1408), Some(1408), vec![(4, 64)])
         );
         assert_eq!((g.pinned_allocations(), g.device_allocations()), (1, 2));
+        // Another slot's first small batch grows straight to the ring's high-water mark.
+        let mut other = SlotCapacity::default();
+        let g = other.grow_for(10, &[None, Some(4), None, Some(4)], &mut ring);
+        assert_eq!((g.pinned, g.staged), (Some(1408), Some(1408)));
+        assert_eq!(g.work, [(1, 64), (3, 10240)]);
+        assert_eq!(
+            other.grow_for(1100, &[None, Some(64), None, Some(40_000)], &mut ring),
+            Growth::default()
+        );
     }
 }

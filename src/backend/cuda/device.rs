@@ -154,11 +154,13 @@ impl CudaDevice {
         let s = &self.stream;
         let mut path = self.host_path.lock().unwrap();
         let path = &mut *path;
-        let need = staged_words(batch);
+        let (need, work) = slot_needs(batch);
         path.host.clear();
         path.host.resize(need, 0);
         stage_host(batch, &mut path.host);
-        let growth = path.capacity.grow_for(need, &work_bytes(batch));
+        let growth = path
+            .capacity
+            .grow_for(need, &work, &mut SlotCapacity::default());
         let bufs = match path.bufs.as_mut() {
             Some(b) => b,
             None => path.bufs.insert(DeviceBuffers::new(s)?),
@@ -330,9 +332,15 @@ impl DeviceBuffers {
     }
 }
 
+/// What a slot must hold for `batch`: the staged words, and the work buffers' bytes (what
+/// [`SlotCapacity::grow_for`] takes; the transfer engine and the host path both ask this).
+pub fn slot_needs(batch: &EncodedBatch) -> (usize, Vec<Option<u64>>) {
+    (staged_words(batch), work_bytes(batch))
+}
+
 /// The work buffers a batch allocates (bytes), None for records and the packed input (they
 /// live in the staged buffer).
-pub(super) fn work_bytes(batch: &EncodedBatch) -> Vec<Option<u64>> {
+fn work_bytes(batch: &EncodedBatch) -> Vec<Option<u64>> {
     let mut work: Vec<Option<u64>> = batch.buffer_bytes.iter().map(|&b| Some(b)).collect();
     for i in [RECORDS, INPUT] {
         if let Some(w) = work.get_mut(i) {

@@ -16,7 +16,7 @@ mod train_step;
 mod transfer;
 
 pub use context::default_ordinal;
-pub use device::CudaDevice;
+pub use device::{slot_needs, CudaDevice};
 pub use train_step::TrainStep;
 pub use transfer::{DeviceBatch, TensorInfo, TransferEngine, TransferStats};
 

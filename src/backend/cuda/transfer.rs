@@ -11,7 +11,7 @@
 //! memory never grows with the number of batches, and batches of varying size do not re-pin.
 
 use super::context::CurrentContextGuard;
-use super::device::{driver, staged_words, work_bytes, DeviceBuffers, AUX, INPUT, RECORDS};
+use super::device::{driver, slot_needs, DeviceBuffers, AUX, INPUT, RECORDS};
 use super::CudaDevice;
 use crate::backend::size_class::SlotCapacity;
 use crate::backend::staging::{SlotLease, SlotRing};
@@ -91,6 +91,8 @@ struct Core {
     compute: ManuallyDrop<Arc<CudaStream>>,
     ring: Arc<SlotRing>,
     slots: Vec<Mutex<Slot>>,
+    /// The largest capacity any slot has per buffer: a slot that must grow goes straight there.
+    high_water: Mutex<SlotCapacity>,
     stats: Mutex<TransferStats>,
 }
 
@@ -147,6 +149,7 @@ impl TransferEngine {
             compute: ManuallyDrop::new(compute),
             ring: SlotRing::new(slots),
             slots: (0..slots).map(|_| Mutex::default()).collect(),
+            high_water: Mutex::default(),
             stats: Mutex::new(TransferStats {
                 slots,
                 ..Default::default()
@@ -316,7 +319,7 @@ impl Core {
         images: &[Image],
         workers: &rayon::ThreadPool,
     ) -> Result<(), String> {
-        let need = staged_words(layout);
+        let (need, work) = slot_needs(layout);
         let (e, copy, compute) = (&dev.events, &self.copy, &self.compute);
         // Reuse order: the copy stream waits for the previous use's kernels (they read the
         // staged buffer until `ready`), the compute stream for the training loop's release
@@ -330,8 +333,10 @@ impl Core {
             .map_err(driver("waiting for a copy"))?;
         // The new capacities count once every allocation has succeeded: after a failure the
         // bookkeeping never claims memory the slot does not have.
+        // (The high-water mark is only a target size: raising it before the allocations
+        // succeed costs nothing.)
         let mut capacity = slot.capacity.clone();
-        let growth = capacity.grow_for(need, &work_bytes(layout));
+        let growth = capacity.grow_for(need, &work, &mut self.high_water.lock().unwrap());
         if let Some(words) = growth.pinned {
             // Free the old one before allocating its replacement.
             slot.host = None;
