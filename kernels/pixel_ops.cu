@@ -44,9 +44,12 @@ SLUICE_KERNEL(blur_v) {
     uint32_t s = blockIdx.y, g = global_x();
     if (s >= p.samples || g >= groups_of(rec, p, s) || field(rec, p, s, FLAG) == 0u) return;
     uint32_t w = field(rec, p, s, WIDTH), h = field(rec, p, s, HEIGHT), half = p.taps / 2u;
+    // Unrolled so `v` is indexed by constants and stays in registers.
     uint32_t v[12];
+#pragma unroll
     for (uint32_t k = 0; k < 4u; ++k) {
         uint32_t pix = clamp_pixel(rec, p, s, g, k), x = pix % w, y = pix / w;
+#pragma unroll
         for (uint32_t c = 0; c < 3u; ++c) {
             float sum = 0.0f;
             for (uint32_t t = 0; t < p.taps; ++t) {

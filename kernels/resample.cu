@@ -93,7 +93,15 @@ __device__ float tensor_value(const uint32_t* src, const uint32_t* rec, const fl
     if (field(rec, p, s, FLAG) != 0u) x = w - 1u - x;
     float u = p.mode == 1u ? resampled(rec, aux, p, s, x, y, c)
                            : (float)byte_at(src, field(rec, p, s, SRC_OFF), (y * w + x) * 3u + c);
-    return u * p.scale[c] + p.bias[c];
+    // Selected, not indexed: a dynamic index into the by-value Params block would copy it to
+    // local memory.
+    float scale = c == 0u ? p.scale[0] : (c == 1u ? p.scale[1] : p.scale[2]);
+    float bias = c == 0u ? p.bias[0] : (c == 1u ? p.bias[1] : p.bias[2]);
+    return u * scale + bias;
+}
+
+__device__ uint32_t u8_bits(float v) {
+    return (uint32_t)floor(fmin(fmax(v, 0.0f), 255.0f) + 0.5f);
 }
 
 // One thread per output word (1 f32, 2 f16/bf16 or 4 u8 elements).
@@ -104,21 +112,20 @@ SLUICE_KERNEL(write_tensor) {
     uint32_t per_word = p.dtype == 0u ? 4u : (p.dtype == 3u ? 1u : 2u);
     uint32_t e0 = word * per_word;
     if (e0 >= n) return;
-    float vals[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (uint32_t j = 0; j < per_word; ++j)
-        if (e0 + j < n) vals[j] = tensor_value(src, rec, aux, p, s, e0 + j);
-    uint32_t out = 0;
+    // Four named values, not an array indexed in a loop (which would live in local memory).
+    float v0 = tensor_value(src, rec, aux, p, s, e0);
+    float v1 = per_word > 1u && e0 + 1u < n ? tensor_value(src, rec, aux, p, s, e0 + 1u) : 0.0f;
+    float v2 = per_word > 2u && e0 + 2u < n ? tensor_value(src, rec, aux, p, s, e0 + 2u) : 0.0f;
+    float v3 = per_word > 3u && e0 + 3u < n ? tensor_value(src, rec, aux, p, s, e0 + 3u) : 0.0f;
+    uint32_t out;
     if (p.dtype == 3u) {
-        out = __float_as_uint(vals[0]);
+        out = __float_as_uint(v0);
     } else if (p.dtype == 1u) {
-        out = f16_bits(vals[0]) | (f16_bits(vals[1]) << 16);
+        out = f16_bits(v0) | (f16_bits(v1) << 16);
     } else if (p.dtype == 2u) {
-        out = bf16_bits(vals[0]) | (bf16_bits(vals[1]) << 16);
+        out = bf16_bits(v0) | (bf16_bits(v1) << 16);
     } else {
-        for (uint32_t j = 0; j < 4u; ++j) {
-            float v = fmin(fmax(vals[j], 0.0f), 255.0f);
-            out |= (uint32_t)floor(v + 0.5f) << (j * 8u);
-        }
+        out = u8_bits(v0) | (u8_bits(v1) << 8) | (u8_bits(v2) << 16) | (u8_bits(v3) << 24);
     }
     dst[field(rec, p, s, DST_OFF) + word] = out;
 }

@@ -61,7 +61,7 @@ run() {
   for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
     [ -e "$d/libnvrtc.so.12" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   done
-  export SLUICE_REQUIRE_NVRTC=1 SLUICE_REQUIRE_CUDA=1
+  export SLUICE_REQUIRE_NVRTC=1 SLUICE_REQUIRE_CUDA=1 SLUICE_REQUIRE_CXX=1
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   results=()
   for t in test-cuda_kernels test-cuda_device test-wgpu_kernels test-placement; do

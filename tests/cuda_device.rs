@@ -1,7 +1,9 @@
 //! Device batches through the CUDA transfer engine (pinned staging ring, copy and compute
 //! streams): the same samples and values as the CPU path, memory that stops growing, the
-//! training-step stand-in reading every word, and a loop that hoards batches getting an error
-//! instead of a hang. Without a CUDA device each test prints "skipped: ..." (SLUICE_REQUIRE_CUDA
+//! training-step stand-in reading every word, slots rewritten only after the training stream's
+//! release (every batch's checksum checked under long queued steps), batches dropped without a
+//! release counted, the caller's current context left alone, the device the caller names, and
+//! a loop that hoards batches getting an error instead of a hang. Without a CUDA device each test prints "skipped: ..." (SLUICE_REQUIRE_CUDA
 //! makes that a failure, for scripts/gpu-check.sh); the fallback test runs everywhere.
 
 mod common;
@@ -146,6 +148,10 @@ fn device_batches_equal_the_cpu_batches_and_memory_stops_growing() {
         host_view(&dev, 3);
         assert_eq!(dev.transfer_stats().unwrap().device_allocations, before);
         assert!(stats.h2d_gbps() > 0.0 && stats.kernel_ms > 0.0, "{stats:?}");
+        assert_eq!(
+            stats.unreleased_drops, 0,
+            "copied back only: nothing to release"
+        );
     }
 }
 
@@ -234,4 +240,122 @@ fn a_loop_that_hoards_device_batches_gets_an_error_not_a_hang() {
     let err = outcome.expect_err("3 slots cannot feed 10 held batches");
     assert!(err.to_string().contains("hold at most two"), "{err}");
     assert!(held.len() >= 3, "held {}", held.len());
+}
+
+/// XOR of a batch's 32-bit words: what the train step folds into its sink.
+fn xor_words(bytes: &[u8]) -> u32 {
+    bytemuck::cast_slice::<u8, u32>(bytes)
+        .iter()
+        .fold(0, |a, w| a ^ w)
+}
+
+#[test]
+fn slots_are_reused_only_after_the_trainers_stream_is_done_with_them() {
+    if !device_or_skip() {
+        return;
+    }
+    // 3 slots, 12 batches: every slot is rewritten three times while the training stream still
+    // has long steps queued that read it. A missing wait on the release event lets sluice's
+    // kernels overwrite a batch before its step reads it, and that step's checksum is wrong.
+    let build = |b: PipelineBuilder| Workload::Rn50Train.add_ops(b.prefetch(1));
+    let cpu = build(builder(same_size_source(48))).build().unwrap();
+    let want: Vec<u32> = host_view(&cpu, 0).iter().map(|b| xor_words(&b.3)).collect();
+    let p = build(builder(same_size_source(48)))
+        .device_batches(true)
+        .build()
+        .unwrap();
+    let step = TrainStep::new(p.cuda_device().unwrap(), 20.0).unwrap();
+    let mut sinks = Vec::new();
+    for batch in p.epoch(0).unwrap() {
+        let batch = batch.unwrap();
+        let d = batch.device().unwrap();
+        d.wait_on(step.stream()).unwrap();
+        let mut sink = step.stream().alloc_zeros::<u32>(1).unwrap();
+        step.queue_into(&d.words(), &mut sink).unwrap();
+        d.release_after(step.stream()).unwrap();
+        sinks.push(sink);
+        // Dropped at once: the slot goes back to the ring with the step still queued.
+    }
+    let got: Vec<u32> = sinks
+        .iter()
+        .map(|s| step.stream().clone_dtoh(s).unwrap()[0])
+        .collect();
+    assert_eq!(got.len(), want.len(), "batches");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            g, w,
+            "batch {i}: the step read words sluice had already overwritten"
+        );
+    }
+    let stats = p.transfer_stats().unwrap();
+    assert_eq!(stats.slots, 3);
+    assert_eq!(stats.batches, 12);
+    assert_eq!(stats.unreleased_drops, 0, "{stats:?}");
+}
+
+#[test]
+fn a_batch_dropped_without_its_release_is_counted() {
+    if !device_or_skip() {
+        return;
+    }
+    let p = Workload::Rn50Train
+        .add_ops(builder(same_size_source(8)))
+        .device_batches(true)
+        .build()
+        .unwrap();
+    for (i, batch) in p.epoch(0).unwrap().enumerate() {
+        let batch = batch.unwrap();
+        let d = batch.device().unwrap();
+        // Batch 0: copied back only (no handed-out memory, nothing to release). Batch 1: its
+        // address handed out and never released.
+        if i == 0 {
+            d.to_host().unwrap();
+        } else {
+            let _ = d.device_ptr();
+        }
+    }
+    assert_eq!(p.transfer_stats().unwrap().unreleased_drops, 1);
+}
+
+#[test]
+fn sluice_leaves_the_callers_current_context_alone_and_takes_the_device_it_is_given() {
+    if !device_or_skip() {
+        return;
+    }
+    use cudarc::driver::result::ctx;
+    // A thread with no current context (as a trainer's thread on another device would have
+    // its own): building, iterating and dropping a pipeline must leave it that way.
+    std::thread::spawn(|| {
+        assert_eq!(ctx::get_current().unwrap(), None);
+        let p = Workload::Rn50Train
+            .add_ops(builder(same_size_source(8)))
+            .device_batches(true)
+            .cuda_device(0)
+            .build()
+            .unwrap();
+        assert!(p.device_batches(), "{}", p.placement_reason());
+        assert_eq!(ctx::get_current().unwrap(), None, "after build");
+        for batch in p.epoch(0).unwrap() {
+            let batch = batch.unwrap();
+            batch.device().unwrap().synchronize().unwrap();
+        }
+        assert_eq!(ctx::get_current().unwrap(), None, "after an epoch");
+        drop(p);
+        assert_eq!(ctx::get_current().unwrap(), None, "after drop");
+    })
+    .join()
+    .unwrap();
+    // A device that does not exist: host batches, and the reason names it.
+    let p = Workload::Rn50Train
+        .add_ops(builder(same_size_source(8)))
+        .device_batches(true)
+        .cuda_device(4096)
+        .build()
+        .unwrap();
+    assert!(!p.device_batches());
+    assert!(
+        p.placement_reason().contains("no CUDA device 4096"),
+        "{}",
+        p.placement_reason()
+    );
 }

@@ -63,7 +63,7 @@ impl SlotCapacity {
         work_bytes: &[Option<u64>],
         ring: &mut SlotCapacity,
     ) -> Growth {
-        let mut grow = |have: &mut usize, high: &mut usize, need: usize| {
+        let grow = |have: &mut usize, high: &mut usize, need: usize| {
             let words = grow_words(*have, need)?.max(*high);
             *have = words;
             *high = words;

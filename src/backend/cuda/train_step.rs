@@ -52,23 +52,15 @@ impl TrainStep {
     }
 
     fn launch(&mut self, batch: &CudaView<'_, u32>) -> Result<(), String> {
-        let f = self.device.function("train_step")?;
-        let words = batch.len() as u32;
-        let cfg = LaunchConfig {
-            grid_dim: (self.blocks, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut launch = self.stream.launch_builder(f);
-        launch
-            .arg(batch)
-            .arg(&words)
-            .arg(&self.ns)
-            .arg(&mut self.sink);
-        // SAFETY: matches train_step(const uint32_t*, uint32_t, unsigned long long, uint32_t*).
-        unsafe { launch.launch(cfg) }
-            .map(|_| ())
-            .map_err(driver("train_step"))
+        let (ns, blocks) = (self.ns, self.blocks);
+        launch_step(
+            &self.device,
+            &self.stream,
+            blocks,
+            ns,
+            batch,
+            &mut self.sink,
+        )
     }
 
     /// One step on `batch` (already made ready for this stream): queue it and wait for it, as
@@ -78,6 +70,24 @@ impl TrainStep {
         self.launch(batch)?;
         self.end.record(&self.stream).map_err(driver("event"))?;
         self.end.synchronize().map_err(driver("waiting for a step"))
+    }
+
+    /// Queue a step on `batch` without waiting, XOR-ing its words into `sink[0]` (for tests that
+    /// keep many steps queued, each with its own checksum).
+    pub fn queue_into(
+        &self,
+        batch: &CudaView<'_, u32>,
+        sink: &mut CudaSlice<u32>,
+    ) -> Result<(), String> {
+        let _keep = CurrentContextGuard::new();
+        launch_step(
+            &self.device,
+            &self.stream,
+            self.blocks,
+            self.ns,
+            batch,
+            sink,
+        )
     }
 
     /// Wait for every queued step.
@@ -99,4 +109,28 @@ impl TrainStep {
             .map_err(driver("clear"))?;
         Ok(v[0])
     }
+}
+
+/// Launch train_step on `stream`: one block per SM, spinning `ns` after reading `batch`.
+fn launch_step(
+    device: &CudaDevice,
+    stream: &Arc<CudaStream>,
+    blocks: u32,
+    ns: u64,
+    batch: &CudaView<'_, u32>,
+    sink: &mut CudaSlice<u32>,
+) -> Result<(), String> {
+    let f = device.function("train_step")?;
+    let words = batch.len() as u32;
+    let cfg = LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let mut launch = stream.launch_builder(f);
+    launch.arg(batch).arg(&words).arg(&ns).arg(sink);
+    // SAFETY: matches train_step(const uint32_t*, uint32_t, unsigned long long, uint32_t*).
+    unsafe { launch.launch(cfg) }
+        .map(|_| ())
+        .map_err(driver("train_step"))
 }
