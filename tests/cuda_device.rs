@@ -152,6 +152,16 @@ fn device_batches_equal_the_cpu_batches_and_memory_stops_growing() {
             stats.unreleased_drops, 0,
             "copied back only: nothing to release"
         );
+        if placement == Placement::Cuda {
+            // Any poison byte gives the same batches, or some element is never written.
+            dev.check_gpu_outputs_with(0x00);
+            let zeroed = host_view(&dev, 4);
+            dev.check_gpu_outputs_with(0xA5);
+            assert!(
+                zeroed == host_view(&dev, 4),
+                "an output element no kernel writes"
+            );
+        }
     }
 }
 

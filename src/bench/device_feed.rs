@@ -30,6 +30,8 @@ pub struct DeviceFeedReport {
     pub mib_uploaded_per_batch: f64,
     pub pinned_allocations: u64,
     pub device_allocations: u64,
+    /// Batches dropped without `release_after` after their memory was handed out (0).
+    pub unreleased_drops: u64,
 }
 
 impl DeviceFeedReport {
@@ -155,6 +157,7 @@ impl DeviceConsumer {
             mib_uploaded_per_batch: mib_per_batch,
             pinned_allocations: stats.pinned_allocations,
             device_allocations: stats.device_allocations,
+            unreleased_drops: stats.unreleased_drops,
         })
     }
 }
