@@ -60,6 +60,7 @@ def test_same_bytes_for_any_thread_count(data):
         ({"placement": "gpu"}, "placement"),
         ({"on_error": "ignore"}, "on_error"),
         ({"cache_mib": -5}, "cache_mib"),
+        ({"cuda_device": -1}, "cuda_device"),
         ({"ops": [ops.Normalize.imagenet(dtype="float64")]}, "Normalize.dtype"),
         ({"ops": [ops.Normalize.imagenet(layout="nchw")]}, "Normalize.layout"),
         ({"ops": [ops.RandomResizedCrop(0)]}, "RandomResizedCrop.size"),
@@ -76,6 +77,17 @@ def test_bad_settings_raise_value_error_naming_them(data, kwargs, setting):
     op_list = kwargs.pop("ops", [ops.CenterCrop(32)])
     with pytest.raises(ValueError, match=setting.replace(".", r"\.")):
         sluice.Pipeline(data, op_list, **kwargs)
+
+
+def test_a_named_cuda_device_that_does_not_open_falls_back_with_the_reason(data):
+    pipe = sluice.Pipeline(
+        data, [ops.CenterCrop(32), ops.Normalize.imagenet()], device_batches=True, cuda_device=4096
+    )
+    assert not pipe.device_batches
+    # No driver here, or no such device on a GPU machine: either way the reason says so.
+    reason = pipe.placement_reason
+    assert "no CUDA driver" in reason or "no CUDA device 4096" in reason, reason
+    assert next(iter(pipe))["images"].device == "cpu"
 
 
 def test_a_missing_source_is_an_os_error(tmp_path):
