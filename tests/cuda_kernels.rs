@@ -283,6 +283,7 @@ extern "C" int sluice_emulate(const char* name, unsigned gx, unsigned gy, uint32
             2 => bytemuck::cast_slice(&staged[input_word..]),
             i => bytemuck::cast_slice(&buffers[i]),
         };
+        assert_eq!(batch.output_offsets.len(), batch.output_lengths.len());
         batch
             .output_offsets
             .iter()

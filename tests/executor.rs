@@ -7,6 +7,7 @@ use common::jpeg_source;
 use sluice::bench::Workload;
 use sluice::{Batch, Pipeline, PipelineBuilder};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 fn simclr(source: sluice::source::InMemory) -> PipelineBuilder {
     Workload::Simclr.add_ops(Pipeline::builder(source))
@@ -414,28 +415,99 @@ fn cached_prefix_is_never_fused_into_the_tail() {
     assert!(build(1 << 20).describe().contains("DecodeImage+Resize"));
 }
 
+/// A source whose samples of batch k can be read only once the consumer has asked for batch k:
+/// every batch is still being made when it is asked for, so the consumer waits on each one,
+/// however fast the machine decodes (no timing involved).
+struct AskGatedSource {
+    inner: sluice::source::InMemory,
+    /// Batch number of each sample in the epoch being run.
+    batch_of: Vec<u64>,
+    asked: std::sync::Mutex<u64>,
+    opened: std::sync::Condvar,
+}
+
+impl AskGatedSource {
+    fn ask(&self, batches: u64) {
+        *self.asked.lock().unwrap() = batches;
+        self.opened.notify_all();
+    }
+}
+
+impl sluice::source::Source for AskGatedSource {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn label(&self, index: u64) -> i64 {
+        self.inner.label(index)
+    }
+    fn origin(&self, index: u64) -> String {
+        self.inner.origin(index)
+    }
+    fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        let batch = self.batch_of[index as usize];
+        let asked = self.asked.lock().unwrap();
+        drop(self.opened.wait_while(asked, |a| *a <= batch).unwrap());
+        self.inner.read(index, buf)
+    }
+    fn describe(&self) -> String {
+        "ask-gated".into()
+    }
+}
+
 #[test]
 fn adaptive_prefetch_moves_the_depth_but_never_the_results() {
-    let source = jpeg_source(40);
-    let build = |adaptive: bool| {
-        let b = simclr(source.clone())
-            .batch_size(2)
+    let (n, batch_size, seed) = (24, 2, 99);
+    // The gated run blocks workers in `read`: with more workers than the reads the deepest
+    // prefetch can have waiting (6 batches of 2), some worker is always free for the batch the
+    // consumer asked for. Results do not depend on the thread count.
+    let build = |adaptive: bool, source: Arc<dyn sluice::source::Source>| {
+        let b = Workload::Simclr
+            .add_ops(Pipeline::builder_shared(source))
+            .batch_size(batch_size)
             .shuffle(true)
-            .seed(99)
-            .threads(2)
+            .seed(seed)
+            .threads(if adaptive { 16 } else { 2 })
             .prefetch(2);
         if adaptive { b.adaptive_prefetch(6) } else { b }
             .build()
             .unwrap()
     };
-    let fixed = build(false);
+    let fixed = build(false, Arc::new(jpeg_source(n)));
     let reference = epoch_contents(&fixed, 0);
     assert_eq!(fixed.stats().prefetch_adjustments, 0);
-    let adaptive = build(true);
-    // A consumer that takes no time waits on nearly every batch: the controller gets ahead.
-    let got = epoch_contents(&adaptive, 0);
+    let order = sluice::rng::epoch_order(n, seed, 0, true);
+    let mut batch_of = vec![0; n];
+    for (position, &sample) in order.iter().enumerate() {
+        batch_of[sample as usize] = (position / batch_size) as u64;
+    }
+    let gated = Arc::new(AskGatedSource {
+        inner: jpeg_source(n),
+        batch_of,
+        asked: Default::default(),
+        opened: Default::default(),
+    });
+    let adaptive = build(true, gated.clone());
+    let _watchdog = common::watchdog(
+        "the ask-gated adaptive epoch",
+        std::time::Duration::from_secs(300),
+    );
+    let mut it = adaptive.epoch(0).unwrap();
+    let mut got = Vec::new();
+    for k in 1.. {
+        // The consumer asks for batch k-1: only now may its samples be read.
+        gated.ask(k);
+        let Some(b) = it.next() else { break };
+        let b = b.unwrap();
+        got.push((
+            b.bytes().to_vec(),
+            b.labels.clone(),
+            b.sample_indices.clone(),
+        ));
+    }
+    drop(it);
     assert!(got == reference, "adaptive prefetch changed the output");
     let stats = adaptive.stats();
+    // Waiting on every batch: the controller moved the depth up, within its ceiling.
     assert!(stats.prefetch_adjustments > 0, "{stats:?}");
     assert!(
         stats.prefetch_depth > 2 && stats.prefetch_depth <= 6,

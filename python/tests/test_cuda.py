@@ -42,7 +42,7 @@ def check_device_batches_equal_the_cpu(data):
     cpu = sluice.Pipeline(data, pipe.ops, batch_size=16, shuffle=True, seed=2, threads=2)
     for epoch in range(3):
         got, want = sluice.Checksum(), sluice.Checksum()
-        for d, c in zip(pipe.epoch(epoch), cpu.epoch(epoch)):
+        for d, c in zip(pipe.epoch(epoch), cpu.epoch(epoch), strict=True):
             t = d["images"]
             assert t.device.startswith("cuda:") and t.__dlpack_device__()[0] == 2
             capsule = t.__dlpack__(stream=1)  # the legacy default stream waits for the batch
@@ -64,7 +64,7 @@ def check_torch_reads_device_batches_on_its_stream(data):
     if not pipe.device_batches:
         _skip(pipe.placement_reason)
     cpu = sluice.Pipeline(data, pipe.ops, batch_size=16, shuffle=True, seed=2, threads=2)
-    for d, c in zip(pipe.epoch(0), cpu.epoch(0)):
+    for d, c in zip(pipe.epoch(0), cpu.epoch(0), strict=True):
         x = torch.from_dlpack(d["images"])  # waits on torch's current stream, no host sync
         assert x.is_cuda and x.data_ptr() == d["images"].data_ptr
         want = torch.from_dlpack(c["images"])
