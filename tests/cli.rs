@@ -170,6 +170,59 @@ fn bench_with_the_wgpu_backend_verifies_against_the_cpu() {
 }
 
 #[test]
+fn bench_verify_fails_with_exit_status_1_on_a_wrong_gpu_result() {
+    if let Err(reason) = sluice::backend::wgpu::WgpuContext::new() {
+        assert!(
+            std::env::var_os("SLUICE_REQUIRE_WGPU").is_none(),
+            "SLUICE_REQUIRE_WGPU is set but {reason}"
+        );
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    sluice(&["gen-data", data, "--n", "8", "--classes", "2"]);
+    let run = |fault: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.args([
+            "bench",
+            "rn50-train",
+            "--data",
+            data,
+            "--threads",
+            "2",
+            "--batch",
+            "4",
+            "--epochs",
+            "1",
+            "--backend",
+            "wgpu",
+            "--verify",
+            "--json",
+        ]);
+        if let Some(f) = fault {
+            cmd.env("SLUICE_FAULT", f);
+        }
+        cmd.output().unwrap()
+    };
+    // One wrong value (NaN) per batch of 4×3×224×224: far under 0.5% of values, still a failure.
+    let out = run(Some("gpu-output"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("verify failed"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verify"]["pass"], false, "{}", report["verify"]);
+    // The same run without the fault passes.
+    let out = run(None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn explain_places_simclr_by_the_profile_and_bench_optimize_predicts() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -206,6 +206,9 @@ impl GpuJob {
                 gpu.ctx
                     .run_to_tensor(&self.images, &stages, &write, data.as_mut_slice())
                     .map_err(failed)?;
+                if fault_injected() {
+                    corrupt_first_value(shared.output.dtype, data.as_mut_slice());
+                }
                 Images::Dense(DenseBatch {
                     dtype: shared.output.dtype,
                     layout: shared.output.layout,
@@ -228,5 +231,24 @@ impl GpuJob {
             sample_indices: self.indices,
             skipped: self.skipped,
         })
+    }
+}
+
+/// Test-only fault injection: with `SLUICE_FAULT=gpu-output` the GPU suffix corrupts the first
+/// value of every host-delivered batch, so a test can watch `sluice bench --verify` fail with
+/// exit status 1 on a real run (tests/cli.rs). Read once; off unless set to exactly that.
+fn fault_injected() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SLUICE_FAULT").is_ok_and(|v| v == "gpu-output"))
+}
+
+fn corrupt_first_value(dtype: DType, data: &mut [u8]) {
+    match dtype {
+        DType::F32 if data.len() >= 4 => data[..4].copy_from_slice(&f32::NAN.to_le_bytes()),
+        _ => {
+            if let Some(b) = data.first_mut() {
+                *b ^= 0x80;
+            }
+        }
     }
 }
