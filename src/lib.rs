@@ -4,6 +4,7 @@
 //! threads (and, where placed, as WGSL kernels through wgpu) with bounded memory, output in
 //! sampler order, and results that do not depend on thread count or timing. See `ARCHITECTURE.md` for the map of modules.
 
+pub mod audio;
 pub mod backend;
 pub mod batch;
 pub mod bench;

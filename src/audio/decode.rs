@@ -1,0 +1,177 @@
+//! `DecodeAudio`: WAV (PCM 8/16/24/32-bit, float 32/64, WAVE_EXTENSIBLE, chunks in any order) and
+//! FLAC through symphonia, to f32, then a mono mix-down (the mean of the channels) or one
+//! selected channel. Declared sizes are checked against [`AudioLimits`] before any sample is
+//! decoded, and the running total while decoding, so a header that lies cannot make it allocate
+//! without bound.
+
+use super::Audio;
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+/// Bounds against decompression bombs and nonsense headers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudioLimits {
+    pub max_seconds: f64,
+    pub max_channels: usize,
+    pub max_rate: u32,
+}
+
+impl Default for AudioLimits {
+    fn default() -> Self {
+        AudioLimits {
+            max_seconds: 600.0,
+            max_channels: 32,
+            max_rate: 384_000,
+        }
+    }
+}
+
+/// What to keep of a multi-channel file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChannelChoice {
+    /// The mean of all channels.
+    #[default]
+    Mono,
+    /// Channel `n` (0-based); an error if the file has fewer.
+    Select(usize),
+    /// Every channel as it is.
+    All,
+}
+
+/// Decode one file's bytes. The error says what is wrong (no audio track, an unsupported
+/// codec, a limit exceeded, truncated data).
+pub fn decode_audio(
+    bytes: Vec<u8>,
+    limits: &AudioLimits,
+    keep: ChannelChoice,
+) -> Result<Audio, String> {
+    if bytes.is_empty() {
+        return Err("empty file".into());
+    }
+    let stream = MediaSourceStream::new(
+        Box::new(std::io::Cursor::new(bytes)),
+        MediaSourceStreamOptions::default(),
+    );
+    let probed = symphonia::default::get_probe()
+        .format(
+            &Hint::new(),
+            stream,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|e| format!("not a WAV or FLAC file ({})", describe(&e)))?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or("no audio track")?;
+    let params = track.codec_params.clone();
+    let track_id = track.id;
+    let rate = params.sample_rate.ok_or("no sample rate")?;
+    if rate == 0 || rate > limits.max_rate {
+        return Err(format!(
+            "sample rate {rate} Hz (allowed 1..={})",
+            limits.max_rate
+        ));
+    }
+    let channels = params.channels.map_or(0, |c| c.count());
+    if channels == 0 || channels > limits.max_channels {
+        return Err(format!(
+            "{channels} channels (allowed 1..={})",
+            limits.max_channels
+        ));
+    }
+    let max_frames = (limits.max_seconds * f64::from(rate)) as u64;
+    if let Some(n) = params.n_frames {
+        if n > max_frames {
+            return Err(format!(
+                "declares {:.1} s of audio (limit {} s)",
+                n as f64 / f64::from(rate),
+                limits.max_seconds
+            ));
+        }
+    }
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&params, &DecoderOptions::default())
+        .map_err(|e| format!("unsupported codec ({})", describe(&e)))?;
+    let mut planes: Vec<Vec<f32>> = vec![Vec::new(); channels];
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break
+            }
+            Err(e) => return Err(format!("reading: {}", describe(&e))),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = decoder
+            .decode(&packet)
+            .map_err(|e| format!("decoding: {}", describe(&e)))?;
+        let spec = *decoded.spec();
+        if spec.channels.count() != channels {
+            return Err("the channel count changes mid-stream".into());
+        }
+        let frames = decoded.frames();
+        if (planes[0].len() + frames) as u64 > max_frames {
+            return Err(format!("longer than the {} s limit", limits.max_seconds));
+        }
+        let mut buf = SampleBuffer::<f32>::new(frames as u64, spec);
+        buf.copy_planar_ref(decoded);
+        for (c, plane) in planes.iter_mut().enumerate() {
+            plane.extend_from_slice(&buf.samples()[c * frames..(c + 1) * frames]);
+        }
+    }
+    if let Some(n) = params.n_frames {
+        if (planes[0].len() as u64) < n {
+            return Err(format!(
+                "truncated: {} of the {n} declared frames",
+                planes[0].len()
+            ));
+        }
+    }
+    if planes[0].is_empty() {
+        return Err("no samples".into());
+    }
+    let channels = match keep {
+        ChannelChoice::All => planes,
+        ChannelChoice::Select(c) if c < planes.len() => vec![planes.swap_remove(c)],
+        ChannelChoice::Select(c) => {
+            return Err(format!(
+                "channel {c} selected, the file has {}",
+                planes.len()
+            ))
+        }
+        ChannelChoice::Mono if planes.len() == 1 => planes,
+        ChannelChoice::Mono => {
+            let n = planes.len() as f32;
+            let mut mono = vec![0f32; planes[0].len()];
+            for plane in &planes {
+                for (m, s) in mono.iter_mut().zip(plane) {
+                    *m += s;
+                }
+            }
+            mono.iter_mut().for_each(|m| *m /= n);
+            vec![mono]
+        }
+    };
+    Ok(Audio { rate, channels })
+}
+
+fn describe(e: &SymphoniaError) -> String {
+    match e {
+        SymphoniaError::IoError(io) => format!("I/O: {io}"),
+        SymphoniaError::DecodeError(d) => format!("malformed: {d}"),
+        SymphoniaError::SeekError(_) => "seek failed".into(),
+        SymphoniaError::Unsupported(u) => format!("unsupported: {u}"),
+        SymphoniaError::LimitError(l) => format!("limit: {l}"),
+        SymphoniaError::ResetRequired => "decoder reset required".into(),
+    }
+}

@@ -1,0 +1,284 @@
+//! `Spectrogram`: the short-time Fourier transform's magnitude (power 1) or power (power 2), as
+//! torchaudio's `Spectrogram(n_fft, win_length, hop_length, window_fn=hann_window, center,
+//! pad_mode, power, normalized=False)`.
+//!
+//! The Hann window of `win_length` (periodic: `0.5 − 0.5·cos(2πn/N)`; symmetric: over `N − 1`)
+//! sits centred in `n_fft` (zeros around it). With `center` the signal is padded by `n_fft/2` on
+//! both sides (reflect without repeating the edge, or zeros); frame t covers samples
+//! `[t·hop, t·hop + n_fft)` of the padded signal, there are `1 + (len − n_fft) / hop` frames, and
+//! bin k of frame t is `|Σ_n x[t·hop + n] · w[n] · e^{−2πi·kn/n_fft}|^power`, k in 0..=n_fft/2.
+
+use super::Features;
+use realfft::RealFftPlanner;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    HannPeriodic,
+    HannSymmetric,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Padding {
+    Reflect,
+    Constant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpectrogramSpec {
+    pub n_fft: usize,
+    pub win_length: usize,
+    pub hop: usize,
+    pub window: WindowKind,
+    /// Pad by n_fft/2 on both sides with `padding` (false: frames start at sample 0).
+    pub center: bool,
+    pub padding: Padding,
+    /// 1: magnitude, 2: power.
+    pub power: f32,
+}
+
+impl SpectrogramSpec {
+    /// Frames for a signal of `len` samples (0 when it is too short for one).
+    pub fn frames(&self, len: usize) -> usize {
+        let padded = if self.center {
+            len + 2 * (self.n_fft / 2)
+        } else {
+            len
+        };
+        if padded < self.n_fft {
+            0
+        } else {
+            1 + (padded - self.n_fft) / self.hop
+        }
+    }
+
+    /// The window, `n_fft` long with `win_length` Hann samples centred in it.
+    pub fn window(&self) -> Vec<f32> {
+        let n = self.win_length;
+        let denom = match self.window {
+            WindowKind::HannPeriodic => n as f64,
+            WindowKind::HannSymmetric => (n as f64 - 1.0).max(1.0),
+        };
+        let left = (self.n_fft - n) / 2;
+        let mut w = vec![0f32; self.n_fft];
+        for (i, v) in w[left..left + n].iter_mut().enumerate() {
+            *v = if n == 1 {
+                1.0
+            } else {
+                (0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / denom).cos()) as f32
+            };
+        }
+        w
+    }
+
+    fn check(&self, len: usize) -> Result<(), String> {
+        if self.n_fft == 0 || self.hop == 0 || self.win_length == 0 || self.win_length > self.n_fft
+        {
+            return Err(format!(
+                "n_fft {}, win_length {}, hop {}: need 0 < win_length <= n_fft and hop > 0",
+                self.n_fft, self.win_length, self.hop
+            ));
+        }
+        if self.center && self.padding == Padding::Reflect && len <= self.n_fft / 2 {
+            return Err(format!(
+                "{len} samples: reflect padding by {} needs more",
+                self.n_fft / 2
+            ));
+        }
+        if self.frames(len) == 0 {
+            return Err(format!(
+                "{len} samples: shorter than one frame of {}",
+                self.n_fft
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The signal padded as `spec` says.
+fn padded(x: &[f32], spec: &SpectrogramSpec) -> Vec<f32> {
+    if !spec.center {
+        return x.to_vec();
+    }
+    let p = spec.n_fft / 2;
+    let mut out = Vec::with_capacity(x.len() + 2 * p);
+    match spec.padding {
+        Padding::Constant => {
+            out.resize(p, 0.0);
+            out.extend_from_slice(x);
+            out.resize(x.len() + 2 * p, 0.0);
+        }
+        Padding::Reflect => {
+            out.extend((1..=p).rev().map(|i| x[i]));
+            out.extend_from_slice(x);
+            out.extend((0..p).map(|i| x[x.len() - 2 - i]));
+        }
+    }
+    out
+}
+
+/// `[n_fft/2 + 1, frames]` magnitudes or powers of `x` (see the module docs).
+pub fn spectrogram(x: &[f32], spec: &SpectrogramSpec) -> Result<Features, String> {
+    spec.check(x.len())?;
+    let signal = padded(x, spec);
+    let window = spec.window();
+    let frames = spec.frames(x.len());
+    let bins = spec.n_fft / 2 + 1;
+    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(spec.n_fft);
+    let mut input = fft.make_input_vec();
+    let mut output = fft.make_output_vec();
+    let mut scratch = fft.make_scratch_vec();
+    let mut out = Features::zeros(bins, frames);
+    for t in 0..frames {
+        let start = t * spec.hop;
+        for ((i, s), w) in input.iter_mut().zip(&signal[start..]).zip(&window) {
+            *i = s * w;
+        }
+        fft.process_with_scratch(&mut input, &mut output, &mut scratch)
+            .map_err(|e| format!("FFT: {e}"))?;
+        for (k, c) in output.iter().enumerate() {
+            let power = c.norm_sqr();
+            out.data[k * frames + t] = if spec.power == 2.0 {
+                power
+            } else {
+                power.sqrt().powf(spec.power)
+            };
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asr_spec() -> SpectrogramSpec {
+        SpectrogramSpec {
+            n_fft: 512,
+            win_length: 400,
+            hop: 160,
+            window: WindowKind::HannPeriodic,
+            center: true,
+            padding: Padding::Reflect,
+            power: 2.0,
+        }
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// A naive f64 DFT of each frame, padding and window written out independently.
+    fn naive(x: &[f32], spec: &SpectrogramSpec) -> Vec<Vec<f64>> {
+        let p = spec.n_fft / 2;
+        let at = |i: isize| -> f64 {
+            let n = x.len() as isize;
+            let j = if !spec.center {
+                i
+            } else {
+                let i = i - p as isize;
+                match spec.padding {
+                    Padding::Reflect if i < 0 => -i,
+                    Padding::Reflect if i >= n => 2 * (n - 1) - i,
+                    Padding::Constant if i < 0 || i >= n => return 0.0,
+                    _ => i,
+                }
+            };
+            f64::from(x[j as usize])
+        };
+        let left = (spec.n_fft - spec.win_length) / 2;
+        let denom = match spec.window {
+            WindowKind::HannPeriodic => spec.win_length as f64,
+            WindowKind::HannSymmetric => spec.win_length as f64 - 1.0,
+        };
+        let w = |n: usize| -> f64 {
+            if n < left || n >= left + spec.win_length {
+                0.0
+            } else {
+                0.5 - 0.5 * (2.0 * std::f64::consts::PI * (n - left) as f64 / denom).cos()
+            }
+        };
+        (0..spec.frames(x.len()))
+            .map(|t| {
+                (0..=spec.n_fft / 2)
+                    .map(|k| {
+                        let (mut re, mut im) = (0.0, 0.0);
+                        for n in 0..spec.n_fft {
+                            let v = at((t * spec.hop + n) as isize) * w(n);
+                            let a =
+                                -2.0 * std::f64::consts::PI * (k * n) as f64 / spec.n_fft as f64;
+                            re += v * a.cos();
+                            im += v * a.sin();
+                        }
+                        (re * re + im * im).powf(f64::from(spec.power) / 2.0)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_a_naive_dft_for_the_asr_and_cedar_settings() {
+        let cedar = SpectrogramSpec {
+            n_fft: 400,
+            win_length: 400,
+            hop: 100,
+            window: WindowKind::HannPeriodic,
+            center: true,
+            padding: Padding::Reflect,
+            power: 2.0,
+        };
+        let other = SpectrogramSpec {
+            window: WindowKind::HannSymmetric,
+            padding: Padding::Constant,
+            power: 1.0,
+            ..asr_spec()
+        };
+        let uncentred = SpectrogramSpec {
+            center: false,
+            ..asr_spec()
+        };
+        for (i, spec) in [asr_spec(), cedar, other, uncentred].iter().enumerate() {
+            let x = noise(1603, i as u64 + 1);
+            let got = spectrogram(&x, spec).unwrap();
+            let want = naive(&x, spec);
+            assert_eq!((got.bins, got.frames), (spec.n_fft / 2 + 1, want.len()));
+            let peak = want.iter().flatten().fold(0f64, |a, &b| a.max(b));
+            for (t, frame) in want.iter().enumerate() {
+                for (k, w) in frame.iter().enumerate() {
+                    let g = f64::from(got.at(k, t));
+                    assert!(
+                        (g - w).abs() <= 1e-5 * peak + 1e-4 * w.abs(),
+                        "spec {i} bin {k} frame {t}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+        // T = 1 + samples // hop with centring.
+        assert_eq!(
+            spectrogram(&noise(16_000, 9), &asr_spec()).unwrap().frames,
+            101
+        );
+    }
+
+    #[test]
+    fn too_short_or_nonsense_settings_are_errors() {
+        assert!(spectrogram(&noise(200, 1), &asr_spec())
+            .unwrap_err()
+            .contains("reflect"));
+        let bad = SpectrogramSpec {
+            win_length: 600,
+            ..asr_spec()
+        };
+        assert!(spectrogram(&noise(2000, 1), &bad)
+            .unwrap_err()
+            .contains("win_length"));
+    }
+}
