@@ -44,7 +44,9 @@ pub enum ChannelChoice {
 }
 
 /// Decode one file's bytes. The error says what is wrong (no audio track, an unsupported
-/// codec, a limit exceeded, truncated data).
+/// codec, a limit exceeded, truncated data). Never panics: symphonia asserts on some malformed
+/// headers (a zero sample rate), so WAV headers are checked first and a panic that still
+/// escapes the decoder is turned into an error.
 pub fn decode_audio(
     bytes: Vec<u8>,
     limits: &AudioLimits,
@@ -53,6 +55,49 @@ pub fn decode_audio(
     if bytes.is_empty() {
         return Err("empty file".into());
     }
+    check_wav_format(&bytes)?;
+    let limits = *limits;
+    std::panic::catch_unwind(move || decode_checked(bytes, &limits, keep))
+        .unwrap_or_else(|_| Err("the decoder failed on malformed data".into()))
+}
+
+/// For a RIFF/WAVE file, the `fmt ` chunk's channels, rate and bits must be non-zero (the
+/// header fields only; symphonia decodes the samples).
+fn check_wav_format(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return Ok(());
+    }
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        if &bytes[at..at + 4] == b"fmt " {
+            let fmt = bytes
+                .get(at + 8..at + 8 + size.min(16))
+                .filter(|f| f.len() >= 16);
+            let fmt = fmt.ok_or("a WAV fmt chunk shorter than 16 bytes")?;
+            let u16_at = |i: usize| u16::from_le_bytes([fmt[i], fmt[i + 1]]);
+            let rate = u32::from_le_bytes(fmt[4..8].try_into().unwrap());
+            let (channels, bits) = (u16_at(2), u16_at(14));
+            if channels == 0 || rate == 0 || bits == 0 {
+                return Err(format!(
+                    "a WAV header with {channels} channels, {rate} Hz, {bits} bits per sample"
+                ));
+            }
+            return Ok(());
+        }
+        at = at
+            .saturating_add(8)
+            .saturating_add(size)
+            .saturating_add(size & 1);
+    }
+    Err("a WAV file without a fmt chunk".into())
+}
+
+fn decode_checked(
+    bytes: Vec<u8>,
+    limits: &AudioLimits,
+    keep: ChannelChoice,
+) -> Result<Audio, String> {
     let stream = MediaSourceStream::new(
         Box::new(std::io::Cursor::new(bytes)),
         MediaSourceStreamOptions::default(),
