@@ -178,6 +178,9 @@ pub struct Batch {
     pub sample_indices: Vec<u64>,
     /// Samples of this batch's range that the `skip` policy left out, with the reason.
     pub skipped: Vec<SampleError>,
+    /// Padded batches (audio and features): each sample's length along the last axis before
+    /// padding, in batch order. Empty for image batches.
+    pub lengths: Vec<usize>,
 }
 
 impl Batch {

@@ -29,8 +29,9 @@ use crate::backend::GpuRunner;
 use crate::error::{Error, Result};
 use crate::exec::{self, EpochIter, GpuSuffix, RunStats, Step};
 use crate::ops::{
-    Cast, CenterCrop, ColorJitter, DecodeImage, DecodeLimits, GaussianBlur, Normalize, Op, OpKind,
-    RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, Resize, SizeRule, ValueKind,
+    Cast, CenterCrop, ColorJitter, DecodeAudio, DecodeImage, DecodeLimits, Decoder, GaussianBlur,
+    Normalize, Op, OpKind, RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, Resize,
+    SizeRule, ValueKind,
 };
 use crate::optimizer::{self, CostProfile, Goal, LogicalPlan, Optimized};
 use crate::placement::{self, GpuAvailability, Placement};
@@ -55,6 +56,9 @@ pub struct OutputSpec {
     pub layout: Layout,
     /// Fixed per-sample shape (dense batches), or None (ragged batches).
     pub sample_shape: Option<Vec<usize>>,
+    /// Samples differ only in their last axis (time): batches are padded to the longest with
+    /// zeros and carry each sample's length.
+    pub padded: bool,
 }
 
 impl OutputSpec {
@@ -105,7 +109,7 @@ impl Default for Settings {
 
 pub struct PipelineBuilder {
     source: Arc<dyn Source>,
-    decode: DecodeImage,
+    decode: Decoder,
     ops: Vec<Op>,
     /// Per operator, where the user pinned it (None: the pipeline default).
     pins: Vec<Option<Placement>>,
@@ -139,6 +143,12 @@ op_from!(
     Normalize,
     Cast
 );
+
+impl From<crate::ops::AudioOp> for Op {
+    fn from(o: crate::ops::AudioOp) -> Op {
+        Op::Audio(o)
+    }
+}
 
 impl PipelineBuilder {
     /// Append an operator (applied after decode, in declaration order).
@@ -211,7 +221,14 @@ impl PipelineBuilder {
         self
     }
     pub fn decode_limits(mut self, limits: DecodeLimits) -> Self {
-        self.decode = DecodeImage::new(limits);
+        self.decode = Decoder::Image(DecodeImage::new(limits));
+        self
+    }
+    /// Decode the samples as audio (WAV or FLAC) instead of images: the operators that follow
+    /// are speech operators ([`crate::ops::AudioOp`]), and batches are padded along the last
+    /// axis (time) with each sample's length in [`crate::Batch::lengths`].
+    pub fn decode_audio(mut self, decoder: DecodeAudio) -> Self {
+        self.decode = Decoder::Audio(decoder);
         self
     }
     pub fn batch_size(mut self, n: usize) -> Self {
@@ -280,7 +297,7 @@ impl PipelineBuilder {
                 self.source.describe()
             )));
         }
-        let output = output_spec(&self.ops)?;
+        let output = output_spec(&self.decode, &self.ops)?;
         let (gpu, placement_reason) = self.place(&output)?;
         let cpu_ops = gpu.as_ref().map_or(self.ops.len(), |g| g.cut);
         let keep_separate = if s.cache_bytes > 0 {
@@ -453,16 +470,17 @@ fn open_gpu(
     }
 }
 
-/// Check operator order and work out the output type and (if fixed) shape.
-fn output_spec(ops: &[Op]) -> Result<OutputSpec> {
-    let mut size: Option<(u32, u32)> = None; // None: data-dependent
-    let mut tensor: Option<(DType, Layout)> = None;
+/// Check operator order (each operator takes what the one before produces) and work out the
+/// output type and (if fixed) shape.
+fn output_spec(decoder: &Decoder, ops: &[Op]) -> Result<OutputSpec> {
+    let mut kind = decoder.output();
+    let mut producer = decoder.name();
     for (i, op) in ops.iter().enumerate() {
         op.validate().map_err(|e| {
             Error::InvalidPipeline(format!("{} (operator {}): {e}", op.name(), i + 1))
         })?;
         let spec = op.spec();
-        if tensor.is_some() {
+        if matches!(kind, ValueKind::Tensor { .. }) {
             return Err(Error::InvalidPipeline(format!(
                 "{} (operator {}) follows a tensor-producing operator; image operators must come \
                  before Normalize/Cast and only one of those may end the pipeline",
@@ -470,22 +488,56 @@ fn output_spec(ops: &[Op]) -> Result<OutputSpec> {
                 i + 1
             )));
         }
-        size = match spec.size {
+        if spec.input != kind {
+            return Err(Error::InvalidPipeline(format!(
+                "{} (operator {}) takes {} but {producer} produces {}",
+                spec.kind.name(),
+                i + 1,
+                kind_name(spec.input),
+                kind_name(kind)
+            )));
+        }
+        kind = spec.output;
+        producer = spec.kind.name();
+        debug_assert!(spec.kind != OpKind::Decode);
+    }
+    if matches!(kind, ValueKind::Audio | ValueKind::Features) {
+        return Ok(OutputSpec {
+            dtype: DType::F32,
+            layout: Layout::Chw,
+            sample_shape: None,
+            padded: true,
+        });
+    }
+    let mut size: Option<(u32, u32)> = None; // None: data-dependent
+    for op in ops {
+        size = match op.spec().size {
             SizeRule::Fixed { height, width } => Some((width, height)),
             SizeRule::Same => size,
             SizeRule::ShorterSide { .. } | SizeRule::DataDependent => None,
         };
-        if let ValueKind::Tensor { dtype, layout } = spec.output {
-            tensor = Some((dtype, layout));
-        }
-        debug_assert!(spec.kind != OpKind::Decode);
     }
-    let (dtype, layout) = tensor.unwrap_or((DType::U8, Layout::Hwc));
+    let (dtype, layout) = match kind {
+        ValueKind::Tensor { dtype, layout } => (dtype, layout),
+        _ => (DType::U8, Layout::Hwc),
+    };
     Ok(OutputSpec {
         dtype,
         layout,
         sample_shape: size.map(|(w, h)| image_shape(h as usize, w as usize, layout)),
+        padded: false,
     })
+}
+
+/// How a value kind reads in an error message.
+fn kind_name(kind: ValueKind) -> &'static str {
+    match kind {
+        ValueKind::Encoded => "encoded bytes",
+        ValueKind::ImageU8 => "an image",
+        ValueKind::Tensor { .. } => "a tensor",
+        ValueKind::Audio => "audio",
+        ValueKind::Features => "spectral features",
+    }
 }
 
 /// A built pipeline. Cheap to clone; epochs can be iterated one after another.
@@ -503,7 +555,7 @@ impl Pipeline {
     pub fn builder_shared(source: Arc<dyn Source>) -> PipelineBuilder {
         PipelineBuilder {
             source,
-            decode: DecodeImage::default(),
+            decode: Decoder::default(),
             ops: Vec::new(),
             pins: Vec::new(),
             ids: Vec::new(),
@@ -649,9 +701,16 @@ impl Pipeline {
         out += &format!("placement: {}\n", self.placement_reason);
         let shape = match &inner.output.sample_shape {
             Some(shape) => format!("dense {shape:?}"),
+            None if inner.output.padded => "padded".to_string(),
             None => "ragged".to_string(),
         };
-        if s.cache_bytes > 0 {
+        // Audio batches are [n, rows, time]: no image layout.
+        let layout = if inner.output.padded {
+            "[rows, time], lengths per sample".to_string()
+        } else {
+            format!("{:?}", inner.output.layout).to_uppercase()
+        };
+        if s.cache_bytes > 0 && matches!(inner.decode, Decoder::Image(_)) {
             let prefix = exec::deterministic_prefix(&inner.ops);
             let names: Vec<&str> = std::iter::once("DecodeImage")
                 .chain(inner.ops[..prefix].iter().map(|o| o.name()))
@@ -666,7 +725,7 @@ impl Pipeline {
             "output: {} {} {}\nbatch {} (drop_last {}), shuffle {}, seed {}, threads {}, prefetch {}, on error {:?}\n",
             shape,
             inner.output.dtype.name(),
-            format!("{:?}", inner.output.layout).to_uppercase(),
+            layout,
             s.batch_size,
             s.drop_last,
             s.shuffle,

@@ -141,3 +141,187 @@ fn bad_audio_is_a_clear_error() {
         .unwrap_err()
         .contains("2 channels"));
 }
+
+mod pipelines {
+    use sluice::audio::{
+        feature_normalize, log_compress, mel_filterbank, pre_emphasis, resample, spectrogram,
+        MelNorm, MelScale, Padding, SpectrogramSpec, WindowKind,
+    };
+    use sluice::bench::Workload;
+    use sluice::gen::audio::{write_audio_dataset, AudioDatasetSpec};
+    use sluice::ops::{AudioOp, DecodeAudio, Normalize};
+    use sluice::source::{AudioFolder, Source};
+    use sluice::{ErrorPolicy, Pipeline};
+
+    fn dataset(files: usize) -> (tempfile::TempDir, AudioFolder) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = AudioDatasetSpec {
+            files,
+            classes: 3,
+            seed: 5,
+            max_seconds: 2.0,
+        };
+        write_audio_dataset(dir.path(), &spec, &|_| {}).unwrap();
+        let folder = AudioFolder::open(dir.path()).unwrap();
+        (dir, folder)
+    }
+
+    /// asr-val's features for one file, composed directly from the audio functions.
+    fn reference_features(bytes: Vec<u8>) -> (usize, Vec<f32>) {
+        let audio =
+            super::decode_audio(bytes, &Default::default(), super::ChannelChoice::Mono).unwrap();
+        let mut x = resample(&audio.channels[0], audio.rate, 16_000, 6, 0.99);
+        pre_emphasis(&mut x, 0.97);
+        let spec = SpectrogramSpec {
+            n_fft: 512,
+            win_length: 400,
+            hop: 160,
+            window: WindowKind::HannPeriodic,
+            center: true,
+            padding: Padding::Reflect,
+            power: 2.0,
+        };
+        let power = spectrogram(&x, &spec).unwrap();
+        let fb = mel_filterbank(
+            257,
+            0.0,
+            8000.0,
+            80,
+            16_000,
+            MelNorm::Slaney,
+            MelScale::Slaney,
+        );
+        let mut mel = power.project(&fb, 80);
+        log_compress(&mut mel, 2f32.powi(-24));
+        let frames = mel.frames;
+        feature_normalize(&mut mel, frames);
+        assert_eq!(frames, 1 + x.len() / 160, "T = 1 + samples // hop");
+        (frames, mel.data)
+    }
+
+    #[test]
+    fn asr_val_batches_are_padded_log_mels_with_lengths() {
+        let (_dir, folder) = dataset(7);
+        let p = Workload::AsrVal
+            .add_ops(Pipeline::builder(folder.clone()).batch_size(3).threads(2))
+            .build()
+            .unwrap();
+        let mut seen = 0;
+        for batch in p.epoch(0).unwrap() {
+            let batch = batch.unwrap();
+            let dense = batch.dense().expect("a padded batch is one dense tensor");
+            let (n, bins, longest) = (dense.shape[0], dense.shape[1], dense.shape[2]);
+            assert_eq!((n, bins), (batch.len(), 80));
+            assert_eq!(batch.lengths.len(), n);
+            assert_eq!(longest, *batch.lengths.iter().max().unwrap());
+            let values = dense.to_f32_vec();
+            for (j, &index) in batch.sample_indices.iter().enumerate() {
+                let mut bytes = Vec::new();
+                folder.read(index, &mut bytes).unwrap();
+                let (frames, want) = reference_features(bytes);
+                assert_eq!(batch.lengths[j], frames, "sample {index}");
+                for bin in 0..80 {
+                    let row = &values[(j * 80 + bin) * longest..(j * 80 + bin + 1) * longest];
+                    assert_eq!(&row[..frames], &want[bin * frames..(bin + 1) * frames]);
+                    assert!(row[frames..].iter().all(|&v| v == 0.0), "padding is zero");
+                }
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 7);
+    }
+
+    #[test]
+    fn augmented_asr_batches_do_not_depend_on_thread_count() {
+        let (_dir, folder) = dataset(6);
+        let run = |threads: usize| {
+            let p = Workload::Asr
+                .add_ops(
+                    Pipeline::builder(folder.clone())
+                        .batch_size(4)
+                        .shuffle(true)
+                        .seed(11)
+                        .threads(threads),
+                )
+                .build()
+                .unwrap();
+            p.epoch(1)
+                .unwrap()
+                .map(|b| {
+                    let b = b.unwrap();
+                    (
+                        b.bytes().to_vec(),
+                        b.lengths.clone(),
+                        b.sample_indices.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+        // The masks are drawn per sample from its own stream and did apply.
+        let masked_zeros = one[0].0.chunks_exact(4).filter(|v| *v == [0u8; 4]).count();
+        assert!(
+            masked_zeros > 0,
+            "SpecAugment masks filled some values with 0"
+        );
+    }
+
+    #[test]
+    fn operators_must_take_what_the_one_before_produces() {
+        let (_dir, folder) = dataset(2);
+        let err = Pipeline::builder(folder.clone())
+            .decode_audio(DecodeAudio::default())
+            .op(Normalize::imagenet())
+            .build()
+            .err()
+            .expect("Normalize cannot take audio");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("Normalize (operator 1) takes an image but DecodeAudio produces audio"),
+            "{msg}"
+        );
+        let err = Pipeline::builder(folder)
+            .decode_audio(DecodeAudio::default())
+            .op(AudioOp::Log { eps: 1e-6 })
+            .build()
+            .err()
+            .expect("Log takes features");
+        assert!(
+            err.to_string().contains(
+                "Log (operator 1) takes spectral features but DecodeAudio produces audio"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_audio_file_fails_naming_it_or_is_skipped_and_counted() {
+        let (dir, _) = dataset(4);
+        let bad = dir.path().join("class_000").join("broken.wav");
+        std::fs::write(&bad, b"RIFF\x10\0\0\0WAVEnot really").unwrap();
+        let folder = AudioFolder::open(dir.path()).unwrap();
+        let build = |policy| {
+            Workload::AsrVal
+                .add_ops(Pipeline::builder(folder.clone()).batch_size(5).threads(2))
+                .on_error(policy)
+                .build()
+                .unwrap()
+        };
+        let err = build(ErrorPolicy::Fail)
+            .epoch(0)
+            .unwrap()
+            .find_map(|b| b.err())
+            .expect("the broken file fails the epoch");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("broken.wav") && msg.contains("DecodeAudio"),
+            "{msg}"
+        );
+        let p = build(ErrorPolicy::Skip);
+        let kept: usize = p.epoch(0).unwrap().map(|b| b.unwrap().len()).sum();
+        assert_eq!(kept, 4);
+        assert_eq!(p.stats().skipped, 1);
+    }
+}

@@ -265,6 +265,12 @@ pub fn op_to_py<'py>(
     op: &Op,
     pin: Option<Placement>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    if let Op::Audio(a) = op {
+        return Err(pyo3::exceptions::PyNotImplementedError::new_err(format!(
+            "{}: the speech operators are not in the Python package yet (Rust and the CLI only)",
+            a.kind().name()
+        )));
+    }
     let ops = py.import("sluice.ops")?;
     let kw = PyDict::new(py);
     if let Some(p) = pin {
@@ -297,6 +303,7 @@ pub fn op_to_py<'py>(
             class.call((), Some(&kw))
         }
         Op::RandomGrayscale(o) => class.call((o.p,), Some(&kw)),
+        Op::Audio(_) => unreachable!("refused above"),
         Op::GaussianBlur(o) => {
             kw.set_item("sigma", o.sigma)?;
             kw.set_item("p", o.p)?;

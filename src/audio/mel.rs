@@ -93,6 +93,7 @@ impl Features {
     pub fn project(&self, fb: &[f32], n_mels: usize) -> Features {
         assert_eq!(fb.len(), self.bins * n_mels, "filterbank shape");
         let mut out = Features::zeros(n_mels, self.frames);
+        out.rate = self.rate;
         for k in 0..self.bins {
             let row = self.row(k);
             for m in 0..n_mels {

@@ -23,7 +23,7 @@ pub use transform::{
 
 /// PCM audio: `channels[c][t]`, every channel the same length, samples in [-1, 1] for integer
 /// sources (floating-point files keep their values).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Audio {
     pub rate: u32,
     pub channels: Vec<Vec<f32>>,
@@ -41,12 +41,14 @@ impl Audio {
     }
 }
 
-/// A feature matrix `[bins, frames]`, row-major (`data[bin * frames + frame]`).
-#[derive(Debug, Clone, PartialEq)]
+/// A feature matrix `[bins, frames]`, row-major (`data[bin * frames + frame]`), with the
+/// sample rate of the audio it was computed from (what a mel filterbank needs).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Features {
     pub bins: usize,
     pub frames: usize,
     pub data: Vec<f32>,
+    pub rate: u32,
 }
 
 impl Features {
@@ -55,6 +57,7 @@ impl Features {
             bins,
             frames,
             data: vec![0.0; bins * frames],
+            rate: 0,
         }
     }
 

@@ -22,6 +22,16 @@ pub fn resample(x: &[f32], from: u32, to: u32, width: u32, rolloff: f64) -> Vec<
     let kernels = kernels(o, n, width, rolloff);
     let w = half_width(o, n, width, rolloff);
     let taps = 2 * w + o;
+    // Each phase's kernel is zero outside |t| < width: sum only its non-zero taps (adding the
+    // zero products changes nothing, so the result is the full sum's).
+    let support: Vec<(usize, usize)> = kernels
+        .chunks_exact(taps)
+        .map(|h| {
+            let first = h.iter().position(|&v| v != 0.0).unwrap_or(0);
+            let end = h.iter().rposition(|&v| v != 0.0).map_or(0, |i| i + 1);
+            (first, end.max(first))
+        })
+        .collect();
     let out_len = (x.len() as u64 * u64::from(to)).div_ceil(u64::from(from)) as usize;
     let mut out = Vec::with_capacity(out_len);
     let at = |i: isize| -> f32 {
@@ -33,18 +43,21 @@ pub fn resample(x: &[f32], from: u32, to: u32, width: u32, rolloff: f64) -> Vec<
     };
     'blocks: for j in 0.. {
         let first = (j * o) as isize - w as isize;
-        for h in kernels.chunks_exact(taps) {
+        for (h, &(lo, hi)) in kernels.chunks_exact(taps).zip(&support) {
             if out.len() == out_len {
                 break 'blocks;
             }
-            let inside = first >= 0 && first as usize + taps <= x.len();
+            let start = first + lo as isize;
+            let inside = start >= 0 && (first + hi as isize) as usize <= x.len();
             let acc = if inside {
-                let window = &x[first as usize..first as usize + taps];
-                window.iter().zip(h).map(|(a, b)| a * b).sum::<f32>()
-            } else {
-                (0..taps)
-                    .map(|k| at(first + k as isize) * h[k])
+                let window = &x[start as usize..start as usize + (hi - lo)];
+                window
+                    .iter()
+                    .zip(&h[lo..hi])
+                    .map(|(a, b)| a * b)
                     .sum::<f32>()
+            } else {
+                (lo..hi).map(|k| at(first + k as isize) * h[k]).sum::<f32>()
             };
             out.push(acc);
         }

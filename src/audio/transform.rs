@@ -114,6 +114,7 @@ mod tests {
             data: (0..bins * frames)
                 .map(|i| ((i * 37) % 11) as f32 + 0.5)
                 .collect(),
+            rate: 16_000,
         }
     }
 
@@ -176,6 +177,7 @@ mod tests {
             bins: 1,
             frames: 3,
             data: vec![1.0, 100.0, 1e-12],
+            rate: 0,
         };
         amplitude_to_db(&mut f, 10.0, 1e-10, 1.0, Some(80.0));
         assert_eq!(f.data, vec![0.0, 20.0, -60.0]);
@@ -183,6 +185,7 @@ mod tests {
             bins: 1,
             frames: 2,
             data: vec![0.0, 1.0],
+            rate: 0,
         };
         log_compress(&mut f, 2f32.powi(-24));
         assert_eq!(

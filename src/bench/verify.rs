@@ -111,6 +111,7 @@ mod tests {
             labels: vec![7],
             sample_indices: vec![3],
             skipped: Vec::new(),
+            lengths: Vec::new(),
         }
     }
 

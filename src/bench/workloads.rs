@@ -1,9 +1,10 @@
 //! The pipelines `sluice bench` ships (DESIGN.md, "Workloads"), defined as they are in
 //! torchvision recipes.
 
+use crate::audio::{MelNorm, MelScale, Padding, SpectrogramSpec, WindowKind};
 use crate::ops::{
-    CenterCrop, ColorJitter, GaussianBlur, Normalize, RandomGrayscale, RandomHorizontalFlip,
-    RandomResizedCrop, Resize,
+    AudioOp, CenterCrop, ColorJitter, DecodeAudio, GaussianBlur, MaskSpec, MelSpec, Normalize,
+    RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, Resize,
 };
 use crate::pipeline::PipelineBuilder;
 
@@ -17,14 +18,56 @@ pub enum Workload {
     Rn50Val,
     /// SimCLR augmentation.
     Simclr,
+    /// Speech recognition features for evaluation: 16 kHz log-mel (80 bins), normalized.
+    AsrVal,
+    /// `AsrVal` with dither and SpecAugment, for training.
+    Asr,
 }
 
-pub const WORKLOADS: [(&str, Workload); 4] = [
+pub const WORKLOADS: [(&str, Workload); 6] = [
     ("decode-only", Workload::DecodeOnly),
     ("rn50-train", Workload::Rn50Train),
     ("rn50-val", Workload::Rn50Val),
     ("simclr", Workload::Simclr),
+    ("asr-val", Workload::AsrVal),
+    ("asr", Workload::Asr),
 ];
+
+/// The ASR front end shared by `asr` and `asr-val`: pre-emphasis 0.97, STFT (n_fft 512, window
+/// 400, hop 160, periodic Hann, centred with reflection, power), 80 slaney mel bins over
+/// 0–8 kHz with slaney norm, ln(x + 2^-24), per-feature normalization.
+fn asr_front_end(builder: PipelineBuilder, dither: bool) -> PipelineBuilder {
+    let builder = builder
+        .decode_audio(DecodeAudio::default())
+        .op(AudioOp::Resample { rate: 16_000 });
+    let builder = if dither {
+        builder.op(AudioOp::Dither { scale: 1e-5 })
+    } else {
+        builder
+    };
+    builder
+        .op(AudioOp::PreEmphasis { coefficient: 0.97 })
+        .op(AudioOp::Spectrogram(SpectrogramSpec {
+            n_fft: 512,
+            win_length: 400,
+            hop: 160,
+            window: WindowKind::HannPeriodic,
+            center: true,
+            padding: Padding::Reflect,
+            power: 2.0,
+        }))
+        .op(AudioOp::MelScale(MelSpec {
+            n_mels: 80,
+            f_min: 0.0,
+            f_max: Some(8000.0),
+            scale: MelScale::Slaney,
+            norm: MelNorm::Slaney,
+        }))
+        .op(AudioOp::Log {
+            eps: 2f32.powi(-24),
+        })
+        .op(AudioOp::FeatureNormalize)
+}
 
 impl Workload {
     pub fn from_name(name: &str) -> Option<Workload> {
@@ -37,7 +80,12 @@ impl Workload {
 
     /// Whether the per-epoch order is shuffled (training workloads).
     pub fn shuffles(self) -> bool {
-        matches!(self, Workload::Rn50Train | Workload::Simclr)
+        matches!(self, Workload::Rn50Train | Workload::Simclr | Workload::Asr)
+    }
+
+    /// Whether the workload reads audio (its default data is the generated speech dataset).
+    pub fn is_audio(self) -> bool {
+        matches!(self, Workload::AsrVal | Workload::Asr)
     }
 
     /// Append this workload's operators to a builder.
@@ -59,6 +107,22 @@ impl Workload {
                 .op(RandomGrayscale::new(0.2))
                 .op(GaussianBlur::new(23, (0.1, 2.0)).with_probability(0.5))
                 .op(Normalize::imagenet()),
+            Workload::AsrVal => asr_front_end(builder, false),
+            // SpecAugment after normalization: 2 frequency masks up to 27 bins, 10 time masks
+            // up to 5% of the frames each, filled with 0.
+            Workload::Asr => asr_front_end(builder, true)
+                .op(AudioOp::FrequencyMasking(MaskSpec {
+                    count: 2,
+                    max_width: 27.0,
+                    max_fraction: 1.0,
+                    fill: 0.0,
+                }))
+                .op(AudioOp::TimeMasking(MaskSpec {
+                    count: 10,
+                    max_width: f64::INFINITY,
+                    max_fraction: 0.05,
+                    fill: 0.0,
+                })),
         }
     }
 }

@@ -5,7 +5,7 @@ use super::gpu::{draw_suffix, GpuJob};
 use super::iter::Delivery;
 use super::sample::SampleOut;
 use super::Shared;
-use crate::batch::{Batch, DenseBatch, Images, RaggedBatch};
+use crate::batch::{Batch, DenseBatch, Images, PooledBuffer, RaggedBatch};
 use crate::error::{Error, Result, SampleError};
 use crate::pipeline::ErrorPolicy;
 use crate::tensor::Image;
@@ -63,6 +63,19 @@ impl Shared {
                         run(index, SampleOut::Vec(v.vec_mut())).map(|shape| (v, shape))
                     })
                     .collect();
+                if self.output.padded {
+                    let (images, lengths, outcomes) = self.pad(indices, results)?;
+                    let (sample_indices, skipped) = self.settle(indices, outcomes)?;
+                    return Ok(Batch {
+                        epoch,
+                        index: b,
+                        images,
+                        labels: self.labels(&sample_indices),
+                        sample_indices,
+                        skipped,
+                        lengths,
+                    });
+                }
                 let total = results
                     .iter()
                     .flatten()
@@ -92,18 +105,86 @@ impl Shared {
         };
 
         let (sample_indices, skipped) = self.settle(indices, outcomes)?;
-        let labels = sample_indices
-            .iter()
-            .map(|&i| self.source.label(i))
-            .collect();
         Ok(Batch {
             epoch,
             index: b,
             images,
-            labels,
+            labels: self.labels(&sample_indices),
             sample_indices,
             skipped,
+            lengths: Vec::new(),
         })
+    }
+
+    fn labels(&self, indices: &[u64]) -> Vec<i64> {
+        indices.iter().map(|&i| self.source.label(i)).collect()
+    }
+
+    /// Collate f32 samples of shape `[rows, length]` into `[n, rows, longest]`, zero-padded
+    /// along the last axis; returns the batch, each kept sample's length and the outcomes.
+    /// Samples whose row count differs from the first kept sample's are an error.
+    #[allow(clippy::type_complexity)]
+    fn pad(
+        &self,
+        indices: &[u64],
+        results: Vec<std::result::Result<(PooledBuffer, Vec<usize>), Option<SampleError>>>,
+    ) -> Result<(
+        Images,
+        Vec<usize>,
+        Vec<std::result::Result<(), Option<SampleError>>>,
+    )> {
+        let shapes: Vec<&[usize]> = results
+            .iter()
+            .flatten()
+            .map(|(_, shape)| shape.as_slice())
+            .collect();
+        let rows = shapes.first().map_or(0, |s| s[0]);
+        let longest = shapes.iter().map(|s| s[1]).max().unwrap_or(0);
+        let kept = shapes.len();
+        let mut data = self.buffers.take(kept * rows * longest * 4);
+        data.as_mut_slice().fill(0);
+        let mut lengths = Vec::with_capacity(kept);
+        let mut outcomes = Vec::with_capacity(results.len());
+        let mut slot = 0;
+        for (r, &index) in results.into_iter().zip(indices) {
+            let (v, shape) = match r {
+                Ok(ok) => ok,
+                Err(e) => {
+                    outcomes.push(Err(e));
+                    continue;
+                }
+            };
+            if shape[0] != rows {
+                return Err(Error::Worker(format!(
+                    "sample {index} ({}) has {} rows, the batch's first sample {rows}: padding \
+                     along time needs the same number of channels or bins",
+                    self.source.origin(index),
+                    shape[0]
+                )));
+            }
+            let length = shape[1];
+            let row_bytes = length * 4;
+            let out = data.as_mut_slice();
+            for (row, src) in v
+                .as_slice()
+                .chunks_exact(row_bytes.max(1))
+                .take(rows)
+                .enumerate()
+            {
+                let at = ((slot * rows + row) * longest) * 4;
+                out[at..at + row_bytes].copy_from_slice(&src[..row_bytes]);
+            }
+            lengths.push(length);
+            outcomes.push(Ok(()));
+            slot += 1;
+        }
+        let dense = DenseBatch {
+            dtype: self.output.dtype,
+            layout: self.output.layout,
+            shape: vec![kept, rows, longest],
+            data,
+        };
+        Ok((Images::Dense(dense), lengths, outcomes))
     }
 }
 

@@ -161,6 +161,9 @@ pub fn stages_for(ops: &[Op], params: &[Vec<OpParams>]) -> (Vec<ImageStage>, Ten
                 write = TensorWrite::for_op(op).expect("tensor operator");
                 continue;
             }
+            Op::Audio(a) => {
+                unreachable!("{} has no GPU kernel: never placed there", a.kind().name())
+            }
         };
         stages.push(stage);
     }
@@ -230,6 +233,7 @@ impl GpuJob {
             labels,
             sample_indices: self.indices,
             skipped: self.skipped,
+            lengths: Vec::new(),
         })
     }
 }

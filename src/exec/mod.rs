@@ -15,7 +15,7 @@ pub use iter::{EpochIter, Wait};
 pub use stats::{RunStats, StageStat};
 
 use crate::batch::BufferPool;
-use crate::ops::{DecodeImage, Op, OpKind};
+use crate::ops::{Decoder, Op, OpKind};
 use crate::pipeline::{OutputSpec, Settings};
 use crate::source::Source;
 use cache::PrefixCache;
@@ -27,6 +27,8 @@ use std::sync::Arc;
 pub enum StepKind {
     /// An image-to-image operator (index into the pipeline's operators).
     Image(usize),
+    /// A speech operator (audio or features in and out).
+    Audio(usize),
     /// The tensor-producing operator `op`, writing straight into the batch slot. When fused it
     /// absorbs a directly preceding crop/resize (`resample`, run into per-thread scratch) and a
     /// directly preceding flip (folded into the write, no pass of its own).
@@ -86,6 +88,8 @@ pub fn compile_steps(ops: &[Op], fuse: bool, keep_separate: usize) -> Vec<Step> 
                 flip: None,
                 op: i,
             }
+        } else if matches!(op, Op::Audio(_)) {
+            StepKind::Audio(i)
         } else {
             StepKind::Image(i)
         };
@@ -118,7 +122,7 @@ pub fn compile_steps(ops: &[Op], fuse: bool, keep_separate: usize) -> Vec<Step> 
 /// Everything the workers share for the life of a pipeline.
 pub struct Shared {
     pub source: Arc<dyn Source>,
-    pub decode: DecodeImage,
+    pub decode: Decoder,
     pub ops: Vec<Op>,
     pub op_ids: Vec<u32>,
     pub steps: Vec<Step>,
@@ -141,7 +145,7 @@ const FIRST_STEP_STAGE: usize = 2;
 
 /// What the executor runs, besides the source and settings.
 pub struct Plan {
-    pub decode: DecodeImage,
+    pub decode: Decoder,
     pub ops: Vec<Op>,
     /// Each operator's RNG stream id: its declared position + 1 (0 is decode), kept when the
     /// optimizer reorders, so reordering never changes what is drawn.
@@ -168,7 +172,9 @@ impl Shared {
             gpu,
         } = plan;
         let cpu_ops = gpu.as_ref().map_or(ops.len(), |g| g.cut);
-        let cache = (settings.cache_bytes > 0).then(|| {
+        // The prefix cache holds decoded images (audio pipelines do not use it yet).
+        let caches_images = matches!(decode, Decoder::Image(_));
+        let cache = (settings.cache_bytes > 0 && caches_images).then(|| {
             // Prefix operators are single steps (see `compile_steps`), so steps = operators.
             PrefixCache::new(
                 source.len(),
@@ -176,7 +182,7 @@ impl Shared {
                 deterministic_prefix(&ops[..cpu_ops]),
             )
         });
-        let mut names = vec!["read".to_string(), "DecodeImage".to_string()];
+        let mut names = vec!["read".to_string(), decode.name().to_string()];
         names.extend(steps.iter().map(|s| s.name.clone()));
         if let Some(g) = &gpu {
             let suffix: Vec<&str> = ops[g.cut..].iter().map(|o| o.name()).collect();

@@ -2,7 +2,7 @@
 
 use super::{Shared, StepKind, DECODE_STAGE, FIRST_STEP_STAGE, READ_STAGE};
 use crate::error::{SampleError, SampleId};
-use crate::ops::{OpParams, Scratch};
+use crate::ops::{AudioValue, Decoder, OpParams, Scratch};
 use crate::rng::SampleRng;
 use crate::tensor::{image_shape, Image, Layout};
 use std::cell::{Cell, RefCell};
@@ -13,6 +13,7 @@ use std::time::Instant;
 pub(crate) struct WorkerScratch {
     bytes: Vec<u8>,
     image: Image,
+    audio: AudioValue,
     ops: Scratch,
 }
 
@@ -95,6 +96,9 @@ impl Shared {
         mut out: SampleOut<'_>,
         stage: &Cell<usize>,
     ) -> Result<Vec<usize>, SampleError> {
+        if let Decoder::Audio(_) = &self.decode {
+            return self.process_audio(epoch, index, ws, out, stage);
+        }
         let t = Instant::now();
         let cache = self.cache.as_ref();
         let (first_step, mut t) = match cache.and_then(|c| c.get(index)) {
@@ -108,7 +112,10 @@ impl Shared {
                     .map_err(|e| self.sample_error(index, "read", e.to_string()))?;
                 let t = self.timers.record(READ_STAGE, t);
                 stage.set(DECODE_STAGE);
-                self.decode
+                let Decoder::Image(decoder) = &self.decode else {
+                    unreachable!("audio samples take process_audio")
+                };
+                decoder
                     .decode(&ws.bytes, &mut ws.image)
                     .map_err(|m| self.sample_error(index, "DecodeImage", m))?;
                 let t = self.timers.record(DECODE_STAGE, t);
@@ -132,6 +139,7 @@ impl Shared {
                     let params = draw(i, &ws.image);
                     self.ops[i].apply_image(&params, &mut ws.image, &mut ws.ops);
                 }
+                StepKind::Audio(_) => unreachable!("an image pipeline has no audio steps"),
                 StepKind::Tensor { resample, flip, op } => {
                     if let Some(r) = resample {
                         let params = draw(r, &ws.image);
@@ -176,6 +184,52 @@ impl Shared {
                 Ok(shape)
             }
         }
+    }
+
+    /// The audio path: read → DecodeAudio → speech steps → the f32 values of the final audio or
+    /// features into the sample's buffer; returns their shape (`[channels, samples]` or
+    /// `[bins, frames]`).
+    fn process_audio(
+        &self,
+        epoch: u32,
+        index: u64,
+        ws: &mut WorkerScratch,
+        mut out: SampleOut<'_>,
+        stage: &Cell<usize>,
+    ) -> Result<Vec<usize>, SampleError> {
+        let Decoder::Audio(decoder) = &self.decode else {
+            unreachable!("only audio pipelines come here")
+        };
+        let t = Instant::now();
+        self.source
+            .read(index, &mut ws.bytes)
+            .map_err(|e| self.sample_error(index, "read", e.to_string()))?;
+        let t = self.timers.record(READ_STAGE, t);
+        stage.set(DECODE_STAGE);
+        let audio = decoder
+            .decode(&ws.bytes)
+            .map_err(|m| self.sample_error(index, "DecodeAudio", m))?;
+        ws.audio = AudioValue::Audio(audio);
+        let mut t = self.timers.record(DECODE_STAGE, t);
+        for (s, step) in self.steps.iter().enumerate() {
+            stage.set(FIRST_STEP_STAGE + s);
+            let StepKind::Audio(i) = step.kind else {
+                unreachable!("an audio pipeline has only audio steps")
+            };
+            let crate::ops::Op::Audio(op) = &self.ops[i] else {
+                unreachable!("audio steps run audio operators")
+            };
+            let mut rng = SampleRng::new(self.settings.seed, epoch, index, self.op_ids[i]);
+            op.apply(&mut ws.audio, &mut rng)
+                .map_err(|m| self.sample_error(index, &step.name, m))?;
+            t = self.timers.record(FIRST_STEP_STAGE + s, t);
+        }
+        let shape = ws.audio.shape();
+        let dst = out
+            .sized(ws.audio.len_f32() * 4)
+            .ok_or_else(|| self.shape_error(index, "output", &shape))?;
+        ws.audio.write_f32(dst);
+        Ok(shape)
     }
 
     fn shape_error(&self, index: u64, operator: &str, got: &[usize]) -> SampleError {

@@ -3,6 +3,7 @@
 //! them with a CPU kernel. GPU backends will take the same [`OpParams`] as arrays, so a random
 //! decision is made once per sample, in one place, whatever runs the kernel.
 
+mod audio;
 mod blur;
 mod center_crop;
 mod color_jitter;
@@ -15,6 +16,7 @@ mod resize;
 mod rrc;
 mod spec;
 
+pub use audio::{AudioOp, AudioValue, DecodeAudio, MaskSpec, MelSpec};
 pub use blur::{gaussian_kernel, GaussianBlur};
 pub use center_crop::{center_offset, CenterCrop};
 pub use color_jitter::{
@@ -44,6 +46,38 @@ pub enum Op {
     GaussianBlur(GaussianBlur),
     Normalize(Normalize),
     Cast(Cast),
+    /// A speech operator (audio or spectral features in, the same or features out).
+    Audio(AudioOp),
+}
+
+/// What turns a sample's bytes into the pipeline's first value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoder {
+    Image(DecodeImage),
+    Audio(DecodeAudio),
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::Image(DecodeImage::default())
+    }
+}
+
+impl Decoder {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decoder::Image(_) => "DecodeImage",
+            Decoder::Audio(_) => "DecodeAudio",
+        }
+    }
+
+    /// The kind of value it produces.
+    pub fn output(&self) -> ValueKind {
+        match self {
+            Decoder::Image(_) => ValueKind::ImageU8,
+            Decoder::Audio(_) => ValueKind::Audio,
+        }
+    }
 }
 
 /// The random parameters one operator drew for one sample.
@@ -80,6 +114,7 @@ impl Op {
             Op::GaussianBlur(o) => o.spec(),
             Op::Normalize(o) => o.spec(),
             Op::Cast(o) => o.spec(),
+            Op::Audio(o) => o.spec(),
         }
     }
 
@@ -159,6 +194,7 @@ impl Op {
                 None => Ok(()),
             },
             Op::Cast(_) => Ok(()),
+            Op::Audio(o) => o.validate(),
         }
     }
 
@@ -172,7 +208,7 @@ impl Op {
             Op::ColorJitter(o) => OpParams::Jitter(o.draw(rng)),
             Op::RandomGrayscale(o) => OpParams::Apply(rng.bernoulli(f64::from(o.p))),
             Op::GaussianBlur(o) => OpParams::Blur(o.draw(rng)),
-            Op::Normalize(_) | Op::Cast(_) => OpParams::None,
+            Op::Normalize(_) | Op::Cast(_) | Op::Audio(_) => OpParams::None,
         }
     }
 

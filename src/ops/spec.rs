@@ -16,6 +16,16 @@ pub enum OpKind {
     GaussianBlur,
     Normalize,
     Cast,
+    DecodeAudio,
+    AudioResample,
+    Dither,
+    PreEmphasis,
+    Spectrogram,
+    MelScale,
+    Log,
+    FeatureNormalize,
+    FrequencyMasking,
+    TimeMasking,
 }
 
 impl OpKind {
@@ -31,6 +41,16 @@ impl OpKind {
             OpKind::GaussianBlur => "GaussianBlur",
             OpKind::Normalize => "Normalize",
             OpKind::Cast => "Cast",
+            OpKind::DecodeAudio => "DecodeAudio",
+            OpKind::AudioResample => "Resample",
+            OpKind::Dither => "Dither",
+            OpKind::PreEmphasis => "PreEmphasis",
+            OpKind::Spectrogram => "Spectrogram",
+            OpKind::MelScale => "MelScale",
+            OpKind::Log => "Log",
+            OpKind::FeatureNormalize => "FeatureNormalize",
+            OpKind::FrequencyMasking => "FrequencyMasking",
+            OpKind::TimeMasking => "TimeMasking",
         }
     }
 }
@@ -54,6 +74,10 @@ pub enum ValueKind {
         dtype: DType,
         layout: Layout,
     },
+    /// f32 PCM, channels × samples, with its sample rate.
+    Audio,
+    /// f32 spectral features `[bins, frames]`.
+    Features,
 }
 
 /// Output size as a function of the input size.

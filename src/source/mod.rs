@@ -1,10 +1,12 @@
 //! Data sources: where encoded samples come from. A source is an indexable collection of
 //! (encoded bytes, label); the sampler decides the order, the executor reads in parallel.
 
+mod audio_folder;
 mod file_list;
 mod image_folder;
 mod memory;
 
+pub use audio_folder::AudioFolder;
 pub use file_list::FileList;
 pub use image_folder::ImageFolder;
 pub use memory::InMemory;
@@ -16,6 +18,19 @@ pub fn open_path(path: impl AsRef<std::path::Path>) -> crate::Result<std::sync::
         Ok(std::sync::Arc::new(FileList::open(path)?))
     } else {
         Ok(std::sync::Arc::new(ImageFolder::open(path)?))
+    }
+}
+
+/// The audio dataset at `path`: a CSV list of `path,label` when it is a file, else an
+/// AudioFolder.
+pub fn open_audio_path(
+    path: impl AsRef<std::path::Path>,
+) -> crate::Result<std::sync::Arc<dyn Source>> {
+    let path = path.as_ref();
+    if path.is_file() {
+        Ok(std::sync::Arc::new(FileList::open(path)?))
+    } else {
+        Ok(std::sync::Arc::new(AudioFolder::open(path)?))
     }
 }
 

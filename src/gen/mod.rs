@@ -4,6 +4,8 @@
 //! photo-like content (a colour gradient, multi-octave value noise with a 1/f falloff, a few
 //! soft-edged shapes), JPEG quality 75–95 with 4:2:0 chroma subsampling.
 
+pub mod audio;
+
 use crate::error::{Error, Result};
 use crate::rng::{SampleRng, Uniform};
 use crate::tensor::Image;

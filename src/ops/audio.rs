@@ -1,0 +1,306 @@
+//! Speech operators as pipeline steps: each one's configuration, its declaration (input and
+//! output kind, randomness) and its application to a sample's audio value, with the arithmetic
+//! of [`crate::audio`]. Random ones (Dither, the SpecAugment masks) draw from the sample's own
+//! counter-RNG stream, so results do not depend on threads or batch size.
+
+use super::spec::{Backend, OpKind, OpSpec, SizeRule, ValueKind};
+use crate::audio::{
+    self, Audio, AudioLimits, ChannelChoice, Features, MaskAxis, MelNorm, MelScale, SpectrogramSpec,
+};
+use crate::rng::Uniform;
+
+/// The value an audio pipeline carries from step to step.
+#[derive(Debug, Clone)]
+pub enum AudioValue {
+    Audio(Audio),
+    Features(Features),
+}
+
+impl Default for AudioValue {
+    fn default() -> Self {
+        AudioValue::Audio(Audio::default())
+    }
+}
+
+impl AudioValue {
+    pub fn kind(&self) -> ValueKind {
+        match self {
+            AudioValue::Audio(_) => ValueKind::Audio,
+            AudioValue::Features(_) => ValueKind::Features,
+        }
+    }
+
+    /// The output tensor's shape and f32 values: `[channels, samples]` or `[bins, frames]`.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            AudioValue::Audio(a) => vec![a.channels.len(), a.frames()],
+            AudioValue::Features(f) => vec![f.bins, f.frames],
+        }
+    }
+
+    /// Write the values (row-major, little-endian f32) into `out`, which has the right length.
+    pub fn write_f32(&self, out: &mut [u8]) {
+        let mut chunks = out.chunks_exact_mut(4);
+        let mut put = |v: &f32| chunks.next().unwrap().copy_from_slice(&v.to_le_bytes());
+        match self {
+            AudioValue::Audio(a) => a.channels.iter().flatten().for_each(&mut put),
+            AudioValue::Features(f) => f.data.iter().for_each(&mut put),
+        }
+    }
+
+    pub fn len_f32(&self) -> usize {
+        self.shape().iter().product()
+    }
+}
+
+/// `DecodeAudio`: WAV or FLAC bytes to f32 PCM (see [`audio::decode_audio`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DecodeAudio {
+    pub keep: ChannelChoice,
+    pub limits: AudioLimits,
+}
+
+impl DecodeAudio {
+    pub fn decode(&self, bytes: &[u8]) -> Result<Audio, String> {
+        audio::decode_audio(bytes.to_vec(), &self.limits, self.keep)
+    }
+}
+
+/// `MelScale`'s settings (`f_max` None: half the sample rate).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MelSpec {
+    pub n_mels: usize,
+    pub f_min: f64,
+    pub f_max: Option<f64>,
+    pub scale: MelScale,
+    pub norm: MelNorm,
+}
+
+/// A SpecAugment mask operator: `count` masks, each at most `min(max_width, max_fraction ·
+/// size)` wide (torchaudio's `mask_param` and `p`), filled with `fill`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaskSpec {
+    pub count: u32,
+    pub max_width: f64,
+    pub max_fraction: f64,
+    pub fill: f32,
+}
+
+/// The speech operators.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioOp {
+    /// To `rate` Hz (torchaudio's sinc_interp_hann, width 6, rolloff 0.99).
+    Resample {
+        rate: u32,
+    },
+    /// Adds `scale` × standard normal noise to every sample.
+    Dither {
+        scale: f32,
+    },
+    /// `y[t] = x[t] − coefficient · x[t−1]`.
+    PreEmphasis {
+        coefficient: f32,
+    },
+    Spectrogram(SpectrogramSpec),
+    MelScale(MelSpec),
+    /// `ln(x + eps)`.
+    Log {
+        eps: f32,
+    },
+    /// Per bin over the frames: zero mean, unit (unbiased) std + 1e-5.
+    FeatureNormalize,
+    FrequencyMasking(MaskSpec),
+    TimeMasking(MaskSpec),
+}
+
+impl AudioOp {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            AudioOp::Resample { .. } => OpKind::AudioResample,
+            AudioOp::Dither { .. } => OpKind::Dither,
+            AudioOp::PreEmphasis { .. } => OpKind::PreEmphasis,
+            AudioOp::Spectrogram(_) => OpKind::Spectrogram,
+            AudioOp::MelScale(_) => OpKind::MelScale,
+            AudioOp::Log { .. } => OpKind::Log,
+            AudioOp::FeatureNormalize => OpKind::FeatureNormalize,
+            AudioOp::FrequencyMasking(_) => OpKind::FrequencyMasking,
+            AudioOp::TimeMasking(_) => OpKind::TimeMasking,
+        }
+    }
+
+    /// (input, output) kinds.
+    pub fn kinds(&self) -> (ValueKind, ValueKind) {
+        use ValueKind::{Audio as A, Features as F};
+        match self {
+            AudioOp::Resample { .. } | AudioOp::Dither { .. } | AudioOp::PreEmphasis { .. } => {
+                (A, A)
+            }
+            AudioOp::Spectrogram(_) => (A, F),
+            _ => (F, F),
+        }
+    }
+
+    pub fn spec(&self) -> OpSpec {
+        let (input, output) = self.kinds();
+        OpSpec {
+            kind: self.kind(),
+            input,
+            output,
+            size: SizeRule::DataDependent,
+            bytes_per_output_pixel: 4,
+            random: matches!(
+                self,
+                AudioOp::Dither { .. } | AudioOp::FrequencyMasking(_) | AudioOp::TimeMasking(_)
+            ),
+            commutes_with: Vec::new(),
+            backends: vec![Backend::Cpu],
+            cpu_fuses_with: Vec::new(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let finite = |what: &str, v: f64| {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(format!("{what} {v} is not finite"))
+            }
+        };
+        match self {
+            AudioOp::Resample { rate } if *rate == 0 => Err("rate 0 Hz".into()),
+            AudioOp::Dither { scale } if !(*scale >= 0.0 && scale.is_finite()) => {
+                Err(format!("scale {scale} must be >= 0"))
+            }
+            AudioOp::PreEmphasis { coefficient } => finite("coefficient", f64::from(*coefficient)),
+            AudioOp::Spectrogram(s) => {
+                if s.n_fft == 0 || s.hop == 0 || s.win_length == 0 || s.win_length > s.n_fft {
+                    Err(format!(
+                        "n_fft {}, win_length {}, hop {}: need 0 < win_length <= n_fft, hop > 0",
+                        s.n_fft, s.win_length, s.hop
+                    ))
+                } else if !(s.power == 1.0 || s.power == 2.0) {
+                    Err(format!("power {} must be 1 or 2", s.power))
+                } else {
+                    Ok(())
+                }
+            }
+            AudioOp::MelScale(m) => {
+                let f_max = m.f_max.unwrap_or(f64::INFINITY);
+                if m.n_mels == 0 || !(m.f_min >= 0.0 && m.f_min < f_max) {
+                    Err(format!(
+                        "n_mels {} and f_min {} < f_max {f_max} required",
+                        m.n_mels, m.f_min
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            AudioOp::Log { eps } if !(*eps > 0.0 && eps.is_finite()) => {
+                Err(format!("eps {eps} must be positive"))
+            }
+            AudioOp::FrequencyMasking(m) | AudioOp::TimeMasking(m) => {
+                let width_ok = m.max_width >= 0.0; // false for NaN
+                let fraction_ok = m.max_fraction > 0.0 && m.max_fraction <= 1.0;
+                if !(width_ok && fraction_ok) {
+                    Err(format!(
+                        "max width {} must be >= 0 and max fraction {} in (0, 1]",
+                        m.max_width, m.max_fraction
+                    ))
+                } else {
+                    finite("fill", f64::from(m.fill))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Apply to `value` (of this operator's input kind; the pipeline checked the chain), drawing
+    /// from `rng` if random. The error says what about the sample is unusable.
+    pub fn apply(&self, value: &mut AudioValue, rng: &mut impl Uniform) -> Result<(), String> {
+        match (self, value) {
+            (AudioOp::Resample { rate }, AudioValue::Audio(a)) => {
+                if a.rate != *rate {
+                    for c in &mut a.channels {
+                        *c = audio::resample(c, a.rate, *rate, 6, 0.99);
+                    }
+                    a.rate = *rate;
+                }
+            }
+            (AudioOp::Dither { scale }, AudioValue::Audio(a)) => {
+                for x in a.channels.iter_mut().flatten() {
+                    *x += scale * standard_normal(rng) as f32;
+                }
+            }
+            (AudioOp::PreEmphasis { coefficient }, AudioValue::Audio(a)) => {
+                for c in &mut a.channels {
+                    audio::pre_emphasis(c, *coefficient);
+                }
+            }
+            (AudioOp::Spectrogram(spec), v @ AudioValue::Audio(_)) => {
+                let AudioValue::Audio(a) = &*v else {
+                    unreachable!()
+                };
+                if a.channels.len() != 1 {
+                    return Err(format!(
+                        "{} channels: a spectrogram needs mono audio (DecodeAudio mixes down \
+                         unless told to keep the channels)",
+                        a.channels.len()
+                    ));
+                }
+                let mut f = audio::spectrogram(&a.channels[0], spec)?;
+                f.rate = a.rate;
+                *v = AudioValue::Features(f);
+            }
+            (AudioOp::MelScale(m), AudioValue::Features(f)) => {
+                let nyquist = f64::from(f.rate) / 2.0;
+                let f_max = m.f_max.unwrap_or(nyquist);
+                if f_max > nyquist {
+                    return Err(format!(
+                        "f_max {f_max} Hz is above the Nyquist frequency {nyquist} Hz"
+                    ));
+                }
+                let fb = audio::mel_filterbank(
+                    f.bins, m.f_min, f_max, m.n_mels, f.rate, m.norm, m.scale,
+                );
+                *f = f.project(&fb, m.n_mels);
+            }
+            (AudioOp::Log { eps }, AudioValue::Features(f)) => audio::log_compress(f, *eps),
+            (AudioOp::FeatureNormalize, AudioValue::Features(f)) => {
+                let frames = f.frames;
+                audio::feature_normalize(f, frames)
+            }
+            (AudioOp::FrequencyMasking(m), AudioValue::Features(f)) => {
+                mask(f, MaskAxis::Frequency, m, rng)
+            }
+            (AudioOp::TimeMasking(m), AudioValue::Features(f)) => mask(f, MaskAxis::Time, m, rng),
+            (op, v) => {
+                return Err(format!(
+                    "{} takes {:?}, got {:?}",
+                    op.kind().name(),
+                    op.kinds().0,
+                    v.kind()
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mask(f: &mut Features, axis: MaskAxis, m: &MaskSpec, rng: &mut impl Uniform) {
+    let size = match axis {
+        MaskAxis::Frequency => f.bins,
+        MaskAxis::Time => f.frames,
+    };
+    let width = m.max_width.min(m.max_fraction * size as f64);
+    for _ in 0..m.count {
+        let (u1, u2) = (rng.next_f64(), rng.next_f64());
+        audio::mask_along_axis(f, axis, width, u1, u2, m.fill);
+    }
+}
+
+/// A standard normal draw (Box–Muller from two uniforms).
+fn standard_normal(rng: &mut impl Uniform) -> f64 {
+    let u1 = 1.0 - rng.next_f64(); // (0, 1]: ln is finite
+    let u2 = rng.next_f64();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
