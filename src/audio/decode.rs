@@ -98,6 +98,7 @@ fn decode_checked(
     limits: &AudioLimits,
     keep: ChannelChoice,
 ) -> Result<Audio, String> {
+    let file_len = bytes.len();
     let stream = MediaSourceStream::new(
         Box::new(std::io::Cursor::new(bytes)),
         MediaSourceStreamOptions::default(),
@@ -146,6 +147,13 @@ fn decode_checked(
         .make(&params, &DecoderOptions::default())
         .map_err(|e| format!("unsupported codec ({})", describe(&e)))?;
     let mut planes: Vec<Vec<f32>> = vec![Vec::new(); channels];
+    if let Some(n) = params.n_frames {
+        // One allocation per channel for honest headers; a header may still lie within the
+        // limits, so never reserve more samples than the file has bytes.
+        let n = (n as usize).min(file_len);
+        planes.iter_mut().for_each(|p| p.reserve_exact(n));
+    }
+    let mut buf: Option<SampleBuffer<f32>> = None;
     loop {
         let packet = match format.next_packet() {
             Ok(p) => p,
@@ -168,7 +176,14 @@ fn decode_checked(
         if (planes[0].len() + frames) as u64 > max_frames {
             return Err(format!("longer than the {} s limit", limits.max_seconds));
         }
-        let mut buf = SampleBuffer::<f32>::new(frames as u64, spec);
+        // One sample buffer, reallocated only for a larger packet.
+        if buf
+            .as_ref()
+            .is_none_or(|b| b.capacity() < frames * channels)
+        {
+            buf = Some(SampleBuffer::<f32>::new(frames as u64, spec));
+        }
+        let buf = buf.as_mut().expect("allocated above");
         buf.copy_planar_ref(decoded);
         for (c, plane) in planes.iter_mut().enumerate() {
             plane.extend_from_slice(&buf.samples()[c * frames..(c + 1) * frames]);

@@ -19,19 +19,9 @@ pub fn resample(x: &[f32], from: u32, to: u32, width: u32, rolloff: f64) -> Vec<
     }
     let g = gcd(from, to);
     let (o, n) = ((from / g) as usize, (to / g) as usize);
-    let kernels = kernels(o, n, width, rolloff);
-    let w = half_width(o, n, width, rolloff);
+    let bank = bank(o, n, width, rolloff);
+    let (kernels, support, w) = (&bank.kernels, &bank.support, bank.half_width);
     let taps = 2 * w + o;
-    // Each phase's kernel is zero outside |t| < width: sum only its non-zero taps (adding the
-    // zero products changes nothing, so the result is the full sum's).
-    let support: Vec<(usize, usize)> = kernels
-        .chunks_exact(taps)
-        .map(|h| {
-            let first = h.iter().position(|&v| v != 0.0).unwrap_or(0);
-            let end = h.iter().rposition(|&v| v != 0.0).map_or(0, |i| i + 1);
-            (first, end.max(first))
-        })
-        .collect();
     let out_len = (x.len() as u64 * u64::from(to)).div_ceil(u64::from(from)) as usize;
     let mut out = Vec::with_capacity(out_len);
     let at = |i: isize| -> f32 {
@@ -43,19 +33,14 @@ pub fn resample(x: &[f32], from: u32, to: u32, width: u32, rolloff: f64) -> Vec<
     };
     'blocks: for j in 0.. {
         let first = (j * o) as isize - w as isize;
-        for (h, &(lo, hi)) in kernels.chunks_exact(taps).zip(&support) {
+        for (h, &(lo, hi)) in kernels.chunks_exact(taps).zip(support) {
             if out.len() == out_len {
                 break 'blocks;
             }
             let start = first + lo as isize;
             let inside = start >= 0 && (first + hi as isize) as usize <= x.len();
             let acc = if inside {
-                let window = &x[start as usize..start as usize + (hi - lo)];
-                window
-                    .iter()
-                    .zip(&h[lo..hi])
-                    .map(|(a, b)| a * b)
-                    .sum::<f32>()
+                dot(&x[start as usize..start as usize + (hi - lo)], &h[lo..hi])
             } else {
                 (lo..hi).map(|k| at(first + k as isize) * h[k]).sum::<f32>()
             };
@@ -63,6 +48,60 @@ pub fn resample(x: &[f32], from: u32, to: u32, width: u32, rolloff: f64) -> Vec<
         }
     }
     out
+}
+
+/// `Σ a[i]·b[i]` with eight partial sums (the compiler vectorizes independent lanes; one
+/// running sum would serialize every add).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// The kernels of one (from, to, width, rolloff), with each phase's non-zero range: the kernel
+/// is zero outside |t| < width, so only those taps are summed (adding zero products changes
+/// nothing: the result is the full sum's).
+struct Bank {
+    kernels: Vec<f32>,
+    support: Vec<(usize, usize)>,
+    half_width: usize,
+}
+
+type BankCache =
+    std::sync::Mutex<std::collections::HashMap<(usize, usize, u32, u64), std::sync::Arc<Bank>>>;
+
+/// Computed once per rate pair (their sines and cosines cost more than the resampling itself).
+fn bank(o: usize, n: usize, width: u32, rolloff: f64) -> std::sync::Arc<Bank> {
+    static CACHE: std::sync::OnceLock<BankCache> = std::sync::OnceLock::new();
+    let key = (o, n, width, rolloff.to_bits());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(b) = cache.lock().unwrap().get(&key) {
+        return b.clone();
+    }
+    let kernels = kernels(o, n, width, rolloff);
+    let half_width = half_width(o, n, width, rolloff);
+    let support = kernels
+        .chunks_exact(2 * half_width + o)
+        .map(|h| {
+            let first = h.iter().position(|&v| v != 0.0).unwrap_or(0);
+            let end = h.iter().rposition(|&v| v != 0.0).map_or(0, |i| i + 1);
+            (first, end.max(first))
+        })
+        .collect();
+    let b = std::sync::Arc::new(Bank {
+        kernels,
+        support,
+        half_width,
+    });
+    cache.lock().unwrap().insert(key, b.clone());
+    b
 }
 
 fn gcd(a: u32, b: u32) -> u32 {

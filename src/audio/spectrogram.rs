@@ -123,7 +123,11 @@ pub fn spectrogram(x: &[f32], spec: &SpectrogramSpec) -> Result<Features, String
     let window = spec.window();
     let frames = spec.frames(x.len());
     let bins = spec.n_fft / 2 + 1;
-    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(spec.n_fft);
+    // One planner per thread: plans (twiddles, scratch sizes) are made once per n_fft.
+    thread_local! {
+        static PLANNER: std::cell::RefCell<RealFftPlanner<f32>> = std::cell::RefCell::new(RealFftPlanner::new());
+    }
+    let fft = PLANNER.with(|p| p.borrow_mut().plan_fft_forward(spec.n_fft));
     let mut input = fft.make_input_vec();
     let mut output = fft.make_output_vec();
     let mut scratch = fft.make_scratch_vec();

@@ -259,9 +259,7 @@ impl AudioOp {
                         "f_max {f_max} Hz is above the Nyquist frequency {nyquist} Hz"
                     ));
                 }
-                let fb = audio::mel_filterbank(
-                    f.bins, m.f_min, f_max, m.n_mels, f.rate, m.norm, m.scale,
-                );
+                let fb = mel_bank(f.bins, f_max, f.rate, m);
                 *f = f.project(&fb, m.n_mels);
             }
             (AudioOp::Log { eps }, AudioValue::Features(f)) => audio::log_compress(f, *eps),
@@ -284,6 +282,24 @@ impl AudioOp {
         }
         Ok(())
     }
+}
+
+type MelCache = std::sync::Mutex<
+    std::collections::HashMap<(usize, u64, u32, String), std::sync::Arc<Vec<f32>>>,
+>;
+
+/// The filterbank for this many bins at this rate, made once (it depends on nothing else).
+fn mel_bank(bins: usize, f_max: f64, rate: u32, m: &MelSpec) -> std::sync::Arc<Vec<f32>> {
+    static CACHE: std::sync::OnceLock<MelCache> = std::sync::OnceLock::new();
+    let key = (bins, f_max.to_bits(), rate, format!("{m:?}"));
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(fb) = cache.lock().unwrap().get(&key) {
+        return fb.clone();
+    }
+    let fb = audio::mel_filterbank(bins, m.f_min, f_max, m.n_mels, rate, m.norm, m.scale);
+    let fb = std::sync::Arc::new(fb);
+    cache.lock().unwrap().insert(key, fb.clone());
+    fb
 }
 
 fn mask(f: &mut Features, axis: MaskAxis, m: &MaskSpec, rng: &mut impl Uniform) {
