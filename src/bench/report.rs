@@ -69,6 +69,9 @@ pub struct BenchReport {
     /// Samples served from the prefix cache (`--cache-mib`), and its size at the end.
     pub cache_hits: u64,
     pub cache_mib: f64,
+    /// Padded batches (speech): the share of the delivered tensors that is padding, over the
+    /// run (None for image workloads).
+    pub padding_fraction: Option<f64>,
     /// xxh3-64 over every batch's bytes and labels in order: equal across thread counts.
     pub checksum: String,
     /// Device batches (`--backend cuda` with a CUDA device): the trainer-side measurements.
@@ -125,6 +128,9 @@ impl BenchReport {
             "peak RSS     {:.1} MiB   (batch buffers allocated: {})\n",
             self.peak_rss_mib, self.buffer_allocations
         );
+        if let Some(p) = self.padding_fraction {
+            s += &format!("padding      {:.1}% of the batch tensors\n", p * 100.0);
+        }
         if self.prefetch_adjustments > 0 {
             s += &format!(
                 "prefetch     ended at {} batches after {} adaptive changes\n",

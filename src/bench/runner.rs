@@ -132,6 +132,8 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     // Device batches are hashed only when --verify copies them back anyway.
     let mut hashed = true;
     let mut arrivals = Vec::with_capacity(total_batches as usize);
+    // (valid frames, frames including padding) over padded batches.
+    let mut padded = (0u64, 0u64);
     for epoch in 0..opts.epochs {
         let mut batches = pipeline.epoch(epoch)?;
         let mut cpu_batches = match &reference {
@@ -161,6 +163,12 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
                 (Some(_), None) => hashed = false,
             }
             hasher.add_labels(&batch.labels);
+            if let (false, Some(d)) = (batch.lengths.is_empty(), batch.dense()) {
+                // Valid columns vs all columns: rows × longest per sample.
+                let longest = d.shape[2] as u64;
+                padded.0 += batch.lengths.iter().map(|&l| l as u64).sum::<u64>();
+                padded.1 += longest * batch.lengths.len() as u64;
+            }
             bar.inc(1);
             if let (Some(c), Some(d)) = (consumer.as_mut(), batch.device()) {
                 c.consume(d)?;
@@ -237,6 +245,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         prefetch_adjustments: stats.prefetch_adjustments,
         cache_hits: stats.cache_hits,
         cache_mib: stats.cache_bytes as f64 / (1024.0 * 1024.0),
+        padding_fraction: (padded.1 > 0).then(|| 1.0 - padded.0 as f64 / padded.1 as f64),
         checksum: if hashed {
             hasher.hex()
         } else {
