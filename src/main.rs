@@ -108,6 +108,10 @@ enum Command {
         /// The CUDA device to use (default: $LOCAL_RANK, else 0)
         #[arg(long, value_name = "N")]
         device: Option<usize>,
+        /// Write the first batch to DIR as .npy files (images/features, lengths, labels) and
+        /// samples.txt (each sample's source, in batch order)
+        #[arg(long, value_name = "DIR")]
+        dump: Option<PathBuf>,
         /// Also run the pipeline on the CPU and compare every batch (max error, exit 1 when
         /// outside the tolerance); slows the run
         #[arg(long)]
@@ -274,6 +278,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             json,
             backend,
             device,
+            dump,
             verify,
             optimize,
             plan,
@@ -323,6 +328,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 optimize,
                 device_batches: matches!(backend, BackendArg::Cuda),
                 cuda_device: device,
+                dump,
             };
             let report = bench::run(source, &opts)?;
             if let Some(path) = &chart {

@@ -264,3 +264,113 @@ fn explain_places_simclr_by_the_profile_and_bench_optimize_predicts() {
         .unwrap()
         .contains("RandomHorizontalFlip+Normalize"));
 }
+
+/// The shape in an NPY header, and the data after it.
+fn npy(path: &std::path::Path) -> (String, Vec<usize>, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{}", path.display());
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + len])
+        .unwrap()
+        .to_string();
+    let dims = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    let shape = dims
+        .split(',')
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| d.trim().parse().unwrap())
+        .collect();
+    let descr = header
+        .split("'descr': '")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    (descr.to_string(), shape, bytes[10 + len..].to_vec())
+}
+
+#[test]
+fn bench_dump_writes_the_first_batch_as_npy_and_sample_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    let audio = dir.path().join("audio");
+    sluice(&[
+        "gen-data",
+        images.to_str().unwrap(),
+        "--n",
+        "6",
+        "--classes",
+        "2",
+    ]);
+    sluice(&[
+        "gen-data",
+        audio.to_str().unwrap(),
+        "--kind",
+        "audio",
+        "--n",
+        "5",
+        "--classes",
+        "2",
+    ]);
+    let dump = |workload: &str, data: &std::path::Path, out: &str| {
+        let out = dir.path().join(out);
+        sluice(&[
+            "bench",
+            workload,
+            "--data",
+            data.to_str().unwrap(),
+            "--batch",
+            "4",
+            "--epochs",
+            "1",
+            "--threads",
+            "2",
+            "--dump",
+            out.to_str().unwrap(),
+        ]);
+        out
+    };
+    let out = dump("rn50-val", &images, "rn50");
+    let (descr, shape, data) = npy(&out.join("images.npy"));
+    assert_eq!(
+        (descr.as_str(), shape.as_slice()),
+        ("<f4", &[4, 3, 224, 224][..])
+    );
+    assert_eq!(data.len(), 4 * 3 * 224 * 224 * 4);
+    let (_, labels_shape, _) = npy(&out.join("labels.npy"));
+    assert_eq!(labels_shape, [4]);
+    let samples = std::fs::read_to_string(out.join("samples.txt")).unwrap();
+    assert_eq!(samples.lines().count(), 4);
+    assert!(samples
+        .lines()
+        .all(|l| l.ends_with(".jpg") && std::path::Path::new(l).exists()));
+
+    let out = dump("asr-val", &audio, "asr");
+    let (descr, shape, _) = npy(&out.join("features.npy"));
+    assert_eq!(
+        (descr.as_str(), shape.len(), shape[0], shape[1]),
+        ("<f4", 3, 4, 80)
+    );
+    let (descr, lengths_shape, lengths) = npy(&out.join("lengths.npy"));
+    assert_eq!(
+        (descr.as_str(), lengths_shape.as_slice()),
+        ("<i8", &[4][..])
+    );
+    let lengths: Vec<i64> = lengths
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(
+        *lengths.iter().max().unwrap() as usize,
+        shape[2],
+        "padded to the longest"
+    );
+    let samples = std::fs::read_to_string(out.join("samples.txt")).unwrap();
+    assert!(samples.lines().all(|l| l.ends_with(".wav")), "{samples}");
+}

@@ -4,6 +4,7 @@
 mod chart;
 mod checksum;
 mod device_feed;
+mod dump;
 mod report;
 mod runner;
 mod sys;
@@ -13,6 +14,7 @@ mod workloads;
 pub use chart::{layout as chart_layout, Chart, Shape};
 pub use checksum::Checksum;
 pub use device_feed::DeviceFeedReport;
+pub use dump::{dump_batch, npy_bytes};
 pub use report::{BenchReport, StageRow, TimelinePoint};
 pub use runner::{run, BenchOptions};
 pub use sys::{cpu_seconds, peak_rss_bytes};

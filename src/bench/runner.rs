@@ -42,6 +42,8 @@ pub struct BenchOptions {
     pub device_batches: bool,
     /// The CUDA device ordinal (`--device`; None: `LOCAL_RANK`, else 0).
     pub cuda_device: Option<usize>,
+    /// Write the first batch here as `.npy` files and `samples.txt` (`--dump`).
+    pub dump: Option<std::path::PathBuf>,
 }
 
 /// When each batch arrived and how long the consumer waited for it.
@@ -163,6 +165,14 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
                 (Some(_), None) => hashed = false,
             }
             hasher.add_labels(&batch.labels);
+            if let (Some(dir), 0, true) = (&opts.dump, epoch, arrivals.len() == 1) {
+                let files = super::dump_batch(dir, &batch, source.as_ref())?;
+                eprintln!(
+                    "first batch written to {}: {}",
+                    dir.display(),
+                    files.join(", ")
+                );
+            }
             if let (false, Some(d)) = (batch.lengths.is_empty(), batch.dense()) {
                 // Valid columns vs all columns: rows × longest per sample.
                 let longest = d.shape[2] as u64;

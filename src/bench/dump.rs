@@ -1,0 +1,139 @@
+//! `sluice bench --dump DIR`: the first batch as `.npy` files (one per named tensor) and
+//! `samples.txt` (each sample's origin, one per line, in batch order), so anyone can inspect the
+//! output or compare it with another library's.
+//!
+//! NPY is numpy's documented container (a magic string, a version, a header dictionary padded to
+//! 64 bytes, then the raw little-endian values); written here in a few lines rather than through
+//! a crate.
+
+use crate::batch::{Batch, Images};
+use crate::error::{Error, Result};
+use crate::source::Source;
+use crate::tensor::DType;
+use std::path::Path;
+
+/// numpy's type string; bf16 has none, so its bits go out as unsigned 16-bit integers.
+fn descr(dtype: DType) -> &'static str {
+    match dtype {
+        DType::U8 => "|u1",
+        DType::F16 => "<f2",
+        DType::Bf16 => "<u2",
+        DType::F32 => "<f4",
+    }
+}
+
+/// An NPY (version 1.0) file of `shape` holding `data` (already little-endian `descr` values).
+pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims = match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
+    // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).map_err(|e| Error::io(path.display().to_string(), e))
+}
+
+fn i64_npy(values: impl Iterator<Item = i64>) -> (Vec<u8>, usize) {
+    let mut data = Vec::new();
+    let mut n = 0;
+    for v in values {
+        data.extend_from_slice(&v.to_le_bytes());
+        n += 1;
+    }
+    (data, n)
+}
+
+/// Write `batch` into `dir`: `images.npy` (or `features.npy` for padded speech batches; one
+/// `images_K.npy` per sample for ragged batches), `lengths.npy` when padded, `labels.npy` and
+/// `samples.txt`. Returns the files written.
+pub fn dump_batch(dir: &Path, batch: &Batch, source: &dyn Source) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    let mut written = Vec::new();
+    let padded = !batch.lengths.is_empty();
+    match &batch.images {
+        Images::Dense(d) => {
+            let name = if padded { "features.npy" } else { "images.npy" };
+            write(dir, name, &npy_bytes(descr(d.dtype), &d.shape, d.bytes()))?;
+            written.push(name.to_string());
+        }
+        Images::Ragged(r) => {
+            for (k, shape) in r.shapes.iter().enumerate() {
+                let name = format!("images_{k}.npy");
+                let bytes = &r.bytes()[r.offsets[k]..r.offsets[k + 1]];
+                write(dir, &name, &npy_bytes(descr(r.dtype), shape, bytes))?;
+                written.push(name);
+            }
+        }
+        Images::Device(d) => {
+            let bytes = d.to_host()?;
+            write(
+                dir,
+                "images.npy",
+                &npy_bytes(descr(d.dtype()), d.shape(), &bytes),
+            )?;
+            written.push("images.npy".into());
+        }
+    }
+    if padded {
+        let (data, n) = i64_npy(batch.lengths.iter().map(|&l| l as i64));
+        write(dir, "lengths.npy", &npy_bytes("<i8", &[n], &data))?;
+        written.push("lengths.npy".into());
+    }
+    let (data, n) = i64_npy(batch.labels.iter().copied());
+    write(dir, "labels.npy", &npy_bytes("<i8", &[n], &data))?;
+    written.push("labels.npy".into());
+    let origins: String = batch
+        .sample_indices
+        .iter()
+        .map(|&i| source.origin(i) + "\n")
+        .collect();
+    write(dir, "samples.txt", origins.as_bytes())?;
+    written.push("samples.txt".into());
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::npy_bytes;
+
+    #[test]
+    fn npy_headers_follow_the_format() {
+        let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let npy = npy_bytes("<f4", &[2, 3], &data);
+        assert_eq!(&npy[..8], b"\x93NUMPY\x01\x00");
+        let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+        assert_eq!((10 + header_len) % 64, 0, "the data starts 64-byte aligned");
+        let header = std::str::from_utf8(&npy[10..10 + header_len]).unwrap();
+        assert!(header.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"));
+        assert!(header.ends_with('\n'));
+        assert_eq!(&npy[10 + header_len..], &data[..]);
+        // One dimension keeps numpy's trailing comma.
+        let one = npy_bytes("<i8", &[4], &[0; 32]);
+        assert!(std::str::from_utf8(&one[10..])
+            .unwrap()
+            .contains("'shape': (4,)"));
+    }
+}
