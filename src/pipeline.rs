@@ -188,6 +188,13 @@ impl PipelineBuilder {
     /// cache; batch size from the goal), with the decisions for [`Optimized::explain`].
     /// Randomness is keyed by declared position, so a reordered plan draws the same numbers.
     pub fn optimize(mut self, profile: &CostProfile, goal: &Goal) -> Result<(Self, Optimized)> {
+        if let Decoder::Audio(_) = self.decode {
+            return Err(Error::InvalidPipeline(
+                "the optimizer does not plan audio pipelines yet (its cost model measures image \
+                 operators); build without optimizing"
+                    .into(),
+            ));
+        }
         profile.check()?;
         let optimized = optimizer::optimize(&self.logical_plan(), profile, goal)?;
         let p = &optimized.physical;
@@ -673,6 +680,11 @@ impl Pipeline {
         if let Some(g) = &self.inner.gpu {
             g.ctx.set_poison_byte(byte);
         }
+    }
+
+    /// Whether samples are decoded as audio (batches are padded features or audio).
+    pub fn decodes_audio(&self) -> bool {
+        matches!(self.inner.decode, Decoder::Audio(_))
     }
 
     /// Why the operators run where they do.

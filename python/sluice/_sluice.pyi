@@ -94,7 +94,8 @@ class SkippedSample:
 class Batch(Mapping[str, Any]):
     """One batch in sampler order: a mapping of named tensors. "images" is a Tensor (a list of
     per-sample Tensors when the output size is not fixed), "labels" and "indices" are int64
-    Tensors."""
+    Tensors. Audio pipelines (ops starting with DecodeAudio) hold "features" (float32
+    [n, rows, time], zero-padded along time) and "lengths" (int64) instead of "images"."""
 
     epoch: int
     index: int
@@ -203,7 +204,7 @@ def workload(
     name: str,
     data: Optional[SourceLike] = None,
     *,
-    images: int = 1024,
+    images: Optional[int] = None,
     batch_size: int = 64,
     threads: Optional[int] = None,
     seed: int = 0,
@@ -216,14 +217,23 @@ def workload(
     fuse: bool = True,
 ) -> Pipeline:
     """The pipeline `sluice bench NAME` runs (same bytes, same checksum); `data` defaults to
-    the generated dataset of `images` images."""
+    the generated dataset of `images` images (default 1024; for the speech workloads asr-val
+    and asr, that many generated audio files, default 256)."""
 
 def workloads() -> list[str]:
     """Names of the built-in workloads."""
 
-def generated_dataset(images: int = 1024, classes: int = 10, seed: int = 0) -> pathlib.Path:
-    """Path of the generated JPEG dataset (made once under $SLUICE_CACHE_DIR or
-    ~/.cache/sluice)."""
+def generated_dataset(
+    images: int = 1024, classes: int = 10, seed: int = 0, kind: Literal["images", "audio"] = "images"
+) -> pathlib.Path:
+    """Path of the generated JPEG (or, with kind="audio", speech-like WAV) dataset, made once
+    under $SLUICE_CACHE_DIR or ~/.cache/sluice."""
 
-def gen_data(dir: PathLike, n: int = 1024, classes: int = 10, seed: int = 0) -> None:
-    """Write the generated dataset to `dir`."""
+def gen_data(
+    dir: PathLike,
+    n: int = 1024,
+    classes: int = 10,
+    seed: int = 0,
+    kind: Literal["images", "audio"] = "images",
+) -> None:
+    """Write the generated dataset (JPEGs, or speech-like WAVs with kind="audio") to `dir`."""

@@ -134,7 +134,127 @@ class Cast(Operator):
     layout: str = "chw"
 
 
+# Speech. A pipeline that starts with DecodeAudio reads WAV/FLAC and its batches hold
+# "features" (float32 [n, bins or channels, time], zero-padded along time) and "lengths"
+# (int64, each sample's length before padding) instead of "images". These run on the CPU.
+
+
+@dataclass(frozen=True)
+class DecodeAudio(Operator):
+    """First in an audio pipeline: WAV (PCM 8/16/24/32-bit, float, extensible) or FLAC to float32.
+    ``channels``: "mono" (the mean of the channels), "all", or a channel number.
+    ``max_seconds``: longer files (or headers claiming so) are errors."""
+
+    _kind: ClassVar[str] = "DecodeAudio"
+    channels: Union[str, int] = "mono"
+    max_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class Resample(Operator):
+    """To ``rate`` Hz with torchaudio's ``sinc_interp_hann`` (width 6, rolloff 0.99)."""
+
+    _kind: ClassVar[str] = "Resample"
+    rate: int
+
+
+@dataclass(frozen=True)
+class Dither(Operator):
+    """Adds ``scale`` x standard normal noise to every sample (random per sample)."""
+
+    _kind: ClassVar[str] = "Dither"
+    scale: float = 1e-5
+
+
+@dataclass(frozen=True)
+class PreEmphasis(Operator):
+    """``y[t] = x[t] - coefficient * x[t-1]``, ``y[0] = x[0]``."""
+
+    _kind: ClassVar[str] = "PreEmphasis"
+    coefficient: float = 0.97
+
+
+@dataclass(frozen=True)
+class Spectrogram(Operator):
+    """STFT magnitude (``power`` 1) or power (2) as torchaudio's ``Spectrogram``: a Hann window
+    of ``win_length`` (default ``n_fft``; ``periodic`` or symmetric) centred in ``n_fft``, hop
+    ``hop_length`` (default ``win_length // 2``), the signal padded by ``n_fft // 2`` on both
+    sides when ``center`` (``pad_mode`` "reflect" or "constant"). Output [n_fft // 2 + 1, frames]."""
+
+    _kind: ClassVar[str] = "Spectrogram"
+    n_fft: int = 400
+    win_length: Optional[int] = None
+    hop_length: Optional[int] = None
+    periodic: bool = True
+    center: bool = True
+    pad_mode: str = "reflect"
+    power: float = 2.0
+
+
+@dataclass(frozen=True)
+class MelScale(Operator):
+    """Triangular mel filterbank (torchaudio's ``melscale_fbanks``): ``n_mels`` filters between
+    ``f_min`` and ``f_max`` (default: half the sample rate), ``mel_scale`` "htk" or "slaney",
+    ``norm`` None or "slaney"."""
+
+    _kind: ClassVar[str] = "MelScale"
+    n_mels: int = 128
+    f_min: float = 0.0
+    f_max: Optional[float] = None
+    mel_scale: str = "htk"
+    norm: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Log(Operator):
+    """``ln(x + eps)``."""
+
+    _kind: ClassVar[str] = "Log"
+    eps: float = 2.0**-24
+
+
+@dataclass(frozen=True)
+class FeatureNormalize(Operator):
+    """Per feature row over the frames: zero mean, unit unbiased standard deviation (+1e-5)."""
+
+    _kind: ClassVar[str] = "FeatureNormalize"
+
+
+@dataclass(frozen=True)
+class FrequencyMasking(Operator):
+    """SpecAugment: ``count`` masks of rows, each up to ``min(max_width, max_fraction * rows)``
+    wide (torchaudio's ``mask_along_axis``), filled with ``fill``."""
+
+    _kind: ClassVar[str] = "FrequencyMasking"
+    max_width: float
+    count: int = 1
+    max_fraction: float = 1.0
+    fill: float = 0.0
+
+
+@dataclass(frozen=True)
+class TimeMasking(Operator):
+    """SpecAugment: ``count`` masks of frames, each up to ``min(max_width, max_fraction *
+    frames)`` wide, filled with ``fill``."""
+
+    _kind: ClassVar[str] = "TimeMasking"
+    max_width: float = float("inf")
+    count: int = 1
+    max_fraction: float = 1.0
+    fill: float = 0.0
+
+
 __all__ = [
+    "DecodeAudio",
+    "Resample",
+    "Dither",
+    "PreEmphasis",
+    "Spectrogram",
+    "MelScale",
+    "Log",
+    "FeatureNormalize",
+    "FrequencyMasking",
+    "TimeMasking",
     "Operator",
     "RandomResizedCrop",
     "Resize",

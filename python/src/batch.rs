@@ -1,5 +1,6 @@
-//! `sluice.Batch`: a mapping of named tensors ("images", "labels", "indices") plus the batch's
-//! position and the samples the skip policy left out.
+//! `sluice.Batch`: a mapping of named tensors ("images", "labels", "indices"; for audio
+//! pipelines "features", "lengths", "labels", "indices") plus the batch's position and the
+//! samples the skip policy left out.
 
 use crate::tensor::{Memory, Tensor};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
@@ -8,8 +9,10 @@ use pyo3::types::{PyList, PyTuple};
 use sluice::batch::Images;
 use std::sync::Arc;
 
-/// The names a batch holds, in order.
-const KEYS: [&str; 3] = ["images", "labels", "indices"];
+/// The names an image batch holds, in order.
+const IMAGE_KEYS: [&str; 3] = ["images", "labels", "indices"];
+/// The names a padded (audio) batch holds, in order.
+const AUDIO_KEYS: [&str; 4] = ["features", "lengths", "labels", "indices"];
 
 /// A sample the `on_error="skip"` policy left out of its batch.
 #[pyclass(module = "sluice", frozen, get_all)]
@@ -41,7 +44,8 @@ impl SkippedSample {
 }
 
 /// One batch, in sampler order: `batch["images"]`, `batch["labels"]` (int64),
-/// `batch["indices"]` (int64 dataset indices).
+/// `batch["indices"]` (int64 dataset indices); audio pipelines give `batch["features"]`
+/// (float32 [n, rows, time], zero-padded) and `batch["lengths"]` (int64) instead of images.
 #[pyclass(module = "sluice", frozen, mapping)]
 pub struct Batch {
     /// The epoch this batch belongs to.
@@ -54,6 +58,8 @@ pub struct Batch {
     #[pyo3(get)]
     size: usize,
     images: Py<PyAny>,
+    /// Padded batches: each sample's length along time.
+    lengths: Option<Py<Tensor>>,
     labels: Py<Tensor>,
     indices: Py<Tensor>,
     skipped: Py<PyList>,
@@ -62,6 +68,12 @@ pub struct Batch {
 impl Batch {
     pub fn from_core(py: Python<'_>, batch: sluice::Batch) -> PyResult<Batch> {
         let size = batch.len();
+        let lengths = if batch.lengths.is_empty() {
+            None
+        } else {
+            let l = batch.lengths.iter().map(|&n| n as i64).collect();
+            Some(Py::new(py, Tensor::int64(l))?)
+        };
         let images: Py<PyAny> = match batch.images {
             Images::Dense(d) => {
                 let (shape, dtype, nbytes) = (d.shape.clone(), d.dtype, d.bytes().len());
@@ -102,15 +114,28 @@ impl Batch {
             index: batch.index,
             size,
             images,
+            lengths,
             labels: Py::new(py, Tensor::int64(batch.labels))?,
             indices: Py::new(py, Tensor::int64(indices))?,
             skipped: PyList::new(py, skipped)?.unbind(),
         })
     }
 
+    /// The keys this batch holds.
+    fn names(&self) -> &'static [&'static str] {
+        if self.lengths.is_some() {
+            &AUDIO_KEYS
+        } else {
+            &IMAGE_KEYS
+        }
+    }
+
     fn get(&self, py: Python<'_>, key: &str) -> Option<Py<PyAny>> {
+        let lengths = self.lengths.as_ref();
         match key {
-            "images" => Some(self.images.clone_ref(py)),
+            "images" if lengths.is_none() => Some(self.images.clone_ref(py)),
+            "features" => lengths.map(|_| self.images.clone_ref(py)),
+            "lengths" => lengths.map(|l| l.clone_ref(py).into_any()),
             "labels" => Some(self.labels.clone_ref(py).into_any()),
             "indices" => Some(self.indices.clone_ref(py).into_any()),
             _ => None,
@@ -145,36 +170,45 @@ impl Batch {
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let name: &str = &key
             .extract::<String>()
-            .map_err(|_| PyTypeError::new_err("batch keys are strings: images, labels, indices"))?;
+            .map_err(|_| PyTypeError::new_err("batch keys are strings"))?;
         self.get(py, name).ok_or_else(|| {
-            PyKeyError::new_err(format!("{name:?}: a batch holds {}", KEYS.join(", ")))
+            PyKeyError::new_err(format!(
+                "{name:?}: this batch holds {}",
+                self.names().join(", ")
+            ))
         })
     }
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> bool {
         key.extract::<String>()
-            .is_ok_and(|k| KEYS.contains(&k.as_str()))
+            .is_ok_and(|k| self.names().contains(&k.as_str()))
     }
 
     /// Number of named tensors (a batch is a mapping); `batch.size` is the number of samples.
     fn __len__(&self) -> usize {
-        KEYS.len()
+        self.names().len()
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        PyTuple::new(py, KEYS)?.try_iter().map(Bound::into_any)
+        PyTuple::new(py, self.names())?
+            .try_iter()
+            .map(Bound::into_any)
     }
 
     fn keys(&self) -> Vec<&'static str> {
-        KEYS.to_vec()
+        self.names().to_vec()
     }
 
     fn values(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
-        KEYS.iter().filter_map(|k| self.get(py, k)).collect()
+        self.names()
+            .iter()
+            .filter_map(|k| self.get(py, k))
+            .collect()
     }
 
     fn items(&self, py: Python<'_>) -> Vec<(&'static str, Py<PyAny>)> {
-        KEYS.iter()
+        self.names()
+            .iter()
             .filter_map(|k| self.get(py, k).map(|v| (*k, v)))
             .collect()
     }

@@ -198,12 +198,21 @@ pub fn op_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Declared> {
             dtype: dtype(&format!("{k}.dtype"), &attr::<String>(obj, k, "dtype")?)?,
             layout: layout(&format!("{k}.layout"), &attr::<String>(obj, k, "layout")?)?,
         }),
-        other => {
+        "DecodeAudio" => {
             return Err(bad_setting(
                 "ops",
-                format!("unknown operator kind {other:?}"),
+                "DecodeAudio must come first (it is how an audio pipeline starts)",
             ))
         }
+        other => match crate::audio_ops::audio_op_from_py(obj, other)? {
+            Some(a) => Op::Audio(a),
+            None => {
+                return Err(bad_setting(
+                    "ops",
+                    format!("unknown operator kind {other:?}"),
+                ))
+            }
+        },
     };
     let pin = match attr::<Option<String>>(obj, k, "on")? {
         Some(name) => Some(placement(&format!("{k}.on"), &name)?),
@@ -265,16 +274,13 @@ pub fn op_to_py<'py>(
     op: &Op,
     pin: Option<Placement>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    if let Op::Audio(a) = op {
-        return Err(pyo3::exceptions::PyNotImplementedError::new_err(format!(
-            "{}: the speech operators are not in the Python package yet (Rust and the CLI only)",
-            a.kind().name()
-        )));
-    }
     let ops = py.import("sluice.ops")?;
     let kw = PyDict::new(py);
     if let Some(p) = pin {
         kw.set_item("on", placement_name(p))?;
+    }
+    if let Op::Audio(a) = op {
+        return crate::audio_ops::audio_op_to_py(py, a, kw);
     }
     let name = op.name();
     let class = ops.getattr(name)?;
@@ -303,7 +309,7 @@ pub fn op_to_py<'py>(
             class.call((), Some(&kw))
         }
         Op::RandomGrayscale(o) => class.call((o.p,), Some(&kw)),
-        Op::Audio(_) => unreachable!("refused above"),
+        Op::Audio(_) => unreachable!("converted above"),
         Op::GaussianBlur(o) => {
             kw.set_item("sigma", o.sigma)?;
             kw.set_item("p", o.p)?;

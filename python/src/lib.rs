@@ -2,6 +2,7 @@
 //! Python declarations to the core crate's types, releases the GIL while sluice works, and hands
 //! batches over through DLPack. No pipeline logic lives here.
 
+mod audio_ops;
 mod batch;
 mod convert;
 mod errors;

@@ -79,11 +79,24 @@ impl Pipeline {
         ops_obj: Bound<'_, PyList>,
         kw: Bound<'_, PyDict>,
     ) -> PyResult<Pipeline> {
-        let source = source::open(py, &source_obj)?;
-        let declared: Vec<Declared> = ops_obj
+        // An audio pipeline starts with DecodeAudio; the rest are operators.
+        let mut items: Vec<Bound<'_, PyAny>> = ops_obj.iter().collect();
+        let starts_with_decode = items.first().is_some_and(|o| {
+            o.getattr("_kind")
+                .and_then(|k| k.extract::<String>())
+                .is_ok_and(|k| k == "DecodeAudio")
+        });
+        let audio = if starts_with_decode {
+            Some(crate::audio_ops::decode_audio_from_py(&items.remove(0))?)
+        } else {
+            None
+        };
+        let declared: Vec<Declared> = items
             .iter()
-            .map(|o| convert::op_from_py(&o))
+            .map(convert::op_from_py)
             .collect::<PyResult<_>>()?;
+        let decodes_audio = audio.is_some();
+        let source = source::open(py, &source_obj, decodes_audio)?;
         let threads = match get::<Option<i64>>(&kw, "threads")? {
             Some(n) => count("threads", n, 1)?,
             None => Settings::default().threads,
@@ -118,6 +131,9 @@ impl Pipeline {
         if let Some(n) = get::<Option<i64>>(&kw, "cuda_device")? {
             builder = builder.cuda_device(count("cuda_device", n, 0)?);
         }
+        if let Some(decoder) = audio {
+            builder = builder.decode_audio(decoder);
+        }
         for d in declared {
             builder = match (d.pin, d.fixed) {
                 (Some(p), _) => builder.op_on(d.op, p),
@@ -136,6 +152,13 @@ impl Pipeline {
         let profile_path: Option<PathBuf> = get(&kw, "profile")?;
         let save_profile: Option<PathBuf> = get(&kw, "save_profile")?;
         let optimize: bool = get(&kw, "optimize")?;
+        if optimize && decodes_audio {
+            return Err(bad_setting(
+                "optimize",
+                "the optimizer does not plan audio pipelines yet (its cost model measures image \
+                 operators)",
+            ));
+        }
         let (inner, explained) = py
             .detach(|| -> sluice::Result<_> {
                 if !optimize {
@@ -414,7 +437,14 @@ impl Pipeline {
             allow_approx: allow_approx.map_or_else(|| get(kw, "allow_approx"), Ok)?,
         };
         let profile = profile.or(get(kw, "profile")?);
-        let source = source::open(py, self.source_obj.bind(py))?;
+        if self.inner.decodes_audio() {
+            return Err(bad_setting(
+                "ops",
+                "the optimizer does not plan audio pipelines yet (its cost model measures image \
+                 operators)",
+            ));
+        }
+        let source = source::open(py, self.source_obj.bind(py), false)?;
         let logical = &self.logical;
         py.detach(|| -> sluice::Result<String> {
             let dir = cache_dir("profiles");
@@ -560,7 +590,7 @@ impl EpochIterator {
 
 /// The pipeline `sluice bench NAME` runs, with the same settings (same bytes, same checksum).
 #[pyfunction]
-#[pyo3(signature = (name, data=None, *, images=1024, batch_size=64, threads=None, seed=0,
+#[pyo3(signature = (name, data=None, *, images=None, batch_size=64, threads=None, seed=0,
     prefetch=2, on_error="fail".to_string(), placement="cpu".to_string(), device_batches=false,
     cuda_device=None, cache_mib=0, fuse=true))]
 #[allow(clippy::too_many_arguments)]
@@ -568,7 +598,7 @@ pub fn workload(
     py: Python<'_>,
     name: &str,
     data: Option<Bound<'_, PyAny>>,
-    images: i64,
+    images: Option<i64>,
     batch_size: i64,
     threads: Option<i64>,
     seed: u64,
@@ -592,9 +622,17 @@ pub fn workload(
     })?;
     let data = match data {
         Some(d) => d,
-        None => generated_dataset(py, count("images", images, 1)?, 10, 0)?
-            .into_pyobject(py)?
-            .into_any(),
+        None => {
+            let n = count(
+                "images",
+                images.unwrap_or(if w.is_audio() { 256 } else { 1024 }),
+                1,
+            )?;
+            let kind = if w.is_audio() { "audio" } else { "images" };
+            generated_dataset(py, n, 10, 0, kind)?
+                .into_pyobject(py)?
+                .into_any()
+        }
     };
     let ops = w
         .add_ops(CorePipeline::builder_shared(Arc::new(
@@ -602,10 +640,14 @@ pub fn workload(
         )))
         .logical_plan()
         .ops;
-    let ops = ops
+    let mut ops = ops
         .iter()
         .map(|op| convert::op_to_py(py, op, None))
         .collect::<PyResult<Vec<_>>>()?;
+    if w.is_audio() {
+        let decoder = sluice::ops::DecodeAudio::default();
+        ops.insert(0, crate::audio_ops::decode_audio_to_py(py, &decoder)?);
+    }
     // The bench's settings; everything else at the constructor's defaults.
     Pipeline::new(
         py,
@@ -646,24 +688,54 @@ pub fn workloads() -> Vec<&'static str> {
 /// img_NNNNNN.jpg`), made once under the cache directory (`$SLUICE_CACHE_DIR` or
 /// `~/.cache/sluice`) and reused; returns its path.
 #[pyfunction]
-#[pyo3(signature = (images=1024, classes=10, seed=0))]
+#[pyo3(signature = (images=1024, classes=10, seed=0, kind="images"))]
 pub fn generated_dataset(
     py: Python<'_>,
     images: usize,
     classes: usize,
     seed: u64,
+    kind: &str,
 ) -> PyResult<PathBuf> {
-    let dir = cache_dir("data").join(format!("gen-n{images}-c{classes}-s{seed}"));
-    gen_data(py, dir.clone(), images, classes, seed)?;
+    let prefix = if kind == "audio" { "gen-audio" } else { "gen" };
+    let dir = cache_dir("data").join(format!("{prefix}-n{images}-c{classes}-s{seed}"));
+    gen_data(py, dir.clone(), images, classes, seed, kind)?;
     Ok(dir)
 }
 
 /// Write the generated dataset to `dir` (kept if a complete one with the same spec is there).
 #[pyfunction]
-#[pyo3(signature = (dir, n=1024, classes=10, seed=0))]
-pub fn gen_data(py: Python<'_>, dir: PathBuf, n: usize, classes: usize, seed: u64) -> PyResult<()> {
+#[pyo3(signature = (dir, n=1024, classes=10, seed=0, kind="images"))]
+pub fn gen_data(
+    py: Python<'_>,
+    dir: PathBuf,
+    n: usize,
+    classes: usize,
+    seed: u64,
+    kind: &str,
+) -> PyResult<()> {
     if n == 0 || classes == 0 {
         return Err(bad_setting("gen_data", "n and classes must be at least 1"));
+    }
+    match kind {
+        "images" => {}
+        "audio" => {
+            let spec = sluice::gen::audio::AudioDatasetSpec {
+                files: n,
+                classes,
+                seed,
+                ..Default::default()
+            };
+            return py
+                .detach(|| sluice::gen::audio::ensure_audio_dataset(&dir, &spec, &|_| {}))
+                .py_err(py)
+                .map(|_| ());
+        }
+        other => {
+            return Err(bad_setting(
+                "kind",
+                format!("{other:?}: give \"images\" or \"audio\""),
+            ))
+        }
     }
     let spec = sluice::gen::DatasetSpec {
         images: n,

@@ -131,7 +131,9 @@ impl InMemory {
 }
 
 /// The source a `Pipeline` was given: one of the classes above, or a path.
-pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Arc<dyn Source>> {
+/// The core source behind `obj`; a path opens as an ImageFolder (an AudioFolder when `audio`)
+/// or, for a file, a CSV list.
+pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>, audio: bool) -> PyResult<Arc<dyn Source>> {
     if let Ok(f) = obj.cast::<ImageFolder>() {
         return Ok(f.get().inner.clone());
     }
@@ -147,5 +149,8 @@ pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Arc<dyn Source>>
             "give sluice.ImageFolder, sluice.FileList, sluice.InMemory or a path",
         )
     })?;
+    if audio {
+        return py.detach(|| source::open_audio_path(&path)).py_err(py);
+    }
     py.detach(|| source::open_path(&path)).py_err(py)
 }

@@ -1,0 +1,106 @@
+"""Speech pipelines from Python: DecodeAudio first, features and lengths out, the same bytes as
+`sluice bench asr-val`, bad settings named."""
+
+import json
+import math
+import subprocess
+import wave
+
+import numpy as np
+import pytest
+import sluice
+from sluice import ops
+
+
+def _write_wav(path, rate, samples):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+@pytest.fixture(scope="module")
+def audio_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(4)
+    for i, (rate, seconds) in enumerate([(16000, 1.0), (8000, 0.7), (44100, 1.3), (22050, 0.5), (48000, 0.9)]):
+        cls = root / f"class_{i % 2}"
+        cls.mkdir(exist_ok=True)
+        t = np.arange(int(rate * seconds)) / rate
+        x = 0.5 * np.sin(2 * math.pi * (200 + 50 * i) * t) + 0.05 * rng.standard_normal(t.size)
+        _write_wav(cls / f"utt_{i}.wav", rate, x)
+    return root
+
+
+ASR_VAL = [
+    ops.DecodeAudio(),
+    ops.Resample(16000),
+    ops.PreEmphasis(0.97),
+    ops.Spectrogram(n_fft=512, win_length=400, hop_length=160),
+    ops.MelScale(n_mels=80, f_max=8000.0, mel_scale="slaney", norm="slaney"),
+    ops.Log(),
+    ops.FeatureNormalize(),
+]
+
+
+def test_audio_batches_hold_padded_features_and_lengths(audio_data):
+    pipe = sluice.Pipeline(audio_data, ASR_VAL, batch_size=3, threads=2)
+    batches = list(pipe.epoch(0))
+    assert [b.size for b in batches] == [3, 2]
+    seen = 0
+    for b in batches:
+        assert list(b.keys()) == ["features", "lengths", "labels", "indices"]
+        assert "images" not in b
+        feats, lengths = b["features"].numpy(), b["lengths"].numpy()
+        assert feats.dtype == np.float32 and lengths.dtype == np.int64
+        assert feats.shape[:2] == (b.size, 80) and feats.shape[2] == lengths.max()
+        for i, n in enumerate(lengths):
+            valid = feats[i, :, :n]
+            # FeatureNormalize: each row has mean 0 and unbiased std 1 over its frames.
+            assert np.abs(valid.mean(axis=1)).max() < 1e-4
+            assert np.abs(valid.std(axis=1, ddof=1) - 1).max() < 1e-3
+            assert (feats[i, :, n:] == 0).all(), "padding is zero"
+            seen += 1
+    assert seen == 5
+    # T = 1 + samples_at_16k // 160 for the 1.0 s, 16 kHz file.
+    first = next(iter(sluice.Pipeline(audio_data, ASR_VAL, batch_size=5, threads=1).epoch(0)))
+    assert 101 in first["lengths"].numpy().tolist()
+
+
+def test_the_asr_val_workload_equals_the_cli_bench(audio_data, sluice_bin):
+    got = sluice.Checksum()
+    for b in sluice.workload("asr-val", audio_data, batch_size=2, threads=2).epoch(0):
+        got.update(b)
+    out = subprocess.run(
+        [str(sluice_bin), "bench", "asr-val", "--data", str(audio_data), "--batch", "2", "--epochs",
+         "1", "--threads", "2", "--json"],
+        check=True, capture_output=True, text=True,
+    )
+    assert got.hexdigest() == json.loads(out.stdout)["checksum"]
+    # The workload's declaration round-trips through the constructor.
+    ops_list = sluice.workload("asr", audio_data).ops
+    assert isinstance(ops_list[0], ops.DecodeAudio) and isinstance(ops_list[-1], ops.TimeMasking)
+    assert sluice.Pipeline(audio_data, ops_list).ops == ops_list
+
+
+@pytest.mark.parametrize(
+    "op_list, setting",
+    [
+        ([ops.DecodeAudio(channels="left"), ops.Resample(16000)], "DecodeAudio.channels"),
+        ([ops.DecodeAudio(), ops.Resample(0)], "Resample.rate"),
+        ([ops.DecodeAudio(), ops.Spectrogram(pad_mode="wrap")], "Spectrogram.pad_mode"),
+        ([ops.DecodeAudio(), ops.Spectrogram(), ops.MelScale(mel_scale="bark")], "MelScale.mel_scale"),
+        ([ops.Resample(16000), ops.DecodeAudio()], "DecodeAudio must come first"),
+        ([ops.DecodeAudio(), ops.Log()], "takes spectral features but DecodeAudio produces audio"),
+        ([ops.DecodeAudio(), ops.Normalize.imagenet()], "takes an image"),
+    ],
+)
+def test_bad_audio_declarations_raise_value_error(audio_data, op_list, setting):
+    with pytest.raises(ValueError, match=setting):
+        sluice.Pipeline(audio_data, op_list)
+
+
+def test_the_optimizer_refuses_audio_pipelines_with_the_reason(audio_data):
+    with pytest.raises(ValueError, match="audio"):
+        sluice.Pipeline(audio_data, ASR_VAL, optimize=True)
