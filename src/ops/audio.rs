@@ -7,7 +7,7 @@ use super::spec::{Backend, OpKind, OpSpec, SizeRule, ValueKind};
 use crate::audio::{
     self, Audio, AudioLimits, ChannelChoice, Features, MaskAxis, MelNorm, MelScale, SpectrogramSpec,
 };
-use crate::rng::Uniform;
+use crate::rng::{SampleRng, Uniform};
 
 /// The value an audio pipeline carries from step to step.
 #[derive(Debug, Clone)]
@@ -216,7 +216,7 @@ impl AudioOp {
 
     /// Apply to `value` (of this operator's input kind; the pipeline checked the chain), drawing
     /// from `rng` if random. The error says what about the sample is unusable.
-    pub fn apply(&self, value: &mut AudioValue, rng: &mut impl Uniform) -> Result<(), String> {
+    pub fn apply(&self, value: &mut AudioValue, rng: &mut SampleRng) -> Result<(), String> {
         match (self, value) {
             (AudioOp::Resample { rate }, AudioValue::Audio(a)) => {
                 if a.rate != *rate {
@@ -227,8 +227,14 @@ impl AudioOp {
                 }
             }
             (AudioOp::Dither { scale }, AudioValue::Audio(a)) => {
-                for x in a.channels.iter_mut().flatten() {
-                    *x += scale * standard_normal(rng) as f32;
+                let mut noise = [0f32; 4];
+                for channel in &mut a.channels {
+                    for chunk in channel.chunks_mut(4) {
+                        standard_normals(rng, &mut noise);
+                        for (x, n) in chunk.iter_mut().zip(&noise) {
+                            *x += scale * n;
+                        }
+                    }
                 }
             }
             (AudioOp::PreEmphasis { coefficient }, AudioValue::Audio(a)) => {
@@ -314,9 +320,41 @@ fn mask(f: &mut Features, axis: MaskAxis, m: &MaskSpec, rng: &mut impl Uniform) 
     }
 }
 
-/// A standard normal draw (Box–Muller from two uniforms).
-fn standard_normal(rng: &mut impl Uniform) -> f64 {
-    let u1 = 1.0 - rng.next_f64(); // (0, 1]: ln is finite
-    let u2 = rng.next_f64();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+/// Four standard normal draws from one Philox block: two Box–Muller pairs, each from two 32-bit
+/// uniforms, both outputs (cos and sin) used. f32 is ample for noise of 1e-5.
+fn standard_normals(rng: &mut SampleRng, out: &mut [f32; 4]) {
+    const SCALE: f32 = 1.0 / 4_294_967_296.0;
+    for pair in out.chunks_exact_mut(2) {
+        // (0, 1]: ln is finite.
+        let u1 = (rng.next_u32() as f32 + 1.0) * SCALE;
+        let u2 = rng.next_u32() as f32 * SCALE;
+        let r = (-2.0 * u1.min(1.0).ln()).sqrt();
+        let (s, c) = (2.0 * std::f32::consts::PI * u2).sin_cos();
+        pair[0] = r * c;
+        pair[1] = r * s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dither_noise_is_standard_normal() {
+        let mut rng = SampleRng::new(1, 2, 3, 4);
+        let mut values = Vec::new();
+        let mut four = [0f32; 4];
+        for _ in 0..50_000 {
+            standard_normals(&mut rng, &mut four);
+            values.extend(four.iter().map(|&v| f64::from(v)));
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let within_1sd = values.iter().filter(|v| v.abs() < 1.0).count() as f64 / n;
+        assert!(mean.abs() < 0.01, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.01, "variance {var}");
+        assert!((within_1sd - 0.6827).abs() < 0.005, "{within_1sd} within one sd");
+        assert!(values.iter().all(|v| v.is_finite()));
+    }
 }
