@@ -372,7 +372,8 @@ fn parse_workload(name: &str) -> sluice::Result<Workload> {
 fn no_optimizer_for_audio(workload: Workload) -> sluice::Result<()> {
     if workload.is_audio() {
         return Err(sluice::Error::InvalidPipeline(format!(
-            "{}: the optimizer does not plan audio pipelines yet (run without --optimize)",
+            "{}: the optimizer does not plan audio pipelines yet (bench runs them without \
+             --optimize)",
             workload.name()
         )));
     }

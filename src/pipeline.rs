@@ -354,6 +354,15 @@ impl PipelineBuilder {
         let dense = output.sample_shape.is_some();
         let mut backend =
             placement::gpu_backend(&self.pins, self.placement).map_err(Error::InvalidPipeline)?;
+        let audio = matches!(self.decode, Decoder::Audio(_));
+        if audio && (backend.is_some() || self.device_batches) {
+            // Said plainly rather than as a missing fixed output size.
+            return Ok((
+                None,
+                "every operator on CPU threads: the speech operators have no GPU kernels yet"
+                    .into(),
+            ));
+        }
         if self.device_batches {
             backend = match backend {
                 None => Some(Placement::Cuda),

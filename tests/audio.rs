@@ -325,3 +325,35 @@ mod pipelines {
         assert_eq!(p.stats().skipped, 1);
     }
 }
+
+#[test]
+fn a_gpu_placement_says_the_speech_operators_stay_on_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = sluice::gen::audio::AudioDatasetSpec {
+        files: 2,
+        classes: 1,
+        seed: 1,
+        max_seconds: 1.0,
+    };
+    sluice::gen::audio::write_audio_dataset(dir.path(), &spec, &|_| {}).unwrap();
+    let folder = sluice::source::AudioFolder::open(dir.path()).unwrap();
+    for (placement, device_batches) in [
+        (sluice::Placement::Wgpu, false),
+        (sluice::Placement::Cuda, true),
+        (sluice::Placement::Auto, false),
+    ] {
+        let p = sluice::bench::Workload::AsrVal
+            .add_ops(sluice::Pipeline::builder(folder.clone()).placement(placement))
+            .device_batches(device_batches)
+            .build()
+            .unwrap();
+        assert!(!p.device_batches());
+        assert!(
+            p.placement_reason()
+                .contains("speech operators have no GPU kernels"),
+            "{placement:?}: {}",
+            p.placement_reason()
+        );
+        assert_eq!(p.epoch(0).unwrap().count(), 1);
+    }
+}

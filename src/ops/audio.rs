@@ -354,7 +354,10 @@ mod tests {
         let within_1sd = values.iter().filter(|v| v.abs() < 1.0).count() as f64 / n;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.01, "variance {var}");
-        assert!((within_1sd - 0.6827).abs() < 0.005, "{within_1sd} within one sd");
+        assert!(
+            (within_1sd - 0.6827).abs() < 0.005,
+            "{within_1sd} within one sd"
+        );
         assert!(values.iter().all(|v| v.is_finite()));
     }
 }
