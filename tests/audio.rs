@@ -145,7 +145,7 @@ fn bad_audio_is_a_clear_error() {
 mod pipelines {
     use sluice::audio::{
         feature_normalize, log_compress, mel_filterbank, pre_emphasis, resample, spectrogram,
-        MelNorm, MelScale, Padding, SpectrogramSpec, WindowKind,
+        MelNorm, MelScale,
     };
     use sluice::bench::Workload;
     use sluice::gen::audio::{write_audio_dataset, AudioDatasetSpec};
@@ -172,16 +172,7 @@ mod pipelines {
             super::decode_audio(bytes, &Default::default(), super::ChannelChoice::Mono).unwrap();
         let mut x = resample(&audio.channels[0], audio.rate, 16_000, 6, 0.99);
         pre_emphasis(&mut x, 0.97);
-        let spec = SpectrogramSpec {
-            n_fft: 512,
-            win_length: 400,
-            hop: 160,
-            window: WindowKind::HannPeriodic,
-            center: true,
-            padding: Padding::Reflect,
-            power: 2.0,
-        };
-        let power = spectrogram(&x, &spec).unwrap();
+        let power = spectrogram(&x, &sluice::bench::ASR_SPECTROGRAM).unwrap();
         let fb = mel_filterbank(
             257,
             0.0,

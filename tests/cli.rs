@@ -1,6 +1,8 @@
 //! The `sluice` binary end to end: gen-data, then bench with JSON output; the checksum must not
 //! depend on the thread count.
 
+mod common;
+
 use std::process::Command;
 
 fn sluice(args: &[&str]) -> std::process::Output {
@@ -119,14 +121,18 @@ fn train_step_stall_and_chart() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("*.svg or *.png"));
 }
 
+/// Whether a wgpu adapter opens (else "skipped: <reason>"; a failure under SLUICE_REQUIRE_WGPU).
+fn wgpu_or_skip() -> bool {
+    common::or_skip(
+        sluice::backend::wgpu::WgpuContext::new(),
+        "SLUICE_REQUIRE_WGPU",
+    )
+    .is_some()
+}
+
 #[test]
 fn bench_with_the_wgpu_backend_verifies_against_the_cpu() {
-    if let Err(reason) = sluice::backend::wgpu::WgpuContext::new() {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_WGPU").is_none(),
-            "SLUICE_REQUIRE_WGPU is set but {reason}"
-        );
-        eprintln!("skipped: {reason}");
+    if !wgpu_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -171,12 +177,7 @@ fn bench_with_the_wgpu_backend_verifies_against_the_cpu() {
 
 #[test]
 fn bench_verify_fails_with_exit_status_1_on_a_wrong_gpu_result() {
-    if let Err(reason) = sluice::backend::wgpu::WgpuContext::new() {
-        assert!(
-            std::env::var_os("SLUICE_REQUIRE_WGPU").is_none(),
-            "SLUICE_REQUIRE_WGPU is set but {reason}"
-        );
-        eprintln!("skipped: {reason}");
+    if !wgpu_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

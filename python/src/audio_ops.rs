@@ -8,21 +8,10 @@ use sluice::audio::WindowKind;
 use sluice::audio::{AudioLimits, ChannelChoice, MelNorm, MelScale, Padding, SpectrogramSpec};
 use sluice::ops::{AudioOp, DecodeAudio, MaskSpec, MelSpec};
 
-fn get<'py, T: FromPyObjectOwned<'py>>(
-    obj: &Bound<'py, PyAny>,
-    op: &str,
-    field: &str,
-) -> PyResult<T> {
-    obj.getattr(field)?
-        .extract::<T>()
-        .map_err(|e| bad_setting(&format!("{op}.{field}"), Into::<PyErr>::into(e)))
-}
+use crate::convert::attr as get;
 
 fn positive(op: &str, field: &str, v: i64) -> PyResult<usize> {
-    usize::try_from(v)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| bad_setting(&format!("{op}.{field}"), format!("{v} is not positive")))
+    crate::convert::count(&format!("{op}.{field}"), v, 1)
 }
 
 /// `sluice.ops.DecodeAudio` as the core decoder.

@@ -135,7 +135,7 @@ fn pair(op: &str, field: &str, value: &Bound<'_, PyAny>) -> PyResult<(f64, f64)>
     })
 }
 
-fn attr<'py, T: FromPyObjectOwned<'py>>(
+pub fn attr<'py, T: FromPyObjectOwned<'py>>(
     obj: &Bound<'py, PyAny>,
     op: &str,
     field: &str,

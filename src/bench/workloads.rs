@@ -33,6 +33,18 @@ pub const WORKLOADS: [(&str, Workload); 6] = [
     ("asr", Workload::Asr),
 ];
 
+/// The ASR workloads' STFT: n_fft 512, window 400, hop 160, periodic Hann, centred with
+/// reflection, power.
+pub const ASR_SPECTROGRAM: SpectrogramSpec = SpectrogramSpec {
+    n_fft: 512,
+    win_length: 400,
+    hop: 160,
+    window: WindowKind::HannPeriodic,
+    center: true,
+    padding: Padding::Reflect,
+    power: 2.0,
+};
+
 /// The ASR front end shared by `asr` and `asr-val`: pre-emphasis 0.97, STFT (n_fft 512, window
 /// 400, hop 160, periodic Hann, centred with reflection, power), 80 slaney mel bins over
 /// 0–8 kHz with slaney norm, ln(x + 2^-24), per-feature normalization.
@@ -47,15 +59,7 @@ fn asr_front_end(builder: PipelineBuilder, dither: bool) -> PipelineBuilder {
     };
     builder
         .op(AudioOp::PreEmphasis { coefficient: 0.97 })
-        .op(AudioOp::Spectrogram(SpectrogramSpec {
-            n_fft: 512,
-            win_length: 400,
-            hop: 160,
-            window: WindowKind::HannPeriodic,
-            center: true,
-            padding: Padding::Reflect,
-            power: 2.0,
-        }))
+        .op(AudioOp::Spectrogram(ASR_SPECTROGRAM))
         .op(AudioOp::MelScale(MelSpec {
             n_mels: 80,
             f_min: 0.0,

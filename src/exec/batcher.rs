@@ -14,6 +14,11 @@ use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// One sample's processed buffer and shape, or its failure (None: cancelled).
+type SampleResult = std::result::Result<(PooledBuffer, Vec<usize>), Option<SampleError>>;
+/// Whether a sample made it into the batch (None: cancelled).
+type Outcome = std::result::Result<(), Option<SampleError>>;
+
 impl Shared {
     /// Build batch `b` of `epoch` from the sampler order. Runs on the worker pool.
     pub(crate) fn build_batch(
@@ -33,7 +38,7 @@ impl Shared {
             self.process_sample(epoch, index, out).map_err(Some)
         };
 
-        let (images, outcomes) = match self.output.sample_bytes() {
+        let (images, outcomes, lengths) = match self.output.sample_bytes() {
             Some(per_sample) => {
                 let mut data = self.buffers.take(per_sample * indices.len());
                 let outcomes: Vec<_> = data
@@ -52,7 +57,7 @@ impl Shared {
                     shape,
                     data,
                 };
-                (Images::Dense(dense), outcomes)
+                (Images::Dense(dense), outcomes, Vec::new())
             }
             None => {
                 let results: Vec<_> = indices
@@ -64,43 +69,10 @@ impl Shared {
                     })
                     .collect();
                 if self.output.padded {
-                    let (images, lengths, outcomes) = self.pad(indices, results)?;
-                    let (sample_indices, skipped) = self.settle(indices, outcomes)?;
-                    return Ok(Batch {
-                        epoch,
-                        index: b,
-                        images,
-                        labels: self.labels(&sample_indices),
-                        sample_indices,
-                        skipped,
-                        lengths,
-                    });
+                    self.pad(indices, results)?
+                } else {
+                    self.ragged(results)
                 }
-                let total = results
-                    .iter()
-                    .flatten()
-                    .map(|(v, _)| v.as_slice().len())
-                    .sum();
-                let mut data = self.buffers.take(total);
-                let mut offsets = vec![0];
-                let mut shapes = Vec::new();
-                let mut outcomes = Vec::with_capacity(results.len());
-                for r in results {
-                    outcomes.push(r.map(|(v, shape)| {
-                        let (start, v) = (*offsets.last().unwrap(), v.as_slice());
-                        data.as_mut_slice()[start..start + v.len()].copy_from_slice(v);
-                        offsets.push(start + v.len());
-                        shapes.push(shape);
-                    }));
-                }
-                let ragged = RaggedBatch {
-                    dtype: self.output.dtype,
-                    layout: self.output.layout,
-                    offsets,
-                    shapes,
-                    data,
-                };
-                (Images::Ragged(ragged), outcomes)
             }
         };
 
@@ -112,8 +84,37 @@ impl Shared {
             labels: self.labels(&sample_indices),
             sample_indices,
             skipped,
-            lengths: Vec::new(),
+            lengths,
         })
+    }
+
+    /// Collate samples of any shapes into one buffer with per-sample offsets and shapes.
+    fn ragged(&self, results: Vec<SampleResult>) -> (Images, Vec<Outcome>, Vec<usize>) {
+        let total = results
+            .iter()
+            .flatten()
+            .map(|(v, _)| v.as_slice().len())
+            .sum();
+        let mut data = self.buffers.take(total);
+        let mut offsets = vec![0];
+        let mut shapes = Vec::new();
+        let mut outcomes = Vec::with_capacity(results.len());
+        for r in results {
+            outcomes.push(r.map(|(v, shape)| {
+                let (start, v) = (*offsets.last().unwrap(), v.as_slice());
+                data.as_mut_slice()[start..start + v.len()].copy_from_slice(v);
+                offsets.push(start + v.len());
+                shapes.push(shape);
+            }));
+        }
+        let ragged = RaggedBatch {
+            dtype: self.output.dtype,
+            layout: self.output.layout,
+            offsets,
+            shapes,
+            data,
+        };
+        (Images::Ragged(ragged), outcomes, Vec::new())
     }
 
     fn labels(&self, indices: &[u64]) -> Vec<i64> {
@@ -121,18 +122,13 @@ impl Shared {
     }
 
     /// Collate f32 samples of shape `[rows, length]` into `[n, rows, longest]`, zero-padded
-    /// along the last axis; returns the batch, each kept sample's length and the outcomes.
+    /// along the last axis; returns the batch, the outcomes and each kept sample's length.
     /// Samples whose row count differs from the first kept sample's are an error.
-    #[allow(clippy::type_complexity)]
     fn pad(
         &self,
         indices: &[u64],
-        results: Vec<std::result::Result<(PooledBuffer, Vec<usize>), Option<SampleError>>>,
-    ) -> Result<(
-        Images,
-        Vec<usize>,
-        Vec<std::result::Result<(), Option<SampleError>>>,
-    )> {
+        results: Vec<SampleResult>,
+    ) -> Result<(Images, Vec<Outcome>, Vec<usize>)> {
         let shapes: Vec<&[usize]> = results
             .iter()
             .flatten()
@@ -184,7 +180,7 @@ impl Shared {
             shape: vec![kept, rows, longest],
             data,
         };
-        Ok((Images::Dense(dense), lengths, outcomes))
+        Ok((Images::Dense(dense), outcomes, lengths))
     }
 }
 

@@ -107,11 +107,7 @@ impl Shared {
                 (cache.unwrap().prefix_steps, t)
             }
             None => {
-                self.source
-                    .read(index, &mut ws.bytes)
-                    .map_err(|e| self.sample_error(index, "read", e.to_string()))?;
-                let t = self.timers.record(READ_STAGE, t);
-                stage.set(DECODE_STAGE);
+                let t = self.read_for_decode(index, &mut ws.bytes, stage, t)?;
                 let Decoder::Image(decoder) = &self.decode else {
                     unreachable!("audio samples take process_audio")
                 };
@@ -186,6 +182,23 @@ impl Shared {
         }
     }
 
+    /// Read sample `index`'s bytes (timed from `t`) and move the stage on to decoding; returns
+    /// when the read ended.
+    fn read_for_decode(
+        &self,
+        index: u64,
+        bytes: &mut Vec<u8>,
+        stage: &Cell<usize>,
+        t: Instant,
+    ) -> Result<Instant, SampleError> {
+        self.source
+            .read(index, bytes)
+            .map_err(|e| self.sample_error(index, "read", e.to_string()))?;
+        let t = self.timers.record(READ_STAGE, t);
+        stage.set(DECODE_STAGE);
+        Ok(t)
+    }
+
     /// The audio path: read → DecodeAudio → speech steps → the f32 values of the final audio or
     /// features into the sample's buffer; returns their shape (`[channels, samples]` or
     /// `[bins, frames]`).
@@ -200,12 +213,7 @@ impl Shared {
         let Decoder::Audio(decoder) = &self.decode else {
             unreachable!("only audio pipelines come here")
         };
-        let t = Instant::now();
-        self.source
-            .read(index, &mut ws.bytes)
-            .map_err(|e| self.sample_error(index, "read", e.to_string()))?;
-        let t = self.timers.record(READ_STAGE, t);
-        stage.set(DECODE_STAGE);
+        let t = self.read_for_decode(index, &mut ws.bytes, stage, Instant::now())?;
         let audio = decoder
             .decode(&ws.bytes)
             .map_err(|m| self.sample_error(index, "DecodeAudio", m))?;

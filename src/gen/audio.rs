@@ -6,7 +6,6 @@
 
 use crate::error::{Error, Result};
 use crate::rng::{SampleRng, Uniform};
-use rayon::prelude::*;
 use std::path::Path;
 
 #[derive(Debug, Clone)]
@@ -182,25 +181,13 @@ pub fn write_audio_dataset(
     spec: &AudioDatasetSpec,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    if spec.classes == 0 || spec.files == 0 {
-        return Err(Error::Source(
-            "a dataset needs at least one file and one class".into(),
-        ));
-    }
-    for class in 0..spec.classes {
-        let dir = root.join(format!("class_{class:03}"));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
-    }
-    let done = std::sync::atomic::AtomicU64::new(0);
-    (0..spec.files as u64).into_par_iter().try_for_each(|i| {
+    super::write_class_files(root, spec.files, spec.classes, "file", progress, &|i| {
         let (format, planes, class) = generate_utterance(spec, i);
-        let bytes = encode_wav(&format, &planes)?;
-        let path = root
-            .join(format!("class_{class:03}"))
-            .join(format!("utt_{i:06}.wav"));
-        std::fs::write(&path, bytes).map_err(|e| Error::io(path.display().to_string(), e))?;
-        progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-        Ok::<(), Error>(())
+        Ok((
+            class,
+            format!("utt_{i:06}.wav"),
+            encode_wav(&format, &planes)?,
+        ))
     })?;
     let marker = root.join(".complete");
     std::fs::write(&marker, marker_text(spec))

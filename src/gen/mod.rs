@@ -198,22 +198,9 @@ pub fn write_dataset(
     spec: &DatasetSpec,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    if spec.classes == 0 || spec.images == 0 {
-        return Err(Error::Source(
-            "a dataset needs at least one image and one class".into(),
-        ));
-    }
-    for class in 0..spec.classes {
-        let dir = class_dir(root, class);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
-    }
-    let done = std::sync::atomic::AtomicU64::new(0);
-    (0..spec.images as u64).into_par_iter().try_for_each(|i| {
+    write_class_files(root, spec.images, spec.classes, "image", progress, &|i| {
         let (bytes, class) = generate_sample(spec, i);
-        let path = class_dir(root, class).join(format!("img_{i:06}.jpg"));
-        std::fs::write(&path, bytes).map_err(|e| Error::io(path.display().to_string(), e))?;
-        progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-        Ok::<(), Error>(())
+        Ok((class, format!("img_{i:06}.jpg"), bytes))
     })?;
     // Written last: its presence marks a complete dataset (see `ensure_dataset`).
     let marker = root.join(".complete");
@@ -222,6 +209,36 @@ pub fn write_dataset(
         format!("{} {} {}\n", spec.images, spec.classes, spec.seed),
     )
     .map_err(|e| Error::io(marker.display().to_string(), e))
+}
+
+/// Write `files` generated files as `root/class_NNN/NAME` in parallel: `make(i)` gives file
+/// `i`'s class, name and bytes; `progress` gets the number written so far. `noun` names a file
+/// in the error for an empty dataset.
+pub(crate) fn write_class_files(
+    root: &Path,
+    files: usize,
+    classes: usize,
+    noun: &str,
+    progress: &(dyn Fn(u64) + Sync),
+    make: &(dyn Fn(u64) -> Result<(usize, String, Vec<u8>)> + Sync),
+) -> Result<()> {
+    if classes == 0 || files == 0 {
+        return Err(Error::Source(format!(
+            "a dataset needs at least one {noun} and one class"
+        )));
+    }
+    for class in 0..classes {
+        let dir = class_dir(root, class);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+    }
+    let done = std::sync::atomic::AtomicU64::new(0);
+    (0..files as u64).into_par_iter().try_for_each(|i| {
+        let (class, name, bytes) = make(i)?;
+        let path = class_dir(root, class).join(name);
+        std::fs::write(&path, bytes).map_err(|e| Error::io(path.display().to_string(), e))?;
+        progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+        Ok(())
+    })
 }
 
 /// Generate the dataset at `root` unless a complete one with the same spec is already there.

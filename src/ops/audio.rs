@@ -290,14 +290,23 @@ impl AudioOp {
     }
 }
 
-type MelCache = std::sync::Mutex<
-    std::collections::HashMap<(usize, u64, u32, String), std::sync::Arc<Vec<f32>>>,
->;
+/// (bins, rate, n_mels, f_min bits, f_max bits, scale, norm): everything a filterbank depends on.
+type MelKey = (usize, u32, usize, u64, u64, MelScale, MelNorm);
+type MelCache = std::sync::Mutex<std::collections::HashMap<MelKey, std::sync::Arc<Vec<f32>>>>;
 
 /// The filterbank for this many bins at this rate, made once (it depends on nothing else).
 fn mel_bank(bins: usize, f_max: f64, rate: u32, m: &MelSpec) -> std::sync::Arc<Vec<f32>> {
     static CACHE: std::sync::OnceLock<MelCache> = std::sync::OnceLock::new();
-    let key = (bins, f_max.to_bits(), rate, format!("{m:?}"));
+    // A plain tuple key: this runs once per sample, so no formatting or allocation.
+    let key = (
+        bins,
+        rate,
+        m.n_mels,
+        m.f_min.to_bits(),
+        f_max.to_bits(),
+        m.scale,
+        m.norm,
+    );
     let cache = CACHE.get_or_init(Default::default);
     if let Some(fb) = cache.lock().unwrap().get(&key) {
         return fb.clone();
