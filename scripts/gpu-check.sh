@@ -46,6 +46,7 @@ for line in sys.stdin:
   python3 -m pip install -q --no-deps --target "$out/py" "$out"/py/wheels/*.whl
   rm -rf "$out/py/wheels"
   cp python/tests/test_cuda.py "$out/py/"
+  mkdir -p "$out/peers" && cp benches/peers/asr_torchaudio.py "$out/peers/"
   # Debug info makes the folder ~700 MB; stripped it is ~40 MB, small enough to carry.
   if command -v strip >/dev/null; then
     strip "$out"/sluice "$out"/test-* 2>/dev/null || true
@@ -57,35 +58,45 @@ run() {
   cd "$out"
   export SLUICE_REQUIRE_WGPU=1
   export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
-  # NVRTC from the CUDA toolkit, if it is not on the library path already.
-  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-    [ -e "$d/libnvrtc.so.12" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # NVRTC (12 or 13) from the CUDA toolkit or a pip wheel, if not on the library path already;
+  # sluice picks the newest major the driver supports.
+  for lib in $(find /usr/local/cuda*/ /opt -name 'libnvrtc.so.1[23]' 2>/dev/null); do
+    d=$(dirname "$lib")
+    case ":${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;; esac
   done
   export SLUICE_REQUIRE_NVRTC=1 SLUICE_REQUIRE_CUDA=1 SLUICE_REQUIRE_CXX=1
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
   results=()
+  # Each row is printed as it finishes (and again in the table at the end), so a run stopped
+  # at its time limit still shows what passed.
+  row() {
+    results+=("$1|$2|$3")
+    printf '%-40s %-6s %s\n' "$1" "$2" "$3"
+  }
+  # Every check runs under a time limit: a hang shows as FAIL (exit 124), not as a lost run.
   for t in test-cuda_kernels test-cuda_device test-wgpu_kernels test-placement; do
-    if ./"$t" --nocapture > "$t.log" 2>&1; then status=pass; else status=FAIL; fi
-    results+=("$t|$status|$(grep -m1 -E 'CUDA device|wgpu adapter' "$t.log" || echo -)")
+    if timeout 150 ./"$t" --nocapture > "$t.log" 2>&1; then status=pass; else status="FAIL($?)"; fi
+    row "$t" "$status" "$(grep -m1 -E 'CUDA device|wgpu adapter' "$t.log" || grep -m1 'test result' "$t.log" || echo -)"
   done
   # Python: CUDA DLPack tensors equal the CPU's; torch reads them on its stream (if installed).
   ./sluice gen-data py-data --n 256 > /dev/null 2>&1 || true
-  if PYTHONPATH="$PWD/py" python3 py/test_cuda.py py-data > py-cuda.log 2>&1; then
+  if PYTHONPATH="$PWD/py" timeout 120 python3 py/test_cuda.py py-data > py-cuda.log 2>&1; then
     status=pass
   else
-    status=FAIL
+    status="FAIL($?)"
   fi
-  results+=("python device batches|$status|$(tail -n 1 py-cuda.log)")
+  row "python device batches" "$status" "$(tail -n 1 py-cuda.log)"
   for w in rn50-train rn50-val simclr; do
     for backend in cpu wgpu cuda; do
       extra=""
       [ "$backend" != cpu ] && extra="--verify"
-      if ./sluice bench "$w" --threads "$(nproc)" --batch 256 --images 2048 --epochs 2 \
+      if timeout 120 ./sluice bench "$w" --threads "$(nproc)" --batch 256 --images 2048 --epochs 2 \
            --backend "$backend" $extra --json > "bench-$w-$backend.json" 2> "bench-$w-$backend.log"; then
         rate=$(python3 -c "import json;d=json.load(open('bench-$w-$backend.json'));print(round(d['steady_images_per_second'],1), 'img/s', (d.get('verify') or {}).get('max_error_steps', ''), '--', d['placement'][:60])")
-        results+=("bench $w --backend $backend|pass|$rate")
+        row "bench $w --backend $backend" pass "$rate"
       else
-        results+=("bench $w --backend $backend|FAIL|see bench-$w-$backend.log")
+        row "bench $w --backend $backend" "FAIL($?)" "see bench-$w-$backend.log"
       fi
     done
   done
@@ -93,7 +104,7 @@ run() {
   for w in rn50-train simclr; do
     for t in 20 60; do
       name="overlap-$w-$t"
-      if ./sluice bench "$w" --threads "$(nproc)" --batch 256 --images 4096 --epochs 2 \
+      if timeout 120 ./sluice bench "$w" --threads "$(nproc)" --batch 256 --images 4096 --epochs 2 \
            --backend cuda --train-step-ms "$t" --json > "$name.json" 2> "$name.log"; then
         detail=$(python3 -c "
 import json; d = json.load(open('$name.json')); f = d.get('device_feed')
@@ -101,16 +112,50 @@ print('no device batches: ' + d['placement'][:60] if not f else
       f\"step {f['fed_step_ms']:.2f}/{f['premade_step_ms']:.2f} ms = {f['step_ratio']:.3f}, \"
       f\"H2D {f['h2d_gbps']:.1f}/{f['raw_pinned_gbps']:.1f} GB/s, kernels {f['kernel_ms_per_batch']:.2f} ms, \"
       f\"{d['steady_images_per_second']:.0f} img/s\")")
-        results+=("bench $w cuda --train-step-ms $t|pass|$detail")
+        row "bench $w cuda --train-step-ms $t" pass "$detail"
       else
-        results+=("bench $w cuda --train-step-ms $t|FAIL|see $name.log")
+        row "bench $w cuda --train-step-ms $t" "FAIL($?)" "see $name.log"
       fi
     done
   done
+  speech
   printf '\n%-40s %-6s %s\n' check status detail
   for r in "${results[@]}"; do
     IFS='|' read -r a b c <<< "$r"
     printf '%-40s %-6s %s\n' "$a" "$b" "$c"
+  done
+}
+
+# The speech front end against torchaudio (when the machine's python3 has it): sluice's asr-val
+# features equal torchaudio's on one batch, and both run on all cores, side by side.
+speech() {
+  if ! python3 -c 'import torchaudio, scipy' 2> /dev/null; then
+    row "speech vs torchaudio" skip "python3 has no torchaudio/scipy"
+    return
+  fi
+  ./sluice gen-data audio-data --kind audio --n 512 > /dev/null 2>&1 || true
+  if timeout 120 ./sluice bench asr-val --data audio-data --batch 32 --epochs 1 --threads "$(nproc)" \
+       --dump asr-dump > /dev/null 2> asr-dump.log &&
+     timeout 120 python3 peers/asr_torchaudio.py compare asr-dump > asr-compare.json 2>> asr-dump.log; then
+    status=pass
+  else
+    status="FAIL($?)"
+  fi
+  row "asr-val features = torchaudio's" "$status" "$(tail -n 1 asr-compare.json 2>/dev/null)"
+  # At 2 threads/workers (the issue's target: >= 4x torchaudio) and on all cores.
+  for threads in 2 "$(nproc)"; do
+    if timeout 120 ./sluice bench asr-val --data audio-data --batch 32 --epochs 3 --threads "$threads" \
+         --json > "asr-sluice-$threads.json" 2> "asr-sluice-$threads.log"; then
+      row "asr-val sluice, $threads threads" pass "$(python3 -c "import json;d=json.load(open('asr-sluice-$threads.json'));print(round(d['steady_images_per_second'],1), 'files/s steady')")"
+    else
+      row "asr-val sluice, $threads threads" "FAIL($?)" "see asr-sluice-$threads.log"
+    fi
+    if timeout 180 python3 peers/asr_torchaudio.py bench audio-data --workers "$threads" --batch 32 \
+         --epochs 2 > "asr-torchaudio-$threads.json" 2> "asr-torchaudio-$threads.log"; then
+      row "asr-val torchaudio, $threads workers" pass "$(tail -n 1 "asr-torchaudio-$threads.json")"
+    else
+      row "asr-val torchaudio, $threads workers" "FAIL($?)" "see asr-torchaudio-$threads.log"
+    fi
   done
 }
 

@@ -7,20 +7,24 @@ use sluice::rng::{SampleRng, Uniform};
 use sluice::source::InMemory;
 use sluice::tensor::Image;
 
-/// A fresh seed per run (override with SLUICE_TEST_SEED to replay a failure). Printed so a
-/// failing run can be reproduced.
+/// A fresh seed per test process (override with SLUICE_TEST_SEED to replay a failure), the
+/// same for every call: a test that builds two pipelines from "the same" random data must get
+/// the same data twice. Printed once so a failing run can be reproduced.
 pub fn test_seed() -> u64 {
-    let seed = std::env::var("SLUICE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("test seed: {seed} (set SLUICE_TEST_SEED={seed} to replay)");
-    seed
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        let seed = std::env::var("SLUICE_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("test seed: {seed} (set SLUICE_TEST_SEED={seed} to replay)");
+        seed
+    })
 }
 
 pub fn rng(seed: u64, stream: u64) -> SampleRng {

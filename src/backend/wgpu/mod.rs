@@ -35,6 +35,7 @@ impl WgpuContext {
     /// Open the best adapter (a discrete GPU when there is one). The error says why none is
     /// usable, e.g. "no wgpu adapter: ...".
     pub fn new() -> Result<Self, String> {
+        let _opening = crate::backend::opening_lock();
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""The speech peer: sluice's asr-val front end written with torchaudio + a PyTorch DataLoader.
+
+    asr_torchaudio.py bench DATA [--workers N] [--batch 32] [--epochs 2]
+        files/s over EPOCHS timed epochs after one untimed warm-up epoch (as benches/peers);
+        prints one JSON line.
+    asr_torchaudio.py compare DUMP
+        recomputes with torchaudio the samples of a batch that `sluice bench asr-val --dump DUMP`
+        wrote and prints the largest differences (frames, values) as one JSON line.
+
+The pipeline is torchaudio's recipe at its best, not a literal translation: one
+`transforms.Resample` per source rate (its sinc kernel made once, as sluice does), one
+`MelSpectrogram`, workers holding them for the run. asr-val is: WAV → mono (mean of channels)
+→ resample to 16 kHz (sinc_interp_hann, width 6, rolloff 0.99) → pre-emphasis 0.97 → STFT
+(n_fft 512, window 400, hop 160, periodic Hann, centred, reflect) power 2 → 80 slaney mel bins
+over 0–8 kHz, slaney norm → ln(x + 2^-24) → per-bin (x − mean) / (unbiased std + 1e-5).
+WAV files are read with scipy (torchaudio 2.9+ hands file I/O to torchcodec).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torchaudio
+from scipy.io import wavfile
+
+RATE = 16_000
+
+
+def load_wav(path):
+    """(rate, mono f32 tensor) with PCM scaled as symphonia does (integer / 2^(bits-1))."""
+    rate, data = wavfile.read(path)
+    if data.dtype == np.uint8:
+        x = (data.astype(np.float32) - 128.0) / 128.0
+    elif data.dtype == np.int16:
+        x = data.astype(np.float32) / 32768.0
+    elif data.dtype == np.int32:  # 24- and 32-bit PCM, left-justified by scipy
+        x = data.astype(np.float32) / 2147483648.0
+    else:
+        x = data.astype(np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1, dtype=np.float32)
+    return rate, torch.from_numpy(np.ascontiguousarray(x))
+
+
+class FrontEnd:
+    def __init__(self):
+        self.resamplers = {}
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=RATE, n_fft=512, win_length=400, hop_length=160, f_min=0.0,
+            f_max=8000.0, n_mels=80, window_fn=torch.hann_window, power=2.0, center=True,
+            pad_mode="reflect", norm="slaney", mel_scale="slaney")
+
+    def __call__(self, rate, x):
+        if rate != RATE:
+            resample = self.resamplers.get(rate)
+            if resample is None:
+                resample = torchaudio.transforms.Resample(
+                    rate, RATE, resampling_method="sinc_interp_hann",
+                    lowpass_filter_width=6, rolloff=0.99)
+                self.resamplers[rate] = resample
+            x = resample(x)
+        x = torchaudio.functional.preemphasis(x, 0.97)
+        f = torch.log(self.mel(x) + 2.0 ** -24)
+        mean = f.mean(dim=1, keepdim=True)
+        std = f.std(dim=1, keepdim=True)
+        return (f - mean) / (std + 1e-5)
+
+
+def audio_files(root):
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    files = []
+    for label, c in enumerate(classes):
+        for name in sorted(os.listdir(os.path.join(root, c))):
+            if name.lower().endswith(".wav"):
+                files.append((os.path.join(root, c, name), label))
+    return files
+
+
+class AudioFolder(torch.utils.data.Dataset):
+    def __init__(self, root):
+        self.files = audio_files(root)
+        self.front_end = FrontEnd()
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        path, label = self.files[i]
+        return self.front_end(*load_wav(path)), label
+
+
+def pad_collate(items):
+    """Features padded with zeros to the batch's longest, plus lengths and labels."""
+    lengths = torch.tensor([f.shape[1] for f, _ in items])
+    out = torch.zeros(len(items), items[0][0].shape[0], int(lengths.max()))
+    for k, (f, _) in enumerate(items):
+        out[k, :, : f.shape[1]] = f
+    return out, lengths, torch.tensor([label for _, label in items])
+
+
+def bench(args):
+    data = AudioFolder(args.data)
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=args.batch, shuffle=True, num_workers=args.workers,
+        collate_fn=pad_collate, persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers > 0 else None)
+    for _ in loader:  # warm-up epoch: workers start, kernels and plans are made
+        pass
+    files = 0
+    start = time.perf_counter()
+    for _ in range(args.epochs):
+        for features, lengths, _ in loader:
+            files += features.shape[0]
+    seconds = time.perf_counter() - start
+    print(json.dumps({
+        "peer": f"torchaudio {torchaudio.__version__} + DataLoader",
+        "torch": torch.__version__, "workers": args.workers, "batch": args.batch,
+        "files": files, "seconds": round(seconds, 3),
+        "files_per_second": round(files / seconds, 1)}))
+
+
+def read_npy(path):
+    return np.load(path, allow_pickle=False)
+
+
+def compare(args):
+    features = read_npy(os.path.join(args.dump, "features.npy"))
+    lengths = read_npy(os.path.join(args.dump, "lengths.npy"))
+    with open(os.path.join(args.dump, "samples.txt")) as f:
+        paths = [line.rstrip("\n") for line in f if line.strip()]
+    front_end = FrontEnd()
+    worst = {"max_abs": 0.0, "frames_differ": 0, "samples": len(paths)}
+    errors = []
+    for k, path in enumerate(paths):
+        ours = features[k, :, : lengths[k]]
+        theirs = front_end(*load_wav(path)).numpy()
+        if theirs.shape != ours.shape:
+            worst["frames_differ"] += 1
+            continue
+        err = float(np.abs(ours - theirs).max())
+        errors.append(err)
+        worst["max_abs"] = max(worst["max_abs"], err)
+    worst["median_of_max_abs"] = float(np.median(errors)) if errors else None
+    print(json.dumps(worst))
+    return 0 if worst["frames_differ"] == 0 and worst["max_abs"] < args.tolerance else 1
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bench")
+    b.add_argument("data")
+    b.add_argument("--workers", type=int, default=os.cpu_count())
+    b.add_argument("--batch", type=int, default=32)
+    b.add_argument("--epochs", type=int, default=2)
+    c = sub.add_parser("compare")
+    c.add_argument("dump")
+    c.add_argument("--tolerance", type=float, default=1e-2)
+    args = p.parse_args()
+    return bench(args) if args.cmd == "bench" else compare(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main() or 0)
