@@ -17,7 +17,9 @@
 # `--backend cuda --train-step-ms T` (step time fed by sluice / on pre-made device data, H2D
 # GB/s achieved vs a plain pinned copy, kernel ms per batch); and the Python package's device
 # batches (python/tests/test_cuda.py: CUDA DLPack tensors equal the CPU's; torch, if present,
-# reads them on its own stream).
+# reads them on its own stream); and, where python3 has torchaudio, the speech front end:
+# asr-val's features against torchaudio's and both pipelines' files/s at 2 threads and all.
+# The wgpu tests need a Vulkan loader (libvulkan1) beside the NVIDIA driver's ICD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/gpu-check

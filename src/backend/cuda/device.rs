@@ -54,7 +54,6 @@ impl CudaDevice {
     /// device, no NVRTC, a module the driver rejects with its JIT log). The calling thread's
     /// current context is left as it was.
     pub fn open(ordinal: usize) -> Result<Self, String> {
-        let _opening = crate::backend::opening_lock();
         let _keep = super::context::CurrentContextGuard::new();
         let ctx = super::context::primary(ordinal)?;
         let name = ctx.name().map_err(driver("device name"))?;

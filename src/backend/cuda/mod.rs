@@ -63,7 +63,6 @@ pub fn source(file_source: &str) -> String {
 /// Whether the CUDA driver library loads and device `ordinal` answers: its name and
 /// architecture, or why not ("no CUDA driver ...", "no CUDA device", ...).
 pub fn probe(ordinal: usize) -> Result<String, String> {
-    let _opening = super::opening_lock();
     let _keep = context::CurrentContextGuard::new();
     let ctx = context::primary(ordinal)?;
     let name = ctx

@@ -66,6 +66,7 @@ pub(super) struct Params {
 
 pub(super) const WORKGROUP: u32 = 64;
 
+#[derive(Clone)]
 pub(super) struct Kernels {
     pub layout: wgpu::BindGroupLayout,
     pipelines: HashMap<&'static str, wgpu::ComputePipeline>,

@@ -31,13 +31,41 @@ pub struct WgpuContext {
     poison: AtomicU32,
 }
 
-impl WgpuContext {
-    /// Open the best adapter (a discrete GPU when there is one). The error says why none is
-    /// usable, e.g. "no wgpu adapter: ...".
-    pub fn new() -> Result<Self, String> {
-        let _opening = crate::backend::opening_lock();
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+/// The device, queue and compiled kernels: opened once per process and shared by every
+/// [`WgpuContext`] (wgpu handles are reference-counted clones).
+#[derive(Clone)]
+struct OpenedDevice {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    kernels: kernels::Kernels,
+}
+
+impl OpenedDevice {
+    /// The process's device, opened on first use and kept until exit. One device per process
+    /// is what a GPU driver expects, and it makes a pipeline's start cheap; on an NVIDIA H200,
+    /// opening and dropping a Vulkan device per pipeline on several threads at once aborted
+    /// inside the driver (`free()` in libnvidia-eglcore, on a driver thread). A failure is not
+    /// kept: the next pipeline tries again.
+    fn shared() -> Result<Self, String> {
+        static OPENED: std::sync::Mutex<Option<OpenedDevice>> = std::sync::Mutex::new(None);
+        let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = opened.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Self::open()?;
+        *opened = Some(d.clone());
+        Ok(d)
+    }
+
+    /// Open the best adapter (a discrete GPU when there is one) and compile the kernels.
+    fn open() -> Result<Self, String> {
+        // Vulkan, Metal or DX12 (WGPU_BACKEND still overrides): the kernels need compute
+        // shaders, which the GL backend has only on some drivers.
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::PRIMARY;
+        let instance = wgpu::Instance::new(desc.with_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             force_fallback_adapter: false,
@@ -61,6 +89,28 @@ impl WgpuContext {
                 info.name
             ));
         }
+        Ok(OpenedDevice {
+            device,
+            queue,
+            info,
+            limits,
+            kernels,
+        })
+    }
+}
+
+impl WgpuContext {
+    /// A context on the process's wgpu device (opened on first use: the best adapter, a
+    /// discrete GPU when there is one) with its own buffer pool and checking mode. The error
+    /// says why no device is usable, e.g. "no wgpu adapter: ...".
+    pub fn new() -> Result<Self, String> {
+        let OpenedDevice {
+            device,
+            queue,
+            info,
+            limits,
+            kernels,
+        } = OpenedDevice::shared()?;
         Ok(WgpuContext {
             device,
             queue,
