@@ -86,6 +86,9 @@ enum Command {
         /// epochs, up to this many MiB
         #[arg(long, default_value_t = 0)]
         cache_mib: usize,
+        /// Speech workloads: pad each batch's time axis to a multiple of N frames
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        pad_multiple: usize,
         /// What to do with a sample that fails to decode or transform
         #[arg(long, value_enum, default_value = "fail")]
         on_error: Policy,
@@ -272,6 +275,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             prefetch,
             no_fuse,
             cache_mib,
+            pad_multiple,
             on_error,
             train_step_ms,
             chart,
@@ -312,6 +316,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 prefetch,
                 fuse: !no_fuse,
                 cache_mib,
+                pad_multiple,
                 policy: match on_error {
                     Policy::Fail => ErrorPolicy::Fail,
                     Policy::Skip => ErrorPolicy::Skip,

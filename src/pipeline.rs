@@ -88,6 +88,11 @@ pub struct Settings {
     /// Memory budget for caching the deterministic prefix (decode and the leading non-random
     /// operators) across epochs; 0 disables the cache.
     pub cache_bytes: usize,
+    /// Padded batches: the time axis is padded to the batch's longest rounded up to a multiple
+    /// of this (1: the longest itself; 8 or 64 suit tensor cores and kernel tiling)…
+    pub pad_multiple: usize,
+    /// …with this value (0.0: silence for audio; normalized features may want their floor).
+    pub pad_value: f32,
 }
 
 impl Default for Settings {
@@ -103,6 +108,8 @@ impl Default for Settings {
             policy: ErrorPolicy::Fail,
             fuse: true,
             cache_bytes: 0,
+            pad_multiple: 1,
+            pad_value: 0.0,
         }
     }
 }
@@ -262,6 +269,16 @@ impl PipelineBuilder {
         self.settings.prefetch = depth;
         self
     }
+    /// Padded batches: pad the time axis to a multiple of `n` (see [`Settings::pad_multiple`]).
+    pub fn pad_to_multiple_of(mut self, n: usize) -> Self {
+        self.settings.pad_multiple = n;
+        self
+    }
+    /// Padded batches: the value written past each sample's length (default 0.0).
+    pub fn pad_value(mut self, value: f32) -> Self {
+        self.settings.pad_value = value;
+        self
+    }
     /// Let the adaptive controller move the prefetch depth up to `max` batches (see
     /// [`Settings::max_prefetch`]).
     pub fn adaptive_prefetch(mut self, max: usize) -> Self {
@@ -293,10 +310,17 @@ impl PipelineBuilder {
             ("batch_size", s.batch_size),
             ("threads", s.threads),
             ("prefetch", s.prefetch),
+            ("pad_to_multiple_of", s.pad_multiple),
         ] {
             if v == 0 {
                 return Err(Error::InvalidPipeline(format!("{name} must be at least 1")));
             }
+        }
+        if !s.pad_value.is_finite() {
+            return Err(Error::InvalidPipeline(format!(
+                "pad_value must be a finite number, not {}",
+                s.pad_value
+            )));
         }
         if self.source.is_empty() {
             return Err(Error::InvalidPipeline(format!(
@@ -727,7 +751,14 @@ impl Pipeline {
         };
         // Audio batches are [n, rows, time]: no image layout.
         let layout = if inner.output.padded {
-            "[rows, time], lengths per sample".to_string()
+            let multiple = match s.pad_multiple {
+                1 => String::new(),
+                n => format!(" rounded up to a multiple of {n}"),
+            };
+            format!(
+                "[rows, time], lengths per sample, time padded to the longest{multiple} with {}",
+                s.pad_value
+            )
         } else {
             format!("{:?}", inner.output.layout).to_uppercase()
         };

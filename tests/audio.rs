@@ -190,8 +190,9 @@ mod pipelines {
         (frames, mel.data)
     }
 
-    #[test]
-    fn asr_val_batches_are_padded_log_mels_with_lengths() {
+    /// asr-val batches padded to a multiple of `multiple` with `value`: every sample's
+    /// features exact, its length reported, and nothing but `value` past it.
+    fn check_padding(multiple: usize, value: f32) {
         let (_dir, folder) = dataset(7);
         // Shuffled epochs: batches of other lengths land in recycled buffers, whose old values
         // must not show through the padding.
@@ -201,7 +202,9 @@ mod pipelines {
                     .batch_size(3)
                     .threads(2)
                     .shuffle(true)
-                    .seed(2),
+                    .seed(2)
+                    .pad_to_multiple_of(multiple)
+                    .pad_value(value),
             )
             .build()
             .unwrap();
@@ -213,7 +216,8 @@ mod pipelines {
             let (n, bins, longest) = (dense.shape[0], dense.shape[1], dense.shape[2]);
             assert_eq!((n, bins), (batch.len(), 80));
             assert_eq!(batch.lengths.len(), n);
-            assert_eq!(longest, *batch.lengths.iter().max().unwrap());
+            let max = *batch.lengths.iter().max().unwrap();
+            assert_eq!(longest, max.next_multiple_of(multiple), "lengths {max}");
             let values = dense.to_f32_vec();
             for (j, &index) in batch.sample_indices.iter().enumerate() {
                 let (frames, want) = reference.entry(index).or_insert_with(|| {
@@ -226,12 +230,39 @@ mod pipelines {
                 for bin in 0..80 {
                     let row = &values[(j * 80 + bin) * longest..(j * 80 + bin + 1) * longest];
                     assert_eq!(&row[..frames], &want[bin * frames..(bin + 1) * frames]);
-                    assert!(row[frames..].iter().all(|&v| v == 0.0), "padding is zero");
+                    assert!(
+                        row[frames..].iter().all(|&v| v == value),
+                        "padding is {value}"
+                    );
                 }
                 seen += 1;
             }
         }
         assert_eq!(seen, 4 * 7);
+    }
+
+    #[test]
+    fn asr_val_batches_are_padded_log_mels_with_lengths() {
+        check_padding(1, 0.0);
+    }
+
+    #[test]
+    fn padding_rounds_up_to_a_multiple_with_the_declared_value() {
+        check_padding(8, -7.5);
+    }
+
+    #[test]
+    fn padding_settings_are_checked() {
+        let (_dir, folder) = dataset(2);
+        let build = |b: sluice::PipelineBuilder| Workload::AsrVal.add_ops(b).build();
+        let err = build(Pipeline::builder(folder.clone()).pad_to_multiple_of(0))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("pad_to_multiple_of"), "{err}");
+        let err = build(Pipeline::builder(folder).pad_value(f32::NAN))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("pad_value"), "{err}");
     }
 
     #[test]

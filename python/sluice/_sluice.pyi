@@ -154,6 +154,8 @@ class Pipeline:
         epochs: int = 1,
         cache_budget_mib: int = 0,
         allow_approx: bool = False,
+        pad_multiple: int = 1,
+        pad_value: float = 0.0,
     ) -> None: ...
     def epoch(self, epoch: int) -> EpochIterator:
         """The batches of `epoch` in sampler order (from the saved position after

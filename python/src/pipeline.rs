@@ -47,7 +47,8 @@ pub fn cache_dir(what: &str) -> PathBuf {
 /// `Pipeline(source, ops, *, batch_size=32, shuffle=False, seed=0, threads=None, prefetch=2,
 /// max_prefetch=0, drop_last=False, on_error="fail", placement="cpu", device_batches=False,
 /// cuda_device=None, cache_mib=0, fuse=True, max_pixels=None, max_side=None, optimize=False, profile=None,
-/// save_profile=None, train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=False)`
+/// save_profile=None, train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=False,
+/// pad_multiple=1, pad_value=0.0)`
 #[pyclass(module = "sluice", frozen)]
 pub struct Pipeline {
     inner: CorePipeline,
@@ -112,6 +113,8 @@ impl Pipeline {
             policy: convert::policy(&get::<String>(&kw, "on_error")?)?,
             fuse: get(&kw, "fuse")?,
             cache_bytes: count("cache_mib", get(&kw, "cache_mib")?, 0)? << 20,
+            pad_multiple: count("pad_multiple", get(&kw, "pad_multiple")?, 1)?,
+            pad_value: get(&kw, "pad_value")?,
         };
         let batch_size = settings.batch_size;
         let mut limits = DecodeLimits::default();
@@ -221,7 +224,8 @@ impl Pipeline {
         prefetch=2, max_prefetch=0, drop_last=false, on_error="fail".to_string(),
         placement="cpu".to_string(), device_batches=false, cuda_device=None, cache_mib=0,
         fuse=true, max_pixels=None, max_side=None, optimize=false, profile=None, save_profile=None,
-        train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=false))]
+        train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=false, pad_multiple=1,
+        pad_value=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -249,6 +253,8 @@ impl Pipeline {
         epochs: u32,
         cache_budget_mib: i64,
         allow_approx: bool,
+        pad_multiple: i64,
+        pad_value: f32,
     ) -> PyResult<Self> {
         let kw = PyDict::new(py);
         kw.set_item("batch_size", batch_size)?;
@@ -273,6 +279,8 @@ impl Pipeline {
         kw.set_item("epochs", epochs)?;
         kw.set_item("cache_budget_mib", cache_budget_mib)?;
         kw.set_item("allow_approx", allow_approx)?;
+        kw.set_item("pad_multiple", pad_multiple)?;
+        kw.set_item("pad_value", pad_value)?;
         let ops = match ops {
             None => PyList::empty(py),
             Some(o) => PyList::new(py, o.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
@@ -675,6 +683,8 @@ pub fn workload(
         1,
         0,
         false,
+        1,
+        0.0,
     )
 }
 

@@ -25,6 +25,8 @@ pub struct BenchOptions {
     pub fuse: bool,
     /// Prefix cache budget in MiB (0: off).
     pub cache_mib: usize,
+    /// Padded (speech) batches: time padded to a multiple of this (`--pad-multiple`).
+    pub pad_multiple: usize,
     pub policy: ErrorPolicy,
     /// Simulated training step: the consumer holds each batch this long before asking for the
     /// next (0: consume as fast as possible).
@@ -68,6 +70,8 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         policy: opts.policy,
         fuse: opts.fuse,
         cache_bytes: opts.cache_mib << 20,
+        pad_multiple: opts.pad_multiple,
+        pad_value: 0.0,
     };
     let builder = |placement: Placement| {
         let b = Pipeline::builder_shared(source.clone())

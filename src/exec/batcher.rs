@@ -121,8 +121,8 @@ impl Shared {
         indices.iter().map(|&i| self.source.label(i)).collect()
     }
 
-    /// Collate f32 samples of shape `[rows, length]` into `[n, rows, longest]`, zero-padded
-    /// along the last axis; returns the batch, the outcomes and each kept sample's length.
+    /// Collate f32 samples of shape `[rows, length]` into `[n, rows, longest]` (rounded up to
+    /// the pipeline's `pad_multiple`), padded with its `pad_value` along the last axis; returns the batch, the outcomes and each kept sample's length.
     /// Samples whose row count differs from the first kept sample's are an error.
     fn pad(
         &self,
@@ -135,10 +135,19 @@ impl Shared {
             .map(|(_, shape)| shape.as_slice())
             .collect();
         let rows = shapes.first().map_or(0, |s| s[0]);
-        let longest = shapes.iter().map(|s| s[1]).max().unwrap_or(0);
+        let longest = shapes
+            .iter()
+            .map(|s| s[1])
+            .max()
+            .unwrap_or(0)
+            .next_multiple_of(self.settings.pad_multiple);
         let kept = shapes.len();
         let mut data = self.buffers.take(kept * rows * longest * 4);
-        data.as_mut_slice().fill(0);
+        // Recycled buffers hold an earlier batch: every word past a sample's length is written.
+        let fill = self.settings.pad_value.to_le_bytes();
+        data.as_mut_slice()
+            .chunks_exact_mut(4)
+            .for_each(|w| w.copy_from_slice(&fill));
         let mut lengths = Vec::with_capacity(kept);
         let mut outcomes = Vec::with_capacity(results.len());
         let mut slot = 0;
