@@ -181,6 +181,9 @@ pub struct Batch {
     /// Padded batches (audio and features): each sample's length along the last axis before
     /// padding, in batch order. Empty for image batches.
     pub lengths: Vec<usize>,
+    /// Each sample's transcript, in batch order, when the source has them (a manifest with a
+    /// text column; see [`crate::source::Source::text`]); else empty.
+    pub texts: Vec<String>,
 }
 
 impl Batch {

@@ -358,6 +358,56 @@ mod pipelines {
         assert_eq!(kept, 4);
         assert_eq!(p.stats().skipped, 1);
     }
+
+    #[test]
+    fn transcripts_from_a_manifest_come_out_with_their_samples() {
+        let (dir, folder) = dataset(6);
+        // A NeMo-style manifest over the same files plus a broken one, each with its text.
+        std::fs::write(dir.path().join("broken.wav"), b"RIFF\x10\0\0\0WAVEnope").unwrap();
+        let mut lines = String::new();
+        let mut want = Vec::new();
+        for i in 0..folder.len() as u64 {
+            let path = folder.origin(i);
+            let text = format!("utterance {i}, said \"clearly\"");
+            lines += &serde_json::json!({"audio_filepath": path, "text": text}).to_string();
+            lines.push('\n');
+            want.push(text);
+        }
+        lines += "{\"audio_filepath\": \"broken.wav\", \"text\": \"lost\"}\n";
+        want.push("lost".into());
+        let manifest = dir.path().join("train.jsonl");
+        std::fs::write(&manifest, lines).unwrap();
+        let source = sluice::source::open_audio_path(&manifest).unwrap();
+        let p = Workload::AsrVal
+            .add_ops(
+                Pipeline::builder_shared(source)
+                    .batch_size(3)
+                    .threads(2)
+                    .shuffle(true)
+                    .seed(4),
+            )
+            .on_error(ErrorPolicy::Skip)
+            .build()
+            .unwrap();
+        let mut seen = Vec::new();
+        for batch in p.epoch(1).unwrap() {
+            let batch = batch.unwrap();
+            assert_eq!(batch.texts.len(), batch.len());
+            for (j, &index) in batch.sample_indices.iter().enumerate() {
+                assert_eq!(batch.texts[j], want[index as usize], "sample {index}");
+                assert_eq!(batch.labels[j], -1, "a manifest without labels");
+                seen.push(index);
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, (0..6).collect::<Vec<u64>>(), "the broken file skipped");
+        // Folders have no transcripts: no texts in their batches.
+        let plain = Workload::AsrVal
+            .add_ops(Pipeline::builder(folder).batch_size(3))
+            .build()
+            .unwrap();
+        assert!(plain.epoch(0).unwrap().all(|b| b.unwrap().texts.is_empty()));
+    }
 }
 
 #[test]

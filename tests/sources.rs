@@ -97,3 +97,76 @@ fn generated_dataset_is_deterministic_and_imagenet_like() {
     folder.read(0, &mut bytes).unwrap();
     assert_eq!(&bytes[..3], [0xFF, 0xD8, 0xFF]);
 }
+
+#[test]
+fn manifests_with_transcripts_in_csv_tsv_and_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.wav"), b"A").unwrap();
+    std::fs::write(dir.path().join("b.wav"), b"B").unwrap();
+    let write = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        FileList::open(&path)
+    };
+    let texts = |l: &FileList| -> Vec<Option<String>> {
+        (0..l.len() as u64)
+            .map(|i| l.text(i).map(str::to_string))
+            .collect()
+    };
+    // Quoted commas, quotes and a newline survive; extra columns are ignored; no label: -1.
+    let csv = write(
+        "m.csv",
+        "path,duration,text\na.wav,1.5,\"hello, \"\"world\"\"\"\nb.wav,2,\"two\nlines\"\n",
+    )
+    .unwrap();
+    assert_eq!(csv.len(), 2);
+    assert_eq!(
+        texts(&csv),
+        [Some("hello, \"world\"".into()), Some("two\nlines".into())]
+    );
+    assert_eq!((csv.label(0), csv.label(1)), (-1, -1));
+    let mut buf = Vec::new();
+    csv.read(1, &mut buf).unwrap();
+    assert_eq!(buf, b"B", "paths relative to the manifest");
+    // Common Voice's TSV: `path` and `sentence` among other columns, plus a label.
+    let tsv = write(
+        "m.tsv",
+        "client_id\tpath\tsentence\tlabel\nx\ta.wav\tone sentence\t3\n",
+    )
+    .unwrap();
+    assert_eq!(texts(&tsv), [Some("one sentence".into())]);
+    assert_eq!(tsv.label(0), 3);
+    // NeMo's JSON lines.
+    let jsonl = write(
+        "m.jsonl",
+        "{\"audio_filepath\": \"a.wav\", \"duration\": 1.5, \"text\": \"the cat\"}\n\n\
+         {\"audio_filepath\": \"b.wav\", \"duration\": 2.0, \"text\": \"\", \"label\": 7}\n",
+    )
+    .unwrap();
+    assert_eq!(texts(&jsonl), [Some("the cat".into()), Some(String::new())]);
+    assert_eq!((jsonl.label(0), jsonl.label(1)), (-1, 7));
+    assert!(jsonl.describe().contains("with transcripts"));
+    // The original `path,label` format has no transcripts.
+    let plain = write("p.csv", "a.wav,1\nb.wav,2\n").unwrap();
+    assert_eq!(texts(&plain), [None, None]);
+
+    // Errors name the file and line.
+    let err = |name: &str, body: &str| write(name, body).unwrap_err().to_string();
+    let e = err("bad.jsonl", "{\"path\": \"a.wav\", \"text\": \"x\"}\n{\"path\": \"b.wav\"\n");
+    assert!(e.contains("bad.jsonl:2") && e.contains("JSON"), "{e}");
+    let e = err("nopath.jsonl", "{\"file_name\": \"a.wav\"}\n");
+    assert!(e.contains("nopath.jsonl:1") && e.contains("no path"), "{e}");
+    let e = err("label.jsonl", "{\"path\": \"a.wav\", \"label\": \"cat\"}\n");
+    assert!(e.contains("label.jsonl:1") && e.contains("not an integer"), "{e}");
+    let e = err(
+        "mixed.jsonl",
+        "{\"path\": \"a.wav\", \"text\": \"x\"}\n{\"path\": \"b.wav\"}\n",
+    );
+    assert!(e.contains("mixed.jsonl:2") && e.contains("transcript"), "{e}");
+    let e = err("label.csv", "path,label,text\na.wav,cat,hi\n");
+    assert!(e.contains("label.csv:2") && e.contains("cat"), "{e}");
+    let e = err("nohead.tsv", "a.wav\thello\n");
+    assert!(e.contains("nohead.tsv:1") && e.contains("header"), "{e}");
+    let e = err("empty.jsonl", "\n\n");
+    assert!(e.contains("lists no files"), "{e}");
+}

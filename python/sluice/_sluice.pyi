@@ -36,7 +36,10 @@ class ImageFolder:
     def __len__(self) -> int: ...
 
 class FileList:
-    """A CSV list of `path,label` lines."""
+    """A list of files: `path,label` CSV lines, a CSV/TSV table with a header (`path` or
+    `audio_filepath`, optional `label`, optional `text`/`transcript`/`sentence`), or a
+    JSON-lines manifest (`.jsonl`) with the same keys. Without labels every label is -1;
+    transcripts come out as the batch's "text"."""
 
     def __init__(self, path: PathLike) -> None: ...
     def __len__(self) -> int: ...
@@ -95,7 +98,9 @@ class Batch(Mapping[str, Any]):
     """One batch in sampler order: a mapping of named tensors. "images" is a Tensor (a list of
     per-sample Tensors when the output size is not fixed), "labels" and "indices" are int64
     Tensors. Audio pipelines (ops starting with DecodeAudio) hold "features" (float32
-    [n, rows, time], zero-padded along time) and "lengths" (int64) instead of "images"."""
+    [n, rows, time], padded along time) and "lengths" (int64) instead of "images". With a
+    manifest that has transcripts (a `text`/`transcript`/`sentence` column or JSON key),
+    "text" is a list of str in batch order."""
 
     epoch: int
     index: int

@@ -1,6 +1,6 @@
 //! `sluice.Batch`: a mapping of named tensors ("images", "labels", "indices"; for audio
-//! pipelines "features", "lengths", "labels", "indices") plus the batch's position and the
-//! samples the skip policy left out.
+//! pipelines "features", "lengths", "labels", "indices"; plus "text", a list of str, when the
+//! source has transcripts) plus the batch's position and the samples the skip policy left out.
 
 use crate::tensor::{Memory, Tensor};
 use pyo3::exceptions::{PyKeyError, PyTypeError};
@@ -9,10 +9,11 @@ use pyo3::types::{PyList, PyTuple};
 use sluice::batch::Images;
 use std::sync::Arc;
 
-/// The names an image batch holds, in order.
+/// The names a batch holds, in order: image or padded (audio), with or without transcripts.
 const IMAGE_KEYS: [&str; 3] = ["images", "labels", "indices"];
-/// The names a padded (audio) batch holds, in order.
 const AUDIO_KEYS: [&str; 4] = ["features", "lengths", "labels", "indices"];
+const IMAGE_TEXT_KEYS: [&str; 4] = ["images", "labels", "indices", "text"];
+const AUDIO_TEXT_KEYS: [&str; 5] = ["features", "lengths", "labels", "indices", "text"];
 
 /// A sample the `on_error="skip"` policy left out of its batch.
 #[pyclass(module = "sluice", frozen, get_all)]
@@ -45,7 +46,8 @@ impl SkippedSample {
 
 /// One batch, in sampler order: `batch["images"]`, `batch["labels"]` (int64),
 /// `batch["indices"]` (int64 dataset indices); audio pipelines give `batch["features"]`
-/// (float32 [n, rows, time], zero-padded) and `batch["lengths"]` (int64) instead of images.
+/// (float32 [n, rows, time], zero-padded) and `batch["lengths"]` (int64) instead of images;
+/// `batch["text"]` (list of str) holds the transcripts when the source has them.
 #[pyclass(module = "sluice", frozen, mapping)]
 pub struct Batch {
     /// The epoch this batch belongs to.
@@ -62,6 +64,8 @@ pub struct Batch {
     lengths: Option<Py<Tensor>>,
     labels: Py<Tensor>,
     indices: Py<Tensor>,
+    /// Transcripts, when the source has them.
+    text: Option<Py<PyList>>,
     skipped: Py<PyList>,
 }
 
@@ -109,6 +113,11 @@ impl Batch {
             .map(|s| Py::new(py, s))
             .collect::<PyResult<Vec<_>>>()?;
         let indices = batch.sample_indices.iter().map(|&i| i as i64).collect();
+        let text = if batch.texts.is_empty() {
+            None
+        } else {
+            Some(PyList::new(py, &batch.texts)?.unbind())
+        };
         Ok(Batch {
             epoch: batch.epoch,
             index: batch.index,
@@ -117,16 +126,18 @@ impl Batch {
             lengths,
             labels: Py::new(py, Tensor::int64(batch.labels))?,
             indices: Py::new(py, Tensor::int64(indices))?,
+            text,
             skipped: PyList::new(py, skipped)?.unbind(),
         })
     }
 
     /// The keys this batch holds.
     fn names(&self) -> &'static [&'static str] {
-        if self.lengths.is_some() {
-            &AUDIO_KEYS
-        } else {
-            &IMAGE_KEYS
+        match (self.lengths.is_some(), self.text.is_some()) {
+            (true, false) => &AUDIO_KEYS,
+            (true, true) => &AUDIO_TEXT_KEYS,
+            (false, false) => &IMAGE_KEYS,
+            (false, true) => &IMAGE_TEXT_KEYS,
         }
     }
 
@@ -138,6 +149,7 @@ impl Batch {
             "lengths" => lengths.map(|l| l.clone_ref(py).into_any()),
             "labels" => Some(self.labels.clone_ref(py).into_any()),
             "indices" => Some(self.indices.clone_ref(py).into_any()),
+            "text" => self.text.as_ref().map(|t| t.clone_ref(py).into_any()),
             _ => None,
         }
     }

@@ -65,7 +65,9 @@ impl ImageFolder {
     }
 }
 
-/// A CSV list of `path,label` lines (paths relative to the file's directory or absolute).
+/// A list of files: `path,label` CSV lines, a CSV/TSV table with a header (`path` or
+/// `audio_filepath`, optional `label`, optional `text`), or a JSON-lines manifest with the same
+/// keys (NeMo style). Paths are relative to the list's directory or absolute.
 #[pyclass(module = "sluice", frozen)]
 pub struct FileList {
     inner: Arc<source::FileList>,

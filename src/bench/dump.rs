@@ -1,6 +1,6 @@
 //! `sluice bench --dump DIR`: the first batch as `.npy` files (one per named tensor) and
-//! `samples.txt` (each sample's origin, one per line, in batch order), so anyone can inspect the
-//! output or compare it with another library's.
+//! `samples.txt` (each sample's origin, one per line, in batch order; `text.json` for
+//! transcripts), so anyone can inspect the output or compare it with another library's.
 //!
 //! NPY is numpy's documented container (a magic string, a version, a header dictionary padded to
 //! 64 bytes, then the raw little-endian values); written here in a few lines rather than through
@@ -64,8 +64,9 @@ fn i64_npy(values: impl Iterator<Item = i64>) -> (Vec<u8>, usize) {
 }
 
 /// Write `batch` into `dir`: `images.npy` (or `features.npy` for padded speech batches; one
-/// `images_K.npy` per sample for ragged batches), `lengths.npy` when padded, `labels.npy` and
-/// `samples.txt`. Returns the files written.
+/// `images_K.npy` per sample for ragged batches), `lengths.npy` when padded, `labels.npy`,
+/// `samples.txt`, and `text.json` (a list of strings) when the source has transcripts. Returns
+/// the files written.
 pub fn dump_batch(dir: &Path, batch: &Batch, source: &dyn Source) -> Result<Vec<String>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
     let mut written = Vec::new();
@@ -109,6 +110,12 @@ pub fn dump_batch(dir: &Path, batch: &Batch, source: &dyn Source) -> Result<Vec<
         .collect();
     write(dir, "samples.txt", origins.as_bytes())?;
     written.push("samples.txt".into());
+    if !batch.texts.is_empty() {
+        // JSON keeps transcripts exact (commas, quotes, newlines).
+        let json = serde_json::to_string_pretty(&batch.texts).expect("strings serialize");
+        write(dir, "text.json", json.as_bytes())?;
+        written.push("text.json".into());
+    }
     Ok(written)
 }
 

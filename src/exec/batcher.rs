@@ -82,6 +82,7 @@ impl Shared {
             index: b,
             images,
             labels: self.labels(&sample_indices),
+            texts: self.texts(&sample_indices),
             sample_indices,
             skipped,
             lengths,
@@ -117,8 +118,16 @@ impl Shared {
         (Images::Ragged(ragged), outcomes, Vec::new())
     }
 
-    fn labels(&self, indices: &[u64]) -> Vec<i64> {
+    pub(super) fn labels(&self, indices: &[u64]) -> Vec<i64> {
         indices.iter().map(|&i| self.source.label(i)).collect()
+    }
+
+    /// The samples' transcripts, or none when the source has none.
+    pub(super) fn texts(&self, indices: &[u64]) -> Vec<String> {
+        indices
+            .iter()
+            .map_while(|&i| self.source.text(i).map(str::to_string))
+            .collect()
     }
 
     /// Collate f32 samples of shape `[rows, length]` into `[n, rows, longest]` (rounded up to

@@ -221,16 +221,12 @@ impl GpuJob {
             }
         };
         shared.timers.record(shared.gpu_stage(), t);
-        let labels = self
-            .indices
-            .iter()
-            .map(|&i| shared.source.label(i))
-            .collect();
         Ok(Batch {
             epoch: self.epoch,
             index: self.batch,
             images,
-            labels,
+            labels: shared.labels(&self.indices),
+            texts: shared.texts(&self.indices),
             sample_indices: self.indices,
             skipped: self.skipped,
             lengths: Vec::new(),

@@ -7,7 +7,7 @@ mod image_folder;
 mod memory;
 
 pub use audio_folder::AudioFolder;
-pub use file_list::FileList;
+pub use file_list::{FileList, NO_LABEL};
 pub use image_folder::ImageFolder;
 pub use memory::InMemory;
 
@@ -48,6 +48,13 @@ pub trait Source: Send + Sync {
     /// Where sample `index` comes from, for error messages (a path, or shard + offset).
     fn origin(&self, index: u64) -> String;
 
+    /// The transcript (or caption) that travels with sample `index` as metadata, when the
+    /// source has them (a manifest with a text column); batches carry them in
+    /// [`crate::Batch::texts`].
+    fn text(&self, _index: u64) -> Option<&str> {
+        None
+    }
+
     /// Replace the contents of `buf` with the encoded bytes of sample `index`.
     fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()>;
 
@@ -60,6 +67,8 @@ pub trait Source: Send + Sync {
 pub(crate) struct PathList {
     pub paths: Vec<std::path::PathBuf>,
     pub labels: Vec<i64>,
+    /// One per path, or empty when the list has no transcripts.
+    pub texts: Vec<String>,
 }
 
 /// A source backed by a [`PathList`]: implementing this gives the whole [`Source`] trait.
@@ -79,6 +88,13 @@ impl<T: FileBacked> Source for T {
 
     fn origin(&self, index: u64) -> String {
         self.path_list().paths[index as usize].display().to_string()
+    }
+
+    fn text(&self, index: u64) -> Option<&str> {
+        self.path_list()
+            .texts
+            .get(index as usize)
+            .map(String::as_str)
     }
 
     fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
