@@ -400,7 +400,11 @@ mod pipelines {
             }
         }
         seen.sort();
-        assert_eq!(seen, (0..6).collect::<Vec<u64>>(), "the broken file skipped");
+        assert_eq!(
+            seen,
+            (0..6).collect::<Vec<u64>>(),
+            "the broken file skipped"
+        );
         // Folders have no transcripts: no texts in their batches.
         let plain = Workload::AsrVal
             .add_ops(Pipeline::builder(folder).batch_size(3))

@@ -375,3 +375,78 @@ fn bench_dump_writes_the_first_batch_as_npy_and_sample_paths() {
     let samples = std::fs::read_to_string(out.join("samples.txt")).unwrap();
     assert!(samples.lines().all(|l| l.ends_with(".wav")), "{samples}");
 }
+
+#[test]
+fn bench_on_a_manifest_reports_audio_seconds_and_dumps_transcripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let audio = dir.path().join("audio");
+    sluice(&[
+        "gen-data",
+        audio.to_str().unwrap(),
+        "--kind",
+        "audio",
+        "--n",
+        "5",
+        "--classes",
+        "2",
+    ]);
+    // A manifest over the generated files with a transcript each (commas and quotes too).
+    let folder = sluice::source::AudioFolder::open(&audio).unwrap();
+    let mut manifest = String::new();
+    let mut seconds = 0.0;
+    for i in 0..5u64 {
+        let path = sluice::source::Source::origin(&folder, i);
+        let bytes = std::fs::read(&path).unwrap();
+        seconds += sluice::audio::decode_audio(bytes, &Default::default(), Default::default())
+            .unwrap()
+            .seconds();
+        let text = format!("file {i}, \"quoted\"");
+        manifest += &serde_json::json!({"audio_filepath": path, "text": text}).to_string();
+        manifest.push('\n');
+    }
+    let list = dir.path().join("train.jsonl");
+    std::fs::write(&list, manifest).unwrap();
+    let out = dir.path().join("dump");
+    let run = sluice(&[
+        "bench",
+        "asr-val",
+        "--data",
+        list.to_str().unwrap(),
+        "--batch",
+        "4",
+        "--epochs",
+        "2",
+        "--threads",
+        "2",
+        "--pad-multiple",
+        "8",
+        "--json",
+        "--dump",
+        out.to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let rate = report["audio_seconds_per_second"].as_f64().unwrap();
+    let wall = report["wall_seconds"].as_f64().unwrap();
+    assert!(
+        (rate * wall - 2.0 * seconds).abs() < 1e-3,
+        "{rate} s/s over {wall} s, for two epochs of {seconds} s"
+    );
+    assert!(report["plan"].as_str().unwrap().contains("multiple of 8"));
+    let (_, shape, _) = npy(&out.join("features.npy"));
+    assert_eq!(shape[2] % 8, 0, "{shape:?}");
+    let samples = std::fs::read_to_string(out.join("samples.txt")).unwrap();
+    let texts: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("text.json")).unwrap()).unwrap();
+    assert_eq!(texts.len(), 4);
+    for (path, text) in samples.lines().zip(&texts) {
+        let i = (0..5u64)
+            .find(|&i| sluice::source::Source::origin(&folder, i) == path)
+            .unwrap();
+        assert_eq!(text, &format!("file {i}, \"quoted\""));
+    }
+    // Image workloads report no audio rate.
+    let images = dir.path().join("images");
+    sluice(&["gen-data", images.to_str().unwrap(), "--n", "4"]);
+    let report = bench_json(images.to_str().unwrap(), "rn50-val", "1");
+    assert!(report["audio_seconds_per_second"].is_null());
+}

@@ -152,17 +152,26 @@ fn manifests_with_transcripts_in_csv_tsv_and_json_lines() {
 
     // Errors name the file and line.
     let err = |name: &str, body: &str| write(name, body).unwrap_err().to_string();
-    let e = err("bad.jsonl", "{\"path\": \"a.wav\", \"text\": \"x\"}\n{\"path\": \"b.wav\"\n");
+    let e = err(
+        "bad.jsonl",
+        "{\"path\": \"a.wav\", \"text\": \"x\"}\n{\"path\": \"b.wav\"\n",
+    );
     assert!(e.contains("bad.jsonl:2") && e.contains("JSON"), "{e}");
     let e = err("nopath.jsonl", "{\"file_name\": \"a.wav\"}\n");
     assert!(e.contains("nopath.jsonl:1") && e.contains("no path"), "{e}");
     let e = err("label.jsonl", "{\"path\": \"a.wav\", \"label\": \"cat\"}\n");
-    assert!(e.contains("label.jsonl:1") && e.contains("not an integer"), "{e}");
+    assert!(
+        e.contains("label.jsonl:1") && e.contains("not an integer"),
+        "{e}"
+    );
     let e = err(
         "mixed.jsonl",
         "{\"path\": \"a.wav\", \"text\": \"x\"}\n{\"path\": \"b.wav\"}\n",
     );
-    assert!(e.contains("mixed.jsonl:2") && e.contains("transcript"), "{e}");
+    assert!(
+        e.contains("mixed.jsonl:2") && e.contains("transcript"),
+        "{e}"
+    );
     let e = err("label.csv", "path,label,text\na.wav,cat,hi\n");
     assert!(e.contains("label.csv:2") && e.contains("cat"), "{e}");
     let e = err("nohead.tsv", "a.wav\thello\n");

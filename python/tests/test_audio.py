@@ -68,6 +68,40 @@ def test_audio_batches_hold_padded_features_and_lengths(audio_data):
     assert 101 in first["lengths"].numpy().tolist()
 
 
+def test_padding_to_a_multiple_with_a_value(audio_data):
+    pipe = sluice.Pipeline(audio_data, ASR_VAL, batch_size=3, threads=2, pad_multiple=16,
+                           pad_value=-3.0)
+    plain = sluice.Pipeline(audio_data, ASR_VAL, batch_size=3, threads=2)
+    for b, p in zip(pipe.epoch(0), plain.epoch(0), strict=True):
+        feats, lengths = b["features"].numpy(), b["lengths"].numpy()
+        assert feats.shape[2] % 16 == 0 and feats.shape[2] - lengths.max() < 16
+        want = p["features"].numpy()
+        for i, n in enumerate(lengths):
+            assert np.array_equal(feats[i, :, :n], want[i, :, :n])
+            assert (feats[i, :, n:] == -3.0).all()
+    with pytest.raises(ValueError, match="pad_multiple"):
+        sluice.Pipeline(audio_data, ASR_VAL, pad_multiple=0)
+
+
+def test_transcripts_from_a_json_lines_manifest(audio_data, tmp_path):
+    files = sorted(audio_data.rglob("*.wav"))
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(
+        json.dumps({"audio_filepath": str(f), "duration": 1.0, "text": f"words of {f.stem}, ok"}) + "\n"
+        for f in files))
+    pipe = sluice.Pipeline(str(manifest), ASR_VAL, batch_size=2, shuffle=True, seed=3, threads=2)
+    seen = []
+    for b in pipe.epoch(0):
+        assert list(b.keys()) == ["features", "lengths", "labels", "indices", "text"]
+        assert b["labels"].numpy().tolist() == [-1] * b.size
+        for index, text in zip(b["indices"].numpy().tolist(), b["text"], strict=True):
+            assert text == f"words of {files[index].stem}, ok"
+            seen.append(index)
+    assert sorted(seen) == list(range(len(files)))
+    # Folders have no transcripts: no "text" key.
+    assert "text" not in next(iter(sluice.Pipeline(audio_data, ASR_VAL, batch_size=2)))
+
+
 def test_the_asr_val_workload_equals_the_cli_bench(audio_data, sluice_bin):
     got = sluice.Checksum()
     for b in sluice.workload("asr-val", audio_data, batch_size=2, threads=2).epoch(0):

@@ -72,6 +72,9 @@ pub struct BenchReport {
     /// Padded batches (speech): the share of the delivered tensors that is padding, over the
     /// run (None for image workloads).
     pub padding_fraction: Option<f64>,
+    /// Speech workloads: seconds of audio decoded per second of wall time, over the run
+    /// (None for image workloads).
+    pub audio_seconds_per_second: Option<f64>,
     /// xxh3-64 over every batch's bytes and labels in order: equal across thread counts.
     pub checksum: String,
     /// Device batches (`--backend cuda` with a CUDA device): the trainer-side measurements.
@@ -128,6 +131,9 @@ impl BenchReport {
             "peak RSS     {:.1} MiB   (batch buffers allocated: {})\n",
             self.peak_rss_mib, self.buffer_allocations
         );
+        if let Some(a) = self.audio_seconds_per_second {
+            s += &format!("audio        {a:.0} s of audio per second\n");
+        }
         if let Some(p) = self.padding_fraction {
             s += &format!("padding      {:.1}% of the batch tensors\n", p * 100.0);
         }

@@ -260,6 +260,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         cache_hits: stats.cache_hits,
         cache_mib: stats.cache_bytes as f64 / (1024.0 * 1024.0),
         padding_fraction: (padded.1 > 0).then(|| 1.0 - padded.0 as f64 / padded.1 as f64),
+        audio_seconds_per_second: (stats.audio_seconds > 0.0).then(|| stats.audio_seconds / wall),
         checksum: if hashed {
             hasher.hex()
         } else {

@@ -217,6 +217,7 @@ impl Shared {
         let audio = decoder
             .decode(&ws.bytes)
             .map_err(|m| self.sample_error(index, "DecodeAudio", m))?;
+        self.timers.audio_decoded(audio.seconds());
         ws.audio = AudioValue::Audio(audio);
         let mut t = self.timers.record(DECODE_STAGE, t);
         for (s, step) in self.steps.iter().enumerate() {

@@ -9,6 +9,8 @@ pub(crate) struct StageTimers {
     calls: Vec<AtomicU64>,
     samples: AtomicU64,
     skipped: AtomicU64,
+    /// Decoded audio, in microseconds of signal (speech pipelines).
+    audio_micros: AtomicU64,
     /// The adaptive controller's latest prefetch depth, and how often it changed.
     prefetch_depth: AtomicU64,
     prefetch_adjustments: AtomicU64,
@@ -23,6 +25,7 @@ impl StageTimers {
             names,
             samples: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            audio_micros: AtomicU64::new(0),
             prefetch_depth: AtomicU64::new(0),
             prefetch_adjustments: AtomicU64::new(0),
         }
@@ -51,6 +54,12 @@ impl StageTimers {
             .fetch_add(adjustments, Ordering::Relaxed);
     }
 
+    /// A sample decoded to `seconds` of audio.
+    pub fn audio_decoded(&self, seconds: f64) {
+        self.audio_micros
+            .fetch_add((seconds * 1e6).round() as u64, Ordering::Relaxed);
+    }
+
     pub fn sample_skipped(&self) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
     }
@@ -69,6 +78,7 @@ impl StageTimers {
                 .collect(),
             samples: self.samples.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
+            audio_seconds: self.audio_micros.load(Ordering::Relaxed) as f64 / 1e6,
             buffer_allocations,
             cache_hits,
             cache_bytes,
@@ -100,6 +110,8 @@ pub struct RunStats {
     pub samples: u64,
     /// Samples left out under the `skip` policy.
     pub skipped: u64,
+    /// Seconds of audio decoded (speech pipelines; 0 for images).
+    pub audio_seconds: f64,
     /// Batch buffers allocated rather than reused.
     pub buffer_allocations: u64,
     /// Samples served from the prefix cache (read and decode skipped).
@@ -128,6 +140,7 @@ impl RunStats {
                 .collect(),
             samples: self.samples - earlier.samples,
             skipped: self.skipped - earlier.skipped,
+            audio_seconds: self.audio_seconds - earlier.audio_seconds,
             buffer_allocations: self.buffer_allocations - earlier.buffer_allocations,
             cache_hits: self.cache_hits - earlier.cache_hits,
             cache_bytes: self.cache_bytes,

@@ -34,8 +34,8 @@ const TEXT_KEYS: [&str; 3] = ["text", "transcript", "sentence"];
 impl FileList {
     pub fn open(file: impl AsRef<Path>) -> Result<Self> {
         let file = file.as_ref().to_path_buf();
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| Error::io(file.display().to_string(), e))?;
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| Error::io(file.display().to_string(), e))?;
         let base = file.parent().unwrap_or(Path::new("")).to_path_buf();
         let mut list = Builder {
             file: &file,
@@ -94,10 +94,8 @@ impl Builder<'_> {
 
     /// `path,label` lines, or a table whose header names its columns.
     fn table(&mut self, text: &str, delimiter: u8) -> Result<()> {
-        let Some((first_line, first)) = text
-            .lines()
-            .enumerate()
-            .find(|(_, l)| !l.trim().is_empty())
+        let Some((first_line, first)) =
+            text.lines().enumerate().find(|(_, l)| !l.trim().is_empty())
         else {
             return Ok(());
         };
@@ -207,14 +205,15 @@ impl Builder<'_> {
                 .as_object()
                 .ok_or_else(|| self.error(line_no, "not a JSON object"))?;
             let get = |keys: &[&str]| keys.iter().find_map(|k| object.get(*k));
-            let path = get(&PATH_KEYS)
-                .and_then(|p| p.as_str())
-                .ok_or_else(|| {
-                    self.error(
-                        line_no,
-                        format!("no path: expected a string in one of {}", PATH_KEYS.join(", ")),
-                    )
-                })?;
+            let path = get(&PATH_KEYS).and_then(|p| p.as_str()).ok_or_else(|| {
+                self.error(
+                    line_no,
+                    format!(
+                        "no path: expected a string in one of {}",
+                        PATH_KEYS.join(", ")
+                    ),
+                )
+            })?;
             let label = match object.get("label") {
                 None => NO_LABEL,
                 Some(l) => l
