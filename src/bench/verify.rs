@@ -112,6 +112,7 @@ mod tests {
             sample_indices: vec![3],
             skipped: Vec::new(),
             lengths: Vec::new(),
+            texts: Vec::new(),
         }
     }
 
