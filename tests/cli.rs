@@ -18,6 +18,20 @@ fn sluice(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// `n` generated speech files in 2 classes under `dir`.
+fn gen_audio(dir: &std::path::Path, n: usize) {
+    let n = n.to_string();
+    let args = [
+        "gen-data",
+        dir.to_str().unwrap(),
+        "--kind",
+        "audio",
+        "--n",
+        &n,
+    ];
+    sluice(&[&args[..], &["--classes", "2"]].concat());
+}
+
 fn bench_json(data: &str, workload: &str, threads: &str) -> serde_json::Value {
     let out = sluice(&[
         "bench",
@@ -309,16 +323,7 @@ fn bench_dump_writes_the_first_batch_as_npy_and_sample_paths() {
         "--classes",
         "2",
     ]);
-    sluice(&[
-        "gen-data",
-        audio.to_str().unwrap(),
-        "--kind",
-        "audio",
-        "--n",
-        "5",
-        "--classes",
-        "2",
-    ]);
+    gen_audio(&audio, 5);
     let dump = |workload: &str, data: &std::path::Path, out: &str| {
         let out = dir.path().join(out);
         sluice(&[
@@ -380,16 +385,7 @@ fn bench_dump_writes_the_first_batch_as_npy_and_sample_paths() {
 fn bench_on_a_manifest_reports_audio_seconds_and_dumps_transcripts() {
     let dir = tempfile::tempdir().unwrap();
     let audio = dir.path().join("audio");
-    sluice(&[
-        "gen-data",
-        audio.to_str().unwrap(),
-        "--kind",
-        "audio",
-        "--n",
-        "5",
-        "--classes",
-        "2",
-    ]);
+    gen_audio(&audio, 5);
     // A manifest over the generated files with a transcript each (commas and quotes too).
     let folder = sluice::source::AudioFolder::open(&audio).unwrap();
     let mut manifest = String::new();
