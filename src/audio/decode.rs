@@ -5,7 +5,9 @@
 //! without bound.
 
 use super::Audio;
-use symphonia::core::audio::SampleBuffer;
+use symphonia::core::audio::{AudioBuffer, AudioBufferRef, Signal};
+use symphonia::core::conv::IntoSample;
+use symphonia::core::sample::Sample;
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::FormatOptions;
@@ -93,6 +95,28 @@ fn check_wav_format(bytes: &[u8]) -> Result<(), String> {
     Err("a WAV file without a fmt chunk".into())
 }
 
+/// Convert a decoded packet straight onto the end of the f32 planes (symphonia's own sample
+/// conversion, so the values are those of its `SampleBuffer`, without that extra copy).
+fn append_planes(decoded: AudioBufferRef<'_>, planes: &mut [Vec<f32>]) {
+    fn extend<S: Sample + IntoSample<f32>>(buf: &AudioBuffer<S>, planes: &mut [Vec<f32>]) {
+        for (c, plane) in planes.iter_mut().enumerate() {
+            plane.extend(buf.chan(c).iter().map(|&s| s.into_sample()));
+        }
+    }
+    match decoded {
+        AudioBufferRef::U8(b) => extend(&b, planes),
+        AudioBufferRef::U16(b) => extend(&b, planes),
+        AudioBufferRef::U24(b) => extend(&b, planes),
+        AudioBufferRef::U32(b) => extend(&b, planes),
+        AudioBufferRef::S8(b) => extend(&b, planes),
+        AudioBufferRef::S16(b) => extend(&b, planes),
+        AudioBufferRef::S24(b) => extend(&b, planes),
+        AudioBufferRef::S32(b) => extend(&b, planes),
+        AudioBufferRef::F32(b) => extend(&b, planes),
+        AudioBufferRef::F64(b) => extend(&b, planes),
+    }
+}
+
 fn decode_checked(
     bytes: Vec<u8>,
     limits: &AudioLimits,
@@ -153,7 +177,6 @@ fn decode_checked(
         let n = (n as usize).min(file_len);
         planes.iter_mut().for_each(|p| p.reserve_exact(n));
     }
-    let mut buf: Option<SampleBuffer<f32>> = None;
     loop {
         let packet = match format.next_packet() {
             Ok(p) => p,
@@ -168,26 +191,13 @@ fn decode_checked(
         let decoded = decoder
             .decode(&packet)
             .map_err(|e| format!("decoding: {}", describe(&e)))?;
-        let spec = *decoded.spec();
-        if spec.channels.count() != channels {
+        if decoded.spec().channels.count() != channels {
             return Err("the channel count changes mid-stream".into());
         }
-        let frames = decoded.frames();
-        if (planes[0].len() + frames) as u64 > max_frames {
+        if (planes[0].len() + decoded.frames()) as u64 > max_frames {
             return Err(format!("longer than the {} s limit", limits.max_seconds));
         }
-        // One sample buffer, reallocated only for a larger packet.
-        if buf
-            .as_ref()
-            .is_none_or(|b| b.capacity() < frames * channels)
-        {
-            buf = Some(SampleBuffer::<f32>::new(frames as u64, spec));
-        }
-        let buf = buf.as_mut().expect("allocated above");
-        buf.copy_planar_ref(decoded);
-        for (c, plane) in planes.iter_mut().enumerate() {
-            plane.extend_from_slice(&buf.samples()[c * frames..(c + 1) * frames]);
-        }
+        append_planes(decoded, &mut planes);
     }
     if let Some(n) = params.n_frames {
         if (planes[0].len() as u64) < n {
