@@ -14,6 +14,21 @@ fn positive(op: &str, field: &str, v: i64) -> PyResult<usize> {
     crate::convert::count(&format!("{op}.{field}"), v, 1)
 }
 
+/// The value a string setting names among `choices`, or a ValueError listing them.
+fn choose<T: Copy>(op: &str, field: &str, given: &str, choices: &[(&str, T)]) -> PyResult<T> {
+    choices
+        .iter()
+        .find(|(name, _)| *name == given)
+        .map(|&(_, v)| v)
+        .ok_or_else(|| {
+            let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+            bad_setting(
+                &format!("{op}.{field}"),
+                format!("{given:?}: give {}", names.join(" or ")),
+            )
+        })
+}
+
 /// `sluice.ops.DecodeAudio` as the core decoder.
 pub fn decode_audio_from_py(obj: &Bound<'_, PyAny>) -> PyResult<DecodeAudio> {
     let k = "DecodeAudio";
@@ -87,16 +102,15 @@ pub fn audio_op_from_py(obj: &Bound<'_, PyAny>, k: &str) -> PyResult<Option<Audi
                 Some(h) => positive(k, "hop_length", h)?,
                 None => (win_length / 2).max(1),
             };
-            let padding = match get::<String>(obj, k, "pad_mode")?.as_str() {
-                "reflect" => Padding::Reflect,
-                "constant" => Padding::Constant,
-                other => {
-                    return Err(bad_setting(
-                        "Spectrogram.pad_mode",
-                        format!("{other:?}: give \"reflect\" or \"constant\""),
-                    ))
-                }
-            };
+            let padding = choose(
+                k,
+                "pad_mode",
+                &get::<String>(obj, k, "pad_mode")?,
+                &[
+                    ("reflect", Padding::Reflect),
+                    ("constant", Padding::Constant),
+                ],
+            )?;
             AudioOp::Spectrogram(SpectrogramSpec {
                 n_fft,
                 win_length,
@@ -112,16 +126,12 @@ pub fn audio_op_from_py(obj: &Bound<'_, PyAny>, k: &str) -> PyResult<Option<Audi
             })
         }
         "MelScale" => {
-            let scale = match get::<String>(obj, k, "mel_scale")?.as_str() {
-                "htk" => MelScale::Htk,
-                "slaney" => MelScale::Slaney,
-                other => {
-                    return Err(bad_setting(
-                        "MelScale.mel_scale",
-                        format!("{other:?}: give \"htk\" or \"slaney\""),
-                    ))
-                }
-            };
+            let scale = choose(
+                k,
+                "mel_scale",
+                &get::<String>(obj, k, "mel_scale")?,
+                &[("htk", MelScale::Htk), ("slaney", MelScale::Slaney)],
+            )?;
             let norm = match get::<Option<String>>(obj, k, "norm")?.as_deref() {
                 None => MelNorm::None,
                 Some("slaney") => MelNorm::Slaney,

@@ -156,15 +156,7 @@ mod tests {
     use super::*;
 
     fn asr_spec() -> SpectrogramSpec {
-        SpectrogramSpec {
-            n_fft: 512,
-            win_length: 400,
-            hop: 160,
-            window: WindowKind::HannPeriodic,
-            center: true,
-            padding: Padding::Reflect,
-            power: 2.0,
-        }
+        crate::bench::ASR_SPECTROGRAM
     }
 
     fn noise(n: usize, seed: u64) -> Vec<f32> {
