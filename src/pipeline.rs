@@ -157,8 +157,15 @@ impl From<crate::ops::AudioOp> for Op {
     }
 }
 
+impl From<crate::ops::UserOp> for Op {
+    fn from(o: crate::ops::UserOp) -> Op {
+        Op::User(o)
+    }
+}
+
 impl PipelineBuilder {
-    /// Append an operator (applied after decode, in declaration order).
+    /// Append an operator (applied after decode, in declaration order): a built-in or a
+    /// [`crate::ops::UserOp`].
     pub fn op(self, op: impl Into<Op>) -> Self {
         self.push(op.into(), None, false)
     }
@@ -524,22 +531,28 @@ fn output_spec(decoder: &Decoder, ops: &[Op]) -> Result<OutputSpec> {
             return Err(Error::InvalidPipeline(format!(
                 "{} (operator {}) follows a tensor-producing operator; image operators must come \
                  before Normalize/Cast and only one of those may end the pipeline",
-                spec.kind.name(),
+                op.name(),
                 i + 1
             )));
         }
         if spec.input != kind {
             return Err(Error::InvalidPipeline(format!(
                 "{} (operator {}) takes {} but {producer} produces {}",
-                spec.kind.name(),
+                op.name(),
                 i + 1,
                 kind_name(spec.input),
                 kind_name(kind)
             )));
         }
         kind = spec.output;
-        producer = spec.kind.name();
+        producer = op.name();
         debug_assert!(spec.kind != OpKind::Decode);
+    }
+    if kind == ValueKind::Complex {
+        return Err(Error::InvalidPipeline(format!(
+            "the pipeline ends with complex STFT values from {producer}: add ComplexNorm (or a \
+             spectrogram with a power) to make real features"
+        )));
     }
     if matches!(kind, ValueKind::Audio | ValueKind::Features) {
         return Ok(OutputSpec {
@@ -577,6 +590,7 @@ fn kind_name(kind: ValueKind) -> &'static str {
         ValueKind::Tensor { .. } => "a tensor",
         ValueKind::Audio => "audio",
         ValueKind::Features => "spectral features",
+        ValueKind::Complex => "a complex STFT",
     }
 }
 

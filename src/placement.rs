@@ -60,12 +60,27 @@ pub fn auto_cut(ops: &[Op]) -> usize {
         .map_or(0, |i| i + 1)
 }
 
-/// The range the cut may take given the pins: after every CPU pin, at or before every GPU pin.
+/// The range the cut may take given the pins and the kernels: after every CPU pin and every
+/// operator without a GPU kernel (a user-defined or speech operator), at or before every GPU pin.
 pub fn pinned_range(ops: &[Op], pins: &[Option<Placement>]) -> Result<(usize, usize), String> {
     let last_cpu = pins.iter().rposition(|p| *p == Some(Placement::Cpu));
+    let last_cpu_only = ops.iter().rposition(|op| !op.spec().runs_on_gpu());
     let first_gpu = pins.iter().position(|p| p.is_some_and(is_gpu));
-    let lower = last_cpu.map_or(0, |i| i + 1);
+    let lower = last_cpu.max(last_cpu_only).map_or(0, |i| i + 1);
     let upper = first_gpu.unwrap_or(ops.len());
+    if let (Some(c), Some(g)) = (last_cpu_only, first_gpu) {
+        if c >= g {
+            return Err(format!(
+                "{} (operator {}) is pinned to the GPU, but {} (operator {}) has no GPU kernel{}; \
+                 a pipeline has one CPU→GPU cut, so everything from a GPU pin on runs on the GPU",
+                ops[g].name(),
+                g + 1,
+                ops[c].name(),
+                c + 1,
+                if c > g { " and follows it" } else { "" }
+            ));
+        }
+    }
     if let (Some(c), Some(g)) = (last_cpu, first_gpu) {
         if c > g {
             return Err(format!(

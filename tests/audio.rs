@@ -144,8 +144,8 @@ fn bad_audio_is_a_clear_error() {
 
 mod pipelines {
     use sluice::audio::{
-        feature_normalize, log_compress, mel_filterbank, pre_emphasis, resample, spectrogram,
-        MelNorm, MelScale,
+        complex_norm, feature_normalize, log_compress, mel_filterbank, pre_emphasis, resample,
+        spectrogram, stft, time_stretch, MelNorm, MelScale,
     };
     use sluice::bench::Workload;
     use sluice::gen::audio::{write_audio_dataset, AudioDatasetSpec};
@@ -239,6 +239,160 @@ mod pipelines {
             }
         }
         assert_eq!(seen, 4 * 7);
+    }
+
+    /// cedar-asr without its masks, for one file, composed from the audio functions unfused.
+    fn cedar_reference(bytes: Vec<u8>, rate: f64) -> (usize, Vec<f32>) {
+        let audio =
+            super::decode_audio(bytes, &Default::default(), super::ChannelChoice::Mono).unwrap();
+        let x = resample(&audio.channels[0], audio.rate, 8_000, 6, 0.99);
+        let spectrum = stft(&x, &sluice::bench::CEDAR_STFT).unwrap();
+        let power = complex_norm(&time_stretch(&spectrum, rate).unwrap(), 2.0);
+        let fb = mel_filterbank(201, 0.0, 4000.0, 256, 8_000, MelNorm::None, MelScale::Htk);
+        let mel = power.project(&fb, 256);
+        (mel.frames, mel.data)
+    }
+
+    fn cedar_without_masks(rate: (f64, f64)) -> Vec<AudioOp> {
+        vec![
+            AudioOp::Resample { rate: 8_000 },
+            AudioOp::Spectrogram(sluice::bench::CEDAR_STFT),
+            AudioOp::TimeStretch {
+                min_rate: rate.0,
+                max_rate: rate.1,
+            },
+            AudioOp::ComplexNorm { power: 2.0 },
+            AudioOp::MelScale(sluice::ops::MelSpec {
+                n_mels: 256,
+                f_min: 0.0,
+                f_max: None,
+                scale: MelScale::Htk,
+                norm: MelNorm::None,
+            }),
+        ]
+    }
+
+    #[test]
+    fn stretched_mels_equal_the_composed_functions_fused_or_not() {
+        let (_dir, folder) = dataset(4);
+        for fuse in [true, false] {
+            let mut b = Pipeline::builder(folder.clone())
+                .decode_audio(DecodeAudio::default())
+                .batch_size(2)
+                .threads(2)
+                .fuse(fuse);
+            for op in cedar_without_masks((0.8, 0.8)) {
+                b = b.op(op);
+            }
+            let p = b.build().unwrap();
+            let fused = p
+                .steps()
+                .iter()
+                .any(|s| s.name == "TimeStretch+ComplexNorm");
+            assert_eq!(fused, fuse, "{:?}", p.steps());
+            for batch in p.epoch(0).unwrap() {
+                let batch = batch.unwrap();
+                let dense = batch.dense().unwrap();
+                let (bins, longest) = (dense.shape[1], dense.shape[2]);
+                let values = dense.to_f32_vec();
+                for (j, &index) in batch.sample_indices.iter().enumerate() {
+                    let mut bytes = Vec::new();
+                    folder.read(index, &mut bytes).unwrap();
+                    let (frames, want) = cedar_reference(bytes, 0.8);
+                    assert_eq!(batch.lengths[j], frames, "sample {index}");
+                    let peak = want.iter().fold(0f32, |a, b| a.max(b.abs()));
+                    for bin in 0..bins {
+                        let row = &values[(j * bins + bin) * longest..][..frames];
+                        let want = &want[bin * frames..(bin + 1) * frames];
+                        for (g, w) in row.iter().zip(want) {
+                            // Fused: magnitudes squared directly instead of through m·cos, m·sin.
+                            assert!(
+                                (g - w).abs() <= 1e-6 * peak + 1e-5 * w.abs(),
+                                "fuse {fuse}, sample {index} bin {bin}: {g} vs {w}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cedar_asr_draws_stretch_rates_per_sample_whatever_the_threads() {
+        let (_dir, folder) = dataset(6);
+        let run = |threads: usize| {
+            let mut b = Pipeline::builder(folder.clone())
+                .decode_audio(DecodeAudio::default())
+                .batch_size(4)
+                .threads(threads)
+                .shuffle(true)
+                .seed(3);
+            for op in cedar_without_masks((0.7, 1.3)) {
+                b = b.op(op);
+            }
+            let p = b.op(AudioOp::TimeMasking(sluice::ops::MaskSpec {
+                count: 1,
+                max_width: 80.0,
+                max_fraction: 1.0,
+                fill: 0.0,
+            }));
+            p.build()
+                .unwrap()
+                .epoch(2)
+                .unwrap()
+                .map(|b| {
+                    let b = b.unwrap();
+                    (
+                        b.dense().unwrap().bytes().to_vec(),
+                        b.lengths.clone(),
+                        b.sample_indices.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+        // Each sample's length is its STFT frames stretched by some rate in [0.7, 1.3], and the
+        // rates differ between samples.
+        let mut ratios = Vec::new();
+        for (_, lengths, indices) in &one {
+            for (&len, &index) in lengths.iter().zip(indices) {
+                let mut bytes = Vec::new();
+                folder.read(index, &mut bytes).unwrap();
+                let (frames, _) = cedar_reference(bytes, 1.0);
+                let ratio = frames as f64 / len as f64;
+                assert!(
+                    (0.69..=1.31).contains(&ratio),
+                    "sample {index}: {frames} → {len}"
+                );
+                ratios.push(ratio);
+            }
+        }
+        assert!(
+            ratios.iter().any(|r| (r - ratios[0]).abs() > 0.02),
+            "{ratios:?}"
+        );
+    }
+
+    #[test]
+    fn a_pipeline_cannot_end_with_complex_values() {
+        let (_dir, folder) = dataset(1);
+        let err = Pipeline::builder(folder)
+            .decode_audio(DecodeAudio::default())
+            .op(AudioOp::Spectrogram(sluice::bench::CEDAR_STFT))
+            .op(AudioOp::TimeStretch {
+                min_rate: 0.8,
+                max_rate: 0.8,
+            })
+            .build()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("complex STFT values from TimeStretch") && err.contains("ComplexNorm"),
+            "{err}"
+        );
     }
 
     #[test]

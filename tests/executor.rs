@@ -292,14 +292,14 @@ fn invalid_pipelines_are_rejected_with_a_reason() {
         ),
     ];
     for (op, want) in bad {
-        let name = op.name();
+        let name = op.name().to_string();
         let err = Pipeline::builder(jpeg_source(2))
             .op(op)
             .build()
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains(name) && err.contains(want), "{err}");
+        assert!(err.contains(&name) && err.contains(want), "{err}");
     }
 }
 

@@ -1,12 +1,24 @@
 #!/usr/bin/env python3
-"""The speech peer: sluice's asr-val front end written with torchaudio + a PyTorch DataLoader.
+"""The speech peer: sluice's asr-val and cedar-asr front ends written with torchaudio + a PyTorch
+DataLoader.
 
-    asr_torchaudio.py bench DATA [--workers N] [--batch 32] [--epochs 2]
+    asr_torchaudio.py bench DATA [--workload asr-val|cedar-asr] [--workers N] [--batch 32]
+                      [--epochs 2]
         files/s over EPOCHS timed epochs after one untimed warm-up epoch (as benches/peers);
         prints one JSON line.
     asr_torchaudio.py compare DUMP
         recomputes with torchaudio the samples of a batch that `sluice bench asr-val --dump DUMP`
         wrote and prints the largest differences (frames, values) as one JSON line.
+    asr_torchaudio.py compare-cedar DATA [--files 16]
+        runs cedar-asr's deterministic part (everything but the two random masks) through the
+        sluice Python package and through torchaudio on the same files and prints the largest
+        relative difference as one JSON line.
+
+cedar-asr is: WAV → mono → resample to 8 kHz → complex STFT (n_fft 400, hop 100, periodic Hann,
+centred, reflect) → TimeStretch(hop 100, 201 bins, rate 0.8) → |z|^2 → TimeMasking(80) →
+FrequencyMasking(80) → MelScale(256 bins, 8 kHz, htk, no norm). (torchaudio's tutorial, which
+cedar used, writes `TimeStretch(stretch_factor, fixed_rate=True)`: that passes the factor as the
+hop and rate 1, a no-op; here the stretch is the one the pipeline means.)
 
 The pipeline is torchaudio's recipe at its best, not a literal translation: one
 `transforms.Resample` per source rate (its sinc kernel made once, as sluice does), one
@@ -70,6 +82,31 @@ class FrontEnd:
         return (f - mean) / (std + 1e-5)
 
 
+class CedarFrontEnd:
+    RATE = 8_000
+
+    def __init__(self, masks=True):
+        self.resamplers = {}
+        self.spec = torchaudio.transforms.Spectrogram(n_fft=400, hop_length=100, power=None)
+        self.stretch = torchaudio.transforms.TimeStretch(hop_length=100, n_freq=201, fixed_rate=0.8)
+        self.masks = torch.nn.Sequential(
+            torchaudio.transforms.TimeMasking(80), torchaudio.transforms.FrequencyMasking(80)
+        ) if masks else torch.nn.Identity()
+        self.mel = torchaudio.transforms.MelScale(n_mels=256, sample_rate=self.RATE, n_stft=201)
+
+    def __call__(self, rate, x):
+        if rate != self.RATE:
+            resample = self.resamplers.get(rate)
+            if resample is None:
+                resample = torchaudio.transforms.Resample(
+                    rate, self.RATE, resampling_method="sinc_interp_hann",
+                    lowpass_filter_width=6, rolloff=0.99)
+                self.resamplers[rate] = resample
+            x = resample(x)
+        power = self.stretch(self.spec(x)).abs().pow(2)
+        return self.mel(self.masks(power))
+
+
 def audio_files(root):
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     files = []
@@ -81,9 +118,9 @@ def audio_files(root):
 
 
 class AudioFolder(torch.utils.data.Dataset):
-    def __init__(self, root):
+    def __init__(self, root, front_end):
         self.files = audio_files(root)
-        self.front_end = FrontEnd()
+        self.front_end = front_end
 
     def __len__(self):
         return len(self.files)
@@ -103,7 +140,8 @@ def pad_collate(items):
 
 
 def bench(args):
-    data = AudioFolder(args.data)
+    front_end = CedarFrontEnd() if args.workload == "cedar-asr" else FrontEnd()
+    data = AudioFolder(args.data, front_end)
     loader = torch.utils.data.DataLoader(
         data, batch_size=args.batch, shuffle=True, num_workers=args.workers,
         collate_fn=pad_collate, persistent_workers=args.workers > 0,
@@ -118,6 +156,7 @@ def bench(args):
     seconds = time.perf_counter() - start
     print(json.dumps({
         "peer": f"torchaudio {torchaudio.__version__} + DataLoader",
+        "workload": args.workload,
         "torch": torch.__version__, "workers": args.workers, "batch": args.batch,
         "files": files, "seconds": round(seconds, 3),
         "files_per_second": round(files / seconds, 1)}))
@@ -149,19 +188,56 @@ def compare(args):
     return 0 if worst["frames_differ"] == 0 and worst["max_abs"] < args.tolerance else 1
 
 
+def compare_cedar(args):
+    """cedar-asr without its masks, sluice (Python package) against torchaudio, per file."""
+    import tempfile
+
+    import sluice
+    from sluice import ops
+
+    files = audio_files(args.data)[: args.files]
+    listing = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False)
+    listing.write("".join(f"{path},{label}\n" for path, label in files))
+    listing.close()
+    pipe = sluice.Pipeline(
+        sluice.FileList(listing.name),
+        ops=[ops.DecodeAudio(), ops.Resample(8000),
+             ops.Spectrogram(n_fft=400, hop_length=100, power=None), ops.TimeStretch(0.8),
+             ops.ComplexNorm(2.0), ops.MelScale(n_mels=256)],
+        batch_size=1, threads=1)
+    theirs_front = CedarFrontEnd(masks=False)
+    worst = {"files": 0, "frames_differ": 0, "max_rel": 0.0}
+    for (path, _), batch in zip(files, pipe.epoch(0)):
+        ours = np.from_dlpack(batch["features"])[0, :, : int(np.from_dlpack(batch["lengths"])[0])]
+        theirs = theirs_front(*load_wav(path)).numpy()
+        worst["files"] += 1
+        if ours.shape != theirs.shape:
+            worst["frames_differ"] += 1
+            continue
+        scale = float(np.abs(theirs).max()) or 1.0
+        worst["max_rel"] = max(worst["max_rel"], float(np.abs(ours - theirs).max()) / scale)
+    print(json.dumps(worst))
+    return 0 if worst["frames_differ"] == 0 and worst["max_rel"] < args.tolerance else 1
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bench")
     b.add_argument("data")
+    b.add_argument("--workload", choices=["asr-val", "cedar-asr"], default="asr-val")
     b.add_argument("--workers", type=int, default=os.cpu_count())
     b.add_argument("--batch", type=int, default=32)
     b.add_argument("--epochs", type=int, default=2)
     c = sub.add_parser("compare")
     c.add_argument("dump")
     c.add_argument("--tolerance", type=float, default=1e-2)
+    cc = sub.add_parser("compare-cedar")
+    cc.add_argument("data")
+    cc.add_argument("--files", type=int, default=16)
+    cc.add_argument("--tolerance", type=float, default=1e-4)
     args = p.parse_args()
-    return bench(args) if args.cmd == "bench" else compare(args)
+    return {"bench": bench, "compare": compare, "compare-cedar": compare_cedar}[args.cmd](args)
 
 
 if __name__ == "__main__":

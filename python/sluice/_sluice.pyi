@@ -224,8 +224,8 @@ def workload(
     fuse: bool = True,
 ) -> Pipeline:
     """The pipeline `sluice bench NAME` runs (same bytes, same checksum); `data` defaults to
-    the generated dataset of `images` images (default 1024; for the speech workloads asr-val
-    and asr, that many generated audio files, default 256)."""
+    the generated dataset of `images` images (default 1024; for the speech workloads asr-val,
+    asr and cedar-asr, that many generated audio files, default 256)."""
 
 def workloads() -> list[str]:
     """Names of the built-in workloads."""

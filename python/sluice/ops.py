@@ -176,10 +176,11 @@ class PreEmphasis(Operator):
 
 @dataclass(frozen=True)
 class Spectrogram(Operator):
-    """STFT magnitude (``power`` 1) or power (2) as torchaudio's ``Spectrogram``: a Hann window
-    of ``win_length`` (default ``n_fft``; ``periodic`` or symmetric) centred in ``n_fft``, hop
-    ``hop_length`` (default ``win_length // 2``), the signal padded by ``n_fft // 2`` on both
-    sides when ``center`` (``pad_mode`` "reflect" or "constant"). Output [n_fft // 2 + 1, frames]."""
+    """STFT magnitude (``power`` 1), power (2) or complex values (``power=None``, for
+    ``TimeStretch``) as torchaudio's ``Spectrogram``: a Hann window of ``win_length`` (default
+    ``n_fft``; ``periodic`` or symmetric) centred in ``n_fft``, hop ``hop_length`` (default
+    ``win_length // 2``), the signal padded by ``n_fft // 2`` on both sides when ``center``
+    (``pad_mode`` "reflect" or "constant"). Output [n_fft // 2 + 1, frames]."""
 
     _kind: ClassVar[str] = "Spectrogram"
     n_fft: int = 400
@@ -188,6 +189,24 @@ class Spectrogram(Operator):
     periodic: bool = True
     center: bool = True
     pad_mode: str = "reflect"
+    power: Optional[float] = 2.0
+
+
+@dataclass(frozen=True)
+class TimeStretch(Operator):
+    """Phase vocoder on a complex STFT (torchaudio's ``phase_vocoder``): ``ceil(frames / rate)``
+    frames, magnitudes interpolated between neighbouring frames, phases advanced by each bin's
+    measured step. ``rate`` is one number or a ``(low, high)`` range drawn per sample."""
+
+    _kind: ClassVar[str] = "TimeStretch"
+    rate: Union[float, Tuple[float, float]] = 0.8
+
+
+@dataclass(frozen=True)
+class ComplexNorm(Operator):
+    """``|z| ** power`` of a complex STFT: magnitudes (1) or powers (2)."""
+
+    _kind: ClassVar[str] = "ComplexNorm"
     power: float = 2.0
 
 
@@ -250,6 +269,8 @@ __all__ = [
     "Dither",
     "PreEmphasis",
     "Spectrogram",
+    "TimeStretch",
+    "ComplexNorm",
     "MelScale",
     "Log",
     "FeatureNormalize",

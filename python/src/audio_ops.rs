@@ -150,6 +150,19 @@ pub fn audio_op_from_py(obj: &Bound<'_, PyAny>, k: &str) -> PyResult<Option<Audi
                 norm,
             })
         }
+        "TimeStretch" => {
+            let rate = obj.getattr("rate")?;
+            let (min_rate, max_rate) = match rate.extract::<f64>() {
+                Ok(r) => (r, r),
+                Err(_) => rate.extract::<(f64, f64)>().map_err(|_| {
+                    bad_setting("TimeStretch.rate", "give a number or a (low, high) pair")
+                })?,
+            };
+            AudioOp::TimeStretch { min_rate, max_rate }
+        }
+        "ComplexNorm" => AudioOp::ComplexNorm {
+            power: get(obj, k, "power")?,
+        },
         "Log" => AudioOp::Log {
             eps: get(obj, k, "eps")?,
         },
@@ -213,6 +226,11 @@ pub fn audio_op_to_py<'py>(
             };
             kw.set_item("norm", norm)?;
         }
+        AudioOp::TimeStretch { min_rate, max_rate } if min_rate == max_rate => {
+            kw.set_item("rate", min_rate)?
+        }
+        AudioOp::TimeStretch { min_rate, max_rate } => kw.set_item("rate", (min_rate, max_rate))?,
+        AudioOp::ComplexNorm { power } => kw.set_item("power", power)?,
         AudioOp::Log { eps } => kw.set_item("eps", eps)?,
         AudioOp::FeatureNormalize => {}
         AudioOp::FrequencyMasking(m) | AudioOp::TimeMasking(m) => {

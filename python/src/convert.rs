@@ -279,8 +279,15 @@ pub fn op_to_py<'py>(
     if let Some(p) = pin {
         kw.set_item("on", placement_name(p))?;
     }
-    if let Op::Audio(a) = op {
-        return crate::audio_ops::audio_op_to_py(py, a, kw);
+    match op {
+        Op::Audio(a) => return crate::audio_ops::audio_op_to_py(py, a, kw),
+        Op::User(u) => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "{} is a Rust user-defined operator: it has no Python declaration",
+                u.name()
+            )))
+        }
+        _ => {}
     }
     let name = op.name();
     let class = ops.getattr(name)?;
@@ -309,7 +316,7 @@ pub fn op_to_py<'py>(
             class.call((), Some(&kw))
         }
         Op::RandomGrayscale(o) => class.call((o.p,), Some(&kw)),
-        Op::Audio(_) => unreachable!("converted above"),
+        Op::Audio(_) | Op::User(_) => unreachable!("handled above"),
         Op::GaussianBlur(o) => {
             kw.set_item("sigma", o.sigma)?;
             kw.set_item("p", o.p)?;

@@ -1,5 +1,5 @@
 //! Audio values and the speech operators' CPU arithmetic: decoding (WAV, FLAC), resampling,
-//! pre-emphasis, the STFT power spectrogram, mel filterbanks, log and dB compression,
+//! pre-emphasis, the STFT (complex, magnitude or power), the phase vocoder, mel filterbanks, log and dB compression,
 //! per-feature normalization and SpecAugment masks. Each function states its formula; the tests
 //! check them against f64 references (a naive DFT, the closed-form mel scales, direct sinc sums).
 //!
@@ -11,12 +11,14 @@ mod decode;
 mod mel;
 mod resample;
 mod spectrogram;
+mod stretch;
 mod transform;
 
 pub use decode::{decode_audio, AudioLimits, ChannelChoice};
 pub use mel::{hz_to_mel, mel_filterbank, mel_to_hz, MelNorm, MelScale};
 pub use resample::resample;
-pub use spectrogram::{spectrogram, Padding, SpectrogramSpec, WindowKind};
+pub use spectrogram::{spectrogram, stft, Padding, SpectrogramSpec, WindowKind};
+pub use stretch::{complex_norm, stretched_frames, time_stretch, time_stretch_norm, Spectrum};
 pub use transform::{
     amplitude_to_db, feature_normalize, log_compress, mask_along_axis, pre_emphasis, MaskAxis,
 };

@@ -8,7 +8,8 @@
 //! `[t·hop, t·hop + n_fft)` of the padded signal, there are `1 + (len − n_fft) / hop` frames, and
 //! bin k of frame t is `|Σ_n x[t·hop + n] · w[n] · e^{−2πi·kn/n_fft}|^power`, k in 0..=n_fft/2.
 
-use super::Features;
+use super::{Features, Spectrum};
+use realfft::num_complex::Complex32;
 use realfft::RealFftPlanner;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +33,8 @@ pub struct SpectrogramSpec {
     /// Pad by n_fft/2 on both sides with `padding` (false: frames start at sample 0).
     pub center: bool,
     pub padding: Padding,
-    /// 1: magnitude, 2: power.
-    pub power: f32,
+    /// Some(1): magnitude, Some(2): power; None: the complex STFT ([`stft`]).
+    pub power: Option<f32>,
 }
 
 impl SpectrogramSpec {
@@ -116,13 +117,17 @@ fn padded(x: &[f32], spec: &SpectrogramSpec) -> Vec<f32> {
     out
 }
 
-/// `[n_fft/2 + 1, frames]` magnitudes or powers of `x` (see the module docs).
-pub fn spectrogram(x: &[f32], spec: &SpectrogramSpec) -> Result<Features, String> {
+/// Run the STFT of `x` frame by frame, handing each frame's `n_fft/2 + 1` complex bins to
+/// `emit(frame, bins)`; returns the frame count.
+fn stft_frames(
+    x: &[f32],
+    spec: &SpectrogramSpec,
+    mut emit: impl FnMut(usize, &[Complex32]),
+) -> Result<usize, String> {
     spec.check(x.len())?;
     let signal = padded(x, spec);
     let window = spec.window();
     let frames = spec.frames(x.len());
-    let bins = spec.n_fft / 2 + 1;
     // One planner per thread: plans (twiddles, scratch sizes) are made once per n_fft.
     thread_local! {
         static PLANNER: std::cell::RefCell<RealFftPlanner<f32>> = std::cell::RefCell::new(RealFftPlanner::new());
@@ -131,7 +136,6 @@ pub fn spectrogram(x: &[f32], spec: &SpectrogramSpec) -> Result<Features, String
     let mut input = fft.make_input_vec();
     let mut output = fft.make_output_vec();
     let mut scratch = fft.make_scratch_vec();
-    let mut out = Features::zeros(bins, frames);
     for t in 0..frames {
         let start = t * spec.hop;
         for ((i, s), w) in input.iter_mut().zip(&signal[start..]).zip(&window) {
@@ -139,15 +143,43 @@ pub fn spectrogram(x: &[f32], spec: &SpectrogramSpec) -> Result<Features, String
         }
         fft.process_with_scratch(&mut input, &mut output, &mut scratch)
             .map_err(|e| format!("FFT: {e}"))?;
-        for (k, c) in output.iter().enumerate() {
-            let power = c.norm_sqr();
-            out.data[k * frames + t] = if spec.power == 2.0 {
-                power
+        emit(t, &output);
+    }
+    Ok(frames)
+}
+
+/// `[n_fft/2 + 1, frames]` magnitudes or powers of `x` (see the module docs); `spec.power` must
+/// be set (None asks for the complex values: [`stft`]).
+pub fn spectrogram(x: &[f32], spec: &SpectrogramSpec) -> Result<Features, String> {
+    let Some(power) = spec.power else {
+        return Err("power None gives complex values (stft), not a spectrogram".into());
+    };
+    let frames = spec.frames(x.len());
+    let mut out = Features::zeros(spec.n_fft / 2 + 1, frames);
+    stft_frames(x, spec, |t, bins| {
+        for (k, c) in bins.iter().enumerate() {
+            let p = c.norm_sqr();
+            out.data[k * frames + t] = if power == 2.0 {
+                p
             } else {
-                power.sqrt().powf(spec.power)
+                p.sqrt().powf(power)
             };
         }
-    }
+    })?;
+    Ok(out)
+}
+
+/// The complex STFT `[n_fft/2 + 1, frames]` of `x` (torchaudio's `Spectrogram(power=None)`),
+/// carrying `spec.hop` for a phase vocoder.
+pub fn stft(x: &[f32], spec: &SpectrogramSpec) -> Result<Spectrum, String> {
+    let frames = spec.frames(x.len());
+    let mut out = Spectrum::zeros(spec.n_fft / 2 + 1, frames);
+    stft_frames(x, spec, |t, bins| {
+        for (k, c) in bins.iter().enumerate() {
+            out.data[k * frames + t] = *c;
+        }
+    })?;
+    out.hop = spec.hop;
     Ok(out)
 }
 
@@ -172,7 +204,7 @@ mod tests {
     }
 
     /// A naive f64 DFT of each frame, padding and window written out independently.
-    fn naive(x: &[f32], spec: &SpectrogramSpec) -> Vec<Vec<f64>> {
+    fn naive(x: &[f32], spec: &SpectrogramSpec) -> Vec<Vec<(f64, f64)>> {
         let p = spec.n_fft / 2;
         let at = |i: isize| -> f64 {
             let n = x.len() as isize;
@@ -213,7 +245,7 @@ mod tests {
                             re += v * a.cos();
                             im += v * a.sin();
                         }
-                        (re * re + im * im).powf(f64::from(spec.power) / 2.0)
+                        (re, im)
                     })
                     .collect()
             })
@@ -229,12 +261,12 @@ mod tests {
             window: WindowKind::HannPeriodic,
             center: true,
             padding: Padding::Reflect,
-            power: 2.0,
+            power: Some(2.0),
         };
         let other = SpectrogramSpec {
             window: WindowKind::HannSymmetric,
             padding: Padding::Constant,
-            power: 1.0,
+            power: Some(1.0),
             ..asr_spec()
         };
         let uncentred = SpectrogramSpec {
@@ -244,7 +276,15 @@ mod tests {
         for (i, spec) in [asr_spec(), cedar, other, uncentred].iter().enumerate() {
             let x = noise(1603, i as u64 + 1);
             let got = spectrogram(&x, spec).unwrap();
-            let want = naive(&x, spec);
+            let power = f64::from(spec.power.unwrap());
+            let want: Vec<Vec<f64>> = naive(&x, spec)
+                .iter()
+                .map(|f| {
+                    f.iter()
+                        .map(|(re, im)| (re * re + im * im).powf(power / 2.0))
+                        .collect()
+                })
+                .collect();
             assert_eq!((got.bins, got.frames), (spec.n_fft / 2 + 1, want.len()));
             let peak = want.iter().flatten().fold(0f64, |a, &b| a.max(b));
             for (t, frame) in want.iter().enumerate() {
@@ -262,6 +302,36 @@ mod tests {
             spectrogram(&noise(16_000, 9), &asr_spec()).unwrap().frames,
             101
         );
+    }
+
+    #[test]
+    fn the_complex_stft_matches_a_naive_dft() {
+        let spec = SpectrogramSpec {
+            n_fft: 400,
+            win_length: 400,
+            hop: 100,
+            power: None,
+            ..asr_spec()
+        };
+        let x = noise(1203, 17);
+        let got = stft(&x, &spec).unwrap();
+        let want = naive(&x, &spec);
+        assert_eq!((got.bins, got.frames, got.hop), (201, want.len(), 100));
+        let peak = want
+            .iter()
+            .flatten()
+            .fold(0f64, |a, (re, im)| a.max(re.hypot(*im)));
+        for (t, frame) in want.iter().enumerate() {
+            for (k, (re, im)) in frame.iter().enumerate() {
+                let g = got.data[k * got.frames + t];
+                assert!(
+                    (f64::from(g.re) - re).abs() <= 1e-5 * peak
+                        && (f64::from(g.im) - im).abs() <= 1e-5 * peak,
+                    "bin {k} frame {t}: {g} vs ({re}, {im})"
+                );
+            }
+        }
+        assert!(spectrogram(&x, &spec).unwrap_err().contains("complex"));
     }
 
     #[test]

@@ -22,16 +22,40 @@ pub enum Workload {
     AsrVal,
     /// `AsrVal` with dither and SpecAugment, for training.
     Asr,
+    /// cedar's speech pipeline: 8 kHz, complex STFT, phase-vocoder stretch, power, one time
+    /// and one frequency mask, 256 mel bins.
+    CedarAsr,
 }
 
-pub const WORKLOADS: [(&str, Workload); 6] = [
+pub const WORKLOADS: [(&str, Workload); 7] = [
     ("decode-only", Workload::DecodeOnly),
     ("rn50-train", Workload::Rn50Train),
     ("rn50-val", Workload::Rn50Val),
     ("simclr", Workload::Simclr),
     ("asr-val", Workload::AsrVal),
     ("asr", Workload::Asr),
+    ("cedar-asr", Workload::CedarAsr),
 ];
+
+/// cedar-asr's STFT (torchaudio's `Spectrogram(n_fft=400, hop_length=100, power=None)`): window
+/// 400 (periodic Hann), hop 100, centred with reflection, complex output for the phase vocoder.
+pub const CEDAR_STFT: SpectrogramSpec = SpectrogramSpec {
+    n_fft: 400,
+    win_length: 400,
+    hop: 100,
+    window: WindowKind::HannPeriodic,
+    center: true,
+    padding: Padding::Reflect,
+    power: None,
+};
+
+/// One SpecAugment mask of width < 80 (torchaudio's `TimeMasking(80)` / `FrequencyMasking(80)`).
+const CEDAR_MASK: MaskSpec = MaskSpec {
+    count: 1,
+    max_width: 80.0,
+    max_fraction: 1.0,
+    fill: 0.0,
+};
 
 /// The ASR workloads' STFT: n_fft 512, window 400, hop 160, periodic Hann, centred with
 /// reflection, power.
@@ -42,7 +66,7 @@ pub const ASR_SPECTROGRAM: SpectrogramSpec = SpectrogramSpec {
     window: WindowKind::HannPeriodic,
     center: true,
     padding: Padding::Reflect,
-    power: 2.0,
+    power: Some(2.0),
 };
 
 /// The ASR front end shared by `asr` and `asr-val`: pre-emphasis 0.97, STFT (n_fft 512, window
@@ -84,12 +108,15 @@ impl Workload {
 
     /// Whether the per-epoch order is shuffled (training workloads).
     pub fn shuffles(self) -> bool {
-        matches!(self, Workload::Rn50Train | Workload::Simclr | Workload::Asr)
+        matches!(
+            self,
+            Workload::Rn50Train | Workload::Simclr | Workload::Asr | Workload::CedarAsr
+        )
     }
 
     /// Whether the workload reads audio (its default data is the generated speech dataset).
     pub fn is_audio(self) -> bool {
-        matches!(self, Workload::AsrVal | Workload::Asr)
+        matches!(self, Workload::AsrVal | Workload::Asr | Workload::CedarAsr)
     }
 
     /// Append this workload's operators to a builder.
@@ -126,6 +153,27 @@ impl Workload {
                     max_width: f64::INFINITY,
                     max_fraction: 0.05,
                     fill: 0.0,
+                })),
+            // Resample to 8 kHz → complex STFT → stretch to 1/0.8 of the length → power →
+            // time mask → frequency mask → 256 mel bins (htk, no norm: torchaudio's MelScale
+            // defaults) over 0–4 kHz.
+            Workload::CedarAsr => builder
+                .decode_audio(DecodeAudio::default())
+                .op(AudioOp::Resample { rate: 8_000 })
+                .op(AudioOp::Spectrogram(CEDAR_STFT))
+                .op(AudioOp::TimeStretch {
+                    min_rate: 0.8,
+                    max_rate: 0.8,
+                })
+                .op(AudioOp::ComplexNorm { power: 2.0 })
+                .op(AudioOp::TimeMasking(CEDAR_MASK))
+                .op(AudioOp::FrequencyMasking(CEDAR_MASK))
+                .op(AudioOp::MelScale(MelSpec {
+                    n_mels: 256,
+                    f_min: 0.0,
+                    f_max: None,
+                    scale: MelScale::Htk,
+                    norm: MelNorm::None,
                 })),
         }
     }

@@ -161,8 +161,8 @@ pub fn stages_for(ops: &[Op], params: &[Vec<OpParams>]) -> (Vec<ImageStage>, Ten
                 write = TensorWrite::for_op(op).expect("tensor operator");
                 continue;
             }
-            Op::Audio(a) => {
-                unreachable!("{} has no GPU kernel: never placed there", a.kind().name())
+            Op::Audio(_) | Op::User(_) => {
+                unreachable!("{} has no GPU kernel: never placed there", op.name())
             }
         };
         stages.push(stage);

@@ -29,6 +29,9 @@ pub enum StepKind {
     Image(usize),
     /// A speech operator (audio or features in and out).
     Audio(usize),
+    /// TimeStretch directly followed by ComplexNorm, fused: only the interpolated magnitudes
+    /// are computed (no phases), see [`crate::audio::time_stretch_norm`].
+    StretchNorm { stretch: usize, norm: usize },
     /// The tensor-producing operator `op`, writing straight into the batch slot. When fused it
     /// absorbs a directly preceding crop/resize (`resample`, run into per-thread scratch) and a
     /// directly preceding flip (folded into the write, no pass of its own).
@@ -88,7 +91,7 @@ pub fn compile_steps(ops: &[Op], fuse: bool, keep_separate: usize) -> Vec<Step> 
                 flip: None,
                 op: i,
             }
-        } else if matches!(op, Op::Audio(_)) {
+        } else if op.spec().input != crate::ops::ValueKind::ImageU8 {
             StepKind::Audio(i)
         } else {
             StepKind::Image(i)
@@ -99,6 +102,9 @@ pub fn compile_steps(ops: &[Op], fuse: bool, keep_separate: usize) -> Vec<Step> 
         }
     };
     let first = fused_tail_start(ops, keep_separate);
+    if fuse && first == ops.len() {
+        return fuse_stretch_norm(ops, single);
+    }
     if !fuse || first == ops.len() {
         return (0..ops.len()).map(single).collect();
     }
@@ -116,6 +122,29 @@ pub fn compile_steps(ops: &[Op], fuse: bool, keep_separate: usize) -> Vec<Step> 
             op: last,
         },
     });
+    steps
+}
+
+/// One step per operator, except TimeStretch → ComplexNorm pairs, which become one fused step.
+fn fuse_stretch_norm(ops: &[Op], single: impl Fn(usize) -> Step) -> Vec<Step> {
+    let kind = |i: usize| ops.get(i).map(|o| o.spec().kind);
+    let mut steps = Vec::new();
+    let mut i = 0;
+    while i < ops.len() {
+        if kind(i) == Some(OpKind::TimeStretch) && kind(i + 1) == Some(OpKind::ComplexNorm) {
+            steps.push(Step {
+                name: format!("{}+{}", ops[i].name(), ops[i + 1].name()),
+                kind: StepKind::StretchNorm {
+                    stretch: i,
+                    norm: i + 1,
+                },
+            });
+            i += 2;
+        } else {
+            steps.push(single(i));
+            i += 1;
+        }
+    }
     steps
 }
 

@@ -2,7 +2,7 @@
 
 use super::{Shared, StepKind, DECODE_STAGE, FIRST_STEP_STAGE, READ_STAGE};
 use crate::error::{SampleError, SampleId};
-use crate::ops::{AudioValue, Decoder, OpParams, Scratch};
+use crate::ops::{Decoder, Op, OpParams, Scratch, Value};
 use crate::rng::SampleRng;
 use crate::tensor::{image_shape, Image, Layout};
 use std::cell::{Cell, RefCell};
@@ -13,7 +13,7 @@ use std::time::Instant;
 pub(crate) struct WorkerScratch {
     bytes: Vec<u8>,
     image: Image,
-    audio: AudioValue,
+    value: Value,
     ops: Scratch,
 }
 
@@ -132,10 +132,14 @@ impl Shared {
             stage.set(FIRST_STEP_STAGE + s);
             match step.kind {
                 StepKind::Image(i) => {
-                    let params = draw(i, &ws.image);
-                    self.ops[i].apply_image(&params, &mut ws.image, &mut ws.ops);
+                    let mut rng = SampleRng::new(seed, epoch, index, self.op_ids[i]);
+                    self.ops[i]
+                        .run_image(&mut rng, &mut ws.image, &mut ws.ops)
+                        .map_err(|m| self.sample_error(index, &step.name, m))?;
                 }
-                StepKind::Audio(_) => unreachable!("an image pipeline has no audio steps"),
+                StepKind::Audio(_) | StepKind::StretchNorm { .. } => {
+                    unreachable!("an image pipeline has no audio steps")
+                }
                 StepKind::Tensor { resample, flip, op } => {
                     if let Some(r) = resample {
                         let params = draw(r, &ws.image);
@@ -218,26 +222,33 @@ impl Shared {
             .decode(&ws.bytes)
             .map_err(|m| self.sample_error(index, "DecodeAudio", m))?;
         self.timers.audio_decoded(audio.seconds());
-        ws.audio = AudioValue::Audio(audio);
+        ws.value = Value::Audio(audio);
         let mut t = self.timers.record(DECODE_STAGE, t);
         for (s, step) in self.steps.iter().enumerate() {
             stage.set(FIRST_STEP_STAGE + s);
-            let StepKind::Audio(i) = step.kind else {
-                unreachable!("an audio pipeline has only audio steps")
-            };
-            let crate::ops::Op::Audio(op) = &self.ops[i] else {
-                unreachable!("audio steps run audio operators")
-            };
-            let mut rng = SampleRng::new(self.settings.seed, epoch, index, self.op_ids[i]);
-            op.apply(&mut ws.audio, &mut rng)
-                .map_err(|m| self.sample_error(index, &step.name, m))?;
+            let rng = |i: usize| SampleRng::new(self.settings.seed, epoch, index, self.op_ids[i]);
+            match step.kind {
+                StepKind::Audio(i) => match &self.ops[i] {
+                    Op::Audio(op) => op.apply(&mut ws.value, &mut rng(i)),
+                    Op::User(op) => op.run(&mut ws.value, &mut rng(i)),
+                    other => unreachable!("{} is not an audio step", other.name()),
+                },
+                StepKind::StretchNorm { stretch, norm } => {
+                    let (Op::Audio(s), Op::Audio(n)) = (&self.ops[stretch], &self.ops[norm]) else {
+                        unreachable!("a fused stretch step holds two speech operators")
+                    };
+                    crate::ops::stretch_then_norm(s, n, &mut ws.value, &mut rng(stretch))
+                }
+                _ => unreachable!("an audio pipeline has only audio steps"),
+            }
+            .map_err(|m| self.sample_error(index, &step.name, m))?;
             t = self.timers.record(FIRST_STEP_STAGE + s, t);
         }
-        let shape = ws.audio.shape();
+        let shape = ws.value.shape();
         let dst = out
-            .sized(ws.audio.len_f32() * 4)
+            .sized(ws.value.len_f32() * 4)
             .ok_or_else(|| self.shape_error(index, "output", &shape))?;
-        ws.audio.write_f32(dst);
+        ws.value.write_f32(dst);
         Ok(shape)
     }
 

@@ -4,54 +4,11 @@
 //! counter-RNG stream, so results do not depend on threads or batch size.
 
 use super::spec::{Backend, OpKind, OpSpec, SizeRule, ValueKind};
+use super::Value;
 use crate::audio::{
     self, Audio, AudioLimits, ChannelChoice, Features, MaskAxis, MelNorm, MelScale, SpectrogramSpec,
 };
 use crate::rng::{SampleRng, Uniform};
-
-/// The value an audio pipeline carries from step to step.
-#[derive(Debug, Clone)]
-pub enum AudioValue {
-    Audio(Audio),
-    Features(Features),
-}
-
-impl Default for AudioValue {
-    fn default() -> Self {
-        AudioValue::Audio(Audio::default())
-    }
-}
-
-impl AudioValue {
-    pub fn kind(&self) -> ValueKind {
-        match self {
-            AudioValue::Audio(_) => ValueKind::Audio,
-            AudioValue::Features(_) => ValueKind::Features,
-        }
-    }
-
-    /// The output tensor's shape and f32 values: `[channels, samples]` or `[bins, frames]`.
-    pub fn shape(&self) -> Vec<usize> {
-        match self {
-            AudioValue::Audio(a) => vec![a.channels.len(), a.frames()],
-            AudioValue::Features(f) => vec![f.bins, f.frames],
-        }
-    }
-
-    /// Write the values (row-major, little-endian f32) into `out`, which has the right length.
-    pub fn write_f32(&self, out: &mut [u8]) {
-        let mut chunks = out.chunks_exact_mut(4);
-        let mut put = |v: &f32| chunks.next().unwrap().copy_from_slice(&v.to_le_bytes());
-        match self {
-            AudioValue::Audio(a) => a.channels.iter().flatten().for_each(&mut put),
-            AudioValue::Features(f) => f.data.iter().for_each(&mut put),
-        }
-    }
-
-    pub fn len_f32(&self) -> usize {
-        self.shape().iter().product()
-    }
-}
 
 /// `DecodeAudio`: WAV or FLAC bytes to f32 PCM (see [`audio::decode_audio`]).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -109,6 +66,16 @@ pub enum AudioOp {
     },
     /// Per bin over the frames: zero mean, unit (unbiased) std + 1e-5.
     FeatureNormalize,
+    /// Phase vocoder on the complex STFT (see [`audio::time_stretch`]), its rate drawn per
+    /// sample uniformly from `[min_rate, max_rate]` (one rate when they are equal).
+    TimeStretch {
+        min_rate: f64,
+        max_rate: f64,
+    },
+    /// `|z|^power` of a complex STFT: back to magnitudes (1) or powers (2).
+    ComplexNorm {
+        power: f32,
+    },
     FrequencyMasking(MaskSpec),
     TimeMasking(MaskSpec),
 }
@@ -125,17 +92,22 @@ impl AudioOp {
             AudioOp::FeatureNormalize => OpKind::FeatureNormalize,
             AudioOp::FrequencyMasking(_) => OpKind::FrequencyMasking,
             AudioOp::TimeMasking(_) => OpKind::TimeMasking,
+            AudioOp::TimeStretch { .. } => OpKind::TimeStretch,
+            AudioOp::ComplexNorm { .. } => OpKind::ComplexNorm,
         }
     }
 
     /// (input, output) kinds.
     pub fn kinds(&self) -> (ValueKind, ValueKind) {
-        use ValueKind::{Audio as A, Features as F};
+        use ValueKind::{Audio as A, Complex as C, Features as F};
         match self {
             AudioOp::Resample { .. } | AudioOp::Dither { .. } | AudioOp::PreEmphasis { .. } => {
                 (A, A)
             }
+            AudioOp::Spectrogram(s) if s.power.is_none() => (A, C),
             AudioOp::Spectrogram(_) => (A, F),
+            AudioOp::TimeStretch { .. } => (C, C),
+            AudioOp::ComplexNorm { .. } => (C, F),
             _ => (F, F),
         }
     }
@@ -148,10 +120,13 @@ impl AudioOp {
             output,
             size: SizeRule::DataDependent,
             bytes_per_output_pixel: 4,
-            random: matches!(
-                self,
-                AudioOp::Dither { .. } | AudioOp::FrequencyMasking(_) | AudioOp::TimeMasking(_)
-            ),
+            random: match self {
+                AudioOp::Dither { .. } | AudioOp::FrequencyMasking(_) | AudioOp::TimeMasking(_) => {
+                    true
+                }
+                AudioOp::TimeStretch { min_rate, max_rate } => min_rate != max_rate,
+                _ => false,
+            },
             commutes_with: Vec::new(),
             backends: vec![Backend::Cpu],
             cpu_fuses_with: Vec::new(),
@@ -178,8 +153,11 @@ impl AudioOp {
                         "n_fft {}, win_length {}, hop {}: need 0 < win_length <= n_fft, hop > 0",
                         s.n_fft, s.win_length, s.hop
                     ))
-                } else if !(s.power == 1.0 || s.power == 2.0) {
-                    Err(format!("power {} must be 1 or 2", s.power))
+                } else if !matches!(s.power, None | Some(1.0) | Some(2.0)) {
+                    Err(format!(
+                        "power {:?} must be 1, 2 or None (complex)",
+                        s.power
+                    ))
                 } else {
                     Ok(())
                 }
@@ -194,6 +172,16 @@ impl AudioOp {
                 } else {
                     Ok(())
                 }
+            }
+            AudioOp::TimeStretch { min_rate, max_rate }
+                if !(*min_rate > 0.0 && min_rate <= max_rate && max_rate.is_finite()) =>
+            {
+                Err(format!(
+                    "rates ({min_rate}, {max_rate}) must satisfy 0 < min <= max"
+                ))
+            }
+            AudioOp::ComplexNorm { power } if !(*power > 0.0 && power.is_finite()) => {
+                Err(format!("power {power} must be positive"))
             }
             AudioOp::Log { eps } if !(*eps > 0.0 && eps.is_finite()) => {
                 Err(format!("eps {eps} must be positive"))
@@ -216,9 +204,9 @@ impl AudioOp {
 
     /// Apply to `value` (of this operator's input kind; the pipeline checked the chain), drawing
     /// from `rng` if random. The error says what about the sample is unusable.
-    pub fn apply(&self, value: &mut AudioValue, rng: &mut SampleRng) -> Result<(), String> {
+    pub fn apply(&self, value: &mut Value, rng: &mut SampleRng) -> Result<(), String> {
         match (self, value) {
-            (AudioOp::Resample { rate }, AudioValue::Audio(a)) => {
+            (AudioOp::Resample { rate }, Value::Audio(a)) => {
                 if a.rate != *rate {
                     for c in &mut a.channels {
                         *c = audio::resample(c, a.rate, *rate, 6, 0.99);
@@ -226,7 +214,7 @@ impl AudioOp {
                     a.rate = *rate;
                 }
             }
-            (AudioOp::Dither { scale }, AudioValue::Audio(a)) => {
+            (AudioOp::Dither { scale }, Value::Audio(a)) => {
                 let mut noise = [0f32; 4];
                 for channel in &mut a.channels {
                     for chunk in channel.chunks_mut(4) {
@@ -237,15 +225,13 @@ impl AudioOp {
                     }
                 }
             }
-            (AudioOp::PreEmphasis { coefficient }, AudioValue::Audio(a)) => {
+            (AudioOp::PreEmphasis { coefficient }, Value::Audio(a)) => {
                 for c in &mut a.channels {
                     audio::pre_emphasis(c, *coefficient);
                 }
             }
-            (AudioOp::Spectrogram(spec), v @ AudioValue::Audio(_)) => {
-                let AudioValue::Audio(a) = &*v else {
-                    unreachable!()
-                };
+            (AudioOp::Spectrogram(spec), v @ Value::Audio(_)) => {
+                let Value::Audio(a) = &*v else { unreachable!() };
                 if a.channels.len() != 1 {
                     return Err(format!(
                         "{} channels: a spectrogram needs mono audio (DecodeAudio mixes down \
@@ -253,11 +239,17 @@ impl AudioOp {
                         a.channels.len()
                     ));
                 }
-                let mut f = audio::spectrogram(&a.channels[0], spec)?;
-                f.rate = a.rate;
-                *v = AudioValue::Features(f);
+                *v = if spec.power.is_none() {
+                    let mut c = audio::stft(&a.channels[0], spec)?;
+                    c.rate = a.rate;
+                    Value::Complex(c)
+                } else {
+                    let mut f = audio::spectrogram(&a.channels[0], spec)?;
+                    f.rate = a.rate;
+                    Value::Features(f)
+                };
             }
-            (AudioOp::MelScale(m), AudioValue::Features(f)) => {
+            (AudioOp::MelScale(m), Value::Features(f)) => {
                 let nyquist = f64::from(f.rate) / 2.0;
                 let f_max = m.f_max.unwrap_or(nyquist);
                 if f_max > nyquist {
@@ -268,15 +260,24 @@ impl AudioOp {
                 let fb = mel_bank(f.bins, f_max, f.rate, m);
                 *f = f.project(&fb, m.n_mels);
             }
-            (AudioOp::Log { eps }, AudioValue::Features(f)) => audio::log_compress(f, *eps),
-            (AudioOp::FeatureNormalize, AudioValue::Features(f)) => {
+            (AudioOp::TimeStretch { min_rate, max_rate }, Value::Complex(c)) => {
+                *c = audio::time_stretch(c, stretch_rate(*min_rate, *max_rate, rng))?;
+            }
+            (AudioOp::ComplexNorm { power }, v @ Value::Complex(_)) => {
+                let Value::Complex(c) = &*v else {
+                    unreachable!()
+                };
+                *v = Value::Features(audio::complex_norm(c, *power));
+            }
+            (AudioOp::Log { eps }, Value::Features(f)) => audio::log_compress(f, *eps),
+            (AudioOp::FeatureNormalize, Value::Features(f)) => {
                 let frames = f.frames;
                 audio::feature_normalize(f, frames)
             }
-            (AudioOp::FrequencyMasking(m), AudioValue::Features(f)) => {
+            (AudioOp::FrequencyMasking(m), Value::Features(f)) => {
                 mask(f, MaskAxis::Frequency, m, rng)
             }
-            (AudioOp::TimeMasking(m), AudioValue::Features(f)) => mask(f, MaskAxis::Time, m, rng),
+            (AudioOp::TimeMasking(m), Value::Features(f)) => mask(f, MaskAxis::Time, m, rng),
             (op, v) => {
                 return Err(format!(
                     "{} takes {:?}, got {:?}",
@@ -288,6 +289,36 @@ impl AudioOp {
         }
         Ok(())
     }
+}
+
+/// The sample's stretch rate: drawn from its stream unless the range is one rate.
+fn stretch_rate(min_rate: f64, max_rate: f64, rng: &mut SampleRng) -> f64 {
+    if min_rate == max_rate {
+        min_rate
+    } else {
+        rng.uniform(min_rate, max_rate)
+    }
+}
+
+/// TimeStretch → ComplexNorm as one step (the executor's fusion): the same rate draw, the
+/// magnitudes without phases ([`audio::time_stretch_norm`]).
+pub fn stretch_then_norm(
+    stretch: &AudioOp,
+    norm: &AudioOp,
+    value: &mut Value,
+    rng: &mut SampleRng,
+) -> Result<(), String> {
+    let (
+        AudioOp::TimeStretch { min_rate, max_rate },
+        AudioOp::ComplexNorm { power },
+        Value::Complex(c),
+    ) = (stretch, norm, &*value)
+    else {
+        unreachable!("the executor fuses TimeStretch → ComplexNorm on a complex STFT only")
+    };
+    let rate = stretch_rate(*min_rate, *max_rate, rng);
+    *value = Value::Features(audio::time_stretch_norm(c, rate, *power)?);
+    Ok(())
 }
 
 /// (bins, rate, n_mels, f_min bits, f_max bits, scale, norm): everything a filterbank depends on.

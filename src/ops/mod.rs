@@ -15,8 +15,10 @@ pub mod resample;
 mod resize;
 mod rrc;
 mod spec;
+mod user;
+mod value;
 
-pub use audio::{AudioOp, AudioValue, DecodeAudio, MaskSpec, MelSpec};
+pub use audio::{stretch_then_norm, AudioOp, DecodeAudio, MaskSpec, MelSpec};
 pub use blur::{gaussian_kernel, GaussianBlur};
 pub use center_crop::{center_offset, CenterCrop};
 pub use color_jitter::{
@@ -30,8 +32,10 @@ pub use resample::CropBox;
 pub use resize::Resize;
 pub use rrc::RandomResizedCrop;
 pub use spec::{Backend, Commute, OpKind, OpSpec, SizeRule, ValueKind};
+pub use user::{Operator, UserOp};
+pub use value::Value;
 
-use crate::rng::Uniform;
+use crate::rng::{SampleRng, Uniform};
 use crate::tensor::Image;
 
 /// One step of a pipeline, as the user declared it.
@@ -48,6 +52,8 @@ pub enum Op {
     Cast(Cast),
     /// A speech operator (audio or spectral features in, the same or features out).
     Audio(AudioOp),
+    /// A user-defined operator (CPU only, opaque to the optimizer).
+    User(UserOp),
 }
 
 /// What turns a sample's bytes into the pipeline's first value.
@@ -115,11 +121,15 @@ impl Op {
             Op::Normalize(o) => o.spec(),
             Op::Cast(o) => o.spec(),
             Op::Audio(o) => o.spec(),
+            Op::User(o) => o.spec(),
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.spec().kind.name()
+    pub fn name(&self) -> &str {
+        match self {
+            Op::User(o) => o.name(),
+            _ => self.spec().kind.name(),
+        }
     }
 
     /// Check the configuration; the message says which setting is wrong and why.
@@ -195,6 +205,7 @@ impl Op {
             },
             Op::Cast(_) => Ok(()),
             Op::Audio(o) => o.validate(),
+            Op::User(o) => o.validate(),
         }
     }
 
@@ -208,7 +219,8 @@ impl Op {
             Op::ColorJitter(o) => OpParams::Jitter(o.draw(rng)),
             Op::RandomGrayscale(o) => OpParams::Apply(rng.bernoulli(f64::from(o.p))),
             Op::GaussianBlur(o) => OpParams::Blur(o.draw(rng)),
-            Op::Normalize(_) | Op::Cast(_) | Op::Audio(_) => OpParams::None,
+            // User-defined operators draw from their stream while they run.
+            Op::Normalize(_) | Op::Cast(_) | Op::Audio(_) | Op::User(_) => OpParams::None,
         }
     }
 
@@ -232,6 +244,23 @@ impl Op {
             }
             _ => {}
         }
+    }
+
+    /// Draw and apply an image-to-image operator, built-in or user-defined, with the sample's
+    /// stream for it; returns what was drawn. Only a user-defined operator can fail.
+    pub fn run_image(
+        &self,
+        rng: &mut SampleRng,
+        image: &mut Image,
+        scratch: &mut Scratch,
+    ) -> Result<OpParams, String> {
+        if let Op::User(u) = self {
+            u.run_on_image(image, rng)?;
+            return Ok(OpParams::None);
+        }
+        let params = self.draw(rng, image.width, image.height);
+        self.apply_image(&params, image, scratch);
+        Ok(params)
     }
 
     /// Whether this operator turns an image into a tensor.

@@ -3,7 +3,7 @@
 //! `scale = 1/(255·std)` and `bias = −mean/std`; every backend uses this exact formula.
 //! Cast: the u8 values unchanged, converted to the target dtype and layout.
 
-use super::spec::{Backend, Commute, OpKind, OpSpec, SizeRule, ValueKind};
+use super::spec::{Commute, OpKind, OpSpec, SizeRule, ValueKind};
 use crate::tensor::{DType, Image, Layout};
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -32,7 +32,7 @@ fn tensor_spec(kind: OpKind, dtype: DType, layout: Layout) -> OpSpec {
         bytes_per_output_pixel: 3 * dtype.size(),
         random: false,
         commutes_with: vec![(OpKind::RandomHorizontalFlip, Commute::Exact)],
-        backends: vec![Backend::Cpu],
+        backends: OpSpec::ALL_BACKENDS.to_vec(),
         cpu_fuses_with: Vec::new(),
     }
 }

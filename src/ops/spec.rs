@@ -26,6 +26,10 @@ pub enum OpKind {
     FeatureNormalize,
     FrequencyMasking,
     TimeMasking,
+    TimeStretch,
+    ComplexNorm,
+    /// A user-defined operator ([`crate::ops::UserOp`]); its own name is the operator's.
+    User,
 }
 
 impl OpKind {
@@ -51,6 +55,9 @@ impl OpKind {
             OpKind::FeatureNormalize => "FeatureNormalize",
             OpKind::FrequencyMasking => "FrequencyMasking",
             OpKind::TimeMasking => "TimeMasking",
+            OpKind::TimeStretch => "TimeStretch",
+            OpKind::ComplexNorm => "ComplexNorm",
+            OpKind::User => "user-defined operator",
         }
     }
 }
@@ -78,6 +85,8 @@ pub enum ValueKind {
     Audio,
     /// f32 spectral features `[bins, frames]`.
     Features,
+    /// A complex STFT `[bins, frames]` (what a phase vocoder works on).
+    Complex,
 }
 
 /// Output size as a function of the input size.
@@ -143,7 +152,16 @@ impl OpSpec {
             .map(|(_, c)| *c)
     }
 
-    /// A u8 image operator with the given size rule, running on the CPU.
+    /// Every backend: the CPU threads and both GPU backends' kernels (the built-in image
+    /// operators have all three).
+    pub const ALL_BACKENDS: [Backend; 3] = [Backend::Cpu, Backend::Wgpu, Backend::Cuda];
+
+    /// Whether a GPU backend has a kernel for it (placement keeps the others on the CPU).
+    pub fn runs_on_gpu(&self) -> bool {
+        self.backends.iter().any(|b| *b != Backend::Cpu)
+    }
+
+    /// A built-in u8 image operator with the given size rule (a kernel on every backend).
     pub fn image_op(kind: OpKind, size: SizeRule, random: bool) -> Self {
         OpSpec {
             kind,
@@ -153,7 +171,7 @@ impl OpSpec {
             bytes_per_output_pixel: 3,
             random,
             commutes_with: Vec::new(),
-            backends: vec![Backend::Cpu],
+            backends: Self::ALL_BACKENDS.to_vec(),
             cpu_fuses_with: Vec::new(),
         }
     }

@@ -225,14 +225,10 @@ pub fn measure(
         if source.read(index, &mut bytes).is_ok() {
             let mut image = Image::default();
             if decoder.decode(&bytes, &mut image).is_ok() {
-                for (i, op) in ops.iter().enumerate() {
-                    let p = op.draw(
-                        &mut SampleRng::new(0, 0, index, i as u32 + 1),
-                        image.width,
-                        image.height,
-                    );
-                    if !op.produces_tensor() {
-                        op.apply_image(&p, &mut image, &mut scratch);
+                for (i, op) in ops.iter().filter(|op| !op.produces_tensor()).enumerate() {
+                    let mut rng = SampleRng::new(0, 0, index, i as u32 + 1);
+                    if op.run_image(&mut rng, &mut image, &mut scratch).is_err() {
+                        break; // the measured pass reports it
                     }
                 }
             }
@@ -258,16 +254,21 @@ pub fn measure(
             }
             bytes_in[i] += image.data.len() as f64;
             let t = Instant::now();
-            let p = op.draw(&mut rng, image.width, image.height);
-            if op.produces_tensor() {
+            let p = if op.produces_tensor() {
                 let write = TensorWrite::for_op(op).expect("tensor op");
                 let mut out = vec![0u8; image.data.len() * write.dtype.size()];
                 op.write_tensor(&image, false, &mut out);
                 bytes_out[i] += out.len() as f64;
+                OpParams::None
             } else {
-                op.apply_image(&p, &mut image, &mut scratch);
+                let p = op
+                    .run_image(&mut rng, &mut image, &mut scratch)
+                    .map_err(|e| {
+                        Error::Worker(format!("profiling sample {index}: {}: {e}", op.name()))
+                    })?;
                 bytes_out[i] += image.data.len() as f64;
-            }
+                p
+            };
             cpu_ns[i] += t.elapsed().as_nanos() as f64;
             params[i].push(vec![p]);
         }
@@ -287,7 +288,12 @@ pub fn measure(
     let gpu_cost = match gpu {
         None => None,
         Some(gpu) => {
-            for (i, op) in ops.iter().enumerate() {
+            // Operators without a GPU kernel keep `gpu_ns: None`: never placed there.
+            for (i, op) in ops
+                .iter()
+                .enumerate()
+                .filter(|(_, op)| op.spec().runs_on_gpu())
+            {
                 op_costs[i].gpu_ns = Some(time_on_gpu(gpu, op, &inputs[i], &params[i])? / n as f64);
             }
             Some(GpuCost {

@@ -284,7 +284,7 @@ pub fn cache(
         predict(&with, logical, profile, goal),
     );
     let names: Vec<&str> = std::iter::once("DecodeImage")
-        .chain(plan.ops(logical).take(prefix).map(|o| o.name()))
+        .chain(plan.order[..prefix].iter().map(|&i| logical.ops[i].name()))
         .collect();
     let kept = if prefix == 0 {
         profile.decoded_bytes

@@ -1,0 +1,115 @@
+//! The value a pipeline carries from one operator to the next. Each variant is one
+//! [`ValueKind`]; operators declare which kind they take and give, `build()` checks the chain,
+//! and user-defined operators ([`super::UserOp`]) receive and return these.
+
+use super::spec::ValueKind;
+use crate::audio::{Audio, Features, Spectrum};
+use crate::tensor::Image;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// 8-bit RGB, HWC.
+    Image(Image),
+    /// f32 PCM, channels × samples, with its sample rate.
+    Audio(Audio),
+    /// f32 spectral features `[bins, frames]`.
+    Features(Features),
+    /// A complex STFT `[bins, frames]`.
+    Complex(Spectrum),
+}
+
+impl Default for Value {
+    fn default() -> Self {
+        Value::Audio(Audio::default())
+    }
+}
+
+impl Value {
+    pub fn kind(&self) -> ValueKind {
+        match self {
+            Value::Image(_) => ValueKind::ImageU8,
+            Value::Audio(_) => ValueKind::Audio,
+            Value::Features(_) => ValueKind::Features,
+            Value::Complex(_) => ValueKind::Complex,
+        }
+    }
+
+    /// The output tensor's shape: `[height, width, 3]`, `[channels, samples]` or
+    /// `[bins, frames]`.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Value::Image(i) => vec![i.height as usize, i.width as usize, Image::CHANNELS],
+            Value::Audio(a) => vec![a.channels.len(), a.frames()],
+            Value::Features(f) => vec![f.bins, f.frames],
+            Value::Complex(c) => vec![c.bins, c.frames],
+        }
+    }
+
+    /// Write an f32 value (audio or features; row-major, little-endian) into `out`, which is
+    /// `4 * len_f32()` bytes.
+    pub fn write_f32(&self, out: &mut [u8]) {
+        let mut chunks = out.chunks_exact_mut(4);
+        let mut put = |v: &f32| chunks.next().unwrap().copy_from_slice(&v.to_le_bytes());
+        match self {
+            Value::Audio(a) => a.channels.iter().flatten().for_each(&mut put),
+            Value::Features(f) => f.data.iter().for_each(&mut put),
+            Value::Image(_) | Value::Complex(_) => {
+                unreachable!("only real f32 values are written (build() checks the output kind)")
+            }
+        }
+    }
+
+    pub fn len_f32(&self) -> usize {
+        self.shape().iter().product()
+    }
+
+    /// Whether the value is internally consistent (what a user-defined operator hands back is
+    /// checked with this before anything indexes it).
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Value::Image(i) => {
+                let want = i.width as usize * i.height as usize * Image::CHANNELS;
+                if i.data.len() != want {
+                    return Err(format!(
+                        "a {}x{} image has {} bytes, not {want}",
+                        i.width,
+                        i.height,
+                        i.data.len()
+                    ));
+                }
+            }
+            Value::Audio(a) => {
+                let frames = a.frames();
+                if a.channels.iter().any(|c| c.len() != frames) {
+                    return Err("audio channels of different lengths".into());
+                }
+                if a.rate == 0 && frames > 0 {
+                    return Err("audio with a sample rate of 0 Hz".into());
+                }
+            }
+            Value::Features(f) => {
+                if f.data.len() != f.bins * f.frames {
+                    return Err(format!(
+                        "features [{}, {}] hold {} values, not {}",
+                        f.bins,
+                        f.frames,
+                        f.data.len(),
+                        f.bins * f.frames
+                    ));
+                }
+            }
+            Value::Complex(c) => {
+                if c.data.len() != c.bins * c.frames {
+                    return Err(format!(
+                        "a complex spectrum [{}, {}] holds {} values, not {}",
+                        c.bins,
+                        c.frames,
+                        c.data.len(),
+                        c.bins * c.frames
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
