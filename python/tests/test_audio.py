@@ -118,6 +118,27 @@ def test_the_asr_val_workload_equals_the_cli_bench(audio_data, sluice_bin):
     assert sluice.Pipeline(audio_data, ops_list).ops == ops_list
 
 
+def test_the_cedar_asr_workload_equals_the_cli_bench_and_round_trips(audio_data, sluice_bin):
+    got = sluice.Checksum()
+    pipe = sluice.workload("cedar-asr", audio_data, batch_size=2, threads=2)
+    for b in pipe.epoch(0):
+        assert np.from_dlpack(b["features"]).shape[1] == 256
+        got.update(b)
+    out = subprocess.run(
+        [str(sluice_bin), "bench", "cedar-asr", "--data", str(audio_data), "--batch", "2",
+         "--epochs", "1", "--threads", "2", "--json"],
+        check=True, capture_output=True, text=True,
+    )
+    assert got.hexdigest() == json.loads(out.stdout)["checksum"]
+    declared = pipe.ops
+    assert declared[2] == ops.Spectrogram(n_fft=400, win_length=400, hop_length=100, power=None)
+    assert declared[3] == ops.TimeStretch(0.8) and declared[4] == ops.ComplexNorm(2.0)
+    assert sluice.Pipeline(audio_data, declared).ops == declared
+    # A rate range is drawn per sample and survives the round trip too.
+    ranged = declared[:3] + [ops.TimeStretch((0.8, 1.2))] + declared[4:]
+    assert sluice.Pipeline(audio_data, ranged).ops == ranged
+
+
 @pytest.mark.parametrize(
     "op_list, setting",
     [
@@ -128,6 +149,10 @@ def test_the_asr_val_workload_equals_the_cli_bench(audio_data, sluice_bin):
         ([ops.Resample(16000), ops.DecodeAudio()], "DecodeAudio must come first"),
         ([ops.DecodeAudio(), ops.Log()], "takes spectral features but DecodeAudio produces audio"),
         ([ops.DecodeAudio(), ops.Normalize.imagenet()], "takes an image"),
+        ([ops.DecodeAudio(), ops.Spectrogram(power=None)], "add ComplexNorm"),
+        ([ops.DecodeAudio(), ops.Spectrogram(power=None), ops.TimeStretch("fast")], "TimeStretch.rate"),
+        ([ops.DecodeAudio(), ops.Spectrogram(power=None), ops.TimeStretch((1.2, 0.8)),
+          ops.ComplexNorm()], "TimeStretch"),
     ],
 )
 def test_bad_audio_declarations_raise_value_error(audio_data, op_list, setting):
