@@ -2,10 +2,11 @@
 """The speech peer: sluice's asr-val and cedar-asr front ends written with torchaudio + a PyTorch
 DataLoader.
 
-    asr_torchaudio.py bench DATA [--workload asr-val|cedar-asr] [--workers N] [--batch 32]
-                      [--epochs 2]
+    asr_torchaudio.py bench DATA [--workload asr-val|cedar-asr] [--peer torchaudio|librosa]
+                      [--workers N] [--batch 32] [--epochs 2]
         files/s over EPOCHS timed epochs after one untimed warm-up epoch (as benches/peers);
-        prints one JSON line.
+        prints one JSON line. `--peer librosa` (cedar-asr only) runs the pipeline with librosa
+        in the same DataLoader, as cedar's librosa baseline did.
     asr_torchaudio.py compare DUMP
         recomputes with torchaudio the samples of a batch that `sluice bench asr-val --dump DUMP`
         wrote and prints the largest differences (frames, values) as one JSON line.
@@ -107,6 +108,40 @@ class CedarFrontEnd:
         return self.mel(self.masks(power))
 
 
+class LibrosaCedarFrontEnd:
+    """cedar-asr in librosa: soxr resampling (librosa's default), `stft` (reflect padding, as
+    torchaudio), `phase_vocoder`, |z|^2, one time and one frequency mask of width < 80 drawn
+    with numpy, an htk mel filterbank of 256 bins without norm."""
+
+    RATE = 8_000
+
+    def __init__(self):
+        import librosa
+
+        self.librosa = librosa
+        self.rng = np.random.default_rng()
+        self.mel = librosa.filters.mel(sr=self.RATE, n_fft=400, n_mels=256, htk=True, norm=None)
+
+    def _mask(self, s, axis):
+        size = s.shape[axis]
+        width = int(self.rng.random() * 80)
+        start = int(self.rng.random() * max(size - width, 0))
+        index = [slice(None)] * 2
+        index[axis] = slice(start, start + width)
+        s[tuple(index)] = 0.0
+
+    def __call__(self, rate, x):
+        y = x.numpy()
+        if rate != self.RATE:
+            y = self.librosa.resample(y, orig_sr=rate, target_sr=self.RATE)
+        d = self.librosa.stft(y, n_fft=400, hop_length=100, pad_mode="reflect")
+        d = self.librosa.phase_vocoder(d, rate=0.8, hop_length=100)
+        power = np.abs(d) ** 2
+        self._mask(power, 1)
+        self._mask(power, 0)
+        return torch.from_numpy(self.mel @ power)
+
+
 def audio_files(root):
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     files = []
@@ -140,7 +175,12 @@ def pad_collate(items):
 
 
 def bench(args):
-    front_end = CedarFrontEnd() if args.workload == "cedar-asr" else FrontEnd()
+    if args.peer == "librosa":
+        if args.workload != "cedar-asr":
+            raise SystemExit("--peer librosa runs cedar-asr only")
+        front_end = LibrosaCedarFrontEnd()
+    else:
+        front_end = CedarFrontEnd() if args.workload == "cedar-asr" else FrontEnd()
     data = AudioFolder(args.data, front_end)
     loader = torch.utils.data.DataLoader(
         data, batch_size=args.batch, shuffle=True, num_workers=args.workers,
@@ -155,7 +195,8 @@ def bench(args):
             files += features.shape[0]
     seconds = time.perf_counter() - start
     print(json.dumps({
-        "peer": f"torchaudio {torchaudio.__version__} + DataLoader",
+        "peer": (f"librosa {front_end.librosa.__version__}" if args.peer == "librosa"
+                 else f"torchaudio {torchaudio.__version__}") + " + DataLoader",
         "workload": args.workload,
         "torch": torch.__version__, "workers": args.workers, "batch": args.batch,
         "files": files, "seconds": round(seconds, 3),
@@ -226,6 +267,7 @@ def main():
     b = sub.add_parser("bench")
     b.add_argument("data")
     b.add_argument("--workload", choices=["asr-val", "cedar-asr"], default="asr-val")
+    b.add_argument("--peer", choices=["torchaudio", "librosa"], default="torchaudio")
     b.add_argument("--workers", type=int, default=os.cpu_count())
     b.add_argument("--batch", type=int, default=32)
     b.add_argument("--epochs", type=int, default=2)
