@@ -27,7 +27,8 @@ The pipeline is torchaudio's recipe at its best, not a literal translation: one
 → resample to 16 kHz (sinc_interp_hann, width 6, rolloff 0.99) → pre-emphasis 0.97 → STFT
 (n_fft 512, window 400, hop 160, periodic Hann, centred, reflect) power 2 → 80 slaney mel bins
 over 0–8 kHz, slaney norm → ln(x + 2^-24) → per-bin (x − mean) / (unbiased std + 1e-5).
-WAV files are read with scipy (torchaudio 2.9+ hands file I/O to torchcodec).
+WAV files are read with scipy, FLAC with soundfile (torchaudio 2.9+ hands file I/O to
+torchcodec).
 """
 import argparse
 import json
@@ -44,7 +45,13 @@ RATE = 16_000
 
 
 def load_wav(path):
-    """(rate, mono f32 tensor) with PCM scaled as symphonia does (integer / 2^(bits-1))."""
+    """(rate, mono f32 tensor) with PCM scaled as symphonia does (integer / 2^(bits-1)). FLAC
+    files (a third of the generated integer ones) are read with soundfile, same scaling."""
+    if path.lower().endswith(".flac"):
+        import soundfile
+
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        return rate, torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
     rate, data = wavfile.read(path)
     if data.dtype == np.uint8:
         x = (data.astype(np.float32) - 128.0) / 128.0
@@ -147,7 +154,7 @@ def audio_files(root):
     files = []
     for label, c in enumerate(classes):
         for name in sorted(os.listdir(os.path.join(root, c))):
-            if name.lower().endswith(".wav"):
+            if name.lower().endswith((".wav", ".flac")):
                 files.append((os.path.join(root, c, name), label))
     return files
 

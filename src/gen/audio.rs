@@ -1,8 +1,9 @@
 //! A deterministic speech-like dataset for the audio workloads: voiced stretches (a glottal
 //! pulse train's harmonics under three moving formants, with vibrato), unvoiced noise bursts and
 //! silences; 1–15 s per file; 8, 16, 22.05, 44.1 or 48 kHz; mono or stereo; 16-bit, 24-bit or
-//! float WAV. Written as `ROOT/class_NNN/utt_NNNNNN.wav` (the AudioFolder layout). Every file is
-//! a pure function of (seed, index).
+//! float WAV, and a third of the integer files as FLAC. Written as
+//! `ROOT/class_NNN/utt_NNNNNN.wav|flac` (the AudioFolder layout). Every file is a pure function
+//! of (seed, index).
 
 use crate::error::{Error, Result};
 use crate::rng::{SampleRng, Uniform};
@@ -38,6 +39,8 @@ pub struct AudioFormat {
     /// 16 or 24 (integer PCM), or 32 (float).
     pub bits: u16,
     pub seconds: f64,
+    /// Stored as FLAC (integer PCM only) instead of WAV.
+    pub flac: bool,
 }
 
 fn format_of(spec: &AudioDatasetSpec, index: u64) -> AudioFormat {
@@ -50,11 +53,14 @@ fn format_of(spec: &AudioDatasetSpec, index: u64) -> AudioFormat {
         _ => 32,
     };
     let seconds = r.uniform(1.0, spec.max_seconds.max(1.0));
+    // Drawn last, so the other properties are those of the WAV-only generator.
+    let flac = bits != 32 && r.next_f64() < 1.0 / 3.0;
     AudioFormat {
         rate,
         channels,
         bits,
         seconds,
+        flac,
     }
 }
 
@@ -142,6 +148,76 @@ pub fn generate_utterance(
     )
 }
 
+/// A sample in [-1, 1] as `bits`-bit integer PCM (rounded, clamped to the code range).
+fn quantize(v: f32, bits: u16) -> i32 {
+    let scale = (1i32 << (bits - 1)) as f32;
+    (v * scale).round().clamp(-scale, scale - 1.0) as i32
+}
+
+/// The file's bytes (WAV or FLAC as `format` says) and its file name extension.
+pub fn encode_utterance(
+    format: &AudioFormat,
+    planes: &[Vec<f32>],
+) -> Result<(Vec<u8>, &'static str)> {
+    if format.flac {
+        Ok((encode_flac(format, planes)?, "flac"))
+    } else {
+        Ok((encode_wav(format, planes)?, "wav"))
+    }
+}
+
+/// FLAC bytes of one utterance (integer PCM, flacenc's default encoder settings).
+pub fn encode_flac(format: &AudioFormat, planes: &[Vec<f32>]) -> Result<Vec<u8>> {
+    use flacenc::component::BitRepr;
+    use flacenc::error::Verify;
+    let fail = |what: String| Error::Worker(format!("writing FLAC: {what}"));
+    if format.bits == 32 {
+        return Err(fail("float samples have no FLAC encoding".into()));
+    }
+    let frames = planes[0].len();
+    let mut interleaved = Vec::with_capacity(frames * planes.len());
+    for t in 0..frames {
+        interleaved.extend(planes.iter().map(|p| quantize(p[t], format.bits)));
+    }
+    // Fixed-predictor subframes off: flacenc 0.5.1 wrote a 436 MB "fixed, order 0" subframe
+    // for a near-silent 4096-sample block of 24-bit audio (libFLAC decodes it; symphonia lost
+    // the frame). LPC subframes cover what fixed ones would.
+    let mut config = flacenc::config::Encoder::default();
+    config.subframe_coding.use_fixed = false;
+    let config = config.into_verified().map_err(|e| fail(format!("{e:?}")))?;
+    let source = flacenc::source::MemSource::from_samples(
+        &interleaved,
+        planes.len(),
+        usize::from(format.bits),
+        format.rate as usize,
+    );
+    let stream = flacenc::encode_with_fixed_block_size(&config, source, config.block_size)
+        .map_err(|e| fail(format!("{e:?}")))?;
+    let mut sink = flacenc::bitsink::ByteSink::new();
+    stream
+        .write(&mut sink)
+        .map_err(|e| fail(format!("{e:?}")))?;
+    let mut bytes = sink.as_slice().to_vec();
+    // STREAMINFO's minimum block size excludes the last block (FLAC format spec); flacenc counts
+    // the short last block, and symphonia then cannot sync to the first frame. With a fixed
+    // block size every other block is the maximum, so that is the minimum.
+    if bytes.len() < 12 || &bytes[..4] != b"fLaC" || bytes[4] & 0x7f != 0 {
+        return Err(fail("the encoder did not start with STREAMINFO".into()));
+    }
+    let max_block: [u8; 2] = bytes[10..12].try_into().unwrap();
+    bytes[8..10].copy_from_slice(&max_block);
+    // Never larger than the samples stored verbatim (plus headers): a guard against the
+    // encoder misbehaving again.
+    let verbatim = interleaved.len() * usize::from(format.bits) / 8;
+    if bytes.len() > verbatim + verbatim / 16 + 4096 {
+        return Err(fail(format!(
+            "the encoder made {} bytes of {verbatim} bytes of samples",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
 /// WAV bytes of one utterance.
 pub fn encode_wav(format: &AudioFormat, planes: &[Vec<f32>]) -> Result<Vec<u8>> {
     let wav_spec = hound::WavSpec {
@@ -163,11 +239,7 @@ pub fn encode_wav(format: &AudioFormat, planes: &[Vec<f32>]) -> Result<Vec<u8>> 
             let v = plane[t];
             match format.bits {
                 32 => w.write_sample(v).map_err(fail)?,
-                bits => {
-                    let scale = (1i32 << (bits - 1)) as f32;
-                    let q = (v * scale).round().clamp(-scale, scale - 1.0) as i32;
-                    w.write_sample(q).map_err(fail)?
-                }
+                bits => w.write_sample(quantize(v, bits)).map_err(fail)?,
             }
         }
     }
@@ -183,11 +255,8 @@ pub fn write_audio_dataset(
 ) -> Result<()> {
     super::write_class_files(root, spec.files, spec.classes, "file", progress, &|i| {
         let (format, planes, class) = generate_utterance(spec, i);
-        Ok((
-            class,
-            format!("utt_{i:06}.wav"),
-            encode_wav(&format, &planes)?,
-        ))
+        let (bytes, extension) = encode_utterance(&format, &planes)?;
+        Ok((class, format!("utt_{i:06}.{extension}"), bytes))
     })?;
     let marker = root.join(".complete");
     std::fs::write(&marker, marker_text(spec))
@@ -196,7 +265,8 @@ pub fn write_audio_dataset(
 
 fn marker_text(spec: &AudioDatasetSpec) -> String {
     format!(
-        "audio {} {} {} {}\n",
+        // v2: a third of the integer files are FLAC.
+        "audio v2 {} {} {} {}\n",
         spec.files, spec.classes, spec.seed, spec.max_seconds
     )
 }
@@ -230,6 +300,7 @@ mod tests {
         let mut rates = std::collections::HashSet::new();
         let mut bits = std::collections::HashSet::new();
         let mut stereo = 0;
+        let mut flac = 0;
         for i in 0..spec.files as u64 {
             let (format, planes, class) = generate_utterance(&spec, i);
             assert_eq!(class, i as usize % 4);
@@ -244,7 +315,9 @@ mod tests {
             assert!(format.seconds >= 1.0 && format.seconds <= 2.0);
             let peak = planes[0].iter().fold(0f32, |a, v| a.max(v.abs()));
             assert!(peak > 0.01 && peak <= 1.0, "file {i}: peak {peak}");
-            let bytes = encode_wav(&format, &planes).unwrap();
+            let (bytes, extension) = encode_utterance(&format, &planes).unwrap();
+            assert_eq!(extension == "flac", format.flac);
+            flac += usize::from(format.flac);
             let audio = decode_audio(bytes, &AudioLimits::default(), ChannelChoice::All).unwrap();
             assert_eq!(
                 (audio.rate, audio.channels.len()),
@@ -265,8 +338,22 @@ mod tests {
             }
         }
         assert!(
-            rates.len() >= 4 && bits.len() == 3 && stereo > 0,
-            "{rates:?} {bits:?} {stereo}"
+            rates.len() >= 4 && bits.len() == 3 && stereo > 0 && flac > 3,
+            "{rates:?} {bits:?} {stereo} {flac}"
         );
+    }
+
+    #[test]
+    fn flac_files_stay_small_and_decode_whole() {
+        // File 52 of the default dataset: 11.7 s of 24-bit 48 kHz mono with near-silent blocks,
+        // which flacenc's fixed predictor once turned into a 436 MB frame.
+        let spec = AudioDatasetSpec::default();
+        let (format, planes, _) = generate_utterance(&spec, 52);
+        assert!(format.flac && format.bits == 24);
+        let bytes = encode_flac(&format, &planes).unwrap();
+        let verbatim = planes[0].len() * 3;
+        assert!(bytes.len() < verbatim, "{} of {verbatim}", bytes.len());
+        let audio = decode_audio(bytes, &AudioLimits::default(), ChannelChoice::All).unwrap();
+        assert_eq!(audio.frames(), planes[0].len());
     }
 }
