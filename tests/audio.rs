@@ -166,6 +166,21 @@ mod pipelines {
         (dir, folder)
     }
 
+    /// Each batch's bytes, lengths and sample indices over one epoch.
+    fn epoch_outputs(p: &Pipeline, epoch: u32) -> Vec<(Vec<u8>, Vec<usize>, Vec<u64>)> {
+        p.epoch(epoch)
+            .unwrap()
+            .map(|b| {
+                let b = b.unwrap();
+                (
+                    b.bytes().to_vec(),
+                    b.lengths.clone(),
+                    b.sample_indices.clone(),
+                )
+            })
+            .collect()
+    }
+
     /// asr-val's features for one file, composed directly from the audio functions.
     fn reference_features(bytes: Vec<u8>) -> (usize, Vec<f32>) {
         let audio =
@@ -336,19 +351,7 @@ mod pipelines {
                 max_fraction: 1.0,
                 fill: 0.0,
             }));
-            p.build()
-                .unwrap()
-                .epoch(2)
-                .unwrap()
-                .map(|b| {
-                    let b = b.unwrap();
-                    (
-                        b.dense().unwrap().bytes().to_vec(),
-                        b.lengths.clone(),
-                        b.sample_indices.clone(),
-                    )
-                })
-                .collect::<Vec<_>>()
+            epoch_outputs(&p.build().unwrap(), 2)
         };
         let one = run(1);
         assert_eq!(one, run(2));
@@ -433,17 +436,7 @@ mod pipelines {
                 )
                 .build()
                 .unwrap();
-            p.epoch(1)
-                .unwrap()
-                .map(|b| {
-                    let b = b.unwrap();
-                    (
-                        b.bytes().to_vec(),
-                        b.lengths.clone(),
-                        b.sample_indices.clone(),
-                    )
-                })
-                .collect::<Vec<_>>()
+            epoch_outputs(&p, 1)
         };
         let one = run(1);
         assert_eq!(one, run(2));

@@ -9,7 +9,7 @@ use sluice::ops::{
     RandomResizedCrop,
 };
 use sluice::optimizer::{
-    self, cache, place, reorder, CostProfile, Goal, GpuCost, LogicalPlan, OpCost, PhysicalPlan,
+    self, cache, place, reorder, CostProfile, Goal, GpuCost, LogicalPlan, PhysicalPlan,
 };
 use sluice::{Pipeline, PipelineBuilder, Placement};
 
@@ -32,30 +32,7 @@ fn cpu_profile(plan: &LogicalPlan) -> CostProfile {
             _ => (80e3, 150_528.0, 602_112.0),
         })
         .collect();
-    CostProfile {
-        machine: "16 x test CPU".into(),
-        dataset: "test".into(),
-        pipeline: optimizer::profile::pipeline_key(&plan.ops),
-        cpu_threads: 16,
-        samples_measured: 64,
-        dataset_len: 10_000,
-        read_ns: 20e3,
-        decode_ns: 1.2e6,
-        decoded_bytes: 480e3,
-        memcpy_gbps: 8.0,
-        ops: costs
-            .into_iter()
-            .zip(&plan.ops)
-            .map(|((cpu_ns, bytes_in, bytes_out), op)| OpCost {
-                op: format!("{op:?}"),
-                cpu_ns,
-                bytes_in,
-                bytes_out,
-                gpu_ns: None,
-            })
-            .collect(),
-        gpu: None,
-    }
+    common::cost_profile(&plan.ops, costs)
 }
 
 /// The same host with an H100-class GPU on a fast link: kernels take microseconds per sample.

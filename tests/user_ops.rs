@@ -12,7 +12,7 @@ use sluice::ops::{
     AudioOp, Cast, ColorJitter, Commute, Normalize, OpKind, Operator, RandomResizedCrop, SizeRule,
     UserOp, Value, ValueKind,
 };
-use sluice::optimizer::{reorder, CostProfile, Goal, OpCost, PhysicalPlan};
+use sluice::optimizer::{reorder, Goal, PhysicalPlan};
 use sluice::rng::SampleRng;
 use sluice::source::AudioFolder;
 use sluice::{ErrorPolicy, Pipeline, PipelineBuilder, Placement};
@@ -359,33 +359,14 @@ fn the_optimizer_moves_a_user_operator_only_across_what_it_declares_it_commutes_
         allow_approx: true,
     };
     // Per sample, one core: (ns, bytes in, bytes out) of jitter, the user op, crop, normalize.
-    let profile = |l: &sluice::optimizer::LogicalPlan| CostProfile {
-        machine: "test".into(),
-        dataset: "test".into(),
-        pipeline: sluice::optimizer::profile::pipeline_key(&l.ops),
-        cpu_threads: 4,
-        samples_measured: 8,
-        dataset_len: 1000,
-        read_ns: 20e3,
-        decode_ns: 1.2e6,
-        decoded_bytes: 480e3,
-        memcpy_gbps: 8.0,
-        ops: [
+    let profile = |l: &sluice::optimizer::LogicalPlan| {
+        let costs = vec![
             (900e3, 480e3, 480e3),
             (100e3, 480e3, 480e3),
             (150e3, 480e3, 150_528.0),
             (80e3, 150_528.0, 602_112.0),
-        ]
-        .into_iter()
-        .map(|(cpu_ns, bytes_in, bytes_out)| OpCost {
-            op: String::new(),
-            cpu_ns,
-            bytes_in,
-            bytes_out,
-            gpu_ns: None,
-        })
-        .collect(),
-        gpu: None,
+        ];
+        common::cost_profile(&l.ops, costs)
     };
     let opaque = declared(invert());
     let mut plan = PhysicalPlan::declared(&opaque, 4);

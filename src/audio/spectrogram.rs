@@ -255,13 +255,8 @@ mod tests {
     #[test]
     fn matches_a_naive_dft_for_the_asr_and_cedar_settings() {
         let cedar = SpectrogramSpec {
-            n_fft: 400,
-            win_length: 400,
-            hop: 100,
-            window: WindowKind::HannPeriodic,
-            center: true,
-            padding: Padding::Reflect,
             power: Some(2.0),
+            ..crate::bench::CEDAR_STFT
         };
         let other = SpectrogramSpec {
             window: WindowKind::HannSymmetric,
@@ -306,13 +301,7 @@ mod tests {
 
     #[test]
     fn the_complex_stft_matches_a_naive_dft() {
-        let spec = SpectrogramSpec {
-            n_fft: 400,
-            win_length: 400,
-            hop: 100,
-            power: None,
-            ..asr_spec()
-        };
+        let spec = crate::bench::CEDAR_STFT;
         let x = noise(1203, 17);
         let got = stft(&x, &spec).unwrap();
         let want = naive(&x, &spec);

@@ -179,3 +179,34 @@ pub fn assert_tensor_within_one_ulp(got: &[u8], want: &[u8], dtype: sluice::DTyp
         );
     }
 }
+
+/// A hand-written CPU cost profile for `ops` on a 16-core host (no GPU): per operator, CPU ns
+/// per sample, bytes in and bytes out; decoded images of 480 KB.
+pub fn cost_profile(ops: &[Op], costs: Vec<(f64, f64, f64)>) -> sluice::optimizer::CostProfile {
+    sluice::optimizer::CostProfile {
+        machine: "16 x test CPU".into(),
+        dataset: "test".into(),
+        pipeline: sluice::optimizer::profile::pipeline_key(ops),
+        cpu_threads: 16,
+        samples_measured: 64,
+        dataset_len: 10_000,
+        read_ns: 20e3,
+        decode_ns: 1.2e6,
+        decoded_bytes: 480e3,
+        memcpy_gbps: 8.0,
+        ops: costs
+            .into_iter()
+            .zip(ops)
+            .map(
+                |((cpu_ns, bytes_in, bytes_out), op)| sluice::optimizer::OpCost {
+                    op: format!("{op:?}"),
+                    cpu_ns,
+                    bytes_in,
+                    bytes_out,
+                    gpu_ns: None,
+                },
+            )
+            .collect(),
+        gpu: None,
+    }
+}
