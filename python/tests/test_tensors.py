@@ -79,11 +79,12 @@ def test_buffers_come_back_after_del(data):
             float(x.sum())
             del x, batch
 
-    run_epoch(0)
-    after_first = pipe.stats()["buffer_allocations"]
-    for e in range(1, 4):
+    for e in range(4):
         run_epoch(e)
-    assert pipe.stats()["buffer_allocations"] == after_first
+    # 32 batches went through; buffers that came back are reused, so the pool holds only what
+    # is in flight at once: the batch being consumed, the 2 prefetched, and one finished out of
+    # order (how many of those coincide depends on timing, so bound it rather than pin it).
+    assert pipe.stats()["buffer_allocations"] <= 4
 
 
 def test_ragged_batches_are_lists_of_per_sample_tensors(data):
