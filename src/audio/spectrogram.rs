@@ -117,6 +117,16 @@ fn padded(x: &[f32], spec: &SpectrogramSpec) -> Vec<f32> {
     out
 }
 
+/// `|c|^power`, exact (no square root) for the power spectrogram's power 2.
+pub(super) fn magnitude_power(c: Complex32, power: f32) -> f32 {
+    let p = c.norm_sqr();
+    if power == 2.0 {
+        p
+    } else {
+        p.sqrt().powf(power)
+    }
+}
+
 /// Run the STFT of `x` frame by frame, handing each frame's `n_fft/2 + 1` complex bins to
 /// `emit(frame, bins)`; returns the frame count.
 fn stft_frames(
@@ -158,12 +168,7 @@ pub fn spectrogram(x: &[f32], spec: &SpectrogramSpec) -> Result<Features, String
     let mut out = Features::zeros(spec.n_fft / 2 + 1, frames);
     stft_frames(x, spec, |t, bins| {
         for (k, c) in bins.iter().enumerate() {
-            let p = c.norm_sqr();
-            out.data[k * frames + t] = if power == 2.0 {
-                p
-            } else {
-                p.sqrt().powf(power)
-            };
+            out.data[k * frames + t] = magnitude_power(*c, power);
         }
     })?;
     Ok(out)

@@ -12,6 +12,7 @@
 //!
 //! (torchaudio's `phase_vocoder(X, rate, linspace(0, π·hop, bins)[..., None])`; rate 1 returns X.)
 
+use super::spectrogram::magnitude_power;
 use super::Features;
 use realfft::num_complex::Complex32;
 use std::f64::consts::PI;
@@ -145,12 +146,7 @@ pub fn time_stretch_norm(x: &Spectrum, rate: f64, power: f32) -> Result<Features
 pub fn complex_norm(x: &Spectrum, power: f32) -> Features {
     let mut out = Features::zeros(x.bins, x.frames);
     for (o, c) in out.data.iter_mut().zip(&x.data) {
-        let p = c.norm_sqr();
-        *o = if power == 2.0 {
-            p
-        } else {
-            p.sqrt().powf(power)
-        };
+        *o = magnitude_power(*c, power);
     }
     out.rate = x.rate;
     out

@@ -87,29 +87,23 @@ impl Value {
                     return Err("audio with a sample rate of 0 Hz".into());
                 }
             }
-            Value::Features(f) => {
-                if f.data.len() != f.bins * f.frames {
-                    return Err(format!(
-                        "features [{}, {}] hold {} values, not {}",
-                        f.bins,
-                        f.frames,
-                        f.data.len(),
-                        f.bins * f.frames
-                    ));
-                }
-            }
+            Value::Features(f) => matrix_holds("features", f.bins, f.frames, f.data.len())?,
             Value::Complex(c) => {
-                if c.data.len() != c.bins * c.frames {
-                    return Err(format!(
-                        "a complex spectrum [{}, {}] holds {} values, not {}",
-                        c.bins,
-                        c.frames,
-                        c.data.len(),
-                        c.bins * c.frames
-                    ));
-                }
+                matrix_holds("a complex spectrum", c.bins, c.frames, c.data.len())?
             }
         }
         Ok(())
+    }
+}
+
+/// A `[bins, frames]` matrix must hold exactly `bins × frames` values.
+fn matrix_holds(what: &str, bins: usize, frames: usize, len: usize) -> Result<(), String> {
+    if len == bins * frames {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} [{bins}, {frames}] hold {len} values, not {}",
+            bins * frames
+        ))
     }
 }
