@@ -382,19 +382,18 @@ impl PipelineBuilder {
 
     /// Resolve the CPU→GPU cut (probing for an adapter only when a GPU is asked for).
     fn place(&self, output: &OutputSpec) -> Result<(Option<GpuSuffix>, String)> {
-        let dense = output.sample_shape.is_some();
+        let audio = matches!(self.decode, Decoder::Audio(_));
+        // The speech kernels write padded batches, the image ones fixed-size tensors.
+        let dense = output.sample_shape.is_some() || (audio && output.padded);
         let mut backend =
             placement::gpu_backend(&self.pins, self.placement).map_err(Error::InvalidPipeline)?;
-        let audio = matches!(self.decode, Decoder::Audio(_));
-        if audio && (backend.is_some() || self.device_batches) {
-            // Said plainly rather than as a missing fixed output size.
-            return Ok((
-                None,
-                "every operator on CPU threads: the speech operators have no GPU kernels yet"
-                    .into(),
-            ));
+        let mut device_batches = self.device_batches;
+        let mut device_note = String::new();
+        if audio && device_batches {
+            device_batches = false;
+            device_note = "; device batches off (speech batches are delivered in host memory)".into();
         }
-        if self.device_batches {
+        if device_batches {
             backend = match backend {
                 None => Some(Placement::Cuda),
                 Some(Placement::Wgpu) => {
@@ -421,8 +420,9 @@ impl PipelineBuilder {
         let mut cut =
             placement::resolve(&self.ops, &self.pins, self.placement, &availability, dense)
                 .map_err(Error::InvalidPipeline)?;
+        cut.reason += &device_note;
         let mut engine = None;
-        if self.device_batches {
+        if device_batches {
             let cuda = match &ctx {
                 Some(Ok(g)) => g.cuda.clone().ok_or("no CUDA device opened".to_string()),
                 // Said once: the placement reason may already say why.

@@ -185,8 +185,12 @@ pub fn resolve(
                 .into(),
         ));
     }
+    let has_crop = ops
+        .iter()
+        .any(|op| matches!(op.spec().size, SizeRule::Fixed { .. }));
     let how = match default {
-        Placement::Auto => "auto: cut after the first fixed-size crop",
+        Placement::Auto if has_crop => "auto: cut after the first fixed-size crop",
+        Placement::Auto => "auto: every operator after the last one without a GPU kernel",
         Placement::Wgpu | Placement::Cuda => "every operator not pinned to the CPU",
         Placement::Cpu => "pinned",
     };

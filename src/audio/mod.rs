@@ -20,7 +20,8 @@ pub use resample::resample;
 pub use spectrogram::{spectrogram, stft, Padding, SpectrogramSpec, WindowKind};
 pub use stretch::{complex_norm, stretched_frames, time_stretch, time_stretch_norm, Spectrum};
 pub use transform::{
-    amplitude_to_db, feature_normalize, log_compress, mask_along_axis, pre_emphasis, MaskAxis,
+    amplitude_to_db, feature_normalize, log_compress, mask_along_axis, mask_range, pre_emphasis,
+    MaskAxis,
 };
 
 /// PCM audio: `channels[c][t]`, every channel the same length, samples in [-1, 1] for integer

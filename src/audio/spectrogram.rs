@@ -71,7 +71,7 @@ impl SpectrogramSpec {
         w
     }
 
-    fn check(&self, len: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, len: usize) -> Result<(), String> {
         if self.n_fft == 0 || self.hop == 0 || self.win_length == 0 || self.win_length > self.n_fft
         {
             return Err(format!(

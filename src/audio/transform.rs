@@ -68,6 +68,14 @@ pub enum MaskAxis {
     Time,
 }
 
+/// The range [`mask_along_axis`] masks along an axis of `size` (the GPU kernels take it as a
+/// per-sample parameter).
+pub fn mask_range(size: usize, max_width: f64, u1: f64, u2: f64) -> (usize, usize) {
+    let value = u1 * max_width;
+    let start = (u2 * (size as f64 - value)).max(0.0).floor() as usize;
+    (start, (start + value.floor() as usize).min(size))
+}
+
 /// One SpecAugment mask from two uniform draws `u1`, `u2` in [0, 1), torchaudio's
 /// `mask_along_axis`: `value = u1 · max_width`, `start = floor(u2 · (size − value))`,
 /// `end = start + floor(value)`; `[start, end)` along `axis` is set to `fill`. Returns the
@@ -84,9 +92,7 @@ pub fn mask_along_axis(
         MaskAxis::Frequency => f.bins,
         MaskAxis::Time => f.frames,
     };
-    let value = u1 * max_width;
-    let start = (u2 * (size as f64 - value)).max(0.0).floor() as usize;
-    let end = (start + value.floor() as usize).min(size);
+    let (start, end) = mask_range(size, max_width, u1, u2);
     match axis {
         MaskAxis::Frequency => {
             for bin in start..end {

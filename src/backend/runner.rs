@@ -1,7 +1,7 @@
 //! What the executor needs from a GPU backend: run a batch's image stages and tensor write,
 //! writing the finished tensors into host memory. Both wgpu and CUDA implement it.
 
-use super::wgpu::{ImageStage, TensorWrite};
+use super::wgpu::{EncodedBatch, ImageStage, TensorWrite};
 use crate::tensor::Image;
 
 pub trait GpuRunner: Send + Sync {
@@ -15,6 +15,10 @@ pub trait GpuRunner: Send + Sync {
         write: &TensorWrite,
         out: &mut [u8],
     ) -> Result<(), String>;
+    /// Run every pass of an encoded batch (e.g. the speech features); each sample's output.
+    fn run_encoded(&self, batch: &EncodedBatch) -> Result<Vec<Vec<u8>>, String>;
+    /// The largest buffer one encoded batch may use (wgpu's storage binding limit).
+    fn max_buffer_bytes(&self) -> u64;
     /// Checking mode: poison outputs (0xFF bytes) before kernels run.
     fn set_poison(&self, on: bool);
     /// Checking mode with outputs filled with `byte`.
@@ -33,6 +37,12 @@ impl GpuRunner for super::wgpu::WgpuContext {
         out: &mut [u8],
     ) -> Result<(), String> {
         super::wgpu::WgpuContext::run_to_tensor(self, images, stages, write, out)
+    }
+    fn run_encoded(&self, batch: &EncodedBatch) -> Result<Vec<Vec<u8>>, String> {
+        super::wgpu::WgpuContext::run_encoded(self, batch)
+    }
+    fn max_buffer_bytes(&self) -> u64 {
+        self.binding_limit()
     }
     fn set_poison(&self, on: bool) {
         super::wgpu::WgpuContext::set_poison(self, on)
@@ -61,6 +71,12 @@ impl GpuRunner for super::cuda::CudaDevice {
             at += sample.len();
         }
         Ok(())
+    }
+    fn run_encoded(&self, batch: &EncodedBatch) -> Result<Vec<Vec<u8>>, String> {
+        super::cuda::CudaDevice::run_encoded(self, batch)
+    }
+    fn max_buffer_bytes(&self) -> u64 {
+        u64::MAX
     }
     fn set_poison(&self, on: bool) {
         super::cuda::CudaDevice::set_poison(self, on)

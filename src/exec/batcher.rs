@@ -1,12 +1,14 @@
 //! Assembles one batch: its samples processed in parallel on the worker pool, written straight
 //! into a pooled buffer, with failures handled by the pipeline's error policy.
 
-use super::gpu::{draw_suffix, GpuJob};
+use super::gpu::{draw_suffix, GpuJob, GpuWork};
+use super::spectral::draw_spectral;
 use super::iter::Delivery;
 use super::sample::SampleOut;
 use super::Shared;
 use crate::batch::{Batch, DenseBatch, Images, PooledBuffer, RaggedBatch};
 use crate::error::{Error, Result, SampleError};
+use crate::ops::{Decoder, Value};
 use crate::pipeline::ErrorPolicy;
 use crate::tensor::Image;
 use crossbeam_channel::Sender;
@@ -245,6 +247,37 @@ impl Shared {
         let size = self.settings.batch_size;
         let start = b as usize * size;
         let indices = &order[start..(start + size).min(order.len())];
+        let (work, outcomes) = if matches!(self.decode, Decoder::Audio(_)) {
+            self.cpu_part_spectral(epoch, indices, gpu.cut, cancel)
+        } else {
+            self.cpu_part_images(epoch, indices, gpu.cut, cancel)
+        };
+        match self.settle(indices, outcomes) {
+            Err(e) => {
+                let _ = tx.send((b, Err(e)));
+            }
+            Ok((indices, skipped)) => gpu.submit(GpuJob {
+                shared: self.clone(),
+                epoch,
+                batch: b,
+                indices,
+                work,
+                skipped,
+                tx,
+                cancel: cancel.clone(),
+            }),
+        }
+    }
+
+    /// The CPU part of an image pipeline with a GPU suffix: each sample's u8 image and the
+    /// suffix operators' parameters.
+    fn cpu_part_images(
+        &self,
+        epoch: u32,
+        indices: &[u64],
+        cut: usize,
+        cancel: &AtomicBool,
+    ) -> (GpuWork, Vec<Outcome>) {
         let results: Vec<_> = indices
             .par_iter()
             .map(|&index| {
@@ -258,7 +291,7 @@ impl Shared {
                 let params = draw_suffix(
                     &self.ops,
                     &self.op_ids,
-                    gpu.cut,
+                    cut,
                     self.settings.seed,
                     epoch,
                     index,
@@ -278,22 +311,46 @@ impl Shared {
                 })
             })
             .collect();
-        match self.settle(indices, outcomes) {
-            Err(e) => {
-                let _ = tx.send((b, Err(e)));
-            }
-            Ok((indices, skipped)) => gpu.submit(GpuJob {
-                shared: self.clone(),
-                epoch,
-                batch: b,
-                indices,
-                images,
-                params,
-                skipped,
-                tx,
-                cancel: cancel.clone(),
-            }),
-        }
+        (GpuWork::Images { images, params }, outcomes)
+    }
+
+    /// The CPU part of a speech pipeline with a GPU suffix: each sample's audio or features
+    /// and its suffix draws; a sample the suffix cannot take fails here, naming the operator.
+    fn cpu_part_spectral(
+        &self,
+        epoch: u32,
+        indices: &[u64],
+        cut: usize,
+        cancel: &AtomicBool,
+    ) -> (GpuWork, Vec<Outcome>) {
+        let (ops, ids) = (&self.ops[cut..], &self.op_ids[cut..]);
+        let results: Vec<_> = indices
+            .par_iter()
+            .map(|&index| {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(None);
+                }
+                let mut value = Value::default();
+                self.process_sample(epoch, index, SampleOut::Value(&mut value))
+                    .map_err(Some)?;
+                let key = (self.settings.seed, epoch, index);
+                let draws = draw_spectral(ops, ids, key, &value)
+                    .map_err(|(i, m)| Some(self.sample_error(index, ops[i].name(), m)))?;
+                Ok((value, draws))
+            })
+            .collect();
+        let mut values = Vec::with_capacity(results.len());
+        let mut draws = Vec::with_capacity(results.len());
+        let outcomes = results
+            .into_iter()
+            .map(|r| {
+                r.map(|(v, d)| {
+                    values.push(v);
+                    draws.push(d);
+                })
+            })
+            .collect();
+        (GpuWork::Spectral { values, draws }, outcomes)
     }
 }
 

@@ -10,7 +10,8 @@ use crate::backend::wgpu::{encode_layout, ImageStage, TensorWrite};
 use crate::backend::GpuRunner;
 use crate::batch::{Batch, DenseBatch, Images};
 use crate::error::{Error, SampleError};
-use crate::ops::{Op, OpParams};
+use super::spectral::{run_spectral, spectral_input, spectral_layout, SpectralDraws};
+use crate::ops::{Op, OpParams, Value};
 use crate::rng::SampleRng;
 use crate::tensor::{DType, Image, Layout};
 use crossbeam_channel::Sender;
@@ -33,12 +34,24 @@ pub(crate) struct GpuJob {
     pub epoch: u32,
     pub batch: u64,
     pub indices: Vec<u64>,
-    pub images: Vec<Image>,
-    /// Per sample, the parameters of each suffix operator.
-    pub params: Vec<Vec<OpParams>>,
+    pub work: GpuWork,
     pub skipped: Vec<SampleError>,
     pub tx: Sender<Delivery>,
     pub cancel: Arc<AtomicBool>,
+}
+
+/// A batch's samples as the CPU part left them, with each one's suffix parameters.
+pub(crate) enum GpuWork {
+    /// u8 images and, per sample, the parameters of each suffix operator.
+    Images {
+        images: Vec<Image>,
+        params: Vec<Vec<OpParams>>,
+    },
+    /// Audio or features for the speech kernels.
+    Spectral {
+        values: Vec<Value>,
+        draws: Vec<SpectralDraws>,
+    },
 }
 
 impl GpuSuffix {
@@ -175,9 +188,6 @@ impl GpuJob {
         let shared = &self.shared;
         let gpu = shared.gpu.as_ref().expect("a GPU job needs a GPU suffix");
         let t = Instant::now();
-        let mut shape = vec![self.images.len()];
-        shape.extend(shared.output.sample_shape.clone().unwrap());
-        let (stages, write) = stages_for(&shared.ops[gpu.cut..], &self.params);
         let failed = |e: String| {
             Error::Worker(format!(
                 "batch {} of epoch {} on {}: {e}",
@@ -186,38 +196,13 @@ impl GpuJob {
                 gpu.ctx.describe()
             ))
         };
-        let images = match &gpu.engine {
-            Some(engine) => {
-                let layout = encode_layout(&self.images, &stages, Some(&write)).map_err(failed)?;
-                let tensor = TensorInfo {
-                    dtype: shared.output.dtype,
-                    layout: shared.output.layout,
-                    shape,
-                };
-                Images::Device(
-                    engine
-                        .submit(&layout, &self.images, tensor, &self.cancel, &shared.pool)
-                        .map_err(failed)?,
-                )
-            }
-            None => {
-                let per_sample = shared
-                    .output
-                    .sample_bytes()
-                    .expect("GPU placement requires a dense output");
-                let mut data = shared.buffers.take(per_sample * self.images.len());
-                gpu.ctx
-                    .run_to_tensor(&self.images, &stages, &write, data.as_mut_slice())
-                    .map_err(failed)?;
-                if fault_injected() {
-                    corrupt_first_value(shared.output.dtype, data.as_mut_slice());
-                }
-                Images::Dense(DenseBatch {
-                    dtype: shared.output.dtype,
-                    layout: shared.output.layout,
-                    shape,
-                    data,
-                })
+        let (images, lengths) = match &self.work {
+            GpuWork::Images { images, params } => (
+                self.images(images, params, gpu).map_err(failed)?,
+                Vec::new(),
+            ),
+            GpuWork::Spectral { values, draws } => {
+                self.spectral(values, draws, gpu).map_err(failed)?
             }
         };
         shared.timers.record(shared.gpu_stage(), t);
@@ -229,7 +214,80 @@ impl GpuJob {
             texts: shared.texts(&self.indices),
             sample_indices: self.indices,
             skipped: self.skipped,
-            lengths: Vec::new(),
+            lengths,
+        })
+    }
+
+    /// The speech suffix: a padded `[n, rows, width]` f32 batch and each sample's frames.
+    fn spectral(
+        &self,
+        values: &[Value],
+        draws: &[SpectralDraws],
+        gpu: &GpuSuffix,
+    ) -> Result<(Images, Vec<usize>), String> {
+        let shared = &self.shared;
+        let ops = &shared.ops[gpu.cut..];
+        let bins = values.first().map_or(0, |v| spectral_input(v).rows);
+        let (rows, width) = spectral_layout(ops, draws, bins, shared.settings.pad_multiple);
+        let mut data = shared.buffers.take(values.len() * rows * width * 4);
+        let pad = (width, shared.settings.pad_value);
+        run_spectral(&*gpu.ctx, ops, values, draws, pad, data.as_mut_slice())?;
+        if fault_injected() {
+            corrupt_first_value(DType::F32, data.as_mut_slice());
+        }
+        let dense = DenseBatch {
+            dtype: DType::F32,
+            layout: shared.output.layout,
+            shape: vec![values.len(), rows, width],
+            data,
+        };
+        Ok((Images::Dense(dense), draws.iter().map(|d| d.frames).collect()))
+    }
+
+    /// The image suffix and the tensor write, into host memory or CUDA device batches.
+    fn images(
+        &self,
+        images: &[Image],
+        params: &[Vec<OpParams>],
+        gpu: &GpuSuffix,
+    ) -> Result<Images, String> {
+        let shared = &self.shared;
+        let mut shape = vec![images.len()];
+        shape.extend(shared.output.sample_shape.clone().unwrap());
+        let (stages, write) = stages_for(&shared.ops[gpu.cut..], params);
+        Ok(match &gpu.engine {
+            Some(engine) => {
+                let layout = encode_layout(images, &stages, Some(&write))?;
+                let tensor = TensorInfo {
+                    dtype: shared.output.dtype,
+                    layout: shared.output.layout,
+                    shape,
+                };
+                Images::Device(
+                    engine
+                        .submit(&layout, images, tensor, &self.cancel, &shared.pool)
+                        ?,
+                )
+            }
+            None => {
+                let per_sample = shared
+                    .output
+                    .sample_bytes()
+                    .expect("GPU placement requires a dense output");
+                let mut data = shared.buffers.take(per_sample * images.len());
+                gpu.ctx
+                    .run_to_tensor(images, &stages, &write, data.as_mut_slice())
+                    ?;
+                if fault_injected() {
+                    corrupt_first_value(shared.output.dtype, data.as_mut_slice());
+                }
+                Images::Dense(DenseBatch {
+                    dtype: shared.output.dtype,
+                    layout: shared.output.layout,
+                    shape,
+                    data,
+                })
+            }
         })
     }
 }

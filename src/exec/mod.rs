@@ -7,10 +7,12 @@ mod controller;
 mod gpu;
 mod iter;
 mod sample;
+mod spectral;
 mod stats;
 
 pub use controller::PrefetchController;
 pub use gpu::{stages_for, GpuSuffix};
+pub use spectral::{draw_spectral, spectral_input, spectral_stages, SpectralDraws};
 pub use iter::{EpochIter, Wait};
 pub use stats::{RunStats, StageStat};
 

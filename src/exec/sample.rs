@@ -29,6 +29,8 @@ pub(crate) enum SampleOut<'a> {
     Vec(&'a mut Vec<u8>),
     /// The u8 image itself (the CPU part of a pipeline with a GPU suffix).
     Image(&'a mut Image),
+    /// The audio or features themselves (the CPU part of a speech pipeline with a GPU suffix).
+    Value(&'a mut Value),
 }
 
 impl SampleOut<'_> {
@@ -41,13 +43,13 @@ impl SampleOut<'_> {
                 v.resize(len, 0);
                 Some(v.as_mut_slice())
             }
-            SampleOut::Image(_) => None,
+            SampleOut::Image(_) | SampleOut::Value(_) => None,
         }
     }
 }
 
 impl Shared {
-    fn sample_error(&self, index: u64, operator: &str, message: impl Into<String>) -> SampleError {
+    pub(super) fn sample_error(&self, index: u64, operator: &str, message: impl Into<String>) -> SampleError {
         SampleError {
             sample: SampleId {
                 index,
@@ -245,6 +247,10 @@ impl Shared {
             t = self.timers.record(FIRST_STEP_STAGE + s, t);
         }
         let shape = ws.value.shape();
+        if let SampleOut::Value(v) = out {
+            *v = std::mem::take(&mut ws.value);
+            return Ok(shape);
+        }
         let dst = out
             .sized(ws.value.len_f32() * 4)
             .ok_or_else(|| self.shape_error(index, "output", &shape))?;

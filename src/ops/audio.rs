@@ -128,8 +128,30 @@ impl AudioOp {
                 _ => false,
             },
             commutes_with: Vec::new(),
-            backends: vec![Backend::Cpu],
+            backends: if self.has_gpu_kernel() {
+                OpSpec::ALL_BACKENDS.to_vec()
+            } else {
+                vec![Backend::Cpu]
+            },
             cpu_fuses_with: Vec::new(),
+        }
+    }
+
+    /// Whether the spectral kernels (shaders/spectral.wgsl, kernels/spectral.cu) implement it:
+    /// the real-valued spectrogram (n_fft a product of 2, 3 and 5 up to
+    /// [`crate::backend::wgpu::MAX_FFT`]), mel, log, normalization and the masks.
+    pub fn has_gpu_kernel(&self) -> bool {
+        match self {
+            AudioOp::Spectrogram(s) => {
+                matches!(s.power, Some(p) if p == 1.0 || p == 2.0)
+                    && crate::backend::wgpu::fft_unsupported(s.n_fft).is_none()
+            }
+            AudioOp::MelScale(_)
+            | AudioOp::Log { .. }
+            | AudioOp::FeatureNormalize
+            | AudioOp::FrequencyMasking(_)
+            | AudioOp::TimeMasking(_) => true,
+            _ => false,
         }
     }
 
@@ -326,7 +348,7 @@ type MelKey = (usize, u32, usize, u64, u64, MelScale, MelNorm);
 type MelCache = std::sync::Mutex<std::collections::HashMap<MelKey, std::sync::Arc<Vec<f32>>>>;
 
 /// The filterbank for this many bins at this rate, made once (it depends on nothing else).
-fn mel_bank(bins: usize, f_max: f64, rate: u32, m: &MelSpec) -> std::sync::Arc<Vec<f32>> {
+pub(crate) fn mel_bank(bins: usize, f_max: f64, rate: u32, m: &MelSpec) -> std::sync::Arc<Vec<f32>> {
     static CACHE: std::sync::OnceLock<MelCache> = std::sync::OnceLock::new();
     // A plain tuple key: this runs once per sample, so no formatting or allocation.
     let key = (
@@ -353,11 +375,28 @@ fn mask(f: &mut Features, axis: MaskAxis, m: &MaskSpec, rng: &mut impl Uniform) 
         MaskAxis::Frequency => f.bins,
         MaskAxis::Time => f.frames,
     };
-    let width = m.max_width.min(m.max_fraction * size as f64);
+    let width = mask_width(m, size);
     for _ in 0..m.count {
         let (u1, u2) = (rng.next_f64(), rng.next_f64());
         audio::mask_along_axis(f, axis, width, u1, u2, m.fill);
     }
+}
+
+fn mask_width(m: &MaskSpec, size: usize) -> f64 {
+    m.max_width.min(m.max_fraction * size as f64)
+}
+
+/// The ranges a mask operator masks along an axis of `size`: the same draws as the CPU path,
+/// for the GPU kernels.
+pub fn mask_ranges(m: &MaskSpec, size: usize, rng: &mut impl Uniform) -> Vec<(u32, u32)> {
+    let width = mask_width(m, size);
+    (0..m.count)
+        .map(|_| {
+            let (u1, u2) = (rng.next_f64(), rng.next_f64());
+            let (start, end) = audio::mask_range(size, width, u1, u2);
+            (start as u32, end as u32)
+        })
+        .collect()
 }
 
 /// Four standard normal draws from one Philox block: two Box–Muller pairs, each from two 32-bit

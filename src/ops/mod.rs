@@ -18,7 +18,8 @@ mod spec;
 mod user;
 mod value;
 
-pub use audio::{stretch_then_norm, AudioOp, DecodeAudio, MaskSpec, MelSpec};
+pub(crate) use audio::mel_bank;
+pub use audio::{mask_ranges, stretch_then_norm, AudioOp, DecodeAudio, MaskSpec, MelSpec};
 pub use blur::{gaussian_kernel, GaussianBlur};
 pub use center_crop::{center_offset, CenterCrop};
 pub use color_jitter::{

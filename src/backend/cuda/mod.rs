@@ -23,7 +23,7 @@ pub use transfer::{DeviceBatch, TensorInfo, TransferEngine, TransferStats};
 use std::sync::Arc;
 
 /// Kernel sources and their entry points; each is compiled after `prelude.cuh`.
-pub const KERNELS: [(&str, &str, &[&str]); 3] = [
+pub const KERNELS: [(&str, &str, &[&str]); 4] = [
     (
         "resample.cu",
         include_str!("../../../kernels/resample.cu"),
@@ -43,6 +43,11 @@ pub const KERNELS: [(&str, &str, &[&str]); 3] = [
         "color_jitter.cu",
         include_str!("../../../kernels/color_jitter.cu"),
         &["luma_sum", "jitter_apply"],
+    ),
+    (
+        "spectral.cu",
+        include_str!("../../../kernels/spectral.cu"),
+        &crate::backend::wgpu::SPECTRAL_ENTRIES,
     ),
 ];
 

@@ -3,7 +3,7 @@
 //! touches the device; `run.rs` uploads and submits.
 
 use super::kernels::{field, Params, WORKGROUP};
-use super::run::{image_words, ImageStage, Plan};
+use super::run::{image_words, EncodedPass, ImageStage, Plan};
 use crate::ops::resample::AxisWeights;
 use crate::ops::{center_offset, gaussian_kernel, CropBox};
 use crate::tensor::Layout;
@@ -36,7 +36,7 @@ pub(super) struct Encoding {
 
 impl Encoding {
     /// Fill `words` words of buffer `buffer` with `word` (checking mode).
-    fn fill(&mut self, buffer: usize, words: u64, word: u32) {
+    pub(super) fn fill(&mut self, buffer: usize, words: u64, word: u32) {
         let params = Params {
             total_words: words as u32,
             mode: word,
@@ -92,7 +92,7 @@ impl Encoding {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn pass(
+    pub(super) fn pass(
         &mut self,
         entry: &'static str,
         dst: usize,
@@ -119,6 +119,72 @@ impl Encoding {
             clear_aux: None,
         });
         Ok(())
+    }
+}
+
+impl Encoding {
+    /// Back from an [`EncodedBatch`]: uniform blocks re-laid at `align`, each pass's records
+    /// bound from its start to the end of the records; with `poison`, every work buffer (aux
+    /// and 3 on) filled with that word first, as the CUDA runner does.
+    pub(super) fn from_encoded(
+        batch: &super::run::EncodedBatch,
+        align: u64,
+        poison: Option<u32>,
+    ) -> Encoding {
+        let mut enc = Encoding {
+            records: batch.records.clone(),
+            uniforms: Vec::new(),
+            passes: Vec::new(),
+            align,
+        };
+        if let Some(word) = poison {
+            for (i, &bytes) in batch.buffer_bytes.iter().enumerate().skip(AUX) {
+                if i != INPUT {
+                    enc.fill(i, bytes.div_ceil(4).max(1), word);
+                }
+            }
+        }
+        let end = batch.records.len() as u64 * 4;
+        let mut uniforms = std::mem::take(&mut enc.uniforms);
+        let passes: Vec<Pass> = batch
+            .passes
+            .iter()
+            .map(|p| {
+                uniforms.resize((uniforms.len() as u64).next_multiple_of(align) as usize, 0);
+                let uniform = uniforms.len() as u64;
+                uniforms.extend_from_slice(&p.params);
+                Pass {
+                    entry: p.entry,
+                    dst: p.dst,
+                    src: p.src,
+                    records: p.records_start as u64 * 4..end,
+                    uniform,
+                    groups: p.groups,
+                    clear_aux: p.clear_aux,
+                }
+            })
+            .collect();
+        enc.uniforms = uniforms;
+        enc.passes.extend(passes);
+        enc
+    }
+
+    /// The passes as [`EncodedPass`]es: record offsets in words, each uniform block's bytes.
+    pub(super) fn encoded_passes(&self) -> Vec<EncodedPass> {
+        let params_len = std::mem::size_of::<Params>();
+        self.passes
+            .iter()
+            .map(|p| EncodedPass {
+                entry: p.entry,
+                dst: p.dst,
+                src: p.src,
+                records_start: p.records.start as usize / 4,
+                params: self.uniforms[p.uniform as usize..p.uniform as usize + params_len]
+                    .to_vec(),
+                groups: p.groups,
+                clear_aux: p.clear_aux,
+            })
+            .collect()
     }
 }
 

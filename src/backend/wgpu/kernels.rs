@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 /// Shader modules and their entry points. Each module is compiled after `prelude.wgsl`.
-const MODULES: [(&str, &str, &[&str]); 3] = [
+const MODULES: [(&str, &str, &[&str]); 4] = [
     (
         "resample.wgsl",
         include_str!("../../../shaders/resample.wgsl"),
@@ -25,6 +25,21 @@ const MODULES: [(&str, &str, &[&str]); 3] = [
         include_str!("../../../shaders/color_jitter.wgsl"),
         &["luma_sum", "jitter_apply"],
     ),
+    (
+        "spectral.wgsl",
+        include_str!("../../../shaders/spectral.wgsl"),
+        &SPECTRAL_ENTRIES,
+    ),
+];
+
+/// The speech-feature kernels (shaders/spectral.wgsl, kernels/spectral.cu).
+pub const SPECTRAL_ENTRIES: [&str; 6] = [
+    "stft_power",
+    "mel_project",
+    "spectral_log",
+    "feature_normalize",
+    "spectral_mask",
+    "spectral_pad",
 ];
 
 const PRELUDE: &str = include_str!("../../../shaders/prelude.wgsl");

@@ -10,8 +10,14 @@ mod encode;
 mod kernels;
 mod pool;
 mod run;
+mod spectral;
+
+pub use kernels::SPECTRAL_ENTRIES;
 
 pub(crate) use run::check_output_len;
+pub use spectral::{
+    encode_spectral, fft_unsupported, spectral_frames, SpectralInput, SpectralStage, MAX_FFT,
+};
 pub use run::{encode_batch, encode_layout, EncodedBatch, EncodedPass, ImageStage, TensorWrite};
 
 use pool::DevicePool;

@@ -274,13 +274,6 @@ impl Sink<'_> {
     }
 }
 
-/// The chunk's input images and the buffer they go to.
-struct Upload<'a> {
-    images: &'a [Image],
-    samples: &'a [usize],
-    plan: &'a Plan<'a>,
-}
-
 impl WgpuContext {
     /// Run `stages` then `write` on `images`, writing each sample's tensor, in order and
     /// contiguously, into `out` (which must be exactly the total size).
@@ -331,12 +324,8 @@ impl WgpuContext {
         let align = self.min_uniform_align.max(4);
         let chunk = ChunkEncoder::new(plan, samples.clone(), align, self.poisoning());
         let (enc, sizes, output) = chunk.encode()?;
-        let upload = Upload {
-            images,
-            samples: &samples,
-            plan,
-        };
-        let bytes = self.submit(&enc, &sizes, upload, output.buffer, output.bytes)?;
+        let packed = packed_input(images, &samples, plan);
+        let bytes = self.submit(&enc, &sizes, &packed, output.buffer, output.bytes)?;
         for (i, &s) in samples.iter().enumerate() {
             let start = output.offsets[i] as usize * 4;
             let (w, h) = plan.final_size(s);
@@ -354,20 +343,42 @@ impl WgpuContext {
         Ok(())
     }
 
+    /// Run every pass of `batch` (encoded for any backend, e.g. the speech features of
+    /// [`super::encode_spectral`]); each sample's output bytes.
+    pub fn run_encoded(&self, batch: &EncodedBatch) -> Result<Vec<Vec<u8>>, String> {
+        let enc = Encoding::from_encoded(batch, self.min_uniform_align.max(4), self.poisoning());
+        let limit = self.binding_limit;
+        if let Some(big) = batch.buffer_bytes.iter().find(|&&b| b > limit) {
+            return Err(format!(
+                "the batch needs a {big} byte buffer, over the device's {limit} byte storage \
+                 binding limit"
+            ));
+        }
+        let out = batch.output_buffer;
+        let bytes = self.submit(
+            &enc,
+            &batch.buffer_bytes,
+            &batch.input,
+            out,
+            batch.buffer_bytes[out],
+        )?;
+        Ok(batch
+            .output_offsets
+            .iter()
+            .zip(&batch.output_lengths)
+            .map(|(&o, &n)| bytes[o as usize * 4..o as usize * 4 + n].to_vec())
+            .collect())
+    }
+
     /// Upload, encode every pass, submit, and read back `read_bytes` of buffer `result`.
     fn submit(
         &self,
         enc: &Encoding,
         sizes: &[u64],
-        upload: Upload,
+        input: &[u8],
         result: usize,
         read_bytes: u64,
     ) -> Result<Vec<u8>, String> {
-        let Upload {
-            images,
-            samples,
-            plan,
-        } = upload;
         use wgpu::BufferUsages as U;
         let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
         let buffers: Vec<wgpu::Buffer> = sizes
@@ -383,9 +394,8 @@ impl WgpuContext {
             .pool
             .take(&self.device, U::MAP_READ | U::COPY_DST, read_bytes.max(4));
 
-        // Upload: the packed input images, the records, the uniform blocks.
-        let packed = packed_input(images, samples, plan);
-        self.queue.write_buffer(&buffers[INPUT], 0, &packed);
+        // Upload: the packed input, the records, the uniform blocks.
+        self.queue.write_buffer(&buffers[INPUT], 0, input);
         self.queue
             .write_buffer(&buffers[RECORDS], 0, bytemuck::cast_slice(&enc.records));
         self.queue.write_buffer(&uniforms, 0, &enc.uniforms);
@@ -552,20 +562,7 @@ pub fn encode_layout(
     let plan = Plan::new(images, stages, write)?;
     let samples: Vec<usize> = (0..images.len()).collect();
     let (enc, sizes, output) = ChunkEncoder::new(&plan, samples.clone(), 256, None).encode()?;
-    let params_len = std::mem::size_of::<Params>();
-    let passes = enc
-        .passes
-        .iter()
-        .map(|p| EncodedPass {
-            entry: p.entry,
-            dst: p.dst,
-            src: p.src,
-            records_start: p.records.start as usize / 4,
-            params: enc.uniforms[p.uniform as usize..p.uniform as usize + params_len].to_vec(),
-            groups: p.groups,
-            clear_aux: p.clear_aux,
-        })
-        .collect();
+    let passes = enc.encoded_passes();
     let output_lengths = samples
         .iter()
         .map(|&s| {
