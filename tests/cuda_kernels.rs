@@ -220,7 +220,8 @@ extern "C" int sluice_emulate(const char* name, unsigned gx, unsigned gy, uint32
         Some(Emulator { lib, _dir: dir })
     }
 
-    /// Run every pass of `batch` on `images` as the CUDA runtime binds them: one staged
+    /// Run every pass of `batch` on `images` (or the input it was encoded with) as the CUDA
+    /// runtime binds them: one staged
     /// buffer holding the records then the packed input (packed into dirty memory, as a reused
     /// pinned slot is), work buffers poisoned with 0xFF; each sample's output bytes.
     fn run(&self, batch: &EncodedBatch, images: &[Image]) -> Vec<Vec<u8>> {
@@ -230,9 +231,13 @@ extern "C" int sluice_emulate(const char* name, unsigned gx, unsigned gy, uint32
         let input_word = batch.records.len();
         let mut staged = vec![0xABAB_ABABu32; input_word + batch.input_len.div_ceil(4).max(1)];
         staged[..input_word].copy_from_slice(&batch.records);
-        batch
-            .pack_input(images, bytemuck::cast_slice_mut(&mut staged[input_word..]))
-            .unwrap();
+        let input: &mut [u8] = bytemuck::cast_slice_mut(&mut staged[input_word..]);
+        if batch.input.is_empty() {
+            batch.pack_input(images, input).unwrap();
+        } else {
+            // Encoded with its input (the speech kernels' f32 values).
+            input[..batch.input.len()].copy_from_slice(&batch.input);
+        }
         let mut buffers: Vec<Vec<u32>> = batch
             .buffer_bytes
             .iter()
@@ -290,6 +295,22 @@ extern "C" int sluice_emulate(const char* name, unsigned gx, unsigned gy, uint32
             .zip(&batch.output_lengths)
             .map(|(&o, &n)| out[o as usize * 4..o as usize * 4 + n].to_vec())
             .collect()
+    }
+}
+
+/// The speech kernels (spectral.cu) on the passes the wgpu backend runs, against the CPU
+/// operators with the tolerances of tests/common/spectral.rs.
+#[test]
+fn emulated_speech_kernels_match_the_cpu() {
+    let Some(emulator) = Emulator::build() else {
+        return;
+    };
+    let cases = common::spectral::cases(3, (300, 1800));
+    assert!(common::spectral::masks_were_drawn(&cases));
+    for case in &cases {
+        let (batch, draws, width) = common::spectral::encode(case);
+        let got = emulator.run(&batch, &[]);
+        common::spectral::check(case, &got, &draws, width);
     }
 }
 

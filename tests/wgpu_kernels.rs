@@ -370,3 +370,17 @@ fn batches_larger_than_one_binding_are_chunked_with_the_same_result_and_pooled_b
         .unwrap_err();
     assert!(err.contains("binding limit"), "{err}");
 }
+
+/// The speech kernels against the CPU operators (tolerances in tests/common/spectral.rs), on
+/// fresh random signals of ragged lengths, outputs poisoned twice.
+#[test]
+fn speech_kernels_match_the_cpu_on_ragged_random_signals() {
+    let Some(ctx) = context() else { return };
+    let cases = common::spectral::cases(4, (300, 2600));
+    assert!(common::spectral::masks_were_drawn(&cases));
+    for case in &cases {
+        let (batch, draws, width) = common::spectral::encode(case);
+        let got = poisoned_twice(&ctx, &case.name, || ctx.run_encoded(&batch).unwrap());
+        common::spectral::check(case, &got, &draws, width);
+    }
+}

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod spectral;
+
 use sluice::gen::{encode_jpeg, render_image};
 use sluice::ops::{Op, OpParams, Scratch};
 use sluice::rng::{SampleRng, Uniform};
