@@ -162,6 +162,9 @@ enum Command {
         classes: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Audio: the longest utterance, seconds (each is 1 s to this long).
+        #[arg(long, default_value_t = 15.0)]
+        max_seconds: f64,
     },
 }
 
@@ -230,12 +233,18 @@ fn run(cli: Cli) -> sluice::Result<()> {
             n,
             classes,
             seed,
+            max_seconds,
         } => {
+            if !(1.0..=3600.0).contains(&max_seconds) {
+                return Err(sluice::Error::InvalidPipeline(format!(
+                    "--max-seconds {max_seconds}: between 1 and 3600"
+                )));
+            }
             let spec = AudioDatasetSpec {
                 files: n,
                 classes,
                 seed,
-                ..AudioDatasetSpec::default()
+                max_seconds,
             };
             let bar = progress_bar(n as u64, "generating");
             write_audio_dataset(&dir, &spec, &|done| bar.set_position(done))?;
@@ -252,6 +261,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             n,
             classes,
             seed,
+            ..
         } => {
             let spec = DatasetSpec {
                 images: n,
@@ -354,7 +364,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             }
             match &report.verify {
                 Some(v) if !v.pass => Err(sluice::Error::Worker(format!(
-                    "verify failed: {} values more than one u8 step from the CPU's (max {:.2} steps)",
+                    "verify failed: {} values more than one step from the CPU's (max {:.2} steps)",
                     v.values_over_one_step, v.max_error_steps
                 ))),
                 _ => Ok(()),

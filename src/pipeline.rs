@@ -391,7 +391,8 @@ impl PipelineBuilder {
         let mut device_note = String::new();
         if audio && device_batches {
             device_batches = false;
-            device_note = "; device batches off (speech batches are delivered in host memory)".into();
+            device_note =
+                "; device batches off (speech batches are delivered in host memory)".into();
         }
         if device_batches {
             backend = match backend {

@@ -506,6 +506,86 @@ mod pipelines {
         assert_eq!(p.stats().skipped, 1);
     }
 
+    /// A 16-bit mono 16 kHz WAV of `n` samples of a ramp.
+    fn short_wav(n: usize) -> Vec<u8> {
+        let data: Vec<u8> = (0..n)
+            .flat_map(|i| ((i as i16) * 50).to_le_bytes())
+            .collect();
+        let mut w = Vec::new();
+        w.extend_from_slice(b"RIFF");
+        w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        w.extend_from_slice(b"WAVEfmt ");
+        w.extend_from_slice(&16u32.to_le_bytes());
+        w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        w.extend_from_slice(&1u16.to_le_bytes()); // mono
+        w.extend_from_slice(&16_000u32.to_le_bytes());
+        w.extend_from_slice(&32_000u32.to_le_bytes());
+        w.extend_from_slice(&2u16.to_le_bytes());
+        w.extend_from_slice(&16u16.to_le_bytes());
+        w.extend_from_slice(b"data");
+        w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        w.extend_from_slice(&data);
+        w
+    }
+
+    /// asr (masks included) with its spectral chain on wgpu delivers the CPU pipeline's batches
+    /// (same samples, lengths and masks; values within 5e-4, the kernels' stated tolerance), and
+    /// a sample too short for the spectrogram fails naming it and the operator — or is skipped
+    /// and counted — exactly as on the CPU.
+    #[test]
+    fn asr_on_wgpu_delivers_the_cpu_batches_and_names_a_bad_sample() {
+        let (dir, _) = dataset(7);
+        std::fs::write(
+            dir.path().join("class_001").join("tiny.wav"),
+            short_wav(100),
+        )
+        .unwrap();
+        let folder = AudioFolder::open(dir.path()).unwrap();
+        let build = |placement, policy| {
+            Workload::Asr
+                .add_ops(Pipeline::builder(folder.clone()).batch_size(3).threads(2))
+                .placement(placement)
+                .on_error(policy)
+                .seed(11)
+                .build()
+                .unwrap()
+        };
+        let gpu = build(sluice::Placement::Wgpu, ErrorPolicy::Skip);
+        if gpu.gpu_device().is_none() {
+            eprintln!("skipped: {}", gpu.placement_reason());
+            assert!(std::env::var_os("SLUICE_REQUIRE_WGPU").is_none());
+            return;
+        }
+        let cpu = build(sluice::Placement::Cpu, ErrorPolicy::Skip);
+        let (got, want) = (epoch_outputs(&gpu, 1), epoch_outputs(&cpu, 1));
+        assert_eq!(got.len(), want.len());
+        for ((g, gl, gi), (c, cl, ci)) in got.iter().zip(&want) {
+            assert_eq!((gl, gi), (cl, ci), "lengths and samples");
+            assert_eq!(g.len(), c.len());
+            let worst = g
+                .chunks_exact(4)
+                .zip(c.chunks_exact(4))
+                .map(|(a, b)| {
+                    let a = f32::from_le_bytes(a.try_into().unwrap());
+                    let b = f32::from_le_bytes(b.try_into().unwrap());
+                    (a - b).abs()
+                })
+                .fold(0f32, f32::max);
+            assert!(worst <= 5e-4, "max |gpu − cpu| {worst}");
+        }
+        assert_eq!((gpu.stats().skipped, cpu.stats().skipped), (1, 1));
+        let err = build(sluice::Placement::Wgpu, ErrorPolicy::Fail)
+            .epoch(0)
+            .unwrap()
+            .find_map(|b| b.err())
+            .expect("the short file fails the epoch")
+            .to_string();
+        assert!(
+            err.contains("tiny.wav") && err.contains("Spectrogram") && err.contains("reflect"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn transcripts_from_a_manifest_come_out_with_their_samples() {
         let (dir, folder) = dataset(6);
@@ -561,8 +641,11 @@ mod pipelines {
     }
 }
 
+/// With a GPU asked for, the spectral chain (Spectrogram on) is the GPU suffix — or, without a
+/// usable adapter, everything stays on the CPU with the reason; speech batches are host batches
+/// even when device batches are asked for.
 #[test]
-fn a_gpu_placement_says_the_speech_operators_stay_on_the_cpu() {
+fn a_gpu_placement_takes_the_spectral_chain_and_speech_batches_stay_on_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let spec = sluice::gen::audio::AudioDatasetSpec {
         files: 2,
@@ -582,13 +665,26 @@ fn a_gpu_placement_says_the_speech_operators_stay_on_the_cpu() {
             .device_batches(device_batches)
             .build()
             .unwrap();
-        assert!(!p.device_batches());
-        assert!(
-            p.placement_reason()
-                .contains("speech operators have no GPU kernels"),
-            "{placement:?}: {}",
-            p.placement_reason()
+        let reason = p.placement_reason();
+        assert!(!p.device_batches(), "{placement:?}: {reason}");
+        assert_eq!(
+            reason.contains("device batches off (speech batches are delivered in host memory)"),
+            device_batches,
+            "{placement:?}: {reason}"
         );
-        assert_eq!(p.epoch(0).unwrap().count(), 1);
+        assert_eq!(p.ops()[2].name(), "Spectrogram");
+        if p.gpu_device().is_some() {
+            assert_eq!(p.gpu_cut(), 2, "{placement:?}: {reason}");
+            assert!(reason.contains("from Spectrogram on"), "{reason}");
+        } else {
+            assert_eq!(p.gpu_cut(), p.ops().len(), "{placement:?}: {reason}");
+            assert!(
+                reason.contains("GPU unavailable") || reason.contains("software rasterizer"),
+                "{placement:?}: {reason}"
+            );
+        }
+        let batches: Vec<_> = p.epoch(0).unwrap().map(|b| b.unwrap()).collect();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].lengths.len(), 2);
     }
 }

@@ -108,7 +108,10 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         }
         _ => 1.0,
     });
-    let mut verification = Verification::default();
+    let mut verification = Verification {
+        features: pipeline.decodes_audio(),
+        ..Verification::default()
+    };
 
     let total_batches = pipeline.batches_per_epoch() * u64::from(opts.epochs);
     let bar = if opts.progress {

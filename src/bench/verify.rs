@@ -7,9 +7,13 @@ use serde::Serialize;
 
 /// What the comparison found. Values are compared as f32 in the output's units; a "step" is
 /// one u8 input step after normalization (the largest per-channel scale), so 1.0 step is the
-/// smallest difference a u8 rounding can make.
+/// smallest difference a u8 rounding can make. For speech features (`features`) a step is
+/// [`FEATURE_STEP`] of the CPU batch's largest magnitude (at least 1): the GPU's f32 FFT and
+/// sums round differently from the CPU's, and the log widens that in quiet bands.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Verification {
+    /// Speech features: steps relative to the batch's largest value, lengths compared too.
+    pub features: bool,
     pub batches: u64,
     pub values: u64,
     pub max_abs_error: f64,
@@ -24,6 +28,9 @@ pub struct Verification {
 /// stays within it, while a wrong value, a swapped channel or a NaN (an infinite error) fails
 /// however few values it touches.
 pub const MAX_ERROR_STEPS: f64 = 4.0;
+
+/// A speech-feature step, relative to the CPU batch's largest |value| (at least 1).
+pub const FEATURE_STEP: f64 = 1e-3;
 
 impl Verification {
     /// The tolerance: no value more than [`MAX_ERROR_STEPS`] off, and every value within one
@@ -46,6 +53,9 @@ impl Verification {
         if got.sample_indices != cpu.sample_indices || got.labels != cpu.labels {
             return mismatch("samples or labels");
         }
+        if got.lengths != cpu.lengths {
+            return mismatch("lengths");
+        }
         // A device batch is copied back to compare.
         let on_host;
         let (dtype, a) = match (got.dense(), got.device(), cpu.dense()) {
@@ -62,6 +72,14 @@ impl Verification {
             _ => return mismatch("shapes or types"),
         };
         let (other, b) = (dtype, cpu.bytes());
+        let step = if self.features {
+            let largest = (0..b.len() / other.size())
+                .map(|i| f64::from(other.load(b, i).abs()))
+                .fold(1f64, f64::max);
+            FEATURE_STEP * largest
+        } else {
+            step
+        };
         for i in 0..a.len() / dtype.size() {
             let d = f64::from((dtype.load(a, i) - other.load(b, i)).abs());
             let d = if d.is_nan() { f64::INFINITY } else { d };
@@ -77,12 +95,17 @@ impl Verification {
 
     pub fn to_text(&self) -> String {
         format!(
-            "verify       {} vs the CPU on {} batches ({} values): max |error| {:.3e} = {:.2} u8 steps, {} values more than one step off\n",
+            "verify       {} vs the CPU on {} batches ({} values): max |error| {:.3e} = {:.2} {}, {} values more than one step off\n",
             if self.pass { "PASS" } else { "FAIL" },
             self.batches,
             self.values,
             self.max_abs_error,
             self.max_error_steps,
+            if self.features {
+                "steps (1e-3 of the batch's largest |value|)"
+            } else {
+                "u8 steps"
+            },
             self.values_over_one_step
         )
     }

@@ -2,9 +2,9 @@
 //! into a pooled buffer, with failures handled by the pipeline's error policy.
 
 use super::gpu::{draw_suffix, GpuJob, GpuWork};
-use super::spectral::draw_spectral;
 use super::iter::Delivery;
 use super::sample::SampleOut;
+use super::spectral::draw_spectral;
 use super::Shared;
 use crate::batch::{Batch, DenseBatch, Images, PooledBuffer, RaggedBatch};
 use crate::error::{Error, Result, SampleError};

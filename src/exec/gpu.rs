@@ -4,13 +4,13 @@
 //! delivers the finished batch. Workers never block on the GPU: they go on with the next batch.
 
 use super::iter::Delivery;
+use super::spectral::{run_spectral, spectral_input, spectral_layout, SpectralDraws};
 use super::Shared;
 use crate::backend::cuda::{TensorInfo, TransferEngine};
 use crate::backend::wgpu::{encode_layout, ImageStage, TensorWrite};
 use crate::backend::GpuRunner;
 use crate::batch::{Batch, DenseBatch, Images};
 use crate::error::{Error, SampleError};
-use super::spectral::{run_spectral, spectral_input, spectral_layout, SpectralDraws};
 use crate::ops::{Op, OpParams, Value};
 use crate::rng::SampleRng;
 use crate::tensor::{DType, Image, Layout};
@@ -241,7 +241,10 @@ impl GpuJob {
             shape: vec![values.len(), rows, width],
             data,
         };
-        Ok((Images::Dense(dense), draws.iter().map(|d| d.frames).collect()))
+        Ok((
+            Images::Dense(dense),
+            draws.iter().map(|d| d.frames).collect(),
+        ))
     }
 
     /// The image suffix and the tensor write, into host memory or CUDA device batches.
@@ -263,11 +266,13 @@ impl GpuJob {
                     layout: shared.output.layout,
                     shape,
                 };
-                Images::Device(
-                    engine
-                        .submit(&layout, images, tensor, &self.cancel, &shared.pool)
-                        ?,
-                )
+                Images::Device(engine.submit(
+                    &layout,
+                    images,
+                    tensor,
+                    &self.cancel,
+                    &shared.pool,
+                )?)
             }
             None => {
                 let per_sample = shared
@@ -276,8 +281,7 @@ impl GpuJob {
                     .expect("GPU placement requires a dense output");
                 let mut data = shared.buffers.take(per_sample * images.len());
                 gpu.ctx
-                    .run_to_tensor(images, &stages, &write, data.as_mut_slice())
-                    ?;
+                    .run_to_tensor(images, &stages, &write, data.as_mut_slice())?;
                 if fault_injected() {
                     corrupt_first_value(shared.output.dtype, data.as_mut_slice());
                 }

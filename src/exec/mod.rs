@@ -12,8 +12,8 @@ mod stats;
 
 pub use controller::PrefetchController;
 pub use gpu::{stages_for, GpuSuffix};
-pub use spectral::{draw_spectral, spectral_input, spectral_stages, SpectralDraws};
 pub use iter::{EpochIter, Wait};
+pub use spectral::{draw_spectral, spectral_input, spectral_stages, SpectralDraws};
 pub use stats::{RunStats, StageStat};
 
 use crate::batch::BufferPool;

@@ -49,7 +49,12 @@ impl SampleOut<'_> {
 }
 
 impl Shared {
-    pub(super) fn sample_error(&self, index: u64, operator: &str, message: impl Into<String>) -> SampleError {
+    pub(super) fn sample_error(
+        &self,
+        index: u64,
+        operator: &str,
+        message: impl Into<String>,
+    ) -> SampleError {
         SampleError {
             sample: SampleId {
                 index,

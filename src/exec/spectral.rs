@@ -48,7 +48,10 @@ pub fn draw_spectral(
         match op {
             AudioOp::Spectrogram(spec) => {
                 if rows != 1 {
-                    return Err((i, format!("{rows} channels: a spectrogram needs mono audio")));
+                    return Err((
+                        i,
+                        format!("{rows} channels: a spectrogram needs mono audio"),
+                    ));
                 }
                 spec.check(frames).map_err(|e| (i, e))?;
                 (rows, frames) = (spec.n_fft / 2 + 1, spec.frames(frames));
@@ -124,7 +127,10 @@ pub fn spectral_stages(ops: &[Op], draws: &[SpectralDraws], bins: usize) -> Vec<
                 fill: m.fill,
                 ranges: column(i),
             },
-            other => unreachable!("{} has no GPU kernel: never placed there", other.kind().name()),
+            other => unreachable!(
+                "{} has no GPU kernel: never placed there",
+                other.kind().name()
+            ),
         };
         stages.push(stage);
     }

@@ -348,7 +348,12 @@ type MelKey = (usize, u32, usize, u64, u64, MelScale, MelNorm);
 type MelCache = std::sync::Mutex<std::collections::HashMap<MelKey, std::sync::Arc<Vec<f32>>>>;
 
 /// The filterbank for this many bins at this rate, made once (it depends on nothing else).
-pub(crate) fn mel_bank(bins: usize, f_max: f64, rate: u32, m: &MelSpec) -> std::sync::Arc<Vec<f32>> {
+pub(crate) fn mel_bank(
+    bins: usize,
+    f_max: f64,
+    rate: u32,
+    m: &MelSpec,
+) -> std::sync::Arc<Vec<f32>> {
     static CACHE: std::sync::OnceLock<MelCache> = std::sync::OnceLock::new();
     // A plain tuple key: this runs once per sample, so no formatting or allocation.
     let key = (

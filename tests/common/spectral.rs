@@ -260,7 +260,11 @@ pub fn check(case: &Case, got: &[Vec<u8>], draws: &[SpectralDraws], width: usize
                     );
                 }
                 let d = f64::from((g[k] - c[k]).abs());
-                let ratio = if d.is_nan() { f64::INFINITY } else { d / tolerance };
+                let ratio = if d.is_nan() {
+                    f64::INFINITY
+                } else {
+                    d / tolerance
+                };
                 if ratio > 1.0 {
                     panic!(
                         "{}: sample {s} row {k} frame {t}: gpu {} cpu {} (|d| {d:e}, \
@@ -272,10 +276,7 @@ pub fn check(case: &Case, got: &[Vec<u8>], draws: &[SpectralDraws], width: usize
             }
         }
     }
-    eprintln!(
-        "{}: worst error {:.3} of the tolerance",
-        case.name, worst
-    );
+    eprintln!("{}: worst error {:.3} of the tolerance", case.name, worst);
     worst
 }
 

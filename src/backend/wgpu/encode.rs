@@ -179,8 +179,7 @@ impl Encoding {
                 dst: p.dst,
                 src: p.src,
                 records_start: p.records.start as usize / 4,
-                params: self.uniforms[p.uniform as usize..p.uniform as usize + params_len]
-                    .to_vec(),
+                params: self.uniforms[p.uniform as usize..p.uniform as usize + params_len].to_vec(),
                 groups: p.groups,
                 clear_aux: p.clear_aux,
             })

@@ -15,10 +15,10 @@ mod spectral;
 pub use kernels::SPECTRAL_ENTRIES;
 
 pub(crate) use run::check_output_len;
+pub use run::{encode_batch, encode_layout, EncodedBatch, EncodedPass, ImageStage, TensorWrite};
 pub use spectral::{
     encode_spectral, fft_unsupported, spectral_frames, SpectralInput, SpectralStage, MAX_FFT,
 };
-pub use run::{encode_batch, encode_layout, EncodedBatch, EncodedPass, ImageStage, TensorWrite};
 
 use pool::DevicePool;
 use std::sync::atomic::{AtomicU32, Ordering};

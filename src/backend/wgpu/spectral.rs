@@ -91,9 +91,7 @@ pub struct SpectralInput<'a> {
 /// Why `n_fft` cannot run on the GPU kernels (None: it can): too long or a prime factor above 5.
 pub fn fft_unsupported(n_fft: usize) -> Option<String> {
     if n_fft > MAX_FFT {
-        return Some(format!(
-            "n_fft {n_fft} is over the GPU kernel's {MAX_FFT}"
-        ));
+        return Some(format!("n_fft {n_fft} is over the GPU kernel's {MAX_FFT}"));
     }
     if radices(n_fft).is_none() {
         return Some(format!(
@@ -116,7 +114,10 @@ fn radices(mut n: usize) -> Option<Vec<u32>> {
 }
 
 /// Frames of each sample after the stages (the spectrogram decides them; the rest keep them).
-pub fn spectral_frames(inputs: &[SpectralInput], stages: &[SpectralStage]) -> Result<Vec<usize>, String> {
+pub fn spectral_frames(
+    inputs: &[SpectralInput],
+    stages: &[SpectralStage],
+) -> Result<Vec<usize>, String> {
     inputs
         .iter()
         .enumerate()
@@ -300,7 +301,15 @@ pub fn encode_spectral(
                     })
                     .collect();
                 let words = (REC_WORDS, tail.as_slice());
-                enc.pass("mel_project", out, cur, &recs, words, params, matrix(out_rows))?;
+                enc.pass(
+                    "mel_project",
+                    out,
+                    cur,
+                    &recs,
+                    words,
+                    params,
+                    matrix(out_rows),
+                )?;
                 cur = out;
             }
             SpectralStage::Log { eps } => {
@@ -309,14 +318,30 @@ pub fn encode_spectral(
                     r[S_EPS] = eps.to_bits();
                 });
                 let words = (REC_WORDS, &[][..]);
-                enc.pass("spectral_log", cur, RECORDS, &recs, words, params, matrix(rows))?;
+                enc.pass(
+                    "spectral_log",
+                    cur,
+                    RECORDS,
+                    &recs,
+                    words,
+                    params,
+                    matrix(rows),
+                )?;
             }
             SpectralStage::Normalize => {
                 let recs = in_place(n, |s, r| {
                     r.extend_from_slice(&base(s, rows, s as u64 * matrix(rows)))
                 });
                 let words = (REC_WORDS, &[][..]);
-                enc.pass("feature_normalize", cur, RECORDS, &recs, words, params, rows as u64)?;
+                enc.pass(
+                    "feature_normalize",
+                    cur,
+                    RECORDS,
+                    &recs,
+                    words,
+                    params,
+                    rows as u64,
+                )?;
             }
             SpectralStage::Mask { axis, fill, ranges } => {
                 if ranges.len() != n {
@@ -333,7 +358,15 @@ pub fn encode_spectral(
                     tail.extend(ranges[s].iter().flat_map(|&(a, b)| [a, b]));
                 });
                 let words = (REC_WORDS, tail.as_slice());
-                enc.pass("spectral_mask", cur, RECORDS, &recs, words, params, matrix(rows))?;
+                enc.pass(
+                    "spectral_mask",
+                    cur,
+                    RECORDS,
+                    &recs,
+                    words,
+                    params,
+                    matrix(rows),
+                )?;
             }
         }
         rows = out_rows;
@@ -346,7 +379,15 @@ pub fn encode_spectral(
         r[S_FILL] = pad_value.to_bits();
     });
     let words = (REC_WORDS, &[][..]);
-    enc.pass("spectral_pad", cur, RECORDS, &recs, words, Params::default(), matrix(rows))?;
+    enc.pass(
+        "spectral_pad",
+        cur,
+        RECORDS,
+        &recs,
+        words,
+        Params::default(),
+        matrix(rows),
+    )?;
     sizes[RECORDS] = (enc.records.len() as u64 * 4).max(4);
     let sample_words = matrix(rows);
     let batch = EncodedBatch {
