@@ -105,7 +105,7 @@ pub fn fft_unsupported(n_fft: usize) -> Option<String> {
 fn radices(mut n: usize) -> Option<Vec<u32>> {
     let mut out = Vec::new();
     for r in [4, 2, 3, 5] {
-        while n % r == 0 && n > 1 {
+        while n.is_multiple_of(r) && n > 1 {
             out.push(r as u32);
             n /= r;
         }
