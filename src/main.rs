@@ -212,7 +212,6 @@ fn run(cli: Cli) -> sluice::Result<()> {
             save_profile,
         } => {
             let workload = parse_workload(&workload)?;
-            no_optimizer_for_audio(workload)?;
             let source = dataset(data, images, workload)?;
             let profile = cost_profile(&source, workload, plan.profile.as_deref())?;
             if let Some(path) = &save_profile {
@@ -306,9 +305,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 }
             }
             let workload = parse_workload(&workload)?;
-            if optimize {
-                no_optimizer_for_audio(workload)?;
-            }
+            if optimize {}
             let source = dataset(data, images, workload)?;
             let optimize = if optimize {
                 let profile = cost_profile(&source, workload, plan.profile.as_deref())?;
@@ -384,17 +381,6 @@ fn parse_workload(name: &str) -> sluice::Result<Workload> {
 }
 
 /// The optimizer's cost model and profiler measure image operators only (so far).
-fn no_optimizer_for_audio(workload: Workload) -> sluice::Result<()> {
-    if workload.is_audio() {
-        return Err(sluice::Error::InvalidPipeline(format!(
-            "{}: the optimizer does not plan audio pipelines yet (bench runs them without \
-             --optimize)",
-            workload.name()
-        )));
-    }
-    Ok(())
-}
-
 /// The dataset at `data`, or the generated default (made once, cached): `images` images, or
 /// for an audio workload that many speech files.
 fn dataset(
@@ -461,12 +447,11 @@ fn cost_profile(
     workload: Workload,
     path: Option<&Path>,
 ) -> sluice::Result<CostProfile> {
-    let ops = workload
+    let logical = workload
         .add_ops(sluice::Pipeline::builder_shared(source.clone()))
-        .logical_plan()
-        .ops;
+        .logical_plan();
     let dir = target_dir().join("sluice-profiles");
-    profile::for_pipeline(source.as_ref(), &ops, path, &dir)
+    profile::for_pipeline(source.as_ref(), &logical.decoder, &logical.ops, path, &dir)
 }
 
 fn main() -> ExitCode {

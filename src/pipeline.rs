@@ -191,6 +191,7 @@ impl PipelineBuilder {
     /// The declared operators, pins and fixed marks: the optimizer's input.
     pub fn logical_plan(&self) -> LogicalPlan {
         LogicalPlan {
+            decoder: self.decode.clone(),
             ops: self.ops.clone(),
             pins: self.pins.clone(),
             fixed: self.fixed.clone(),
@@ -202,13 +203,6 @@ impl PipelineBuilder {
     /// cache; batch size from the goal), with the decisions for [`Optimized::explain`].
     /// Randomness is keyed by declared position, so a reordered plan draws the same numbers.
     pub fn optimize(mut self, profile: &CostProfile, goal: &Goal) -> Result<(Self, Optimized)> {
-        if let Decoder::Audio(_) = self.decode {
-            return Err(Error::InvalidPipeline(
-                "the optimizer does not plan audio pipelines yet (its cost model measures image \
-                 operators); build without optimizing"
-                    .into(),
-            ));
-        }
         profile.check()?;
         let optimized = optimizer::optimize(&self.logical_plan(), profile, goal)?;
         let p = &optimized.physical;

@@ -308,3 +308,64 @@ fn optimized_plan_produces_the_same_batches_on_the_cpu() {
         }
     }
 }
+
+/// asr-val planned from hand-written costs (per sample, 10 s at 16 kHz): the spectral chain
+/// (Spectrogram on) is the only GPU candidate, after the CPU-only Resample and PreEmphasis; a
+/// fast GPU takes it, a CPU-only profile keeps everything, and explain names DecodeAudio and
+/// says speech values are not cached.
+#[test]
+fn the_spectral_chain_goes_to_a_fast_gpu_and_stays_on_a_cpu_only_host() {
+    use sluice::gen::audio::{write_audio_dataset, AudioDatasetSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = AudioDatasetSpec {
+        files: 2,
+        classes: 1,
+        seed: 1,
+        max_seconds: 1.0,
+    };
+    write_audio_dataset(dir.path(), &spec, &|_| {}).unwrap();
+    let folder = sluice::source::AudioFolder::open(dir.path()).unwrap();
+    let plan = Workload::AsrVal
+        .add_ops(Pipeline::builder(folder))
+        .logical_plan();
+    let (audio, frames) = (160_000.0 * 4.0, 1001.0);
+    let costs: Vec<(f64, f64, f64)> = plan
+        .ops
+        .iter()
+        .map(|op| match op.spec().kind {
+            OpKind::AudioResample => (3e6, audio, audio),
+            OpKind::PreEmphasis => (0.1e6, audio, audio),
+            OpKind::Spectrogram => (3e6, audio, 257.0 * frames * 4.0),
+            OpKind::MelScale => (0.4e6, 257.0 * frames * 4.0, 80.0 * frames * 4.0),
+            _ => (0.3e6, 80.0 * frames * 4.0, 80.0 * frames * 4.0),
+        })
+        .collect();
+    let mut profile = common::cost_profile(&plan.ops, costs);
+    profile.decoded_bytes = audio;
+    let g = Goal {
+        batch_size: 32,
+        ..goal(0.0)
+    };
+    let cpu = optimizer::optimize(&plan, &profile, &g).unwrap();
+    assert_eq!(cpu.physical.cut, plan.ops.len(), "no GPU in the profile");
+    for op in &mut profile.ops {
+        op.gpu_ns = Some(op.cpu_ns / 200.0);
+    }
+    // Resample and PreEmphasis have no GPU kernel: never a GPU cost.
+    profile.ops[0].gpu_ns = None;
+    profile.ops[1].gpu_ns = None;
+    profile.gpu = Some(GpuCost {
+        backend: "cuda".into(),
+        name: "H100 (hand-written)".into(),
+        h2d_gbps: 20.0,
+        reads_back: false,
+        software: false,
+    });
+    let gpu = optimizer::optimize(&plan, &profile, &g).unwrap();
+    assert_eq!(plan.ops[2].name(), "Spectrogram");
+    assert_eq!(gpu.physical.cut, 2, "{}", gpu.explain(&g));
+    let text = gpu.explain(&g);
+    assert!(text.contains("0 DecodeAudio"), "{text}");
+    assert!(text.contains("[pins allow cuts 2..=6]"), "{text}");
+    assert!(text.contains("speech pipelines are not cached"), "{text}");
+}

@@ -155,13 +155,6 @@ impl Pipeline {
         let profile_path: Option<PathBuf> = get(&kw, "profile")?;
         let save_profile: Option<PathBuf> = get(&kw, "save_profile")?;
         let optimize: bool = get(&kw, "optimize")?;
-        if optimize && decodes_audio {
-            return Err(bad_setting(
-                "optimize",
-                "the optimizer does not plan audio pipelines yet (its cost model measures image \
-                 operators)",
-            ));
-        }
         let (inner, explained) = py
             .detach(|| -> sluice::Result<_> {
                 if !optimize {
@@ -170,6 +163,7 @@ impl Pipeline {
                 let dir = cache_dir("profiles");
                 let profile = profile::for_pipeline(
                     source.as_ref(),
+                    &logical.decoder,
                     &logical.ops,
                     profile_path.as_deref(),
                     &dir,
@@ -445,18 +439,17 @@ impl Pipeline {
             allow_approx: allow_approx.map_or_else(|| get(kw, "allow_approx"), Ok)?,
         };
         let profile = profile.or(get(kw, "profile")?);
-        if self.inner.decodes_audio() {
-            return Err(bad_setting(
-                "ops",
-                "the optimizer does not plan audio pipelines yet (its cost model measures image \
-                 operators)",
-            ));
-        }
         let source = source::open(py, self.source_obj.bind(py), false)?;
         let logical = &self.logical;
         py.detach(|| -> sluice::Result<String> {
             let dir = cache_dir("profiles");
-            let p = profile::for_pipeline(source.as_ref(), &logical.ops, profile.as_deref(), &dir)?;
+            let p = profile::for_pipeline(
+                source.as_ref(),
+                &logical.decoder,
+                &logical.ops,
+                profile.as_deref(),
+                &dir,
+            )?;
             Ok(optimizer::optimize(logical, &p, &goal)?.explain(&goal))
         })
         .py_err(py)

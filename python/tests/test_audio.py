@@ -160,6 +160,10 @@ def test_bad_audio_declarations_raise_value_error(audio_data, op_list, setting):
         sluice.Pipeline(audio_data, op_list)
 
 
-def test_the_optimizer_refuses_audio_pipelines_with_the_reason(audio_data):
-    with pytest.raises(ValueError, match="audio"):
-        sluice.Pipeline(audio_data, ASR_VAL, optimize=True)
+def test_the_optimizer_plans_speech_pipelines_and_explains_them(audio_data):
+    pipe = sluice.Pipeline(audio_data, ASR_VAL, batch_size=4, optimize=True)
+    text = pipe.explain()
+    assert "DecodeAudio" in text and "rule place" in text, text
+    assert "speech pipelines are not cached" in text, text
+    batch = next(iter(pipe.epoch(0)))
+    assert batch["features"].shape[1] == 80

@@ -101,7 +101,7 @@ impl BenchReport {
         );
         if let Some(p) = &self.predicted {
             s += &format!(
-                "predicted    {:.1} img/s by the optimizer (measured/predicted {:.2})\n",
+                "predicted    {:.1} samples/s by the optimizer (measured/predicted {:.2})\n",
                 p.images_per_second,
                 self.steady_images_per_second / p.images_per_second
             );

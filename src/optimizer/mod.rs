@@ -4,6 +4,7 @@
 
 mod plan;
 pub mod profile;
+mod profile_audio;
 mod rules;
 
 pub use plan::{predict, Cost, Goal, LogicalPlan, PhysicalPlan};
@@ -56,7 +57,7 @@ pub fn optimize(logical: &LogicalPlan, profile: &CostProfile, goal: &Goal) -> Re
 
 fn cost_line(c: &Cost) -> String {
     format!(
-        "{:>7.0} img/s  step {:>8.2} ms = max(cpu {:>8.2}, h2d {:>7.2}, train+gpu {:>8.2})",
+        "{:>7.0} samples/s  step {:>8.2} ms = max(cpu {:>8.2}, h2d {:>7.2}, train+gpu {:>8.2})",
         c.images_per_second,
         c.step_ms,
         c.cpu_ms,
@@ -79,7 +80,7 @@ impl Optimized {
             goal.memory_budget_bytes >> 20,
             if goal.allow_approx { ", approximate reorders allowed" } else { "" }
         );
-        s += "  0 DecodeImage\n";
+        s += &format!("  0 {}\n", l.decoder.name());
         for (i, op) in l.ops.iter().enumerate() {
             let spec = op.spec();
             let mut tags = vec![if spec.random {
@@ -112,7 +113,7 @@ impl Optimized {
             }
         }
         let p = &self.physical;
-        s += "\nphysical plan:\n  [cpu] DecodeImage";
+        s += &format!("\nphysical plan:\n  [cpu] {}", l.decoder.name());
         if p.cache_bytes > 0 {
             s += " (cached)";
         }

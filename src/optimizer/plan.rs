@@ -2,12 +2,14 @@
 //! physical plan against a cost profile.
 
 use super::profile::CostProfile;
-use crate::ops::{Op, OpKind, SizeRule};
+use crate::ops::{Decoder, Op, OpKind, SizeRule};
 use crate::placement::Placement;
 
 /// What the user declared: operators in order, pins, and operators that must not move.
 #[derive(Debug, Clone)]
 pub struct LogicalPlan {
+    /// What makes each sample's first value (decoded images or audio).
+    pub decoder: Decoder,
     pub ops: Vec<Op>,
     pub pins: Vec<Option<Placement>>,
     /// Operators the reorder rule never moves.
@@ -18,6 +20,7 @@ impl LogicalPlan {
     pub fn new(ops: Vec<Op>) -> Self {
         let n = ops.len();
         LogicalPlan {
+            decoder: Decoder::default(),
             ops,
             pins: vec![None; n],
             fixed: vec![false; n],

@@ -4,11 +4,12 @@
 //! it was measured on; a cached profile is reused while all three match. A hand-written profile
 //! plans for a machine one does not have (e.g. an H100 box from a CPU-only laptop).
 
+use super::profile_audio::measure_audio;
 use crate::backend::cuda::CudaDevice;
 use crate::backend::wgpu::{encode_batch, TensorWrite, WgpuContext};
 use crate::error::{Error, Result};
 use crate::exec::stages_for;
-use crate::ops::{DecodeImage, Op, OpParams, Scratch};
+use crate::ops::{DecodeImage, Decoder, Op, OpParams, Scratch};
 use crate::rng::SampleRng;
 use crate::source::Source;
 use crate::tensor::Image;
@@ -154,6 +155,7 @@ impl CostProfile {
 /// else a fresh measurement on 48 samples (then cached). Says on stderr which it used.
 pub fn for_pipeline(
     source: &dyn Source,
+    decoder: &Decoder,
     ops: &[Op],
     given: Option<&Path>,
     cache_dir: &Path,
@@ -185,7 +187,10 @@ pub fn for_pipeline(
         gpu.as_ref()
             .map_or(String::new(), |g| format!(" (and on {})", g.describe()))
     );
-    let p = measure(source, ops, 48, gpu.as_ref())?;
+    let p = match decoder {
+        Decoder::Image(_) => measure(source, ops, 48, gpu.as_ref())?,
+        Decoder::Audio(d) => measure_audio(source, d, ops, 48, gpu.as_ref())?,
+    };
     p.save(&cached)?;
     eprintln!("cost profile: {} (measured)", cached.display());
     Ok(p)
@@ -285,29 +290,16 @@ pub fn measure(
             gpu_ns: None,
         })
         .collect();
-    let gpu_cost = match gpu {
-        None => None,
-        Some(gpu) => {
-            // Operators without a GPU kernel keep `gpu_ns: None`: never placed there.
-            for (i, op) in ops
-                .iter()
-                .enumerate()
-                .filter(|(_, op)| op.spec().runs_on_gpu())
-            {
-                op_costs[i].gpu_ns = Some(time_on_gpu(gpu, op, &inputs[i], &params[i])? / n as f64);
-            }
-            Some(GpuCost {
-                backend: gpu.backend().into(),
-                name: gpu.describe(),
-                h2d_gbps: gpu
-                    .upload_gbps(64 << 20)
-                    .map_err(|e| Error::Worker(format!("profiling the upload: {e}")))?,
-                // Both backends hand batches back in host memory today.
-                reads_back: true,
-                software: gpu.software(),
-            })
+    if let Some(gpu) = gpu {
+        // Operators without a GPU kernel keep `gpu_ns: None`: never placed there.
+        for (i, op) in ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| op.spec().runs_on_gpu())
+        {
+            op_costs[i].gpu_ns = Some(time_on_gpu(gpu, op, &inputs[i], &params[i])? / n as f64);
         }
-    };
+    }
     Ok(CostProfile {
         machine: machine_name(),
         dataset: source.describe(),
@@ -320,8 +312,37 @@ pub fn measure(
         decoded_bytes: per(decoded_bytes),
         memcpy_gbps: memcpy_gbps(),
         ops: op_costs,
-        gpu: gpu_cost,
+        gpu: gpu_side(gpu)?,
     })
+}
+
+/// The profile's GPU side: the device, its measured upload bandwidth.
+pub(super) fn gpu_side(gpu: Option<&ProfileGpu>) -> Result<Option<GpuCost>> {
+    let Some(gpu) = gpu else { return Ok(None) };
+    Ok(Some(GpuCost {
+        backend: gpu.backend().into(),
+        name: gpu.describe(),
+        h2d_gbps: gpu
+            .upload_gbps(64 << 20)
+            .map_err(|e| Error::Worker(format!("profiling the upload: {e}")))?,
+        // Both backends hand batches back in host memory today.
+        reads_back: true,
+        software: gpu.software(),
+    }))
+}
+
+/// `run` once to warm up, then the best of three timed runs, ns.
+pub(super) fn best_of_three(
+    run: impl Fn() -> std::result::Result<(), String>,
+) -> std::result::Result<f64, String> {
+    run()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        run()?;
+        best = best.min(t.elapsed().as_nanos() as f64);
+    }
+    Ok(best)
 }
 
 /// One operator on the GPU over the whole measured batch (best of 3 runs after a warm-up), ns.
@@ -352,14 +373,7 @@ fn time_on_gpu(
             }
         }
     };
-    run().map_err(fail)?;
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let t = Instant::now();
-        run().map_err(fail)?;
-        best = best.min(t.elapsed().as_nanos() as f64);
-    }
-    Ok(best)
+    best_of_three(run).map_err(fail)
 }
 
 /// A GPU the profiler times operators on.
@@ -392,6 +406,14 @@ impl ProfileGpu {
         }
     }
 
+    /// The backend as the executor drives it.
+    pub fn runner(&self) -> &dyn crate::backend::GpuRunner {
+        match self {
+            ProfileGpu::Wgpu(c) => c.as_ref(),
+            ProfileGpu::Cuda(d) => d.as_ref(),
+        }
+    }
+
     fn software(&self) -> bool {
         matches!(self, ProfileGpu::Wgpu(c) if c.is_software())
     }
@@ -405,7 +427,7 @@ impl ProfileGpu {
 }
 
 /// Host memcpy bandwidth over a 64 MiB copy, GB/s.
-fn memcpy_gbps() -> f64 {
+pub(super) fn memcpy_gbps() -> f64 {
     let src = vec![1u8; 64 << 20];
     let mut dst = vec![0u8; 64 << 20];
     dst.copy_from_slice(&src); // fault the pages in first

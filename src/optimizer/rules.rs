@@ -3,7 +3,7 @@
 
 use super::plan::{cached_prefix, predict, Cost, Goal, LogicalPlan, PhysicalPlan};
 use super::profile::CostProfile;
-use crate::ops::{Commute, Op, OpKind, SizeRule};
+use crate::ops::{Commute, Decoder, Op, OpKind, SizeRule};
 use crate::placement::pinned_range;
 
 /// One rule's decision, for `explain`.
@@ -185,7 +185,10 @@ pub fn place(
             "all on CPU".to_string()
         } else {
             let crossing = if cut == 0 {
-                "decoded u8 images".to_string()
+                match logical.decoder {
+                    Decoder::Image(_) => "decoded u8 images".to_string(),
+                    Decoder::Audio(_) => "decoded audio".to_string(),
+                }
             } else {
                 format!("{}'s output", ops[cut - 1].name())
             };
@@ -283,7 +286,7 @@ pub fn cache(
         predict(&without, logical, profile, goal),
         predict(&with, logical, profile, goal),
     );
-    let names: Vec<&str> = std::iter::once("DecodeImage")
+    let names: Vec<&str> = std::iter::once(logical.decoder.name())
         .chain(plan.order[..prefix].iter().map(|&i| logical.ops[i].name()))
         .collect();
     let kept = if prefix == 0 {
@@ -293,12 +296,16 @@ pub fn cache(
         profile.ops[plan.order[prefix - 1]].bytes_out
     };
     let need = kept * profile.dataset_len as f64;
-    let use_it = goal.epochs > 1
+    let images = matches!(logical.decoder, Decoder::Image(_));
+    let use_it = images
+        && goal.epochs > 1
         && goal.memory_budget_bytes > 0
         && need <= goal.memory_budget_bytes as f64
         && c1.step_ms < c0.step_ms;
     plan.cache_bytes = if use_it { goal.memory_budget_bytes } else { 0 };
-    let why = if goal.epochs <= 1 {
+    let why = if !images {
+        "the prefix cache holds decoded images; speech pipelines are not cached".to_string()
+    } else if goal.epochs <= 1 {
         "one epoch: nothing to reuse".to_string()
     } else if goal.memory_budget_bytes == 0 {
         "no memory budget given".to_string()

@@ -371,7 +371,7 @@ pub fn encode_spectral(
         }
         rows = out_rows;
     }
-    if cur == INPUT {
+    if stages.is_empty() {
         return Err("no spectral stage to run".into());
     }
     let recs = in_place(n, |s, r| {

@@ -1,0 +1,127 @@
+//! The profiler for speech pipelines: read and DecodeAudio, then each operator's CPU time on one
+//! thread with the bytes of the values it takes and makes (f32 audio, features or complex
+//! spectra), and — when a GPU is given — each operator with a spectral kernel timed alone on a
+//! batch of the values it saw (the executor's own draws, stages and encoding).
+
+use super::profile::{best_of_three, gpu_side, machine_name, memcpy_gbps, pipeline_key};
+use super::profile::{CostProfile, OpCost, ProfileGpu};
+use crate::backend::wgpu::encode_spectral;
+use crate::error::{Error, Result};
+use crate::exec::{draw_spectral, spectral_input, spectral_stages};
+use crate::ops::{DecodeAudio, Op, Value};
+use crate::rng::SampleRng;
+use crate::source::Source;
+use std::time::Instant;
+
+/// Samples each GPU timing runs on (a batch's worth; the cost is per sample).
+const GPU_SAMPLES: usize = 16;
+
+/// Bytes a value holds (f32 values; complex: two per bin).
+fn value_bytes(v: &Value) -> f64 {
+    (v.len_f32() * 4) as f64
+}
+
+/// Measure `ops` after `decoder` over the first `samples` samples of `source`.
+pub fn measure_audio(
+    source: &dyn Source,
+    decoder: &DecodeAudio,
+    ops: &[Op],
+    samples: usize,
+    gpu: Option<&ProfileGpu>,
+) -> Result<CostProfile> {
+    let n = samples.min(source.len()).max(1);
+    let mut bytes = Vec::new();
+    let (mut read_ns, mut decode_ns, mut decoded_bytes) = (0f64, 0f64, 0f64);
+    let mut cpu_ns = vec![0f64; ops.len()];
+    let mut bytes_in = vec![0f64; ops.len()];
+    let mut bytes_out = vec![0f64; ops.len()];
+    // Per operator, the values it took (for the GPU timings).
+    let mut inputs: Vec<Vec<Value>> = vec![Vec::new(); ops.len()];
+    let failed = |index: u64, what: &str, e: String| {
+        Error::Worker(format!("profiling sample {index}: {what}: {e}"))
+    };
+    for index in 0..n as u64 {
+        let t = Instant::now();
+        source
+            .read(index, &mut bytes)
+            .map_err(|e| failed(index, "read", e.to_string()))?;
+        read_ns += t.elapsed().as_nanos() as f64;
+        let t = Instant::now();
+        let mut value = Value::Audio(
+            decoder
+                .decode(&bytes)
+                .map_err(|e| failed(index, "DecodeAudio", e))?,
+        );
+        decode_ns += t.elapsed().as_nanos() as f64;
+        decoded_bytes += value_bytes(&value);
+        for (i, op) in ops.iter().enumerate() {
+            if gpu.is_some() && op.spec().runs_on_gpu() && (index as usize) < GPU_SAMPLES {
+                inputs[i].push(value.clone());
+            }
+            bytes_in[i] += value_bytes(&value);
+            let mut rng = SampleRng::new(0, 0, index, i as u32 + 1);
+            let t = Instant::now();
+            match op {
+                Op::Audio(a) => a.apply(&mut value, &mut rng),
+                Op::User(u) => u.run(&mut value, &mut rng),
+                other => Err(format!("{} is not a speech operator", other.name())),
+            }
+            .map_err(|e| failed(index, op.name(), e))?;
+            cpu_ns[i] += t.elapsed().as_nanos() as f64;
+            bytes_out[i] += value_bytes(&value);
+        }
+    }
+    let per = |v: f64| v / n as f64;
+    let mut op_costs: Vec<OpCost> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| OpCost {
+            op: format!("{op:?}"),
+            cpu_ns: per(cpu_ns[i]),
+            bytes_in: per(bytes_in[i]),
+            bytes_out: per(bytes_out[i]),
+            gpu_ns: None,
+        })
+        .collect();
+    if let Some(gpu) = gpu {
+        for (i, op) in ops.iter().enumerate() {
+            if !inputs[i].is_empty() {
+                let ns = time_spectral(gpu, op, &inputs[i])?;
+                op_costs[i].gpu_ns = Some(ns / inputs[i].len() as f64);
+            }
+        }
+    }
+    Ok(CostProfile {
+        machine: machine_name(),
+        dataset: source.describe(),
+        pipeline: pipeline_key(ops),
+        cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        samples_measured: n,
+        dataset_len: source.len(),
+        read_ns: per(read_ns),
+        decode_ns: per(decode_ns),
+        decoded_bytes: per(decoded_bytes),
+        memcpy_gbps: memcpy_gbps(),
+        ops: op_costs,
+        gpu: gpu_side(gpu)?,
+    })
+}
+
+/// One speech operator alone on the GPU over `values` (end to end, best of 3), ns.
+fn time_spectral(gpu: &ProfileGpu, op: &Op, values: &[Value]) -> Result<f64> {
+    let fail =
+        |e: String| Error::Worker(format!("profiling {} on {}: {e}", op.name(), gpu.backend()));
+    let ops = std::slice::from_ref(op);
+    let draws = values
+        .iter()
+        .enumerate()
+        .map(|(s, v)| draw_spectral(ops, &[1], (0, 0, s as u64), v).map_err(|(_, e)| e))
+        .collect::<std::result::Result<Vec<_>, String>>()
+        .map_err(fail)?;
+    let inputs: Vec<_> = values.iter().map(spectral_input).collect();
+    let stages = spectral_stages(ops, &draws, inputs[0].rows);
+    let width = draws.iter().map(|d| d.frames).max().unwrap_or(0);
+    let batch = encode_spectral(&inputs, &stages, width, 0.0).map_err(fail)?;
+    let runner = gpu.runner();
+    best_of_three(|| runner.run_encoded(&batch).map(|_| ())).map_err(fail)
+}
