@@ -17,7 +17,8 @@
 # `--backend cuda --train-step-ms T` (step time fed by sluice / on pre-made device data, H2D
 # GB/s achieved vs a plain pinned copy, kernel ms per batch); and the Python package's device
 # batches (python/tests/test_cuda.py: CUDA DLPack tensors equal the CPU's; torch, if present,
-# reads them on its own stream); and, where python3 has torchaudio, the speech front end:
+# reads them on its own stream); the speech workloads (asr-val, asr, cedar-asr) on the CPU and
+# with their spectral chain on CUDA and wgpu (--verify); and, where python3 has torchaudio,
 # asr-val's features against torchaudio's and both pipelines' files/s at 2 threads and all.
 # The wgpu tests need a Vulkan loader (libvulkan1) beside the NVIDIA driver's ICD.
 set -euo pipefail
@@ -131,11 +132,25 @@ print('no device batches: ' + d['placement'][:60] if not f else
 # The speech front end against torchaudio (when the machine's python3 has it): sluice's asr-val
 # features equal torchaudio's on one batch, and both run on all cores, side by side.
 speech() {
+  ./sluice gen-data audio-data --kind audio --n 512 > /dev/null 2>&1 || true
+  # The spectral chain on the GPU, checked against the CPU run batch by batch.
+  for w in asr-val asr cedar-asr; do
+    for backend in cpu cuda wgpu; do
+      extra=""
+      [ "$backend" != cpu ] && extra="--verify"
+      name="speech-$w-$backend"
+      if timeout 150 ./sluice bench "$w" --data audio-data --batch 64 --epochs 2 --threads "$(nproc)" \
+           --backend "$backend" $extra --json > "$name.json" 2> "$name.log"; then
+        row "bench $w --backend $backend" pass "$(python3 -c "import json;d=json.load(open('$name.json'));g=[s for s in d['stages'] if ':' in s['name']];print(round(d['steady_images_per_second'],1), 'files/s', (d.get('verify') or {}).get('max_error_steps', ''), '--', (str(round(g[0]['us_per_call']/1e3, 2)) + ' ms/batch on the GPU') if g else d['placement'][:60])")"
+      else
+        row "bench $w --backend $backend" "FAIL($?)" "see $name.log"
+      fi
+    done
+  done
   if ! python3 -c 'import torchaudio, scipy' 2> /dev/null; then
     row "speech vs torchaudio" skip "python3 has no torchaudio/scipy"
     return
   fi
-  ./sluice gen-data audio-data --kind audio --n 512 > /dev/null 2>&1 || true
   if timeout 120 ./sluice bench asr-val --data audio-data --batch 32 --epochs 1 --threads "$(nproc)" \
        --dump asr-dump > /dev/null 2> asr-dump.log &&
      timeout 120 python3 peers/asr_torchaudio.py compare asr-dump > asr-compare.json 2>> asr-dump.log; then

@@ -476,6 +476,21 @@ fn device_run_matches_the_host_emulation() {
     }
 }
 
+/// On a machine with a CUDA device: the speech kernels on the device against the CPU
+/// operators, with the tolerances of tests/common/spectral.rs, outputs poisoned.
+#[test]
+fn device_speech_kernels_match_the_cpu() {
+    let Some(device) = common::or_skip(cuda::CudaDevice::open(0), "SLUICE_REQUIRE_CUDA") else {
+        return;
+    };
+    device.set_poison(true);
+    for case in &common::spectral::cases(16, (300, 16_000)) {
+        let (batch, draws, width) = common::spectral::encode(case);
+        let got = device.run_encoded(&batch).unwrap();
+        common::spectral::check(case, &got, &draws, width);
+    }
+}
+
 /// Slot growth (what the transfer engine allocates) on the sizes real rn50-train batches
 /// produce on the device: photos of varying size, RandomResizedCrop's per-sample crops. Runs on
 /// the CPU: the policy is the bookkeeping the engine allocates from.

@@ -167,3 +167,21 @@ def test_the_optimizer_plans_speech_pipelines_and_explains_them(audio_data):
     assert "speech pipelines are not cached" in text, text
     batch = next(iter(pipe.epoch(0)))
     assert batch["features"].shape[1] == 80
+
+
+def test_the_spectral_chain_on_wgpu_gives_the_cpu_features(audio_data):
+    gpu = sluice.Pipeline(audio_data, ASR_VAL, batch_size=3, threads=2, placement="wgpu")
+    described = gpu.describe()
+    if "from Spectrogram on" not in described:
+        # CI sets SLUICE_REQUIRE_WGPU (lavapipe is installed): there a fallback is a failure.
+        import os
+
+        assert "SLUICE_REQUIRE_WGPU" not in os.environ, described
+        pytest.skip(f"no wgpu adapter: {described}")
+    cpu = sluice.Pipeline(audio_data, ASR_VAL, batch_size=3, threads=2)
+    for g, c in zip(gpu.epoch(0), cpu.epoch(0), strict=True):
+        assert (g["lengths"].numpy() == c["lengths"].numpy()).all()
+        assert (g["indices"].numpy() == c["indices"].numpy()).all()
+        diff = np.abs(g["features"].numpy() - c["features"].numpy()).max()
+        # The kernels' stated tolerance (tests/common/spectral.rs): 5e-4 on log-mel features.
+        assert diff <= 5e-4, diff
