@@ -15,7 +15,7 @@ Declarations are plain frozen dataclasses: they compare, print and pickle as val
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional, Sequence, Tuple, Union
+from typing import Callable, ClassVar, Optional, Sequence, Tuple, Union
 
 Size = Union[int, Tuple[int, int]]
 Range = Union[float, Tuple[float, float]]
@@ -289,3 +289,31 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
+
+
+@dataclass(frozen=True)
+class Lambda(Operator):
+    """Your own operator: ``fn`` takes one sample's value as a writable NumPy array and returns
+    the new value (torchvision's ``Lambda``, tf.data's ``map``, DALI's ``python_function``).
+
+    ``input``/``output``: ``"image"`` (uint8 ``(H, W, 3)``), ``"audio"`` (float32
+    ``(channels, samples)``; ``(samples,)`` is mono on output; the rate is kept) or
+    ``"features"`` (float32 ``(bins, frames)``); ``output`` defaults to ``input``. With
+    ``random=True``, ``fn(x, rng)`` also gets a ``numpy.random.Generator`` seeded from the
+    sample's own stream, so its draws depend only on (seed, epoch, sample) — never on threads or
+    batches. It runs on sluice's worker threads, taking the GIL for each call (Python code runs
+    one sample at a time); the optimizer never moves it (it commutes with nothing) and keeps it
+    and every operator before it on the CPU.
+    An exception, or a result of the wrong shape, is the sample's error naming the operator
+    (skipped and counted under ``on_error="skip"``). Images: ``size`` declares the output size,
+    ``"same"`` as the input or a fixed ``(height, width)`` (checked on every sample); by default
+    it depends on the data, so the batch is ragged unless a later operator fixes the size."""
+
+    _kind: ClassVar[str] = "Lambda"
+    fn: Callable
+    input: str = "image"
+    output: Optional[str] = None
+    random: bool = False
+    name: Optional[str] = None
+    size: Union[None, str, Tuple[int, int]] = None
+

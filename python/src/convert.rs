@@ -198,6 +198,7 @@ pub fn op_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Declared> {
             dtype: dtype(&format!("{k}.dtype"), &attr::<String>(obj, k, "dtype")?)?,
             layout: layout(&format!("{k}.layout"), &attr::<String>(obj, k, "layout")?)?,
         }),
+        "Lambda" => crate::user_ops::lambda_from_py(obj)?,
         "DecodeAudio" => {
             return Err(bad_setting(
                 "ops",

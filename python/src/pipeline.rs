@@ -501,6 +501,18 @@ pub struct EpochIterator {
     len: u64,
 }
 
+/// An iterator dropped before its end (`next(iter(pipe.epoch(0)))`, a `break`) is dropped with
+/// the GIL held, and dropping waits for the batches in flight, whose workers may need the GIL
+/// (an `ops.Lambda`): the wait happens on a thread of its own, so neither waits for the other.
+impl Drop for EpochIterator {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().map(Option::take).unwrap_or_default();
+        if let Some(iter) = inner {
+            std::thread::spawn(move || drop(iter));
+        }
+    }
+}
+
 #[pymethods]
 impl EpochIterator {
     fn __iter__(slf: Py<Self>) -> Py<Self> {
