@@ -27,7 +27,7 @@
 #define S_FILL 8u
 #define S_RANGES 9u
 #define S_RANGES_OFF 10u
-#define MAX_FFT 1024u
+#define MAX_HALF 512u
 
 struct cplx {
     float x, y;
@@ -62,20 +62,21 @@ __device__ float padded_sample(const uint32_t* src, const uint32_t* rec, const P
     return __uint_as_float(src[field(rec, p, s, S_SRC) + (uint32_t)j]);
 }
 
-// One Stockham pass of radix r over n points: `a` (sub-transforms of size ns done) into `b`.
+// One Stockham pass of radix r over the h = n_fft/2 points: `a` (sub-transforms of size ns
+// done) into `b`. The h-point twiddle e^{-2πit/h} is the table's entry 2t.
 __device__ void fft_pass(const uint32_t* rec, const Params& p, uint32_t s, const cplx* a, cplx* b,
-                         uint32_t n, uint32_t r, uint32_t ns) {
-    uint32_t m = n / r, span = ns * r;
+                         uint32_t h, uint32_t r, uint32_t ns) {
+    uint32_t m = h / r, span = ns * r;
     cplx v[5];
     for (uint32_t j = 0; j < m; ++j) {
         uint32_t k = j % ns;
         for (uint32_t q = 0; q < r; ++q)
-            v[q] = cmul(a[j + q * m], twiddle(rec, p, s, (q * k * (n / span)) % n));
+            v[q] = cmul(a[j + q * m], twiddle(rec, p, s, 2u * ((q * k * (h / span)) % h)));
         uint32_t base = (j / ns) * span + k;
         for (uint32_t o = 0; o < r; ++o) {
             cplx acc = v[0];
             for (uint32_t q = 1; q < r; ++q) {
-                cplx t = cmul(v[q], twiddle(rec, p, s, (o * q * m) % n));
+                cplx t = cmul(v[q], twiddle(rec, p, s, 2u * ((o * q * m) % h)));
                 acc.x = acc.x + t.x;
                 acc.y = acc.y + t.y;
             }
@@ -84,29 +85,41 @@ __device__ void fft_pass(const uint32_t* rec, const Params& p, uint32_t s, const
     }
 }
 
-// Spectrogram: one thread per frame; |X_k|^power for k in 0..=n_fft/2 into column t.
+// Spectrogram: one thread per frame; |X_k|^power for k in 0..=n_fft/2 into column t, the real
+// frame transformed as n_fft/2 complex points (see spectral.wgsl).
 SLUICE_KERNEL(stft_power) {
     uint32_t s = blockIdx.y, t = global_x();
     if (s >= p.samples || t >= field(rec, p, s, S_FRAMES)) return;
-    uint32_t n = field(rec, p, s, S_N_FFT);
-    cplx a[MAX_FFT], b[MAX_FFT];
+    uint32_t n = field(rec, p, s, S_N_FFT), h = n / 2u;
+    cplx a[MAX_HALF], b[MAX_HALF];
     uint32_t start = t * field(rec, p, s, S_HOP), win = field(rec, p, s, S_WINDOW);
-    for (uint32_t i = 0; i < n; ++i) {
-        a[i].x = padded_sample(src, rec, p, s, start + i) * __uint_as_float(rec[win + i]);
-        a[i].y = 0.0f;
+    for (uint32_t i = 0; i < h; ++i) {
+        a[i].x = padded_sample(src, rec, p, s, start + 2u * i) * __uint_as_float(rec[win + 2u * i]);
+        a[i].y = padded_sample(src, rec, p, s, start + 2u * i + 1u) *
+                 __uint_as_float(rec[win + 2u * i + 1u]);
     }
     uint32_t ns = 1u, passes = field(rec, p, s, S_RADICES);
     for (uint32_t k = 0; k < passes; ++k) {
         uint32_t r = field(rec, p, s, S_RADIX0 + k);
-        if (k % 2u == 0u) fft_pass(rec, p, s, a, b, n, r, ns);
-        else fft_pass(rec, p, s, b, a, n, r, ns);
+        if (k % 2u == 0u) fft_pass(rec, p, s, a, b, h, r, ns);
+        else fft_pass(rec, p, s, b, a, h, r, ns);
         ns *= r;
     }
-    const cplx* out = passes % 2u == 1u ? b : a;
+    const cplx* z = passes % 2u == 1u ? b : a;
     uint32_t width = field(rec, p, s, S_WIDTH), at = field(rec, p, s, S_DST) + t;
     bool magnitude = field(rec, p, s, S_POWER) == 1u;
-    for (uint32_t k = 0; k <= n / 2u; ++k) {
-        float v = out[k].x * out[k].x + out[k].y * out[k].y;
+    for (uint32_t k = 0; k <= h; ++k) {
+        cplx zk = z[k % h], zc = z[(h - k) % h];
+        zc.y = -zc.y;
+        cplx e, o;
+        e.x = (zk.x + zc.x) * 0.5f;
+        e.y = (zk.y + zc.y) * 0.5f;
+        o.x = (zk.y - zc.y) * 0.5f;
+        o.y = -(zk.x - zc.x) * 0.5f;
+        cplx c = cmul(twiddle(rec, p, s, k), o);
+        c.x = e.x + c.x;
+        c.y = e.y + c.y;
+        float v = c.x * c.x + c.y * c.y;
         if (magnitude) v = sqrtf(v);
         dst[at + k * width] = __float_as_uint(v);
     }

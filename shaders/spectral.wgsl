@@ -39,8 +39,9 @@ const S_FILL: u32 = 8u;
 const S_RANGES: u32 = 9u;
 const S_RANGES_OFF: u32 = 10u;
 
-// The largest n_fft (one frame lives in an invocation's private memory, twice).
-const MAX_FFT: u32 = 1024u;
+// Half the largest n_fft: a frame's n_fft real samples are packed as n_fft/2 complex ones
+// (even samples real, odd imaginary), which live in an invocation's private memory, twice.
+const MAX_HALF: u32 = 512u;
 
 fn fld(s: u32, k: u32) -> u32 {
     return rec[s * p.rec_words + k];
@@ -76,35 +77,38 @@ fn padded_sample(s: u32, i: u32) -> f32 {
     return bitcast<f32>(src[fld(s, S_SRC) + u32(j)]);
 }
 
-// One Stockham pass of radix r over n points: `a` (sub-transforms of size ns done) into `b`.
+// One Stockham pass of radix r over the h = n_fft/2 points: `a` (sub-transforms of size ns
+// done) into `b`. The h-point twiddle e^{-2πit/h} is the table's entry 2t.
 fn fft_pass(
     s: u32,
-    a: ptr<function, array<vec2<f32>, MAX_FFT>>,
-    b: ptr<function, array<vec2<f32>, MAX_FFT>>,
-    n: u32,
+    a: ptr<function, array<vec2<f32>, MAX_HALF>>,
+    b: ptr<function, array<vec2<f32>, MAX_HALF>>,
+    h: u32,
     r: u32,
     ns: u32,
 ) {
-    let m = n / r;
+    let m = h / r;
     let span = ns * r;
     var v: array<vec2<f32>, 5>;
     for (var j = 0u; j < m; j = j + 1u) {
         let k = j % ns;
         for (var q = 0u; q < r; q = q + 1u) {
-            v[q] = cmul((*a)[j + q * m], twiddle(s, (q * k * (n / span)) % n));
+            v[q] = cmul((*a)[j + q * m], twiddle(s, 2u * ((q * k * (h / span)) % h)));
         }
         let base = (j / ns) * span + k;
         for (var o = 0u; o < r; o = o + 1u) {
             var acc = v[0];
             for (var q = 1u; q < r; q = q + 1u) {
-                acc = acc + cmul(v[q], twiddle(s, (o * q * m) % n));
+                acc = acc + cmul(v[q], twiddle(s, 2u * ((o * q * m) % h)));
             }
             (*b)[base + o * ns] = acc;
         }
     }
 }
 
-// Spectrogram: one invocation per frame; |X_k|^power for k in 0..=n_fft/2 into column t.
+// Spectrogram: one invocation per frame; |X_k|^power for k in 0..=n_fft/2 into column t. The
+// real frame is transformed as h = n_fft/2 complex points z[i] = x[2i] + i·x[2i+1]; then
+// X_k = E_k + e^{-2πik/N}·O_k with E_k = (Z_k + conj Z_{h-k}) / 2, O_k = (Z_k − conj Z_{h-k}) / 2i.
 @compute @workgroup_size(64, 1, 1)
 fn stft_power(@builtin(global_invocation_id) id: vec3<u32>) {
     let s = id.y;
@@ -113,31 +117,41 @@ fn stft_power(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     let n = fld(s, S_N_FFT);
-    var a: array<vec2<f32>, MAX_FFT>;
-    var b: array<vec2<f32>, MAX_FFT>;
+    let h = n / 2u;
+    var a: array<vec2<f32>, MAX_HALF>;
+    var b: array<vec2<f32>, MAX_HALF>;
     let start = t * fld(s, S_HOP);
     let win = fld(s, S_WINDOW);
-    for (var i = 0u; i < n; i = i + 1u) {
-        a[i] = vec2<f32>(padded_sample(s, start + i) * bitcast<f32>(rec[win + i]), 0.0);
+    for (var i = 0u; i < h; i = i + 1u) {
+        let even = padded_sample(s, start + 2u * i) * bitcast<f32>(rec[win + 2u * i]);
+        let odd = padded_sample(s, start + 2u * i + 1u) * bitcast<f32>(rec[win + 2u * i + 1u]);
+        a[i] = vec2<f32>(even, odd);
     }
     var ns = 1u;
     let passes = fld(s, S_RADICES);
     for (var k = 0u; k < passes; k = k + 1u) {
         let r = fld(s, S_RADIX0 + k);
         if (k % 2u == 0u) {
-            fft_pass(s, &a, &b, n, r, ns);
+            fft_pass(s, &a, &b, h, r, ns);
         } else {
-            fft_pass(s, &b, &a, n, r, ns);
+            fft_pass(s, &b, &a, h, r, ns);
         }
         ns = ns * r;
     }
     let width = fld(s, S_WIDTH);
     let out = fld(s, S_DST) + t;
-    for (var k = 0u; k <= n / 2u; k = k + 1u) {
-        var c = a[k];
+    for (var k = 0u; k <= h; k = k + 1u) {
+        var zk = a[k % h];
+        var zc = a[(h - k) % h];
         if (passes % 2u == 1u) {
-            c = b[k];
+            zk = b[k % h];
+            zc = b[(h - k) % h];
         }
+        zc = vec2<f32>(zc.x, -zc.y);
+        let e = (zk + zc) * 0.5;
+        let d = zk - zc;
+        let o = vec2<f32>(d.y * 0.5, -d.x * 0.5);
+        let c = e + cmul(twiddle(s, k), o);
         var v = c.x * c.x + c.y * c.y;
         if (fld(s, S_POWER) == 1u) {
             v = sqrt(v);

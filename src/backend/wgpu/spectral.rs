@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// The largest `n_fft` the FFT kernel takes (a frame lives in one invocation's memory).
 pub const MAX_FFT: usize = 1024;
-/// Record words (the `S_*` fields of spectral.wgsl, up to 12 radices).
+/// Record words (the `S_*` fields of spectral.wgsl, up to 12 radices of n_fft/2).
 const REC_WORDS: usize = 26;
 const MAX_RADICES: usize = REC_WORDS - S_RADIX0;
 
@@ -88,12 +88,18 @@ pub struct SpectralInput<'a> {
     pub data: &'a [f32],
 }
 
-/// Why `n_fft` cannot run on the GPU kernels (None: it can): too long or a prime factor above 5.
+/// Why `n_fft` cannot run on the GPU kernels (None: it can): odd, too long, or half of it has a
+/// prime factor above 5 (the kernel transforms a real frame as n_fft/2 complex points).
 pub fn fft_unsupported(n_fft: usize) -> Option<String> {
+    if n_fft % 2 == 1 || n_fft < 4 {
+        return Some(format!(
+            "n_fft {n_fft}: the GPU FFT takes even sizes from 4"
+        ));
+    }
     if n_fft > MAX_FFT {
         return Some(format!("n_fft {n_fft} is over the GPU kernel's {MAX_FFT}"));
     }
-    if radices(n_fft).is_none() {
+    if radices(n_fft / 2).is_none() {
         return Some(format!(
             "n_fft {n_fft} has a prime factor above 5 (the GPU FFT is mixed radix 2, 3, 4, 5)"
         ));
@@ -213,9 +219,10 @@ pub fn encode_spectral(
                 if cur != INPUT {
                     return Err("the spectrogram must be the first GPU stage".into());
                 }
-                let radix = radices(spec.n_fft)
-                    .filter(|_| spec.n_fft <= MAX_FFT)
-                    .ok_or_else(|| fft_unsupported(spec.n_fft).unwrap_or_default())?;
+                if let Some(why) = fft_unsupported(spec.n_fft) {
+                    return Err(why);
+                }
+                let radix = radices(spec.n_fft / 2).expect("checked by fft_unsupported");
                 let power = match spec.power {
                     Some(p) if p == 1.0 || p == 2.0 => p as u32,
                     other => return Err(format!("spectrogram power {other:?}: 1 or 2 on the GPU")),
@@ -421,12 +428,14 @@ mod tests {
 
     #[test]
     fn radices_cover_the_speech_sizes_and_reject_other_primes() {
-        assert_eq!(radices(512), Some(vec![4, 4, 4, 4, 2]));
-        assert_eq!(radices(400), Some(vec![4, 4, 5, 5]));
+        assert_eq!(radices(256), Some(vec![4, 4, 4, 4]));
+        assert_eq!(radices(200), Some(vec![4, 2, 5, 5]));
         assert_eq!(radices(1), None);
         assert_eq!(radices(7 * 64), None);
         assert!(fft_unsupported(2048).unwrap().contains("over"));
         assert!(fft_unsupported(448).unwrap().contains("prime factor"));
+        assert!(fft_unsupported(401).unwrap().contains("even"));
         assert_eq!(fft_unsupported(320), None);
+        assert_eq!(fft_unsupported(48), None);
     }
 }
