@@ -305,7 +305,6 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 }
             }
             let workload = parse_workload(&workload)?;
-            if optimize {}
             let source = dataset(data, images, workload)?;
             let optimize = if optimize {
                 let profile = cost_profile(&source, workload, plan.profile.as_deref())?;
