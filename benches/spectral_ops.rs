@@ -7,7 +7,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rayon::prelude::*;
-use sluice::audio::{Audio, MelNorm, MelScale, Padding, SpectrogramSpec, WindowKind};
+use sluice::audio::{Audio, MelNorm, MelScale};
 use sluice::backend::wgpu::{encode_spectral, WgpuContext};
 use sluice::backend::GpuRunner;
 use sluice::exec::{draw_spectral, spectral_input, spectral_stages};
@@ -40,17 +40,8 @@ fn utterances() -> Vec<Value> {
 }
 
 fn chain() -> Vec<Op> {
-    let spec = SpectrogramSpec {
-        n_fft: 512,
-        win_length: 400,
-        hop: 160,
-        window: WindowKind::HannPeriodic,
-        center: true,
-        padding: Padding::Reflect,
-        power: Some(2.0),
-    };
     vec![
-        Op::Audio(AudioOp::Spectrogram(spec)),
+        Op::Audio(AudioOp::Spectrogram(sluice::bench::ASR_SPECTROGRAM)),
         Op::Audio(AudioOp::MelScale(MelSpec {
             n_mels: 80,
             f_min: 0.0,

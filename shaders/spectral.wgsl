@@ -160,8 +160,12 @@ fn stft_power(@builtin(global_invocation_id) id: vec3<u32>) {
     }
 }
 
-// Row and column of element x of a sample's matrix, or false past its frames.
+// Row and column of element x of sample s's matrix, and whether it is one of the sample's
+// cells (false past its rows or frames, or for a sample past the batch).
 fn cell(s: u32, x: u32) -> vec3<u32> {
+    if (s >= p.samples) {
+        return vec3<u32>(0u, 0u, 0u);
+    }
     let width = fld(s, S_WIDTH);
     let row = x / width;
     let t = x % width;
@@ -174,9 +178,6 @@ fn cell(s: u32, x: u32) -> vec3<u32> {
 @compute @workgroup_size(64, 1, 1)
 fn mel_project(@builtin(global_invocation_id) id: vec3<u32>) {
     let s = id.y;
-    if (s >= p.samples) {
-        return;
-    }
     let c = cell(s, id.x);
     if (c.z == 0u) {
         return;
@@ -202,9 +203,6 @@ fn mel_project(@builtin(global_invocation_id) id: vec3<u32>) {
 @compute @workgroup_size(64, 1, 1)
 fn spectral_log(@builtin(global_invocation_id) id: vec3<u32>) {
     let s = id.y;
-    if (s >= p.samples) {
-        return;
-    }
     let c = cell(s, id.x);
     if (c.z == 0u) {
         return;
@@ -258,9 +256,6 @@ fn feature_normalize(@builtin(global_invocation_id) id: vec3<u32>) {
 @compute @workgroup_size(64, 1, 1)
 fn spectral_mask(@builtin(global_invocation_id) id: vec3<u32>) {
     let s = id.y;
-    if (s >= p.samples) {
-        return;
-    }
     let c = cell(s, id.x);
     if (c.z == 0u) {
         return;

@@ -289,12 +289,7 @@ extern "C" int sluice_emulate(const char* name, unsigned gx, unsigned gy, uint32
             i => bytemuck::cast_slice(&buffers[i]),
         };
         assert_eq!(batch.output_offsets.len(), batch.output_lengths.len());
-        batch
-            .output_offsets
-            .iter()
-            .zip(&batch.output_lengths)
-            .map(|(&o, &n)| out[o as usize * 4..o as usize * 4 + n].to_vec())
-            .collect()
+        batch.split_output(out)
     }
 }
 

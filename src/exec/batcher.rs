@@ -300,17 +300,7 @@ impl Shared {
                 Ok((image, params))
             })
             .collect();
-        let mut images = Vec::with_capacity(results.len());
-        let mut params = Vec::with_capacity(results.len());
-        let outcomes = results
-            .into_iter()
-            .map(|r| {
-                r.map(|(image, p)| {
-                    images.push(image);
-                    params.push(p);
-                })
-            })
-            .collect();
+        let (images, params, outcomes) = unzip_kept(results);
         (GpuWork::Images { images, params }, outcomes)
     }
 
@@ -339,19 +329,27 @@ impl Shared {
                 Ok((value, draws))
             })
             .collect();
-        let mut values = Vec::with_capacity(results.len());
-        let mut draws = Vec::with_capacity(results.len());
-        let outcomes = results
-            .into_iter()
-            .map(|r| {
-                r.map(|(v, d)| {
-                    values.push(v);
-                    draws.push(d);
-                })
-            })
-            .collect();
+        let (values, draws, outcomes) = unzip_kept(results);
         (GpuWork::Spectral { values, draws }, outcomes)
     }
+}
+
+/// The kept samples' (value, parameters) pairs as two lists, and every sample's outcome.
+fn unzip_kept<A, B>(
+    results: Vec<std::result::Result<(A, B), Option<SampleError>>>,
+) -> (Vec<A>, Vec<B>, Vec<Outcome>) {
+    let mut a = Vec::with_capacity(results.len());
+    let mut b = Vec::with_capacity(results.len());
+    let outcomes = results
+        .into_iter()
+        .map(|r| {
+            r.map(|(x, y)| {
+                a.push(x);
+                b.push(y);
+            })
+        })
+        .collect();
+    (a, b, outcomes)
 }
 
 /// Move the slots of successful samples to the front, keeping their order; returns how many.

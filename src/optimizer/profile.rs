@@ -216,10 +216,7 @@ pub fn measure(
     let n = samples.min(source.len()).max(1);
     let decoder = DecodeImage::default();
     let mut bytes = Vec::new();
-    let (mut read_ns, mut decode_ns, mut decoded_bytes) = (0f64, 0f64, 0f64);
-    let mut cpu_ns = vec![0f64; ops.len()];
-    let mut bytes_in = vec![0f64; ops.len()];
-    let mut bytes_out = vec![0f64; ops.len()];
+    let mut sums = Sums::new(n, ops.len());
     // Per operator, the batch of inputs it saw and their parameters (for the GPU timings).
     let mut inputs: Vec<Vec<Image>> = vec![Vec::new(); ops.len()];
     let mut params: Vec<Vec<Vec<OpParams>>> = vec![Vec::new(); ops.len()];
@@ -244,26 +241,26 @@ pub fn measure(
         source
             .read(index, &mut bytes)
             .map_err(|e| Error::Worker(format!("profiling sample {index}: {e}")))?;
-        read_ns += t.elapsed().as_nanos() as f64;
+        sums.read_ns += t.elapsed().as_nanos() as f64;
         let t = Instant::now();
         let mut image = Image::default();
         decoder
             .decode(&bytes, &mut image)
             .map_err(|e| Error::Worker(format!("profiling sample {index}: DecodeImage: {e}")))?;
-        decode_ns += t.elapsed().as_nanos() as f64;
-        decoded_bytes += image.data.len() as f64;
+        sums.decode_ns += t.elapsed().as_nanos() as f64;
+        sums.decoded_bytes += image.data.len() as f64;
         for (i, op) in ops.iter().enumerate() {
             let mut rng = SampleRng::new(0, 0, index, i as u32 + 1);
             if gpu.is_some() {
                 inputs[i].push(image.clone());
             }
-            bytes_in[i] += image.data.len() as f64;
+            sums.bytes_in[i] += image.data.len() as f64;
             let t = Instant::now();
             let p = if op.produces_tensor() {
                 let write = TensorWrite::for_op(op).expect("tensor op");
                 let mut out = vec![0u8; image.data.len() * write.dtype.size()];
                 op.write_tensor(&image, false, &mut out);
-                bytes_out[i] += out.len() as f64;
+                sums.bytes_out[i] += out.len() as f64;
                 OpParams::None
             } else {
                 let p = op
@@ -271,53 +268,89 @@ pub fn measure(
                     .map_err(|e| {
                         Error::Worker(format!("profiling sample {index}: {}: {e}", op.name()))
                     })?;
-                bytes_out[i] += image.data.len() as f64;
+                sums.bytes_out[i] += image.data.len() as f64;
                 p
             };
-            cpu_ns[i] += t.elapsed().as_nanos() as f64;
+            sums.cpu_ns[i] += t.elapsed().as_nanos() as f64;
             params[i].push(vec![p]);
         }
     }
-    let per = |v: f64| v / n as f64;
-    let mut op_costs: Vec<OpCost> = ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| OpCost {
-            op: format!("{op:?}"),
-            cpu_ns: per(cpu_ns[i]),
-            bytes_in: per(bytes_in[i]),
-            bytes_out: per(bytes_out[i]),
-            gpu_ns: None,
-        })
-        .collect();
-    if let Some(gpu) = gpu {
+    sums.profile(source, ops, gpu, |i, op| {
         // Operators without a GPU kernel keep `gpu_ns: None`: never placed there.
-        for (i, op) in ops
-            .iter()
-            .enumerate()
-            .filter(|(_, op)| op.spec().runs_on_gpu())
-        {
-            op_costs[i].gpu_ns = Some(time_on_gpu(gpu, op, &inputs[i], &params[i])? / n as f64);
+        if !op.spec().runs_on_gpu() {
+            return Ok(None);
         }
-    }
-    Ok(CostProfile {
-        machine: machine_name(),
-        dataset: source.describe(),
-        pipeline: pipeline_key(ops),
-        cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        samples_measured: n,
-        dataset_len: source.len(),
-        read_ns: per(read_ns),
-        decode_ns: per(decode_ns),
-        decoded_bytes: per(decoded_bytes),
-        memcpy_gbps: memcpy_gbps(),
-        ops: op_costs,
-        gpu: gpu_side(gpu)?,
+        let gpu = gpu.expect("GPU times are asked for with a GPU");
+        Ok(Some(
+            time_on_gpu(gpu, op, &inputs[i], &params[i])? / n as f64,
+        ))
     })
 }
 
+/// What a profiler adds up over its `n` measured samples.
+pub(super) struct Sums {
+    pub n: usize,
+    pub read_ns: f64,
+    pub decode_ns: f64,
+    pub decoded_bytes: f64,
+    /// Per operator.
+    pub cpu_ns: Vec<f64>,
+    pub bytes_in: Vec<f64>,
+    pub bytes_out: Vec<f64>,
+}
+
+impl Sums {
+    pub fn new(n: usize, ops: usize) -> Self {
+        Sums {
+            n,
+            read_ns: 0.0,
+            decode_ns: 0.0,
+            decoded_bytes: 0.0,
+            cpu_ns: vec![0.0; ops],
+            bytes_in: vec![0.0; ops],
+            bytes_out: vec![0.0; ops],
+        }
+    }
+
+    /// The profile: per-sample means, and with a GPU each operator's time per sample there from
+    /// `gpu_ns(index, op)` (None: no kernel).
+    pub fn profile(
+        self,
+        source: &dyn Source,
+        ops: &[Op],
+        gpu: Option<&ProfileGpu>,
+        mut gpu_ns: impl FnMut(usize, &Op) -> Result<Option<f64>>,
+    ) -> Result<CostProfile> {
+        let per = |v: f64| v / self.n as f64;
+        let mut costs = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            costs.push(OpCost {
+                op: format!("{op:?}"),
+                cpu_ns: per(self.cpu_ns[i]),
+                bytes_in: per(self.bytes_in[i]),
+                bytes_out: per(self.bytes_out[i]),
+                gpu_ns: if gpu.is_some() { gpu_ns(i, op)? } else { None },
+            });
+        }
+        Ok(CostProfile {
+            machine: machine_name(),
+            dataset: source.describe(),
+            pipeline: pipeline_key(ops),
+            cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            samples_measured: self.n,
+            dataset_len: source.len(),
+            read_ns: per(self.read_ns),
+            decode_ns: per(self.decode_ns),
+            decoded_bytes: per(self.decoded_bytes),
+            memcpy_gbps: memcpy_gbps(),
+            ops: costs,
+            gpu: gpu_side(gpu)?,
+        })
+    }
+}
+
 /// The profile's GPU side: the device, its measured upload bandwidth.
-pub(super) fn gpu_side(gpu: Option<&ProfileGpu>) -> Result<Option<GpuCost>> {
+fn gpu_side(gpu: Option<&ProfileGpu>) -> Result<Option<GpuCost>> {
     let Some(gpu) = gpu else { return Ok(None) };
     Ok(Some(GpuCost {
         backend: gpu.backend().into(),
@@ -427,7 +460,7 @@ impl ProfileGpu {
 }
 
 /// Host memcpy bandwidth over a 64 MiB copy, GB/s.
-pub(super) fn memcpy_gbps() -> f64 {
+fn memcpy_gbps() -> f64 {
     let src = vec![1u8; 64 << 20];
     let mut dst = vec![0u8; 64 << 20];
     dst.copy_from_slice(&src); // fault the pages in first

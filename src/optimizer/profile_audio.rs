@@ -3,8 +3,7 @@
 //! spectra), and — when a GPU is given — each operator with a spectral kernel timed alone on a
 //! batch of the values it saw (the executor's own draws, stages and encoding).
 
-use super::profile::{best_of_three, gpu_side, machine_name, memcpy_gbps, pipeline_key};
-use super::profile::{CostProfile, OpCost, ProfileGpu};
+use super::profile::{best_of_three, CostProfile, ProfileGpu, Sums};
 use crate::backend::wgpu::encode_spectral;
 use crate::error::{Error, Result};
 use crate::exec::{draw_spectral, spectral_input, spectral_stages};
@@ -31,10 +30,7 @@ pub fn measure_audio(
 ) -> Result<CostProfile> {
     let n = samples.min(source.len()).max(1);
     let mut bytes = Vec::new();
-    let (mut read_ns, mut decode_ns, mut decoded_bytes) = (0f64, 0f64, 0f64);
-    let mut cpu_ns = vec![0f64; ops.len()];
-    let mut bytes_in = vec![0f64; ops.len()];
-    let mut bytes_out = vec![0f64; ops.len()];
+    let mut sums = Sums::new(n, ops.len());
     // Per operator, the values it took (for the GPU timings).
     let mut inputs: Vec<Vec<Value>> = vec![Vec::new(); ops.len()];
     let failed = |index: u64, what: &str, e: String| {
@@ -45,20 +41,20 @@ pub fn measure_audio(
         source
             .read(index, &mut bytes)
             .map_err(|e| failed(index, "read", e.to_string()))?;
-        read_ns += t.elapsed().as_nanos() as f64;
+        sums.read_ns += t.elapsed().as_nanos() as f64;
         let t = Instant::now();
         let mut value = Value::Audio(
             decoder
                 .decode(&bytes)
                 .map_err(|e| failed(index, "DecodeAudio", e))?,
         );
-        decode_ns += t.elapsed().as_nanos() as f64;
-        decoded_bytes += value_bytes(&value);
+        sums.decode_ns += t.elapsed().as_nanos() as f64;
+        sums.decoded_bytes += value_bytes(&value);
         for (i, op) in ops.iter().enumerate() {
             if gpu.is_some() && op.spec().runs_on_gpu() && (index as usize) < GPU_SAMPLES {
                 inputs[i].push(value.clone());
             }
-            bytes_in[i] += value_bytes(&value);
+            sums.bytes_in[i] += value_bytes(&value);
             let mut rng = SampleRng::new(0, 0, index, i as u32 + 1);
             let t = Instant::now();
             match op {
@@ -67,43 +63,15 @@ pub fn measure_audio(
                 other => Err(format!("{} is not a speech operator", other.name())),
             }
             .map_err(|e| failed(index, op.name(), e))?;
-            cpu_ns[i] += t.elapsed().as_nanos() as f64;
-            bytes_out[i] += value_bytes(&value);
+            sums.cpu_ns[i] += t.elapsed().as_nanos() as f64;
+            sums.bytes_out[i] += value_bytes(&value);
         }
     }
-    let per = |v: f64| v / n as f64;
-    let mut op_costs: Vec<OpCost> = ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| OpCost {
-            op: format!("{op:?}"),
-            cpu_ns: per(cpu_ns[i]),
-            bytes_in: per(bytes_in[i]),
-            bytes_out: per(bytes_out[i]),
-            gpu_ns: None,
-        })
-        .collect();
-    if let Some(gpu) = gpu {
-        for (i, op) in ops.iter().enumerate() {
-            if !inputs[i].is_empty() {
-                let ns = time_spectral(gpu, op, &inputs[i])?;
-                op_costs[i].gpu_ns = Some(ns / inputs[i].len() as f64);
-            }
-        }
-    }
-    Ok(CostProfile {
-        machine: machine_name(),
-        dataset: source.describe(),
-        pipeline: pipeline_key(ops),
-        cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        samples_measured: n,
-        dataset_len: source.len(),
-        read_ns: per(read_ns),
-        decode_ns: per(decode_ns),
-        decoded_bytes: per(decoded_bytes),
-        memcpy_gbps: memcpy_gbps(),
-        ops: op_costs,
-        gpu: gpu_side(gpu)?,
+    sums.profile(source, ops, gpu, |i, op| match gpu {
+        Some(gpu) if !inputs[i].is_empty() => Ok(Some(
+            time_spectral(gpu, op, &inputs[i])? / inputs[i].len() as f64,
+        )),
+        _ => Ok(None),
     })
 }
 

@@ -193,13 +193,7 @@ impl CudaDevice {
             ),
         }
         .map_err(driver("readback"))?;
-        let bytes: &[u8] = bytemuck::cast_slice(&out);
-        Ok(batch
-            .output_offsets
-            .iter()
-            .zip(&batch.output_lengths)
-            .map(|(&o, &n)| bytes[o as usize * 4..o as usize * 4 + n].to_vec())
-            .collect())
+        Ok(batch.split_output(bytemuck::cast_slice(&out)))
     }
 
     /// Enqueue `batch`'s passes on `s`: poison (in checking mode) then every kernel in order.

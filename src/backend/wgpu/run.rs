@@ -362,12 +362,7 @@ impl WgpuContext {
             out,
             batch.buffer_bytes[out],
         )?;
-        Ok(batch
-            .output_offsets
-            .iter()
-            .zip(&batch.output_lengths)
-            .map(|(&o, &n)| bytes[o as usize * 4..o as usize * 4 + n].to_vec())
-            .collect())
+        Ok(batch.split_output(&bytes))
     }
 
     /// Upload, encode every pass, submit, and read back `read_bytes` of buffer `result`.
@@ -602,6 +597,15 @@ impl EncodedBatch {
         let chosen: Vec<&Image> = images.iter().collect();
         pack_images(&chosen, &self.input_offsets, &mut dst[..self.input_len]);
         Ok(())
+    }
+
+    /// Each sample's output bytes from the output buffer's contents (from its start).
+    pub fn split_output(&self, buffer: &[u8]) -> Vec<Vec<u8>> {
+        self.output_offsets
+            .iter()
+            .zip(&self.output_lengths)
+            .map(|(&o, &n)| buffer[o as usize * 4..o as usize * 4 + n].to_vec())
+            .collect()
     }
 
     /// Whether the samples' outputs lie back to back from the start of the output buffer, as

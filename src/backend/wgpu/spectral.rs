@@ -207,6 +207,30 @@ pub fn encode_spectral(
         r
     };
     let matrix = |rows: usize| (rows * width) as u64;
+    // A pass updating the current matrices in place: (entry, buffer, rows, invocations per
+    // sample); each sample's record is its base record with `extra` applied.
+    let in_place = |enc: &mut Encoding,
+                    (entry, buffer, rows, work): (&'static str, usize, usize, u64),
+                    tail: &[u32],
+                    extra: &dyn Fn(usize, &mut [u32])| {
+        let recs: Vec<Vec<u32>> = (0..n)
+            .map(|s| {
+                let mut r = base(s, rows, s as u64 * matrix(rows));
+                extra(s, &mut r);
+                r
+            })
+            .collect();
+        let words = (REC_WORDS, tail);
+        enc.pass(
+            entry,
+            buffer,
+            RECORDS,
+            &recs,
+            words,
+            Params::default(),
+            work,
+        )
+    };
     let new_buffer = |sizes: &mut Vec<u64>, words: u64| {
         sizes.push(words.max(1) * 4);
         sizes.len() - 1
@@ -320,59 +344,32 @@ pub fn encode_spectral(
                 cur = out;
             }
             SpectralStage::Log { eps } => {
-                let recs = in_place(n, |s, r| {
-                    r.extend_from_slice(&base(s, rows, s as u64 * matrix(rows)));
-                    r[S_EPS] = eps.to_bits();
-                });
-                let words = (REC_WORDS, &[][..]);
-                enc.pass(
-                    "spectral_log",
-                    cur,
-                    RECORDS,
-                    &recs,
-                    words,
-                    params,
-                    matrix(rows),
-                )?;
+                let eps = |_: usize, r: &mut [u32]| r[S_EPS] = eps.to_bits();
+                let cells = matrix(rows);
+                in_place(&mut enc, ("spectral_log", cur, rows, cells), &[], &eps)?;
             }
             SpectralStage::Normalize => {
-                let recs = in_place(n, |s, r| {
-                    r.extend_from_slice(&base(s, rows, s as u64 * matrix(rows)))
-                });
-                let words = (REC_WORDS, &[][..]);
-                enc.pass(
-                    "feature_normalize",
-                    cur,
-                    RECORDS,
-                    &recs,
-                    words,
-                    params,
-                    rows as u64,
-                )?;
+                let pass = ("feature_normalize", cur, rows, rows as u64);
+                in_place(&mut enc, pass, &[], &|_, _| {})?;
             }
             SpectralStage::Mask { axis, fill, ranges } => {
                 if ranges.len() != n {
                     return Err(format!("{} mask range sets for {n} samples", ranges.len()));
                 }
-                let table = (n * REC_WORDS) as u32;
-                let mut tail = Vec::new();
-                let recs = in_place(n, |s, r| {
-                    r.extend_from_slice(&base(s, rows, s as u64 * matrix(rows)));
+                let tail: Vec<u32> = ranges.iter().flatten().flat_map(|&(a, b)| [a, b]).collect();
+                let (starts, _) = offsets(ranges.iter().map(|r| 2 * r.len() as u64));
+                let table = (n * REC_WORDS) as u64;
+                let mask = |s: usize, r: &mut [u32]| {
                     r[S_AXIS] = u32::from(*axis == MaskAxis::Time);
                     r[S_FILL] = fill.to_bits();
                     r[S_RANGES] = ranges[s].len() as u32;
-                    r[S_RANGES_OFF] = table + tail.len() as u32;
-                    tail.extend(ranges[s].iter().flat_map(|&(a, b)| [a, b]));
-                });
-                let words = (REC_WORDS, tail.as_slice());
-                enc.pass(
-                    "spectral_mask",
-                    cur,
-                    RECORDS,
-                    &recs,
-                    words,
-                    params,
-                    matrix(rows),
+                    r[S_RANGES_OFF] = (table + starts[s]) as u32;
+                };
+                in_place(
+                    &mut enc,
+                    ("spectral_mask", cur, rows, matrix(rows)),
+                    &tail,
+                    &mask,
                 )?;
             }
         }
@@ -381,19 +378,12 @@ pub fn encode_spectral(
     if stages.is_empty() {
         return Err("no spectral stage to run".into());
     }
-    let recs = in_place(n, |s, r| {
-        r.extend_from_slice(&base(s, rows, s as u64 * matrix(rows)));
-        r[S_FILL] = pad_value.to_bits();
-    });
-    let words = (REC_WORDS, &[][..]);
-    enc.pass(
-        "spectral_pad",
-        cur,
-        RECORDS,
-        &recs,
-        words,
-        Params::default(),
-        matrix(rows),
+    let pad = |_: usize, r: &mut [u32]| r[S_FILL] = pad_value.to_bits();
+    in_place(
+        &mut enc,
+        ("spectral_pad", cur, rows, matrix(rows)),
+        &[],
+        &pad,
     )?;
     sizes[RECORDS] = (enc.records.len() as u64 * 4).max(4);
     let sample_words = matrix(rows);
@@ -409,17 +399,6 @@ pub fn encode_spectral(
         output_lengths: vec![sample_words as usize * 4; n],
     };
     Ok(batch)
-}
-
-/// Records of an in-place pass, each built by `fill(sample, record)`.
-fn in_place(n: usize, mut fill: impl FnMut(usize, &mut Vec<u32>)) -> Vec<Vec<u32>> {
-    (0..n)
-        .map(|s| {
-            let mut r = Vec::with_capacity(REC_WORDS);
-            fill(s, &mut r);
-            r
-        })
-        .collect()
 }
 
 #[cfg(test)]
