@@ -278,29 +278,14 @@ impl Shared {
         cut: usize,
         cancel: &AtomicBool,
     ) -> (GpuWork, Vec<Outcome>) {
-        let results: Vec<_> = indices
-            .par_iter()
-            .map(|&index| {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(None);
-                }
-                let mut image = Image::default();
-                self.process_sample(epoch, index, SampleOut::Image(&mut image))
-                    .map_err(Some)?;
-                let size = (image.width, image.height);
-                let params = draw_suffix(
-                    &self.ops,
-                    &self.op_ids,
-                    cut,
-                    self.settings.seed,
-                    epoch,
-                    index,
-                    size,
-                );
-                Ok((image, params))
-            })
-            .collect();
-        let (images, params, outcomes) = unzip_kept(results);
+        let (images, params, outcomes) = each_sample(indices, cancel, |index| {
+            let mut image = Image::default();
+            self.process_sample(epoch, index, SampleOut::Image(&mut image))?;
+            let size = (image.width, image.height);
+            let seed = self.settings.seed;
+            let params = draw_suffix(&self.ops, &self.op_ids, cut, seed, epoch, index, size);
+            Ok((image, params))
+        });
         (GpuWork::Images { images, params }, outcomes)
     }
 
@@ -314,30 +299,34 @@ impl Shared {
         cancel: &AtomicBool,
     ) -> (GpuWork, Vec<Outcome>) {
         let (ops, ids) = (&self.ops[cut..], &self.op_ids[cut..]);
-        let results: Vec<_> = indices
-            .par_iter()
-            .map(|&index| {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(None);
-                }
-                let mut value = Value::default();
-                self.process_sample(epoch, index, SampleOut::Value(&mut value))
-                    .map_err(Some)?;
-                let key = (self.settings.seed, epoch, index);
-                let draws = draw_spectral(ops, ids, key, &value)
-                    .map_err(|(i, m)| Some(self.sample_error(index, ops[i].name(), m)))?;
-                Ok((value, draws))
-            })
-            .collect();
-        let (values, draws, outcomes) = unzip_kept(results);
+        let (values, draws, outcomes) = each_sample(indices, cancel, |index| {
+            let mut value = Value::default();
+            self.process_sample(epoch, index, SampleOut::Value(&mut value))?;
+            let key = (self.settings.seed, epoch, index);
+            let draws = draw_spectral(ops, ids, key, &value)
+                .map_err(|(i, m)| self.sample_error(index, ops[i].name(), m))?;
+            Ok((value, draws))
+        });
         (GpuWork::Spectral { values, draws }, outcomes)
     }
 }
 
-/// The kept samples' (value, parameters) pairs as two lists, and every sample's outcome.
-fn unzip_kept<A, B>(
-    results: Vec<std::result::Result<(A, B), Option<SampleError>>>,
+/// Run `f` on each sample on the worker pool (until cancelled): the kept samples' (value,
+/// parameters) pairs as two lists, and every sample's outcome.
+fn each_sample<A: Send, B: Send>(
+    indices: &[u64],
+    cancel: &AtomicBool,
+    f: impl Fn(u64) -> std::result::Result<(A, B), SampleError> + Sync,
 ) -> (Vec<A>, Vec<B>, Vec<Outcome>) {
+    let results: Vec<_> = indices
+        .par_iter()
+        .map(|&index| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(None);
+            }
+            f(index).map_err(Some)
+        })
+        .collect();
     let mut a = Vec::with_capacity(results.len());
     let mut b = Vec::with_capacity(results.len());
     let outcomes = results
