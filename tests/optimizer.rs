@@ -369,3 +369,42 @@ fn the_spectral_chain_goes_to_a_fast_gpu_and_stays_on_a_cpu_only_host() {
     assert!(text.contains("[pins allow cuts 2..=6]"), "{text}");
     assert!(text.contains("speech pipelines are not cached"), "{text}");
 }
+
+/// cedar-asr's profile books the fused TimeStretch → ComplexNorm step (as the executor runs it)
+/// on TimeStretch, and gives both operators their bytes: the complex intermediate is twice the
+/// magnitudes; explain says the two run as one step.
+#[test]
+fn the_speech_profile_times_the_stretch_as_the_executor_fuses_it() {
+    use sluice::gen::audio::{write_audio_dataset, AudioDatasetSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = AudioDatasetSpec {
+        files: 3,
+        classes: 1,
+        seed: 2,
+        max_seconds: 1.5,
+    };
+    write_audio_dataset(dir.path(), &spec, &|_| {}).unwrap();
+    let folder = sluice::source::AudioFolder::open(dir.path()).unwrap();
+    let plan = Workload::CedarAsr
+        .add_ops(Pipeline::builder(folder.clone()))
+        .logical_plan();
+    let cache = tempfile::tempdir().unwrap();
+    let profile =
+        optimizer::profile::for_pipeline(&folder, &plan.decoder, &plan.ops, None, cache.path())
+            .unwrap();
+    let at = |kind: OpKind| plan.ops.iter().position(|o| o.spec().kind == kind).unwrap();
+    let (stretch, norm) = (at(OpKind::TimeStretch), at(OpKind::ComplexNorm));
+    assert_eq!(norm, stretch + 1);
+    let (s, n) = (&profile.ops[stretch], &profile.ops[norm]);
+    assert!(s.cpu_ns > 0.0 && n.cpu_ns == 0.0, "{s:?} {n:?}");
+    assert!(n.bytes_out > 0.0);
+    assert_eq!(s.bytes_out, n.bytes_in);
+    assert_eq!(n.bytes_in, 2.0 * n.bytes_out);
+    let text = optimizer::optimize(&plan, &profile, &goal(0.0))
+        .unwrap()
+        .explain(&goal(0.0));
+    assert!(
+        text.contains("TimeStretch+ComplexNorm as one step"),
+        "{text}"
+    );
+}

@@ -196,9 +196,16 @@ pub fn for_pipeline(
     Ok(p)
 }
 
+/// Part of the cache key: a profiler that measures differently never reuses an older one's
+/// cached profiles (2: speech operators timed as the executor fuses them).
+const PROFILER_VERSION: u32 = 2;
+
 /// Where measured profiles are cached: one file per (machine, dataset, pipeline).
 pub fn cache_path(dir: &Path, machine: &str, dataset: &str, ops: &[Op]) -> PathBuf {
-    let key = format!("{machine}\n{dataset}\n{}", pipeline_key(ops));
+    let key = format!(
+        "{PROFILER_VERSION}\n{machine}\n{dataset}\n{}",
+        pipeline_key(ops)
+    );
     dir.join(format!(
         "profile-{:016x}.json",
         xxhash_rust::xxh3::xxh3_64(key.as_bytes())

@@ -7,7 +7,7 @@ use super::profile::{best_of_three, CostProfile, ProfileGpu, Sums};
 use crate::backend::wgpu::encode_spectral;
 use crate::error::{Error, Result};
 use crate::exec::{draw_spectral, spectral_input, spectral_stages};
-use crate::ops::{DecodeAudio, Op, Value};
+use crate::ops::{AudioOp, DecodeAudio, Op, Value};
 use crate::rng::SampleRng;
 use crate::source::Source;
 use std::time::Instant;
@@ -50,13 +50,32 @@ pub fn measure_audio(
         );
         sums.decode_ns += t.elapsed().as_nanos() as f64;
         sums.decoded_bytes += value_bytes(&value);
-        for (i, op) in ops.iter().enumerate() {
+        let mut i = 0;
+        while i < ops.len() {
+            let op = &ops[i];
             if gpu.is_some() && op.spec().runs_on_gpu() && (index as usize) < GPU_SAMPLES {
                 inputs[i].push(value.clone());
             }
             sums.bytes_in[i] += value_bytes(&value);
             let mut rng = SampleRng::new(0, 0, index, i as u32 + 1);
             let t = Instant::now();
+            if let Some(norm) = fused_norm(ops, i) {
+                // The executor runs TimeStretch → ComplexNorm as one step: time that step, book
+                // it on TimeStretch, and give both their bytes (the complex intermediate holds
+                // two floats per value of the result).
+                let Op::Audio(stretch) = op else {
+                    unreachable!("fused_norm matched a TimeStretch")
+                };
+                crate::ops::stretch_then_norm(stretch, norm, &mut value, &mut rng)
+                    .map_err(|e| failed(index, op.name(), e))?;
+                sums.cpu_ns[i] += t.elapsed().as_nanos() as f64;
+                let out = value_bytes(&value);
+                sums.bytes_out[i] += 2.0 * out;
+                sums.bytes_in[i + 1] += 2.0 * out;
+                sums.bytes_out[i + 1] += out;
+                i += 2;
+                continue;
+            }
             match op {
                 Op::Audio(a) => a.apply(&mut value, &mut rng),
                 Op::User(u) => u.run(&mut value, &mut rng),
@@ -65,6 +84,7 @@ pub fn measure_audio(
             .map_err(|e| failed(index, op.name(), e))?;
             sums.cpu_ns[i] += t.elapsed().as_nanos() as f64;
             sums.bytes_out[i] += value_bytes(&value);
+            i += 1;
         }
     }
     sums.profile(source, ops, gpu, |i, op| match gpu {
@@ -73,6 +93,18 @@ pub fn measure_audio(
         )),
         _ => Ok(None),
     })
+}
+
+/// The ComplexNorm that the executor fuses with the TimeStretch at `i` (fusion is always on in
+/// an optimized plan), if one follows it.
+fn fused_norm(ops: &[Op], i: usize) -> Option<&AudioOp> {
+    match (&ops[i], ops.get(i + 1)) {
+        (
+            Op::Audio(AudioOp::TimeStretch { .. }),
+            Some(Op::Audio(n @ AudioOp::ComplexNorm { .. })),
+        ) => Some(n),
+        _ => None,
+    }
 }
 
 /// One speech operator alone on the GPU over `values` (end to end, best of 3), ns.

@@ -3,7 +3,7 @@
 
 use super::plan::{cached_prefix, predict, Cost, Goal, LogicalPlan, PhysicalPlan};
 use super::profile::CostProfile;
-use crate::ops::{Commute, Decoder, Op, OpKind, SizeRule};
+use crate::ops::{AudioOp, Commute, Decoder, Op, OpKind, SizeRule};
 use crate::placement::pinned_range;
 
 /// One rule's decision, for `explain`.
@@ -132,10 +132,22 @@ pub fn fuse(
         .iter()
         .map(|o| o.name())
         .collect();
+    let stretch_norm = cpu.windows(2).any(|w| {
+        matches!(
+            (&w[0], &w[1]),
+            (
+                Op::Audio(AudioOp::TimeStretch { .. }),
+                Op::Audio(AudioOp::ComplexNorm { .. })
+            )
+        )
+    });
     let mut d = Decision::new(
         "fuse",
         if tail.len() > 1 {
             format!("CPU: {} as one loop writing the batch slot", tail.join("+"))
+        } else if stretch_norm {
+            "CPU: TimeStretch+ComplexNorm as one step (magnitudes only; the profile times it so)"
+                .into()
         } else {
             "CPU: nothing to fuse (no crop/flip directly before the tensor operator)".into()
         },
