@@ -309,22 +309,32 @@ fn optimized_plan_produces_the_same_batches_on_the_cpu() {
     }
 }
 
+/// A generated speech dataset of `files` files up to `max_seconds` long (kept while the
+/// directory guard lives).
+fn speech_folder(
+    files: usize,
+    max_seconds: f64,
+) -> (tempfile::TempDir, sluice::source::AudioFolder) {
+    use sluice::gen::audio::{write_audio_dataset, AudioDatasetSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = AudioDatasetSpec {
+        files,
+        classes: 1,
+        seed: 1,
+        max_seconds,
+    };
+    write_audio_dataset(dir.path(), &spec, &|_| {}).unwrap();
+    let folder = sluice::source::AudioFolder::open(dir.path()).unwrap();
+    (dir, folder)
+}
+
 /// asr-val planned from hand-written costs (per sample, 10 s at 16 kHz): the spectral chain
 /// (Spectrogram on) is the only GPU candidate, after the CPU-only Resample and PreEmphasis; a
 /// fast GPU takes it, a CPU-only profile keeps everything, and explain names DecodeAudio and
 /// says speech values are not cached.
 #[test]
 fn the_spectral_chain_goes_to_a_fast_gpu_and_stays_on_a_cpu_only_host() {
-    use sluice::gen::audio::{write_audio_dataset, AudioDatasetSpec};
-    let dir = tempfile::tempdir().unwrap();
-    let spec = AudioDatasetSpec {
-        files: 2,
-        classes: 1,
-        seed: 1,
-        max_seconds: 1.0,
-    };
-    write_audio_dataset(dir.path(), &spec, &|_| {}).unwrap();
-    let folder = sluice::source::AudioFolder::open(dir.path()).unwrap();
+    let (_dir, folder) = speech_folder(2, 1.0);
     let plan = Workload::AsrVal
         .add_ops(Pipeline::builder(folder))
         .logical_plan();
@@ -375,16 +385,7 @@ fn the_spectral_chain_goes_to_a_fast_gpu_and_stays_on_a_cpu_only_host() {
 /// magnitudes; explain says the two run as one step.
 #[test]
 fn the_speech_profile_times_the_stretch_as_the_executor_fuses_it() {
-    use sluice::gen::audio::{write_audio_dataset, AudioDatasetSpec};
-    let dir = tempfile::tempdir().unwrap();
-    let spec = AudioDatasetSpec {
-        files: 3,
-        classes: 1,
-        seed: 2,
-        max_seconds: 1.5,
-    };
-    write_audio_dataset(dir.path(), &spec, &|_| {}).unwrap();
-    let folder = sluice::source::AudioFolder::open(dir.path()).unwrap();
+    let (_dir, folder) = speech_folder(3, 1.5);
     let plan = Workload::CedarAsr
         .add_ops(Pipeline::builder(folder.clone()))
         .logical_plan();
