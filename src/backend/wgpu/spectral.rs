@@ -171,7 +171,16 @@ pub fn encode_spectral(
     } else {
         offsets(inputs.iter().map(|_| (rows_in * width) as u64))
     };
-    let mut input = vec![0f32; input_words as usize];
+    // Written as little-endian bytes in place: the batch's upload, with no second copy.
+    let mut input = vec![0u8; input_words as usize * 4];
+    let mut put = |at: usize, values: &[f32]| {
+        for (d, v) in input[at * 4..(at + values.len()) * 4]
+            .chunks_exact_mut(4)
+            .zip(values)
+        {
+            d.copy_from_slice(&v.to_le_bytes());
+        }
+    };
     for (i, x) in inputs.iter().enumerate() {
         let at = input_off[i] as usize;
         if x.data.len() != x.rows * x.len {
@@ -183,10 +192,10 @@ pub fn encode_spectral(
             ));
         }
         if audio_in {
-            input[at..at + x.len].copy_from_slice(x.data);
+            put(at, x.data);
         } else {
             for (r, row) in x.data.chunks_exact(x.len.max(1)).enumerate() {
-                input[at + r * width..at + r * width + x.len].copy_from_slice(row);
+                put(at + r * width, row);
             }
         }
     }
@@ -387,13 +396,14 @@ pub fn encode_spectral(
     )?;
     sizes[RECORDS] = (enc.records.len() as u64 * 4).max(4);
     let sample_words = matrix(rows);
+    let passes = enc.encoded_passes();
     let batch = EncodedBatch {
         buffer_bytes: sizes,
-        input: bytemuck::cast_slice(&input).to_vec(),
         input_offsets: input_off.iter().map(|&w| w as usize * 4).collect(),
-        input_len: input.len() * 4,
-        records: enc.records.clone(),
-        passes: enc.encoded_passes(),
+        input_len: input.len(),
+        input,
+        records: enc.records,
+        passes,
         output_buffer: cur,
         output_offsets: (0..n as u64).map(|s| s * sample_words).collect(),
         output_lengths: vec![sample_words as usize * 4; n],
