@@ -195,6 +195,16 @@ impl Batch {
         self.sample_indices.is_empty()
     }
 
+    /// `[len, width]` u8: 1 where a position holds a sample's data (before its length), 0 in
+    /// the padding; `width` is the padded axis' size ([`crate::OutputSpec::padded_width`]).
+    pub fn attention_mask(&self, width: usize) -> Vec<u8> {
+        let mut mask = vec![0u8; self.lengths.len() * width];
+        for (row, &length) in mask.chunks_exact_mut(width.max(1)).zip(&self.lengths) {
+            row[..length.min(width)].fill(1);
+        }
+        mask
+    }
+
     pub fn dense(&self) -> Option<&DenseBatch> {
         match &self.images {
             Images::Dense(d) => Some(d),

@@ -20,9 +20,10 @@ pub mod rng;
 mod simd;
 pub mod source;
 pub mod tensor;
+pub mod text;
 
 pub use batch::{Batch, DenseBatch, RaggedBatch, Sample};
 pub use error::{Error, Result, SampleError, SampleId};
-pub use pipeline::{ErrorPolicy, Pipeline, PipelineBuilder};
+pub use pipeline::{ErrorPolicy, OutputSpec, Pipeline, PipelineBuilder};
 pub use placement::Placement;
 pub use tensor::{DType, HostTensor, Image, Layout};

@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sluice::bench::{self, BenchOptions, Workload};
 use sluice::gen::audio::{ensure_audio_dataset, write_audio_dataset, AudioDatasetSpec};
+use sluice::gen::text::{ensure_text_corpus, write_text_corpus, TextCorpusSpec};
 use sluice::gen::{ensure_dataset, write_dataset, DatasetSpec};
 use sluice::optimizer::{profile, CostProfile, Goal};
 use sluice::source::Source;
@@ -40,10 +41,45 @@ struct PlanArgs {
     allow_approx: bool,
 }
 
+/// Where text workloads get their tokenizer, embeddings and text.
+#[derive(clap::Args)]
+struct TextArgs {
+    /// Text workloads: a tokenizer.json, or a folder with encoder.json + vocab.bpe (default:
+    /// GPT-2, built in)
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Text workloads: the embedding table, .npy or .safetensors (default: random, sized to the
+    /// tokenizer's vocabulary × 768)
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// Text workloads reading JSON lines: the field holding the text (default "text")
+    #[arg(long)]
+    text_field: Option<String>,
+}
+
+impl TextArgs {
+    fn assets(&self) -> sluice::Result<bench::TextAssets> {
+        let bad = sluice::Error::InvalidPipeline;
+        let tokenizer = match &self.tokenizer {
+            Some(p) => sluice::text::TextTokenizer::open(p).map_err(bad)?,
+            None => sluice::text::TextTokenizer::gpt2(),
+        };
+        let embeddings = match &self.embeddings {
+            Some(p) => Some(sluice::text::EmbeddingTable::open(p, None).map_err(bad)?),
+            None => None,
+        };
+        Ok(bench::TextAssets {
+            tokenizer,
+            embeddings,
+        })
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DataKind {
     Images,
     Audio,
+    Text,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,12 +94,15 @@ enum BackendArg {
 enum Command {
     /// Run a built-in workload and report images/s, CPU time, latency, memory and a checksum.
     Bench {
-        /// decode-only, rn50-train, rn50-val, simclr, asr-val or asr
+        /// decode-only, rn50-train, rn50-val, simclr, asr-val, asr, cedar-asr or nlp
         workload: String,
-        /// ImageFolder (AudioFolder for asr workloads) directory or CSV file list (default: a
-        /// generated dataset cached under target/)
+        /// ImageFolder (AudioFolder for asr workloads) directory or CSV file list; for text
+        /// workloads a text file (one sample per line), a JSON-lines file or a folder of .txt
+        /// documents (default: a generated dataset cached under target/)
         #[arg(long)]
         data: Option<PathBuf>,
+        #[command(flatten)]
+        text: TextArgs,
         /// Samples in the generated default dataset (default: 1024 images, 256 audio files)
         #[arg(long)]
         images: Option<usize>,
@@ -150,10 +189,12 @@ enum Command {
         #[arg(long)]
         save_profile: Option<PathBuf>,
     },
-    /// Write a deterministic ImageNet-like JPEG dataset (ROOT/class_NNN/img_NNNNNN.jpg).
+    /// Write a deterministic dataset: ImageNet-like JPEGs (ROOT/class_NNN/img_NNNNNN.jpg),
+    /// speech (ROOT/class_NNN/*.wav|flac) or text (ROOT/corpus.txt).
     GenData {
         dir: PathBuf,
-        /// images (JPEG) or audio (speech-like WAV: 1–15 s, 8–48 kHz, mono/stereo, 16/24-bit/float)
+        /// images (JPEG), audio (speech-like WAV: 1–15 s, 8–48 kHz, mono/stereo, 16/24-bit/float)
+        /// or text (an English-like corpus, one document per line, in DIR/corpus.txt)
         #[arg(long, value_enum, default_value = "images")]
         kind: DataKind,
         #[arg(long, default_value_t = 1024)]
@@ -212,7 +253,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             save_profile,
         } => {
             let workload = parse_workload(&workload)?;
-            let source = dataset(data, images, workload)?;
+            let source = dataset(data, images, workload, None)?;
             let profile = cost_profile(&source, workload, plan.profile.as_deref())?;
             if let Some(path) = &save_profile {
                 profile.save(path)?;
@@ -224,6 +265,18 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 .logical_plan();
             let optimized = sluice::optimizer::optimize(&logical, &profile, &goal)?;
             print!("{}", optimized.explain(&goal));
+            Ok(())
+        }
+        Command::GenData {
+            dir,
+            kind: DataKind::Text,
+            n,
+            seed,
+            ..
+        } => {
+            let spec = TextCorpusSpec { documents: n, seed };
+            let path = write_text_corpus(&dir, &spec)?;
+            eprintln!("wrote {n} documents (one per line) to {}", path.display());
             Ok(())
         }
         Command::GenData {
@@ -276,6 +329,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
         Command::Bench {
             workload,
             data,
+            text,
             images,
             threads,
             batch,
@@ -305,7 +359,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 }
             }
             let workload = parse_workload(&workload)?;
-            let source = dataset(data, images, workload)?;
+            let source = dataset(data, images, workload, text.text_field.as_deref())?;
             let optimize = if optimize {
                 let profile = cost_profile(&source, workload, plan.profile.as_deref())?;
                 Some((profile, goal(&plan, batch, epochs, train_step_ms)))
@@ -340,6 +394,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 device_batches: matches!(backend, BackendArg::Cuda),
                 cuda_device: device,
                 dump,
+                text: text.assets()?,
             };
             let report = bench::run(source, &opts)?;
             if let Some(path) = &chart {
@@ -386,7 +441,22 @@ fn dataset(
     data: Option<PathBuf>,
     images: Option<usize>,
     workload: Workload,
+    text_field: Option<&str>,
 ) -> sluice::Result<Arc<dyn Source>> {
+    if workload.is_text() {
+        let path = match data {
+            Some(d) => d,
+            None => {
+                let documents = images.unwrap_or(4096);
+                let dir = target_dir()
+                    .join("sluice-data")
+                    .join(format!("gen-text-n{documents}-s0"));
+                let spec = TextCorpusSpec { documents, seed: 0 };
+                ensure_text_corpus(&dir, &spec)?
+            }
+        };
+        return sluice::source::open_text_path(&path, text_field);
+    }
     if workload.is_audio() {
         let data = match data {
             Some(d) => d,

@@ -56,12 +56,24 @@ pub struct OutputSpec {
     pub layout: Layout,
     /// Fixed per-sample shape (dense batches), or None (ragged batches).
     pub sample_shape: Option<Vec<usize>>,
-    /// Samples differ only in their last axis (time): batches are padded to the longest with
-    /// zeros and carry each sample's length.
+    /// Samples differ only in their last axis (time), or with `pad_leading` in their first
+    /// (tokens): batches are padded to the longest and carry each sample's length.
     pub padded: bool,
+    /// Padded along the first axis: token ids `[tokens]` and embeddings `[tokens, dim]`.
+    pub pad_leading: bool,
 }
 
 impl OutputSpec {
+    /// The padded axis' size in a padded batch of `shape` (batch axis first): the attention
+    /// mask's width. None for dense and ragged batches.
+    pub fn padded_width(&self, shape: &[usize]) -> Option<usize> {
+        match (self.padded, self.pad_leading) {
+            (false, _) => None,
+            (true, true) => shape.get(1).copied(),
+            (true, false) => shape.last().copied(),
+        }
+    }
+
     pub fn sample_bytes(&self) -> Option<usize> {
         self.sample_shape
             .as_ref()
@@ -93,6 +105,9 @@ pub struct Settings {
     pub pad_multiple: usize,
     /// …with this value (0.0: silence for audio; normalized features may want their floor).
     pub pad_value: f32,
+    /// Padded token batches: the id written past each sequence's end (the attention mask,
+    /// [`crate::Batch::attention_mask`], tells padding from tokens whatever the id).
+    pub pad_id: u32,
 }
 
 impl Default for Settings {
@@ -110,6 +125,7 @@ impl Default for Settings {
             cache_bytes: 0,
             pad_multiple: 1,
             pad_value: 0.0,
+            pad_id: 0,
         }
     }
 }
@@ -154,6 +170,12 @@ op_from!(
 impl From<crate::ops::AudioOp> for Op {
     fn from(o: crate::ops::AudioOp) -> Op {
         Op::Audio(o)
+    }
+}
+
+impl From<crate::ops::TextOp> for Op {
+    fn from(o: crate::ops::TextOp) -> Op {
+        Op::Text(o)
     }
 }
 
@@ -244,6 +266,19 @@ impl PipelineBuilder {
     /// axis (time) with each sample's length in [`crate::Batch::lengths`].
     pub fn decode_audio(mut self, decoder: DecodeAudio) -> Self {
         self.decode = Decoder::Audio(decoder);
+        self
+    }
+    /// Tokenize the samples as text (UTF-8; one line, JSON field or document each, as the
+    /// source gives them) instead of decoding images: the operators that follow are text
+    /// operators ([`crate::ops::TextOp`]), and batches are padded along the token axis with
+    /// each sequence's length in [`crate::Batch::lengths`].
+    pub fn decode_text(mut self, decoder: crate::ops::DecodeText) -> Self {
+        self.decode = Decoder::Text(decoder);
+        self
+    }
+    /// Padded token batches: the id written past each sequence's end (default 0).
+    pub fn pad_id(mut self, id: u32) -> Self {
+        self.settings.pad_id = id;
         self
     }
     pub fn batch_size(mut self, n: usize) -> Self {
@@ -383,10 +418,11 @@ impl PipelineBuilder {
             placement::gpu_backend(&self.pins, self.placement).map_err(Error::InvalidPipeline)?;
         let mut device_batches = self.device_batches;
         let mut device_note = String::new();
-        if audio && device_batches {
+        if !matches!(self.decode, Decoder::Image(_)) && device_batches {
             device_batches = false;
             device_note =
-                "; device batches off (speech batches are delivered in host memory)".into();
+                "; device batches off (speech and text batches are delivered in host memory)"
+                    .into();
         }
         if device_batches {
             backend = match backend {
@@ -549,13 +585,20 @@ fn output_spec(decoder: &Decoder, ops: &[Op]) -> Result<OutputSpec> {
              spectrogram with a power) to make real features"
         )));
     }
-    if matches!(kind, ValueKind::Audio | ValueKind::Features) {
-        return Ok(OutputSpec {
-            dtype: DType::F32,
+    let padded = |dtype, pad_leading| {
+        Ok(OutputSpec {
+            dtype,
             layout: Layout::Chw,
             sample_shape: None,
             padded: true,
-        });
+            pad_leading,
+        })
+    };
+    match kind {
+        ValueKind::Audio | ValueKind::Features => return padded(DType::F32, false),
+        ValueKind::Tokens => return padded(DType::I32, true),
+        ValueKind::Embeddings => return padded(DType::F32, true),
+        _ => {}
     }
     let mut size: Option<(u32, u32)> = None; // None: data-dependent
     for op in ops {
@@ -574,6 +617,7 @@ fn output_spec(decoder: &Decoder, ops: &[Op]) -> Result<OutputSpec> {
         layout,
         sample_shape: size.map(|(w, h)| image_shape(h as usize, w as usize, layout)),
         padded: false,
+        pad_leading: false,
     })
 }
 
@@ -586,6 +630,8 @@ fn kind_name(kind: ValueKind) -> &'static str {
         ValueKind::Audio => "audio",
         ValueKind::Features => "spectral features",
         ValueKind::Complex => "a complex STFT",
+        ValueKind::Tokens => "token ids",
+        ValueKind::Embeddings => "embeddings",
     }
 }
 
@@ -729,6 +775,11 @@ impl Pipeline {
         matches!(self.inner.decode, Decoder::Audio(_))
     }
 
+    /// Whether samples are tokenized text (batches are padded token ids or embeddings).
+    pub fn decodes_text(&self) -> bool {
+        matches!(self.inner.decode, Decoder::Text(_))
+    }
+
     /// Why the operators run where they do.
     pub fn placement_reason(&self) -> &str {
         &self.placement_reason
@@ -758,8 +809,18 @@ impl Pipeline {
             None if inner.output.padded => "padded".to_string(),
             None => "ragged".to_string(),
         };
-        // Audio batches are [n, rows, time]: no image layout.
-        let layout = if inner.output.padded {
+        // Audio batches are [n, rows, time], token batches [n, tokens(, dim)]: no image layout.
+        let layout = if inner.output.pad_leading {
+            let multiple = match s.pad_multiple {
+                1 => String::new(),
+                n => format!(" rounded up to a multiple of {n}"),
+            };
+            let fill = match inner.output.dtype {
+                DType::I32 => format!("id {}", s.pad_id),
+                _ => format!("{}", s.pad_value),
+            };
+            format!("[tokens(, dim)], lengths per sample, tokens padded to the longest{multiple} with {fill}")
+        } else if inner.output.padded {
             let multiple = match s.pad_multiple {
                 1 => String::new(),
                 n => format!(" rounded up to a multiple of {n}"),

@@ -11,6 +11,8 @@ pub enum DType {
     F16,
     Bf16,
     F32,
+    /// Token ids (text batches).
+    I32,
 }
 
 impl DType {
@@ -18,7 +20,7 @@ impl DType {
         match self {
             DType::U8 => 1,
             DType::F16 | DType::Bf16 => 2,
-            DType::F32 => 4,
+            DType::F32 | DType::I32 => 4,
         }
     }
 
@@ -28,6 +30,7 @@ impl DType {
             DType::F16 => "f16",
             DType::Bf16 => "bf16",
             DType::F32 => "f32",
+            DType::I32 => "i32",
         }
     }
 
@@ -56,6 +59,11 @@ impl DType {
                     o.copy_from_slice(&bf16::from_f32(*v).to_le_bytes());
                 }
             }
+            DType::I32 => {
+                for (o, v) in out.chunks_exact_mut(4).zip(values) {
+                    o.copy_from_slice(&(v.round() as i32).to_le_bytes());
+                }
+            }
         }
     }
 
@@ -68,6 +76,7 @@ impl DType {
             DType::F32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
             DType::F16 => f16::from_le_bytes([b[0], b[1]]).to_f32(),
             DType::Bf16 => bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+            DType::I32 => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32,
         }
     }
 }

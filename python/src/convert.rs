@@ -39,6 +39,7 @@ pub fn dtype_name(dtype: DType) -> &'static str {
         DType::F16 => "float16",
         DType::Bf16 => "bfloat16",
         DType::U8 => "uint8",
+        DType::I32 => "int32",
     }
 }
 

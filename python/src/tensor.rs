@@ -138,6 +138,7 @@ impl Tensor {
             DType::F32 => DLDataType::F32,
             DType::F16 => DLDataType::scalar(DLDataTypeCode::FLOAT, 16),
             DType::Bf16 => DLDataType::scalar(DLDataTypeCode::BFLOAT, 16),
+            DType::I32 => DLDataType::scalar(DLDataTypeCode::INT, 32),
         }
     }
 

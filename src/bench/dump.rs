@@ -8,6 +8,7 @@
 
 use crate::batch::{Batch, Images};
 use crate::error::{Error, Result};
+use crate::pipeline::OutputSpec;
 use crate::source::Source;
 use crate::tensor::DType;
 use std::path::Path;
@@ -19,6 +20,7 @@ fn descr(dtype: DType) -> &'static str {
         DType::F16 => "<f2",
         DType::Bf16 => "<u2",
         DType::F32 => "<f4",
+        DType::I32 => "<i4",
     }
 }
 
@@ -63,19 +65,36 @@ fn i64_npy(values: impl Iterator<Item = i64>) -> (Vec<u8>, usize) {
     (data, n)
 }
 
-/// Write `batch` into `dir`: `images.npy` (or `features.npy` for padded speech batches; one
-/// `images_K.npy` per sample for ragged batches), `lengths.npy` when padded, `labels.npy`,
-/// `samples.txt`, and `text.json` (a list of strings) when the source has transcripts. Returns
-/// the files written.
-pub fn dump_batch(dir: &Path, batch: &Batch, source: &dyn Source) -> Result<Vec<String>> {
+/// Write `batch` (of a pipeline with `output`) into `dir`: `images.npy` (`features.npy` for
+/// padded speech batches, `input_ids.npy` or `embeddings.npy` and `attention_mask.npy` for text
+/// batches; one `images_K.npy` per sample for ragged batches), `lengths.npy` when padded,
+/// `labels.npy`, `samples.txt`, and `text.json` (a list of strings) when the source has
+/// transcripts. Returns the files written.
+pub fn dump_batch(
+    dir: &Path,
+    batch: &Batch,
+    source: &dyn Source,
+    output: &OutputSpec,
+) -> Result<Vec<String>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
     let mut written = Vec::new();
     let padded = !batch.lengths.is_empty();
     match &batch.images {
         Images::Dense(d) => {
-            let name = if padded { "features.npy" } else { "images.npy" };
+            let name = match (padded, output.pad_leading, d.dtype) {
+                (false, ..) => "images.npy",
+                (true, false, _) => "features.npy",
+                (true, true, DType::I32) => "input_ids.npy",
+                (true, true, _) => "embeddings.npy",
+            };
             write(dir, name, &npy_bytes(descr(d.dtype), &d.shape, d.bytes()))?;
             written.push(name.to_string());
+            if let (true, Some(width)) = (output.pad_leading, output.padded_width(&d.shape)) {
+                let mask = batch.attention_mask(width);
+                let shape = [batch.len(), width];
+                write(dir, "attention_mask.npy", &npy_bytes("|u1", &shape, &mask))?;
+                written.push("attention_mask.npy".into());
+            }
         }
         Images::Ragged(r) => {
             for (k, shape) in r.shapes.iter().enumerate() {

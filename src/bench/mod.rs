@@ -19,7 +19,9 @@ pub use report::{BenchReport, StageRow, TimelinePoint};
 pub use runner::{run, BenchOptions};
 pub use sys::{cpu_seconds, peak_rss_bytes};
 pub use verify::Verification;
-pub use workloads::{Workload, ASR_SPECTROGRAM, CEDAR_STFT, WORKLOADS};
+pub use workloads::{
+    TextAssets, Workload, ASR_SPECTROGRAM, CEDAR_STFT, NLP_EMBEDDING_DIM, NLP_MAX_TOKENS, WORKLOADS,
+};
 
 /// The median of `values` (0 when empty; the mean of the middle two when even). Sorts them.
 pub(crate) fn median(values: &mut [f64]) -> f64 {

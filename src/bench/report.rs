@@ -75,6 +75,9 @@ pub struct BenchReport {
     /// Speech workloads: seconds of audio decoded per second of wall time, over the run
     /// (None for image workloads).
     pub audio_seconds_per_second: Option<f64>,
+    /// Text workloads: tokens the tokenizer produced per second of wall time, over the run
+    /// (None otherwise).
+    pub tokens_per_second: Option<f64>,
     /// xxh3-64 over every batch's bytes and labels in order: equal across thread counts.
     pub checksum: String,
     /// Device batches (`--backend cuda` with a CUDA device): the trainer-side measurements.
@@ -133,6 +136,9 @@ impl BenchReport {
         );
         if let Some(a) = self.audio_seconds_per_second {
             s += &format!("audio        {a:.0} s of audio per second\n");
+        }
+        if let Some(t) = self.tokens_per_second {
+            s += &format!("tokens       {t:.0} tokens per second\n");
         }
         if let Some(p) = self.padding_fraction {
             s += &format!("padding      {:.1}% of the batch tensors\n", p * 100.0);

@@ -46,6 +46,8 @@ pub struct BenchOptions {
     pub cuda_device: Option<usize>,
     /// Write the first batch here as `.npy` files and `samples.txt` (`--dump`).
     pub dump: Option<std::path::PathBuf>,
+    /// Text workloads: the tokenizer and embedding table (`--tokenizer`, `--embeddings`).
+    pub text: super::TextAssets,
 }
 
 /// When each batch arrived and how long the consumer waited for it.
@@ -72,15 +74,17 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         cache_bytes: opts.cache_mib << 20,
         pad_multiple: opts.pad_multiple,
         pad_value: 0.0,
+        pad_id: 0,
     };
     let builder = |placement: Placement| {
         let b = Pipeline::builder_shared(source.clone())
             .settings(settings.clone())
             .placement(placement);
-        opts.workload.add_ops(match opts.cuda_device {
+        let b = match opts.cuda_device {
             Some(n) => b.cuda_device(n),
             None => b,
-        })
+        };
+        opts.workload.add_ops_with(b, &opts.text)
     };
     let build = |placement: Placement| builder(placement).build();
     let (pipeline, predicted) = match &opts.optimize {
@@ -173,16 +177,19 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
             }
             hasher.add_labels(&batch.labels);
             if let (Some(dir), 0, true) = (&opts.dump, epoch, arrivals.len() == 1) {
-                let files = super::dump_batch(dir, &batch, source.as_ref())?;
+                let files = super::dump_batch(dir, &batch, source.as_ref(), pipeline.output())?;
                 eprintln!(
                     "first batch written to {}: {}",
                     dir.display(),
                     files.join(", ")
                 );
             }
-            if let (false, Some(d)) = (batch.lengths.is_empty(), batch.dense()) {
-                // Valid columns vs all columns: rows × longest per sample.
-                let longest = d.shape[2] as u64;
+            let width = batch
+                .dense()
+                .and_then(|d| pipeline.output().padded_width(&d.shape));
+            if let (false, Some(longest)) = (batch.lengths.is_empty(), width) {
+                // Valid positions vs all positions along the padded axis, per sample.
+                let longest = longest as u64;
                 padded.0 += batch.lengths.iter().map(|&l| l as u64).sum::<u64>();
                 padded.1 += longest * batch.lengths.len() as u64;
             }
@@ -264,6 +271,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         cache_mib: stats.cache_bytes as f64 / (1024.0 * 1024.0),
         padding_fraction: (padded.1 > 0).then(|| 1.0 - padded.0 as f64 / padded.1 as f64),
         audio_seconds_per_second: (stats.audio_seconds > 0.0).then(|| stats.audio_seconds / wall),
+        tokens_per_second: (stats.tokens > 0).then(|| stats.tokens as f64 / wall),
         checksum: if hashed {
             hasher.hex()
         } else {

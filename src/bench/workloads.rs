@@ -6,7 +6,10 @@ use crate::ops::{
     AudioOp, CenterCrop, ColorJitter, DecodeAudio, GaussianBlur, MaskSpec, MelSpec, Normalize,
     RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, Resize,
 };
+use crate::ops::{DecodeText, TextOp};
 use crate::pipeline::PipelineBuilder;
+use crate::text::{EmbeddingTable, TextTokenizer};
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
@@ -25,9 +28,12 @@ pub enum Workload {
     /// cedar's speech pipeline: 8 kHz, complex STFT, phase-vocoder stretch, power, one time
     /// and one frequency mask, 256 mel bins.
     CedarAsr,
+    /// cedar's NLP pipeline: GPT-2 BPE → Truncate 254 → BOS/EOS → EmbeddingLookup (vocab ×
+    /// 768, f32) → batch padded to the longest, with lengths.
+    Nlp,
 }
 
-pub const WORKLOADS: [(&str, Workload); 7] = [
+pub const WORKLOADS: [(&str, Workload); 8] = [
     ("decode-only", Workload::DecodeOnly),
     ("rn50-train", Workload::Rn50Train),
     ("rn50-val", Workload::Rn50Val),
@@ -35,7 +41,49 @@ pub const WORKLOADS: [(&str, Workload); 7] = [
     ("asr-val", Workload::AsrVal),
     ("asr", Workload::Asr),
     ("cedar-asr", Workload::CedarAsr),
+    ("nlp", Workload::Nlp),
 ];
+
+/// `nlp`'s embedding width (GPT-2 small's).
+pub const NLP_EMBEDDING_DIM: usize = 768;
+/// `nlp`'s truncation, before BOS and EOS make it 256 (cedar's).
+pub const NLP_MAX_TOKENS: usize = 254;
+
+/// What the text workloads tokenize with and look up in: GPT-2 (built in) and, without a file,
+/// a deterministic random table sized to the tokenizer's vocabulary.
+#[derive(Debug, Clone)]
+pub struct TextAssets {
+    pub tokenizer: TextTokenizer,
+    pub embeddings: Option<EmbeddingTable>,
+}
+
+impl Default for TextAssets {
+    fn default() -> Self {
+        TextAssets {
+            tokenizer: TextTokenizer::gpt2(),
+            embeddings: None,
+        }
+    }
+}
+
+impl TextAssets {
+    /// The embedding table: the file's, or the random one (made once per vocabulary size and
+    /// shared: GPT-2's is 154 MB).
+    pub fn table(&self) -> EmbeddingTable {
+        if let Some(t) = &self.embeddings {
+            return t.clone();
+        }
+        static RANDOM: Mutex<Vec<(usize, EmbeddingTable)>> = Mutex::new(Vec::new());
+        let rows = self.tokenizer.vocab_size();
+        let mut made = RANDOM.lock().unwrap();
+        if let Some((_, t)) = made.iter().find(|(r, _)| *r == rows) {
+            return t.clone();
+        }
+        let table = EmbeddingTable::random(rows, NLP_EMBEDDING_DIM, 0);
+        made.push((rows, table.clone()));
+        table
+    }
+}
 
 /// cedar-asr's STFT (torchaudio's `Spectrogram(n_fft=400, hop_length=100, power=None)`): window
 /// 400 (periodic Hann), hop 100, centred with reflection, complex output for the phase vocoder.
@@ -119,9 +167,34 @@ impl Workload {
         matches!(self, Workload::AsrVal | Workload::Asr | Workload::CedarAsr)
     }
 
-    /// Append this workload's operators to a builder.
+    /// Whether the workload reads text (its default data is the generated corpus).
+    pub fn is_text(self) -> bool {
+        matches!(self, Workload::Nlp)
+    }
+
+    /// Append this workload's operators to a builder (text workloads: GPT-2 and a random
+    /// embedding table).
     pub fn add_ops(self, builder: PipelineBuilder) -> PipelineBuilder {
+        self.add_ops_with(builder, &TextAssets::default())
+    }
+
+    /// Append this workload's operators, text workloads with `text`'s tokenizer and table.
+    pub fn add_ops_with(self, builder: PipelineBuilder, text: &TextAssets) -> PipelineBuilder {
         match self {
+            Workload::Nlp => {
+                let t = &text.tokenizer;
+                builder
+                    .decode_text(DecodeText::new(t.clone()))
+                    .op(TextOp::Truncate {
+                        max_len: NLP_MAX_TOKENS,
+                        keep_end: None,
+                    })
+                    .op(TextOp::AddSpecialTokens {
+                        bos: t.bos,
+                        eos: t.eos,
+                    })
+                    .op(TextOp::EmbeddingLookup(text.table()))
+            }
             Workload::DecodeOnly => builder,
             Workload::Rn50Train => builder
                 .op(RandomResizedCrop::new(224))

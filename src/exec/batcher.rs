@@ -132,30 +132,49 @@ impl Shared {
             .collect()
     }
 
-    /// Collate f32 samples of shape `[rows, length]` into `[n, rows, longest]` (rounded up to
-    /// the pipeline's `pad_multiple`), padded with its `pad_value` along the last axis; returns the batch, the outcomes and each kept sample's length.
-    /// Samples whose row count differs from the first kept sample's are an error.
+    /// Collate 32-bit samples into one padded tensor, the padded axis rounded up to the
+    /// pipeline's `pad_multiple`: `[rows, length]` (audio, features) into `[n, rows, longest]`
+    /// padded with `pad_value`; with `pad_leading`, `[length, ..rest]` (token ids, embeddings)
+    /// into `[n, longest, ..rest]` padded with `pad_id` (ids) or `pad_value`. Returns the batch,
+    /// the outcomes and each kept sample's length. Samples whose other dimensions differ from
+    /// the first kept sample's are an error.
     fn pad(
         &self,
         indices: &[u64],
         results: Vec<SampleResult>,
     ) -> Result<(Images, Vec<Outcome>, Vec<usize>)> {
+        let leading = self.output.pad_leading;
+        // (length along the padded axis, elements per step of it)
+        let split = |shape: &[usize]| match leading {
+            true => (shape[0], shape[1..].iter().product::<usize>()),
+            false => (shape[1], shape[0]),
+        };
         let shapes: Vec<&[usize]> = results
             .iter()
             .flatten()
             .map(|(_, shape)| shape.as_slice())
             .collect();
-        let rows = shapes.first().map_or(0, |s| s[0]);
+        let first = shapes.first().map_or(vec![0, 0], |s| s.to_vec());
+        let rows = split(&first).1;
         let longest = shapes
             .iter()
-            .map(|s| s[1])
+            .map(|s| split(s).0)
             .max()
             .unwrap_or(0)
             .next_multiple_of(self.settings.pad_multiple);
         let kept = shapes.len();
+        drop(shapes);
+        let mut out_shape = vec![kept];
+        match leading {
+            true => out_shape.extend(std::iter::once(longest).chain(first[1..].iter().copied())),
+            false => out_shape.extend([rows, longest]),
+        }
         let mut data = self.buffers.take(kept * rows * longest * 4);
         // Recycled buffers hold an earlier batch: every word past a sample's length is written.
-        let fill = self.settings.pad_value.to_le_bytes();
+        let fill = match self.output.dtype {
+            crate::tensor::DType::I32 => (self.settings.pad_id as i32).to_le_bytes(),
+            _ => self.settings.pad_value.to_le_bytes(),
+        };
         data.as_mut_slice()
             .chunks_exact_mut(4)
             .for_each(|w| w.copy_from_slice(&fill));
@@ -170,25 +189,34 @@ impl Shared {
                     continue;
                 }
             };
-            if shape[0] != rows {
+            let (length, sample_rows) = split(&shape);
+            if sample_rows != rows || (leading && shape[1..] != first[1..]) {
+                let what = match leading {
+                    true => "padding along tokens needs the same embedding width",
+                    false => "padding along time needs the same number of channels or bins",
+                };
                 return Err(Error::Worker(format!(
-                    "sample {index} ({}) has {} rows, the batch's first sample {rows}: padding \
-                     along time needs the same number of channels or bins",
+                    "sample {index} ({}) has shape {shape:?}, the batch's first sample \
+                     {first:?}: {what}",
                     self.source.origin(index),
-                    shape[0]
                 )));
             }
-            let length = shape[1];
-            let row_bytes = length * 4;
             let out = data.as_mut_slice();
-            for (row, src) in v
-                .as_slice()
-                .chunks_exact(row_bytes.max(1))
-                .take(rows)
-                .enumerate()
-            {
-                let at = ((slot * rows + row) * longest) * 4;
-                out[at..at + row_bytes].copy_from_slice(&src[..row_bytes]);
+            if leading {
+                let bytes = length * rows * 4;
+                let at = slot * longest * rows * 4;
+                out[at..at + bytes].copy_from_slice(&v.as_slice()[..bytes]);
+            } else {
+                let row_bytes = length * 4;
+                for (row, src) in v
+                    .as_slice()
+                    .chunks_exact(row_bytes.max(1))
+                    .take(rows)
+                    .enumerate()
+                {
+                    let at = ((slot * rows + row) * longest) * 4;
+                    out[at..at + row_bytes].copy_from_slice(&src[..row_bytes]);
+                }
             }
             lengths.push(length);
             outcomes.push(Ok(()));
@@ -197,7 +225,7 @@ impl Shared {
         let dense = DenseBatch {
             dtype: self.output.dtype,
             layout: self.output.layout,
-            shape: vec![kept, rows, longest],
+            shape: out_shape,
             data,
         };
         Ok((Images::Dense(dense), outcomes, lengths))

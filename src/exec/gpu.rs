@@ -174,7 +174,7 @@ pub fn stages_for(ops: &[Op], params: &[Vec<OpParams>]) -> (Vec<ImageStage>, Ten
                 write = TensorWrite::for_op(op).expect("tensor operator");
                 continue;
             }
-            Op::Audio(_) | Op::User(_) => {
+            Op::Audio(_) | Op::Text(_) | Op::User(_) => {
                 unreachable!("{} has no GPU kernel: never placed there", op.name())
             }
         };

@@ -103,8 +103,8 @@ impl Shared {
         mut out: SampleOut<'_>,
         stage: &Cell<usize>,
     ) -> Result<Vec<usize>, SampleError> {
-        if let Decoder::Audio(_) = &self.decode {
-            return self.process_audio(epoch, index, ws, out, stage);
+        if !matches!(self.decode, Decoder::Image(_)) {
+            return self.process_value(epoch, index, ws, out, stage);
         }
         let t = Instant::now();
         let cache = self.cache.as_ref();
@@ -116,7 +116,7 @@ impl Shared {
             None => {
                 let t = self.read_for_decode(index, &mut ws.bytes, stage, t)?;
                 let Decoder::Image(decoder) = &self.decode else {
-                    unreachable!("audio samples take process_audio")
+                    unreachable!("audio and text samples take process_value")
                 };
                 decoder
                     .decode(&ws.bytes, &mut ws.image)
@@ -210,10 +210,11 @@ impl Shared {
         Ok(t)
     }
 
-    /// The audio path: read → DecodeAudio → speech steps → the f32 values of the final audio or
-    /// features into the sample's buffer; returns their shape (`[channels, samples]` or
-    /// `[bins, frames]`).
-    fn process_audio(
+    /// The audio and text path: read → DecodeAudio or Tokenize → speech or text steps → the
+    /// 32-bit values of the final audio, features, token ids or embeddings into the sample's
+    /// buffer; returns their shape (`[channels, samples]`, `[bins, frames]`, `[tokens]` or
+    /// `[tokens, dim]`).
+    fn process_value(
         &self,
         epoch: u32,
         index: u64,
@@ -221,15 +222,19 @@ impl Shared {
         mut out: SampleOut<'_>,
         stage: &Cell<usize>,
     ) -> Result<Vec<usize>, SampleError> {
-        let Decoder::Audio(decoder) = &self.decode else {
-            unreachable!("only audio pipelines come here")
-        };
         let t = self.read_for_decode(index, &mut ws.bytes, stage, Instant::now())?;
-        let audio = decoder
-            .decode(&ws.bytes)
-            .map_err(|m| self.sample_error(index, "DecodeAudio", m))?;
-        self.timers.audio_decoded(audio.seconds());
-        ws.value = Value::Audio(audio);
+        let decoded = match &self.decode {
+            Decoder::Audio(decoder) => decoder.decode(&ws.bytes).map(|audio| {
+                self.timers.audio_decoded(audio.seconds());
+                Value::Audio(audio)
+            }),
+            Decoder::Text(decoder) => decoder.decode(&ws.bytes).map(|tokens| {
+                self.timers.tokens_decoded(tokens.ids.len());
+                Value::Tokens(tokens)
+            }),
+            Decoder::Image(_) => unreachable!("images take process_with"),
+        };
+        ws.value = decoded.map_err(|m| self.sample_error(index, self.decode.name(), m))?;
         let mut t = self.timers.record(DECODE_STAGE, t);
         for (s, step) in self.steps.iter().enumerate() {
             stage.set(FIRST_STEP_STAGE + s);
@@ -237,8 +242,9 @@ impl Shared {
             match step.kind {
                 StepKind::Audio(i) => match &self.ops[i] {
                     Op::Audio(op) => op.apply(&mut ws.value, &mut rng(i)),
+                    Op::Text(op) => op.apply(&mut ws.value),
                     Op::User(op) => op.run(&mut ws.value, &mut rng(i)),
-                    other => unreachable!("{} is not an audio step", other.name()),
+                    other => unreachable!("{} is not a value step", other.name()),
                 },
                 StepKind::StretchNorm { stretch, norm } => {
                     let (Op::Audio(s), Op::Audio(n)) = (&self.ops[stretch], &self.ops[norm]) else {
@@ -246,7 +252,7 @@ impl Shared {
                     };
                     crate::ops::stretch_then_norm(s, n, &mut ws.value, &mut rng(stretch))
                 }
-                _ => unreachable!("an audio pipeline has only audio steps"),
+                _ => unreachable!("an audio or text pipeline has only value steps"),
             }
             .map_err(|m| self.sample_error(index, &step.name, m))?;
             t = self.timers.record(FIRST_STEP_STAGE + s, t);

@@ -11,6 +11,8 @@ pub(crate) struct StageTimers {
     skipped: AtomicU64,
     /// Decoded audio, in microseconds of signal (speech pipelines).
     audio_micros: AtomicU64,
+    /// Tokens the tokenizer produced (text pipelines).
+    tokens: AtomicU64,
     /// The adaptive controller's latest prefetch depth, and how often it changed.
     prefetch_depth: AtomicU64,
     prefetch_adjustments: AtomicU64,
@@ -26,6 +28,7 @@ impl StageTimers {
             samples: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             audio_micros: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
             prefetch_depth: AtomicU64::new(0),
             prefetch_adjustments: AtomicU64::new(0),
         }
@@ -60,6 +63,11 @@ impl StageTimers {
             .fetch_add((seconds * 1e6).round() as u64, Ordering::Relaxed);
     }
 
+    /// A sample tokenized to `n` tokens.
+    pub fn tokens_decoded(&self, n: usize) {
+        self.tokens.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     pub fn sample_skipped(&self) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
     }
@@ -79,6 +87,7 @@ impl StageTimers {
             samples: self.samples.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             audio_seconds: self.audio_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            tokens: self.tokens.load(Ordering::Relaxed),
             buffer_allocations,
             cache_hits,
             cache_bytes,
@@ -112,6 +121,8 @@ pub struct RunStats {
     pub skipped: u64,
     /// Seconds of audio decoded (speech pipelines; 0 for images).
     pub audio_seconds: f64,
+    /// Tokens produced by the tokenizer (text pipelines; 0 otherwise).
+    pub tokens: u64,
     /// Batch buffers allocated rather than reused.
     pub buffer_allocations: u64,
     /// Samples served from the prefix cache (read and decode skipped).
@@ -141,6 +152,7 @@ impl RunStats {
             samples: self.samples - earlier.samples,
             skipped: self.skipped - earlier.skipped,
             audio_seconds: self.audio_seconds - earlier.audio_seconds,
+            tokens: self.tokens - earlier.tokens,
             buffer_allocations: self.buffer_allocations - earlier.buffer_allocations,
             cache_hits: self.cache_hits - earlier.cache_hits,
             cache_bytes: self.cache_bytes,

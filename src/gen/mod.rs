@@ -5,6 +5,7 @@
 //! soft-edged shapes), JPEG quality 75–95 with 4:2:0 chroma subsampling.
 
 pub mod audio;
+pub mod text;
 
 use crate::error::{Error, Result};
 use crate::rng::{SampleRng, Uniform};

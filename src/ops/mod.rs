@@ -15,6 +15,7 @@ pub mod resample;
 mod resize;
 mod rrc;
 mod spec;
+mod text;
 mod user;
 mod value;
 
@@ -33,6 +34,7 @@ pub use resample::CropBox;
 pub use resize::Resize;
 pub use rrc::RandomResizedCrop;
 pub use spec::{Backend, Commute, OpKind, OpSpec, SizeRule, ValueKind};
+pub use text::{DecodeText, TextOp};
 pub use user::{Operator, UserOp};
 pub use value::Value;
 
@@ -53,6 +55,8 @@ pub enum Op {
     Cast(Cast),
     /// A speech operator (audio or spectral features in, the same or features out).
     Audio(AudioOp),
+    /// A token-sequence operator.
+    Text(TextOp),
     /// A user-defined operator (CPU only, opaque to the optimizer).
     User(UserOp),
 }
@@ -62,6 +66,8 @@ pub enum Op {
 pub enum Decoder {
     Image(DecodeImage),
     Audio(DecodeAudio),
+    /// Tokenize text (the sample's bytes, UTF-8).
+    Text(DecodeText),
 }
 
 impl Default for Decoder {
@@ -75,6 +81,7 @@ impl Decoder {
         match self {
             Decoder::Image(_) => "DecodeImage",
             Decoder::Audio(_) => "DecodeAudio",
+            Decoder::Text(_) => "Tokenize",
         }
     }
 
@@ -83,6 +90,7 @@ impl Decoder {
         match self {
             Decoder::Image(_) => ValueKind::ImageU8,
             Decoder::Audio(_) => ValueKind::Audio,
+            Decoder::Text(_) => ValueKind::Tokens,
         }
     }
 }
@@ -122,6 +130,7 @@ impl Op {
             Op::Normalize(o) => o.spec(),
             Op::Cast(o) => o.spec(),
             Op::Audio(o) => o.spec(),
+            Op::Text(o) => o.spec(),
             Op::User(o) => o.spec(),
         }
     }
@@ -206,6 +215,7 @@ impl Op {
             },
             Op::Cast(_) => Ok(()),
             Op::Audio(o) => o.validate(),
+            Op::Text(o) => o.validate(),
             Op::User(o) => o.validate(),
         }
     }
@@ -221,7 +231,9 @@ impl Op {
             Op::RandomGrayscale(o) => OpParams::Apply(rng.bernoulli(f64::from(o.p))),
             Op::GaussianBlur(o) => OpParams::Blur(o.draw(rng)),
             // User-defined operators draw from their stream while they run.
-            Op::Normalize(_) | Op::Cast(_) | Op::Audio(_) | Op::User(_) => OpParams::None,
+            Op::Normalize(_) | Op::Cast(_) | Op::Audio(_) | Op::Text(_) | Op::User(_) => {
+                OpParams::None
+            }
         }
     }
 

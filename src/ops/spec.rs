@@ -28,6 +28,10 @@ pub enum OpKind {
     TimeMasking,
     TimeStretch,
     ComplexNorm,
+    Tokenize,
+    Truncate,
+    AddSpecialTokens,
+    EmbeddingLookup,
     /// A user-defined operator ([`crate::ops::UserOp`]); its own name is the operator's.
     User,
 }
@@ -57,6 +61,10 @@ impl OpKind {
             OpKind::TimeMasking => "TimeMasking",
             OpKind::TimeStretch => "TimeStretch",
             OpKind::ComplexNorm => "ComplexNorm",
+            OpKind::Tokenize => "Tokenize",
+            OpKind::Truncate => "Truncate",
+            OpKind::AddSpecialTokens => "AddSpecialTokens",
+            OpKind::EmbeddingLookup => "EmbeddingLookup",
             OpKind::User => "user-defined operator",
         }
     }
@@ -87,6 +95,10 @@ pub enum ValueKind {
     Features,
     /// A complex STFT `[bins, frames]` (what a phase vocoder works on).
     Complex,
+    /// Token ids `[tokens]`.
+    Tokens,
+    /// f32 embedding vectors `[tokens, dim]`.
+    Embeddings,
 }
 
 /// Output size as a function of the input size.

@@ -5,6 +5,7 @@
 use super::spec::ValueKind;
 use crate::audio::{Audio, Features, Spectrum};
 use crate::tensor::Image;
+use crate::text::{Embedded, Tokens};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -16,6 +17,10 @@ pub enum Value {
     Features(Features),
     /// A complex STFT `[bins, frames]`.
     Complex(Spectrum),
+    /// Token ids.
+    Tokens(Tokens),
+    /// Embedding vectors `[tokens, dim]`.
+    Embedded(Embedded),
 }
 
 impl Default for Value {
@@ -31,30 +36,40 @@ impl Value {
             Value::Audio(_) => ValueKind::Audio,
             Value::Features(_) => ValueKind::Features,
             Value::Complex(_) => ValueKind::Complex,
+            Value::Tokens(_) => ValueKind::Tokens,
+            Value::Embedded(_) => ValueKind::Embeddings,
         }
     }
 
-    /// The output tensor's shape: `[height, width, 3]`, `[channels, samples]` or
-    /// `[bins, frames]`.
+    /// The output tensor's shape: `[height, width, 3]`, `[channels, samples]`,
+    /// `[bins, frames]`, `[tokens]` or `[tokens, dim]`.
     pub fn shape(&self) -> Vec<usize> {
         match self {
             Value::Image(i) => vec![i.height as usize, i.width as usize, Image::CHANNELS],
             Value::Audio(a) => vec![a.channels.len(), a.frames()],
             Value::Features(f) => vec![f.bins, f.frames],
             Value::Complex(c) => vec![c.bins, c.frames],
+            Value::Tokens(t) => vec![t.ids.len()],
+            Value::Embedded(e) => vec![e.tokens, e.dim],
         }
     }
 
-    /// Write an f32 value (audio or features; row-major, little-endian) into `out`, which is
-    /// `4 * len_f32()` bytes.
+    /// Write a value of 32-bit elements (f32 audio, features or embeddings; token ids as i32;
+    /// row-major, little-endian) into `out`, which is `4 * len_f32()` bytes.
     pub fn write_f32(&self, out: &mut [u8]) {
         let mut chunks = out.chunks_exact_mut(4);
         let mut put = |v: &f32| chunks.next().unwrap().copy_from_slice(&v.to_le_bytes());
         match self {
             Value::Audio(a) => a.channels.iter().flatten().for_each(&mut put),
             Value::Features(f) => f.data.iter().for_each(&mut put),
+            Value::Embedded(e) => e.data.iter().for_each(&mut put),
+            Value::Tokens(t) => {
+                for (o, id) in out.chunks_exact_mut(4).zip(&t.ids) {
+                    o.copy_from_slice(&(*id as i32).to_le_bytes());
+                }
+            }
             Value::Image(_) | Value::Complex(_) => {
-                unreachable!("only real f32 values are written (build() checks the output kind)")
+                unreachable!("only 32-bit values are written (build() checks the output kind)")
             }
         }
     }
@@ -91,6 +106,12 @@ impl Value {
             Value::Complex(c) => {
                 matrix_holds("a complex spectrum", c.bins, c.frames, c.data.len())?
             }
+            Value::Tokens(t) => {
+                if let Some(id) = t.ids.iter().find(|&&id| id > i32::MAX as u32) {
+                    return Err(format!("token id {id} does not fit the batch's i32 ids"));
+                }
+            }
+            Value::Embedded(e) => matrix_holds("embeddings", e.tokens, e.dim, e.data.len())?,
         }
         Ok(())
     }

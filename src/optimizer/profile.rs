@@ -190,6 +190,12 @@ pub fn for_pipeline(
     let p = match decoder {
         Decoder::Image(_) => measure(source, ops, 48, gpu.as_ref())?,
         Decoder::Audio(d) => measure_audio(source, d, ops, 48, gpu.as_ref())?,
+        Decoder::Text(_) => {
+            return Err(Error::InvalidPipeline(
+                "the optimizer does not profile text pipelines yet: run them without optimize"
+                    .into(),
+            ))
+        }
     };
     p.save(&cached)?;
     eprintln!("cost profile: {} (measured)", cached.display());

@@ -200,6 +200,7 @@ pub fn place(
                 match logical.decoder {
                     Decoder::Image(_) => "decoded u8 images".to_string(),
                     Decoder::Audio(_) => "decoded audio".to_string(),
+                    Decoder::Text(_) => "token ids".to_string(),
                 }
             } else {
                 format!("{}'s output", ops[cut - 1].name())

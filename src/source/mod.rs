@@ -5,11 +5,13 @@ mod audio_folder;
 mod file_list;
 mod image_folder;
 mod memory;
+mod text;
 
 pub use audio_folder::AudioFolder;
 pub use file_list::{FileList, NO_LABEL};
 pub use image_folder::ImageFolder;
 pub use memory::InMemory;
+pub use text::{open_text_path, TextFolder, TextLines, DEFAULT_MAX_TEXT_BYTES};
 
 /// The dataset at `path`: a CSV list of `path,label` when it is a file, else an ImageFolder.
 pub fn open_path(path: impl AsRef<std::path::Path>) -> crate::Result<std::sync::Arc<dyn Source>> {

@@ -100,6 +100,7 @@ impl TensorWrite {
             DType::F16 => 1,
             DType::Bf16 => 2,
             DType::F32 => 3,
+            DType::I32 => unreachable!("no image kernel writes token ids"),
         }
     }
 

@@ -1,0 +1,120 @@
+//! The text operators: `Tokenize` (the decoder of a text pipeline: bytes → token ids),
+//! `Truncate`, `AddSpecialTokens` and `EmbeddingLookup`. Their arithmetic is in
+//! [`crate::text`]; here they declare themselves and apply to pipeline values.
+
+use super::spec::{OpKind, OpSpec, SizeRule, ValueKind};
+use super::Value;
+use crate::text::{self, Embedded, EmbeddingTable, TextTokenizer, Tokens, Utf8Policy};
+
+/// What turns a text sample's bytes into token ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeText {
+    pub tokenizer: TextTokenizer,
+    pub invalid_utf8: Utf8Policy,
+}
+
+impl Default for DecodeText {
+    fn default() -> Self {
+        DecodeText {
+            tokenizer: TextTokenizer::gpt2(),
+            invalid_utf8: Utf8Policy::Error,
+        }
+    }
+}
+
+impl DecodeText {
+    pub fn new(tokenizer: TextTokenizer) -> Self {
+        DecodeText {
+            tokenizer,
+            invalid_utf8: Utf8Policy::Error,
+        }
+    }
+
+    pub fn with_invalid_utf8(mut self, policy: Utf8Policy) -> Self {
+        self.invalid_utf8 = policy;
+        self
+    }
+
+    /// The ids of one sample's text; empty text is an error (a sample with nothing in it).
+    pub fn decode(&self, bytes: &[u8]) -> Result<Tokens, String> {
+        let text = TextTokenizer::text(bytes, self.invalid_utf8)?;
+        if text.trim().is_empty() {
+            return Err("the sample has no text (empty or only whitespace)".into());
+        }
+        let ids = self.tokenizer.encode(&text)?;
+        Ok(Tokens { ids })
+    }
+}
+
+/// A token-sequence operator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextOp {
+    /// Keep the first `max_len` tokens; a sequence that ended in `keep_end` (an EOS added
+    /// before) still ends in it.
+    Truncate { max_len: usize, keep_end: Option<u32> },
+    /// `bos` before the sequence and `eos` after it (GPT-2: both `<|endoftext|>`; BERT: [CLS],
+    /// [SEP]).
+    AddSpecialTokens { bos: Option<u32>, eos: Option<u32> },
+    /// Each id's row of a frozen table: tokens `[L]` → f32 `[L, dim]`.
+    EmbeddingLookup(EmbeddingTable),
+}
+
+impl TextOp {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            TextOp::Truncate { .. } => OpKind::Truncate,
+            TextOp::AddSpecialTokens { .. } => OpKind::AddSpecialTokens,
+            TextOp::EmbeddingLookup(_) => OpKind::EmbeddingLookup,
+        }
+    }
+
+    pub fn spec(&self) -> OpSpec {
+        let output = match self {
+            TextOp::EmbeddingLookup(_) => ValueKind::Embeddings,
+            _ => ValueKind::Tokens,
+        };
+        OpSpec {
+            kind: self.kind(),
+            input: ValueKind::Tokens,
+            output,
+            size: SizeRule::DataDependent,
+            bytes_per_output_pixel: 4,
+            random: false,
+            commutes_with: Vec::new(),
+            backends: vec![super::Backend::Cpu],
+            cpu_fuses_with: Vec::new(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            TextOp::Truncate { max_len: 0, .. } => Err("max_len must be at least 1".into()),
+            TextOp::AddSpecialTokens {
+                bos: None,
+                eos: None,
+            } => Err("give a BOS or an EOS token (the tokenizer has neither)".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Apply to a token sequence in place (EmbeddingLookup turns it into embeddings).
+    pub fn apply(&self, value: &mut Value) -> Result<(), String> {
+        let Value::Tokens(tokens) = value else {
+            return Err(format!("{:?} takes tokens", self.kind()));
+        };
+        match self {
+            TextOp::Truncate { max_len, keep_end } => {
+                text::truncate(&mut tokens.ids, *max_len, keep_end.as_slice())
+            }
+            TextOp::AddSpecialTokens { bos, eos } => {
+                text::add_special_tokens(&mut tokens.ids, *bos, *eos)
+            }
+            TextOp::EmbeddingLookup(table) => {
+                let mut out = Embedded::default();
+                table.lookup(tokens, &mut out)?;
+                *value = Value::Embedded(out);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,209 @@
+//! The tokenizer: Hugging Face's `tokenizers` (pure Rust build), loaded from a `tokenizer.json`,
+//! from GPT-2 style `encoder.json` + `vocab.bpe`, or the GPT-2 vocabulary compiled into sluice.
+
+use std::path::Path;
+use std::sync::Arc;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
+
+/// GPT-2's vocabulary (OpenAI's `encoder.json`) and merges (`vocab.bpe`): see assets/gpt2.
+const GPT2_VOCAB: &str = include_str!("../../assets/gpt2/vocab.json");
+const GPT2_MERGES: &str = include_str!("../../assets/gpt2/merges.txt");
+/// GPT-2's one special token: document separator, BOS and EOS at once.
+pub const GPT2_END_OF_TEXT: &str = "<|endoftext|>";
+
+/// What to do with bytes that are not UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Utf8Policy {
+    /// The sample fails, naming where the first invalid byte is.
+    #[default]
+    Error,
+    /// Each invalid sequence becomes U+FFFD (as Python's `errors="replace"`).
+    Replace,
+}
+
+/// A loaded tokenizer, cheap to clone (the vocabulary is shared).
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Arc<Tokenizer>,
+    /// Where it came from, for reports ("GPT-2 (built in)" or a path).
+    origin: String,
+    /// The special tokens a sequence starts and ends with (`AddSpecialTokens`'s defaults).
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TextTokenizer({}, {} ids)", self.origin, self.vocab_size())
+    }
+}
+
+impl PartialEq for TextTokenizer {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.origin == other.origin
+    }
+}
+
+impl TextTokenizer {
+    /// GPT-2's byte-level BPE, compiled in (no download): ids equal Hugging Face's `gpt2`
+    /// tokenizer's; BOS = EOS = `<|endoftext|>` (50256).
+    pub fn gpt2() -> Self {
+        Self::from_gpt2_text(GPT2_VOCAB, GPT2_MERGES, "GPT-2 (built in)")
+            .expect("the built-in GPT-2 vocabulary loads")
+    }
+
+    /// A GPT-2 style vocabulary: `encoder.json` (token → id) and `vocab.bpe` (merges, one pair
+    /// per line, after an optional `#version` line).
+    pub fn from_gpt2_files(encoder_json: &Path, vocab_bpe: &Path) -> Result<Self, String> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        Self::from_gpt2_text(
+            &read(encoder_json)?,
+            &read(vocab_bpe)?,
+            &format!("{} + {}", encoder_json.display(), vocab_bpe.display()),
+        )
+    }
+
+    /// Any Hugging Face `tokenizer.json`. BOS/EOS are its `<|endoftext|>`, `<s>`/`</s>`,
+    /// `[CLS]`/`[SEP]` or `<bos>`/`<eos>` tokens, whichever it has (overridable).
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let inner = Tokenizer::from_file(path)
+            .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))?;
+        Ok(Self::wrap(inner, path.display().to_string()))
+    }
+
+    /// `from_file` for a `tokenizer.json`, `from_gpt2_files` for a folder holding `encoder.json`
+    /// + `vocab.bpe` (or `vocab.json` + `merges.txt`).
+    pub fn open(path: &Path) -> Result<Self, String> {
+        if !path.is_dir() {
+            return Self::from_file(path);
+        }
+        for (vocab, merges) in [("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt")] {
+            let (v, m) = (path.join(vocab), path.join(merges));
+            if v.is_file() && m.is_file() {
+                return Self::from_gpt2_files(&v, &m);
+            }
+        }
+        if path.join("tokenizer.json").is_file() {
+            return Self::from_file(&path.join("tokenizer.json"));
+        }
+        Err(format!(
+            "{} holds no tokenizer.json, encoder.json + vocab.bpe or vocab.json + merges.txt",
+            path.display()
+        ))
+    }
+
+    fn from_gpt2_text(vocab: &str, merges: &str, origin: &str) -> Result<Self, String> {
+        let vocab: std::collections::HashMap<String, u32> = serde_json::from_str(vocab)
+            .map_err(|e| format!("{origin}: the vocabulary is not a JSON map of ids: {e}"))?;
+        let vocab: Vocab = vocab.into_iter().collect();
+        let mut pairs = Vec::new();
+        for (n, line) in merges.lines().enumerate() {
+            if line.starts_with("#version") || line.trim().is_empty() {
+                continue;
+            }
+            match line.split_once(' ') {
+                Some((a, b)) if !b.contains(' ') => pairs.push((a.to_string(), b.to_string())),
+                _ => return Err(format!("{origin}: merges line {} is not a pair: {line:?}", n + 1)),
+            }
+        }
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, pairs)
+            .build()
+            .map_err(|e| format!("{origin}: {e}"))?;
+        let mut inner = Tokenizer::new(bpe);
+        // Hugging Face's gpt2 tokenizer.json: no prefix space, offsets trimmed, GPT-2's regex.
+        inner
+            .with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
+            .with_decoder(Some(ByteLevel::default()));
+        if inner.token_to_id(GPT2_END_OF_TEXT).is_some() {
+            inner
+                .add_special_tokens([AddedToken::from(GPT2_END_OF_TEXT, true)])
+                .map_err(|e| format!("{origin}: {e}"))?;
+        }
+        Ok(Self::wrap(inner, origin.to_string()))
+    }
+
+    fn wrap(inner: Tokenizer, origin: String) -> Self {
+        let first = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
+        let bos = first(&[GPT2_END_OF_TEXT, "<s>", "[CLS]", "<bos>", "<|begin_of_text|>"]);
+        let eos = first(&[GPT2_END_OF_TEXT, "</s>", "[SEP]", "<eos>", "<|end_of_text|>"]);
+        TextTokenizer {
+            inner: Arc::new(inner),
+            origin,
+            bos,
+            eos,
+        }
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Ids in the vocabulary, added tokens included (an embedding table needs this many rows).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The ids of `text`, without the tokenizer's own post-processing (special tokens are
+    /// the pipeline's `AddSpecialTokens`), as Python's `tokenizer.encode(text,
+    /// add_special_tokens=False).ids`.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+        self.inner
+            .encode_fast(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Text from ids (for tests and inspection).
+    pub fn decode(&self, ids: &[u32]) -> Result<String, String> {
+        self.inner.decode(ids, false).map_err(|e| e.to_string())
+    }
+
+    /// `bytes` as text under `policy`; the error says where the first invalid byte is.
+    pub fn text<'a>(bytes: &'a [u8], policy: Utf8Policy) -> Result<std::borrow::Cow<'a, str>, String> {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(s.into()),
+            Err(e) if policy == Utf8Policy::Replace => {
+                let _ = e;
+                Ok(String::from_utf8_lossy(bytes))
+            }
+            Err(e) => Err(format!(
+                "invalid UTF-8 at byte {} (decode with invalid_utf8=replace to substitute U+FFFD)",
+                e.valid_up_to()
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_gpt2_ids() {
+        let t = TextTokenizer::gpt2();
+        assert_eq!(t.vocab_size(), 50257);
+        assert_eq!((t.bos, t.eos), (Some(50256), Some(50256)));
+        // Reference ids from Hugging Face's gpt2 tokenizer (tokenizers 0.23.3).
+        assert_eq!(t.encode("Hello world").unwrap(), [15496, 995]);
+        assert_eq!(t.encode(" Hello<|endoftext|>").unwrap(), [18435, 50256]);
+        let text = "naïve café ☕ 東京";
+        assert_eq!(t.decode(&t.encode(text).unwrap()).unwrap(), text);
+    }
+
+    #[test]
+    fn utf8_policy() {
+        let bad = b"ab\xffcd";
+        let err = TextTokenizer::text(bad, Utf8Policy::Error).unwrap_err();
+        assert!(err.contains("byte 2"), "{err}");
+        assert_eq!(TextTokenizer::text(bad, Utf8Policy::Replace).unwrap(), "ab\u{FFFD}cd");
+    }
+}
