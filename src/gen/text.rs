@@ -31,8 +31,18 @@ const SYLLABLES: [&str; 24] = [
 ];
 /// Words with accents, other scripts and emoji, drawn now and then.
 const FOREIGN: [&str; 12] = [
-    "café", "naïve", "über", "señor", "søster", "façade", "東京", "数据", "Ελλάδα", "Москва",
-    "🙂", "—",
+    "café",
+    "naïve",
+    "über",
+    "señor",
+    "søster",
+    "façade",
+    "東京",
+    "数据",
+    "Ελλάδα",
+    "Москва",
+    "🙂",
+    "—",
 ];
 
 /// The corpus's word list: common short words first (the Zipf head), then syllable words.
@@ -128,7 +138,10 @@ pub fn write_text_corpus(dir: &Path, spec: &TextCorpusSpec) -> Result<PathBuf> {
 /// The corpus at `dir/corpus.txt`, written unless one for the same spec is already there.
 pub fn ensure_text_corpus(dir: &Path, spec: &TextCorpusSpec) -> Result<PathBuf> {
     let marker = dir.join(".complete");
-    let want = format!("text corpus: {} documents, seed {}", spec.documents, spec.seed);
+    let want = format!(
+        "text corpus: {} documents, seed {}",
+        spec.documents, spec.seed
+    );
     let path = dir.join("corpus.txt");
     if std::fs::read_to_string(&marker).is_ok_and(|s| s == want) && path.is_file() {
         return Ok(path);

@@ -51,7 +51,10 @@ impl DecodeText {
 pub enum TextOp {
     /// Keep the first `max_len` tokens; a sequence that ended in `keep_end` (an EOS added
     /// before) still ends in it.
-    Truncate { max_len: usize, keep_end: Option<u32> },
+    Truncate {
+        max_len: usize,
+        keep_end: Option<u32>,
+    },
     /// `bos` before the sequence and `eos` after it (GPT-2: both `<|endoftext|>`; BERT: [CLS],
     /// [SEP]).
     AddSpecialTokens { bos: Option<u32>, eos: Option<u32> },

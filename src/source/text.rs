@@ -74,7 +74,9 @@ impl TextLines {
         let lines = starts.len() - 1;
         for line in 0..lines {
             let len = starts[line + 1] - starts[line];
-            if len == 1 || (len == 2 && Self::read_range(&file, starts[line], 2).map_err(io)? == b"\r\n") {
+            if len == 1
+                || (len == 2 && Self::read_range(&file, starts[line], 2).map_err(io)? == b"\r\n")
+            {
                 empty.push(line as u64);
             }
         }
@@ -119,9 +121,7 @@ fn invalid(message: String) -> std::io::Error {
 
 impl Source for TextLines {
     fn len(&self) -> usize {
-        self.lines
-            .as_ref()
-            .map_or(self.starts.len() - 1, Vec::len)
+        self.lines.as_ref().map_or(self.starts.len() - 1, Vec::len)
     }
 
     fn label(&self, _index: u64) -> i64 {
@@ -167,14 +167,18 @@ impl Source for TextLines {
             0 => String::new(),
             n => format!(", {n} empty lines left out"),
         };
-        format!("{what} {} ({} samples{empty})", self.path.display(), self.len())
+        format!(
+            "{what} {} ({} samples{empty})",
+            self.path.display(),
+            self.len()
+        )
     }
 }
 
 /// The string in `field` of the JSON object on one line.
 fn json_field(line: &[u8], field: &str) -> std::io::Result<String> {
-    let object: serde_json::Value = serde_json::from_slice(line)
-        .map_err(|e| invalid(format!("the line is not JSON: {e}")))?;
+    let object: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| invalid(format!("the line is not JSON: {e}")))?;
     match object.get(field) {
         Some(serde_json::Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(invalid(format!(
@@ -212,7 +216,10 @@ impl TextFolder {
                     .path();
                 if path.is_dir() {
                     dirs.push(path);
-                } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
+                } else if path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
+                {
                     paths.push(path);
                 }
             }
@@ -334,12 +341,20 @@ mod tests {
     fn jsonl_field_and_its_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
-        std::fs::write(&path, "{\"text\": \"a \\u00e9\"}\n{\"txt\": 1}\n{\"text\": 5}\nnot json\n").unwrap();
+        std::fs::write(
+            &path,
+            "{\"text\": \"a \\u00e9\"}\n{\"txt\": 1}\n{\"text\": 5}\nnot json\n",
+        )
+        .unwrap();
         let source = open_text_path(&path, None).unwrap();
         let mut buf = Vec::new();
         source.read(0, &mut buf).unwrap();
         assert_eq!(buf, "a é".as_bytes());
-        for (i, want) in [(1, "no field \"text\""), (2, "not a string but a number"), (3, "not JSON")] {
+        for (i, want) in [
+            (1, "no field \"text\""),
+            (2, "not a string but a number"),
+            (3, "not JSON"),
+        ] {
             let err = source.read(i, &mut buf).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
         }

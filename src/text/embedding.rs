@@ -17,7 +17,11 @@ pub struct EmbeddingTable {
 
 impl std::fmt::Debug for EmbeddingTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EmbeddingTable({} [{}, {}])", self.origin, self.rows, self.dim)
+        write!(
+            f,
+            "EmbeddingTable({} [{}, {}])",
+            self.origin, self.rows, self.dim
+        )
     }
 }
 
@@ -51,7 +55,8 @@ impl EmbeddingTable {
         let mut data = vec![0f32; rows * dim];
         let key = [seed as u32, (seed >> 32) as u32];
         data.chunks_mut(4).enumerate().for_each(|(block, out)| {
-            let words = crate::rng::philox4x32([block as u32, (block >> 32) as u32, 0x656d62, 0], key);
+            let words =
+                crate::rng::philox4x32([block as u32, (block >> 32) as u32, 0x656d62, 0], key);
             for (o, w) in out.iter_mut().zip(words) {
                 *o = ((w >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.1;
             }
@@ -119,7 +124,9 @@ fn read_npy(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
         .and_then(|h| std::str::from_utf8(h).ok())
         .ok_or("truncated NPY header")?;
     let field = |name: &str| {
-        let at = header.find(&format!("'{name}'")).ok_or(format!("NPY header lacks {name}"))?;
+        let at = header
+            .find(&format!("'{name}'"))
+            .ok_or(format!("NPY header lacks {name}"))?;
         Ok::<_, String>(header[at + name.len() + 2..].trim_start_matches([':', ' ']))
     };
     if field("fortran_order")?.starts_with("True") {
@@ -129,7 +136,12 @@ fn read_npy(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
     let width = match descr.get(..5) {
         Some("'<f4'") => 4,
         Some("'<f2'") => 2,
-        _ => return Err(format!("element type {} is not <f4 or <f2", &descr[..descr.len().min(8)])),
+        _ => {
+            return Err(format!(
+                "element type {} is not <f4 or <f2",
+                &descr[..descr.len().min(8)]
+            ))
+        }
     };
     let shape = field("shape")?;
     let dims: Vec<usize> = shape[1..shape.find(')').ok_or("bad NPY shape")?]
@@ -143,7 +155,11 @@ fn read_npy(bytes: &[u8]) -> Result<(usize, usize, Vec<f32>), String> {
     };
     let body = &bytes[start + header_len..];
     if body.len() != rows * dim * width {
-        return Err(format!("the array [{rows}, {dim}] needs {} bytes, the file has {}", rows * dim * width, body.len()));
+        return Err(format!(
+            "the array [{rows}, {dim}] needs {} bytes, the file has {}",
+            rows * dim * width,
+            body.len()
+        ));
     }
     Ok((rows, dim, widen(body, width, false)))
 }
@@ -161,7 +177,8 @@ fn widen(body: &[u8], width: usize, brain: bool) -> Vec<f32> {
 
 fn read_safetensors(bytes: &[u8], name: Option<&str>) -> Result<(usize, usize, Vec<f32>), String> {
     use safetensors::{Dtype, SafeTensors};
-    let file = SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+    let file =
+        SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
     let mut tensors = file.tensors();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let (key, view) = match name {
@@ -170,16 +187,25 @@ fn read_safetensors(bytes: &[u8], name: Option<&str>) -> Result<(usize, usize, V
             .find(|(k, _)| k == n)
             .ok_or(format!("no tensor named {n:?}"))?,
         None => {
-            let mut two_d: Vec<_> = tensors.into_iter().filter(|(_, v)| v.shape().len() == 2).collect();
+            let mut two_d: Vec<_> = tensors
+                .into_iter()
+                .filter(|(_, v)| v.shape().len() == 2)
+                .collect();
             if two_d.len() != 1 {
                 let names: Vec<_> = two_d.iter().map(|(k, _)| k.as_str()).collect();
-                return Err(format!("name the embedding tensor: the file has {} 2-D tensors {names:?}", names.len()));
+                return Err(format!(
+                    "name the embedding tensor: the file has {} 2-D tensors {names:?}",
+                    names.len()
+                ));
             }
             two_d.remove(0)
         }
     };
     let [rows, dim] = view.shape()[..] else {
-        return Err(format!("tensor {key} has shape {:?}, not [rows, dim]", view.shape()));
+        return Err(format!(
+            "tensor {key} has shape {:?}, not [rows, dim]",
+            view.shape()
+        ));
     };
     let data = match view.dtype() {
         Dtype::F32 => widen(view.data(), 4, false),
@@ -207,7 +233,9 @@ mod tests {
         let mut out = Embedded::default();
         table.lookup(&Tokens { ids: vec![2, 0] }, &mut out).unwrap();
         assert_eq!(out.data, [3.0, 3.5, 4.0, 0.0, 0.5, 1.0]);
-        let err = table.lookup(&Tokens { ids: vec![4] }, &mut out).unwrap_err();
+        let err = table
+            .lookup(&Tokens { ids: vec![4] }, &mut out)
+            .unwrap_err();
         assert!(err.contains("token id 4"), "{err}");
     }
 

@@ -36,7 +36,12 @@ pub struct TextTokenizer {
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TextTokenizer({}, {} ids)", self.origin, self.vocab_size())
+        write!(
+            f,
+            "TextTokenizer({}, {} ids)",
+            self.origin,
+            self.vocab_size()
+        )
     }
 }
 
@@ -107,7 +112,12 @@ impl TextTokenizer {
             }
             match line.split_once(' ') {
                 Some((a, b)) if !b.contains(' ') => pairs.push((a.to_string(), b.to_string())),
-                _ => return Err(format!("{origin}: merges line {} is not a pair: {line:?}", n + 1)),
+                _ => {
+                    return Err(format!(
+                        "{origin}: merges line {} is not a pair: {line:?}",
+                        n + 1
+                    ))
+                }
             }
         }
         let bpe = BPE::builder()
@@ -129,8 +139,20 @@ impl TextTokenizer {
 
     fn wrap(inner: Tokenizer, origin: String) -> Self {
         let first = |names: &[&str]| names.iter().find_map(|n| inner.token_to_id(n));
-        let bos = first(&[GPT2_END_OF_TEXT, "<s>", "[CLS]", "<bos>", "<|begin_of_text|>"]);
-        let eos = first(&[GPT2_END_OF_TEXT, "</s>", "[SEP]", "<eos>", "<|end_of_text|>"]);
+        let bos = first(&[
+            GPT2_END_OF_TEXT,
+            "<s>",
+            "[CLS]",
+            "<bos>",
+            "<|begin_of_text|>",
+        ]);
+        let eos = first(&[
+            GPT2_END_OF_TEXT,
+            "</s>",
+            "[SEP]",
+            "<eos>",
+            "<|end_of_text|>",
+        ]);
         TextTokenizer {
             inner: Arc::new(inner),
             origin,
@@ -168,7 +190,10 @@ impl TextTokenizer {
     }
 
     /// `bytes` as text under `policy`; the error says where the first invalid byte is.
-    pub fn text<'a>(bytes: &'a [u8], policy: Utf8Policy) -> Result<std::borrow::Cow<'a, str>, String> {
+    pub fn text<'a>(
+        bytes: &'a [u8],
+        policy: Utf8Policy,
+    ) -> Result<std::borrow::Cow<'a, str>, String> {
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.into()),
             Err(e) if policy == Utf8Policy::Replace => {
@@ -204,6 +229,9 @@ mod tests {
         let bad = b"ab\xffcd";
         let err = TextTokenizer::text(bad, Utf8Policy::Error).unwrap_err();
         assert!(err.contains("byte 2"), "{err}");
-        assert_eq!(TextTokenizer::text(bad, Utf8Policy::Replace).unwrap(), "ab\u{FFFD}cd");
+        assert_eq!(
+            TextTokenizer::text(bad, Utf8Policy::Replace).unwrap(),
+            "ab\u{FFFD}cd"
+        );
     }
 }

@@ -1,0 +1,269 @@
+//! Text pipelines: GPT-2 ids through the executor, padded token and embedding batches with
+//! lengths and attention masks, determinism across thread counts, and bad text input (invalid
+//! UTF-8, empty lines, an over-long line, a binary file) failing with the sample's PATH:LINE and
+//! the operator, or skipped and counted.
+
+use sluice::bench::{TextAssets, Workload, NLP_EMBEDDING_DIM, NLP_MAX_TOKENS};
+use sluice::gen::text::{write_text_corpus, TextCorpusSpec};
+use sluice::ops::{DecodeText, TextOp};
+use sluice::source::{open_text_path, Source, TextLines};
+use sluice::text::{EmbeddingTable, TextTokenizer, Utf8Policy};
+use sluice::{DType, ErrorPolicy, Pipeline, PipelineBuilder};
+use std::path::Path;
+use std::sync::Arc;
+
+fn corpus(dir: &Path, documents: usize) -> Arc<dyn Source> {
+    let path = write_text_corpus(dir, &TextCorpusSpec { documents, seed: 5 }).unwrap();
+    open_text_path(&path, None).unwrap()
+}
+
+/// GPT-2 → Truncate → BOS/EOS, batches of padded ids.
+fn ids_pipeline(source: Arc<dyn Source>, max_len: usize) -> PipelineBuilder {
+    let t = TextTokenizer::gpt2();
+    Pipeline::builder_shared(source)
+        .decode_text(DecodeText::new(t.clone()))
+        .op(TextOp::Truncate {
+            max_len,
+            keep_end: None,
+        })
+        .op(TextOp::AddSpecialTokens {
+            bos: t.bos,
+            eos: t.eos,
+        })
+        .pad_id(50256)
+}
+
+fn i32s(bytes: &[u8]) -> Vec<i32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn padded_ids_match_the_tokenizer_with_lengths_and_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = corpus(dir.path(), 60);
+    let pipeline = ids_pipeline(source.clone(), 40)
+        .batch_size(16)
+        .pad_to_multiple_of(8)
+        .threads(2)
+        .build()
+        .unwrap();
+    assert_eq!(pipeline.output().dtype, DType::I32);
+    let tokenizer = TextTokenizer::gpt2();
+    let mut seen = 0;
+    let mut buf = Vec::new();
+    for batch in pipeline.epoch(0).unwrap() {
+        let batch = batch.unwrap();
+        let dense = batch.dense().unwrap();
+        let width = dense.shape[1];
+        assert_eq!(dense.shape, [batch.len(), width]);
+        assert_eq!(width % 8, 0, "padded to a multiple of 8");
+        assert_eq!(
+            width,
+            batch.lengths.iter().max().unwrap().next_multiple_of(8)
+        );
+        let mask = batch.attention_mask(width);
+        for (k, &index) in batch.sample_indices.iter().enumerate() {
+            source.read(index, &mut buf).unwrap();
+            let mut want: Vec<i32> = tokenizer
+                .encode(std::str::from_utf8(&buf).unwrap())
+                .unwrap()
+                .into_iter()
+                .take(40)
+                .map(|id| id as i32)
+                .collect();
+            want.insert(0, 50256);
+            want.push(50256);
+            let row = i32s(dense.sample(k));
+            assert_eq!(batch.lengths[k], want.len());
+            assert_eq!(row[..want.len()], want[..], "sample {index}");
+            assert!(row[want.len()..].iter().all(|&id| id == 50256), "pad id");
+            let m = &mask[k * width..(k + 1) * width];
+            assert!(m[..want.len()].iter().all(|&b| b == 1));
+            assert!(m[want.len()..].iter().all(|&b| b == 0));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 60);
+}
+
+#[test]
+fn nlp_embeddings_are_the_table_rows_and_do_not_depend_on_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = corpus(dir.path(), 40);
+    let table = EmbeddingTable::random(50257, NLP_EMBEDDING_DIM, 9);
+    let assets = TextAssets {
+        tokenizer: TextTokenizer::gpt2(),
+        embeddings: Some(table.clone()),
+    };
+    let run = |threads: usize| {
+        let builder = Pipeline::builder_shared(source.clone())
+            .batch_size(8)
+            .threads(threads)
+            .shuffle(true)
+            .seed(3);
+        let pipeline = Workload::Nlp
+            .add_ops_with(builder, &assets)
+            .build()
+            .unwrap();
+        pipeline
+            .epoch(1)
+            .unwrap()
+            .map(|b| {
+                let b = b.unwrap();
+                (
+                    b.bytes().to_vec(),
+                    b.lengths.clone(),
+                    b.sample_indices.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let one = run(1);
+    assert_eq!(one, run(2), "same batches on 1 and 2 threads");
+    let ids = ids_pipeline(source.clone(), NLP_MAX_TOKENS)
+        .batch_size(8)
+        .shuffle(true)
+        .seed(3)
+        .build()
+        .unwrap();
+    for ((bytes, lengths, indices), id_batch) in one.iter().zip(ids.epoch(1).unwrap()) {
+        let id_batch = id_batch.unwrap();
+        assert_eq!(&id_batch.sample_indices, indices);
+        assert_eq!(&id_batch.lengths, lengths);
+        assert!(lengths.iter().all(|&l| l <= NLP_MAX_TOKENS + 2));
+        let longest = *lengths.iter().max().unwrap();
+        let values: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(values.len(), lengths.len() * longest * NLP_EMBEDDING_DIM);
+        for (k, &length) in lengths.iter().enumerate() {
+            let ids = i32s(id_batch.sample(k));
+            for (t, value_row) in values[k * longest * NLP_EMBEDDING_DIM..]
+                .chunks_exact(NLP_EMBEDDING_DIM)
+                .take(longest)
+                .enumerate()
+            {
+                if t < length {
+                    assert_eq!(value_row, table.row(ids[t] as u32), "sample {k} token {t}");
+                } else {
+                    assert!(value_row.iter().all(|&v| v == 0.0), "padding is zero");
+                }
+            }
+        }
+    }
+}
+
+/// A text file of lines with the given bytes, as a source.
+fn lines_source(dir: &Path, bytes: &[u8]) -> Arc<dyn Source> {
+    let path = dir.join("bad.txt");
+    std::fs::write(&path, bytes).unwrap();
+    Arc::new(TextLines::open(&path).unwrap().with_max_bytes(1 << 20))
+}
+
+fn first_error(pipeline: &Pipeline) -> String {
+    pipeline
+        .epoch(0)
+        .unwrap()
+        .find_map(Result::err)
+        .map(|e| e.to_string())
+        .expect("an error")
+}
+
+#[test]
+fn bad_text_fails_naming_line_and_operator_or_is_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"good line one\n\n   \nbad \xff\xfe utf8\n".to_vec();
+    bytes.extend(std::iter::repeat_n(b'x', (1 << 20) + 10));
+    bytes.extend(b"\nlast good line\n");
+    let source = lines_source(dir.path(), &bytes);
+    // The empty line is left out by the source; the whitespace one is a sample.
+    assert_eq!(source.len(), 5);
+    let origin = dir.path().join("bad.txt").display().to_string();
+
+    let strict = ids_pipeline(source.clone(), 64)
+        .batch_size(2)
+        .build()
+        .unwrap();
+    let err = first_error(&strict);
+    assert!(
+        err.contains(&format!("{origin}:3")) && err.contains("Tokenize"),
+        "{err}"
+    );
+    assert!(err.contains("no text"), "{err}");
+
+    let skip = ids_pipeline(source.clone(), 64)
+        .batch_size(8)
+        .on_error(ErrorPolicy::Skip)
+        .build()
+        .unwrap();
+    let batch = skip.epoch(0).unwrap().next().unwrap().unwrap();
+    assert_eq!(batch.sample_indices, [0, 4]);
+    let reasons: Vec<String> = batch.skipped.iter().map(|e| e.to_string()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[1].contains(&format!("{origin}:4"))
+            && reasons[1].contains("invalid UTF-8 at byte 4")
+    );
+    assert!(reasons[2].contains(&format!("{origin}:5")) && reasons[2].contains("over the limit"));
+    assert_eq!(skip.stats().skipped, 3);
+
+    // Replacing invalid bytes makes line 4 a sample.
+    let t = TextTokenizer::gpt2();
+    let lossy = Pipeline::builder_shared(source)
+        .decode_text(DecodeText::new(t).with_invalid_utf8(Utf8Policy::Replace))
+        .batch_size(8)
+        .on_error(ErrorPolicy::Skip)
+        .build()
+        .unwrap();
+    let batch = lossy.epoch(0).unwrap().next().unwrap().unwrap();
+    assert_eq!(batch.sample_indices, [0, 2, 4]);
+}
+
+#[test]
+fn a_binary_file_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = sluice::rng::SampleRng::new(1, 0, 0, 0);
+    let bytes: Vec<u8> = (0..200_000).map(|_| rng.next_u32() as u8).collect();
+    let source = lines_source(dir.path(), &bytes);
+    let pipeline = ids_pipeline(source.clone(), 64)
+        .batch_size(64)
+        .on_error(ErrorPolicy::Skip)
+        .build()
+        .unwrap();
+    let mut kept = 0;
+    let mut skipped = 0;
+    for batch in pipeline.epoch(0).unwrap() {
+        let batch = batch.unwrap();
+        kept += batch.len();
+        skipped += batch.skipped.len();
+        assert!(batch
+            .skipped
+            .iter()
+            .all(|e| e.to_string().contains("invalid UTF-8") || e.to_string().contains("no text")));
+    }
+    assert_eq!(kept + skipped, source.len());
+    assert!(skipped > 0);
+}
+
+#[test]
+fn text_operators_check_their_input_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = corpus(dir.path(), 4);
+    let err = Pipeline::builder_shared(source)
+        .op(TextOp::Truncate {
+            max_len: 4,
+            keep_end: None,
+        })
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("Truncate (operator 1) takes token ids but DecodeImage produces an image"),
+        "{err}"
+    );
+}
