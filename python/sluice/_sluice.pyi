@@ -100,7 +100,10 @@ class Batch(Mapping[str, Any]):
     Tensors. Audio pipelines (ops starting with DecodeAudio) hold "features" (float32
     [n, rows, time], padded along time) and "lengths" (int64) instead of "images". With a
     manifest that has transcripts (a `text`/`transcript`/`sentence` column or JSON key),
-    "text" is a list of str in batch order."""
+    "text" is a list of str in batch order. Text pipelines (ops starting with Tokenize) hold
+    "input_ids" (int32 [n, tokens], padded with pad_id) or, after EmbeddingLookup,
+    "embeddings" (float32 [n, tokens, dim], zero-padded), "attention_mask" (uint8 [n, tokens]),
+    "lengths" and "indices"."""
 
     epoch: int
     index: int
@@ -161,6 +164,7 @@ class Pipeline:
         allow_approx: bool = False,
         pad_multiple: int = 1,
         pad_value: float = 0.0,
+        pad_id: int = 0,
     ) -> None: ...
     def epoch(self, epoch: int) -> EpochIterator:
         """The batches of `epoch` in sampler order (from the saved position after
@@ -231,9 +235,10 @@ def workloads() -> list[str]:
     """Names of the built-in workloads."""
 
 def generated_dataset(
-    images: int = 1024, classes: int = 10, seed: int = 0, kind: Literal["images", "audio"] = "images"
+    images: int = 1024, classes: int = 10, seed: int = 0, kind: Literal["images", "audio", "text"] = "images"
 ) -> pathlib.Path:
-    """Path of the generated JPEG (or, with kind="audio", speech-like WAV) dataset, made once
+    """Path of the generated JPEG (kind="audio": speech-like WAV; kind="text": the corpus file,
+    one English-like document per line) dataset, made once
     under $SLUICE_CACHE_DIR or ~/.cache/sluice."""
 
 def gen_data(
@@ -241,6 +246,7 @@ def gen_data(
     n: int = 1024,
     classes: int = 10,
     seed: int = 0,
-    kind: Literal["images", "audio"] = "images",
+    kind: Literal["images", "audio", "text"] = "images",
 ) -> None:
-    """Write the generated dataset (JPEGs, or speech-like WAVs with kind="audio") to `dir`."""
+    """Write the generated dataset (JPEGs; speech-like WAVs with kind="audio"; dir/corpus.txt with
+    kind="text") to `dir`."""

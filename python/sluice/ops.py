@@ -263,7 +263,60 @@ class TimeMasking(Operator):
     fill: float = 0.0
 
 
+@dataclass(frozen=True)
+class Tokenize(Operator):
+    """Start a text pipeline: each sample's text (UTF-8: a line, a JSON field or a document)
+    becomes token ids with Hugging Face ``tokenizers`` (the same ids as the Python package).
+    ``tokenizer``: None for GPT-2 (built in, no download), a ``tokenizer.json``, or a folder
+    holding ``encoder.json`` + ``vocab.bpe`` (or ``vocab.json`` + ``merges.txt``).
+    ``invalid_utf8``: ``"error"`` (the sample fails, naming file, line and byte) or
+    ``"replace"`` (U+FFFD). Empty text is the sample's error."""
+
+    _kind: ClassVar[str] = "Tokenize"
+    tokenizer: Optional[str] = None
+    invalid_utf8: str = "error"
+
+
+@dataclass(frozen=True)
+class Truncate(Operator):
+    """Keep the first ``max_len`` tokens; a sequence that ended in the id ``keep_end`` (an
+    EOS added before) still ends in it."""
+
+    _kind: ClassVar[str] = "Truncate"
+    max_len: int
+    keep_end: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class AddSpecialTokens(Operator):
+    """Put ``bos`` before and ``eos`` after each sequence: ``"default"`` takes the
+    tokenizer's (GPT-2: ``<|endoftext|>``; BERT: ``[CLS]``/``[SEP]``), ``None`` leaves it out,
+    or give an id or a token string."""
+
+    _kind: ClassVar[str] = "AddSpecialTokens"
+    bos: Union[None, int, str] = "default"
+    eos: Union[None, int, str] = "default"
+
+
+@dataclass(frozen=True)
+class EmbeddingLookup(Operator):
+    """Each token's row of a frozen table (cedar's NLP op): ids ``[tokens]`` become float32
+    ``[tokens, dim]``. ``table``: a ``.npy`` (2-D f32/f16) or ``.safetensors`` file (f32, f16
+    or bf16; the 2-D tensor, or the one named ``tensor``); None: a deterministic random table
+    of the tokenizer's vocabulary × ``dim``, values uniform in [-0.05, 0.05) from ``seed``."""
+
+    _kind: ClassVar[str] = "EmbeddingLookup"
+    table: Optional[str] = None
+    dim: int = 768
+    seed: int = 0
+    tensor: Optional[str] = None
+
+
 __all__ = [
+    "Tokenize",
+    "Truncate",
+    "AddSpecialTokens",
+    "EmbeddingLookup",
     "DecodeAudio",
     "Resample",
     "Dither",

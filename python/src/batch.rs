@@ -1,5 +1,6 @@
 //! `sluice.Batch`: a mapping of named tensors ("images", "labels", "indices"; for audio
-//! pipelines "features", "lengths", "labels", "indices"; plus "text", a list of str, when the
+//! pipelines "features", "lengths", "labels", "indices"; for text pipelines "input_ids" or
+//! "embeddings", "attention_mask", "lengths", "indices"; plus "text", a list of str, when the
 //! source has transcripts) plus the batch's position and the samples the skip policy left out.
 
 use crate::tensor::{Memory, Tensor};
@@ -14,6 +15,8 @@ const IMAGE_KEYS: [&str; 3] = ["images", "labels", "indices"];
 const AUDIO_KEYS: [&str; 4] = ["features", "lengths", "labels", "indices"];
 const IMAGE_TEXT_KEYS: [&str; 4] = ["images", "labels", "indices", "text"];
 const AUDIO_TEXT_KEYS: [&str; 5] = ["features", "lengths", "labels", "indices", "text"];
+const TOKEN_KEYS: [&str; 4] = ["input_ids", "attention_mask", "lengths", "indices"];
+const EMBEDDING_KEYS: [&str; 4] = ["embeddings", "attention_mask", "lengths", "indices"];
 
 /// A sample the `on_error="skip"` policy left out of its batch.
 #[pyclass(module = "sluice", frozen, get_all)]
@@ -47,7 +50,10 @@ impl SkippedSample {
 /// One batch, in sampler order: `batch["images"]`, `batch["labels"]` (int64),
 /// `batch["indices"]` (int64 dataset indices); audio pipelines give `batch["features"]`
 /// (float32 [n, rows, time], zero-padded) and `batch["lengths"]` (int64) instead of images;
-/// `batch["text"]` (list of str) holds the transcripts when the source has them.
+/// `batch["text"]` (list of str) holds the transcripts when the source has them. Text
+/// pipelines give `batch["input_ids"]` (int32 [n, tokens], padded with `pad_id`) or
+/// `batch["embeddings"]` (float32 [n, tokens, dim], zero-padded), `batch["attention_mask"]`
+/// (uint8 [n, tokens]: 1 on tokens, 0 on padding), `batch["lengths"]` and `batch["indices"]`.
 #[pyclass(module = "sluice", frozen, mapping)]
 pub struct Batch {
     /// The epoch this batch belongs to.
@@ -67,11 +73,26 @@ pub struct Batch {
     /// Transcripts, when the source has them.
     text: Option<Py<PyList>>,
     skipped: Py<PyList>,
+    /// Text pipelines: the attention mask, and whether `images` holds ids or embeddings.
+    tokens: Option<(Py<Tensor>, bool)>,
 }
 
 impl Batch {
-    pub fn from_core(py: Python<'_>, batch: sluice::Batch) -> PyResult<Batch> {
+    /// The Python batch of `batch`, from a pipeline whose output is `output`.
+    pub fn from_core(
+        py: Python<'_>,
+        batch: sluice::Batch,
+        output: &sluice::OutputSpec,
+    ) -> PyResult<Batch> {
         let size = batch.len();
+        let tokens = match (output.pad_leading, batch.dense()) {
+            (true, Some(d)) => {
+                let width = output.padded_width(&d.shape).unwrap_or(0);
+                let mask = Tensor::u8(batch.attention_mask(width), &[size, width]);
+                Some((Py::new(py, mask)?, d.dtype == sluice::DType::I32))
+            }
+            _ => None,
+        };
         let lengths = if batch.lengths.is_empty() {
             None
         } else {
@@ -128,11 +149,15 @@ impl Batch {
             indices: Py::new(py, Tensor::int64(indices))?,
             text,
             skipped: PyList::new(py, skipped)?.unbind(),
+            tokens,
         })
     }
 
     /// The keys this batch holds.
     fn names(&self) -> &'static [&'static str] {
+        if let Some((_, ids)) = &self.tokens {
+            return if *ids { &TOKEN_KEYS } else { &EMBEDDING_KEYS };
+        }
         match (self.lengths.is_some(), self.text.is_some()) {
             (true, false) => &AUDIO_KEYS,
             (true, true) => &AUDIO_TEXT_KEYS,
@@ -143,6 +168,16 @@ impl Batch {
 
     fn get(&self, py: Python<'_>, key: &str) -> Option<Py<PyAny>> {
         let lengths = self.lengths.as_ref();
+        if let Some((mask, ids)) = &self.tokens {
+            return match key {
+                "input_ids" if *ids => Some(self.images.clone_ref(py)),
+                "embeddings" if !*ids => Some(self.images.clone_ref(py)),
+                "attention_mask" => Some(mask.clone_ref(py).into_any()),
+                "lengths" => lengths.map(|l| l.clone_ref(py).into_any()),
+                "indices" => Some(self.indices.clone_ref(py).into_any()),
+                _ => None,
+            };
+        }
         match key {
             "images" if lengths.is_none() => Some(self.images.clone_ref(py)),
             "features" => lengths.map(|_| self.images.clone_ref(py)),

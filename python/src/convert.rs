@@ -147,7 +147,11 @@ pub fn attr<'py, T: FromPyObjectOwned<'py>>(
 }
 
 /// A `sluice.ops` declaration as a core operator.
-pub fn op_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Declared> {
+/// `tokenizer`: the pipeline's Tokenize, which text operators resolve their defaults with.
+pub fn op_from_py(
+    obj: &Bound<'_, PyAny>,
+    tokenizer: Option<&sluice::text::TextTokenizer>,
+) -> PyResult<Declared> {
     let kind: String = obj
         .getattr("_kind")
         .and_then(|k| k.extract())
@@ -200,20 +204,23 @@ pub fn op_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Declared> {
             layout: layout(&format!("{k}.layout"), &attr::<String>(obj, k, "layout")?)?,
         }),
         "Lambda" => crate::user_ops::lambda_from_py(obj)?,
-        "DecodeAudio" => {
+        "DecodeAudio" | "Tokenize" => {
             return Err(bad_setting(
                 "ops",
-                "DecodeAudio must come first (it is how an audio pipeline starts)",
+                format!("{k} must come first (it is how an audio or text pipeline starts)"),
             ))
         }
         other => match crate::audio_ops::audio_op_from_py(obj, other)? {
             Some(a) => Op::Audio(a),
-            None => {
-                return Err(bad_setting(
-                    "ops",
-                    format!("unknown operator kind {other:?}"),
-                ))
-            }
+            None => match crate::text_ops::text_op_from_py(obj.py(), obj, other, tokenizer)? {
+                Some(t) => Op::Text(t),
+                None => {
+                    return Err(bad_setting(
+                        "ops",
+                        format!("unknown operator kind {other:?}"),
+                    ))
+                }
+            },
         },
     };
     let pin = match attr::<Option<String>>(obj, k, "on")? {
@@ -283,6 +290,7 @@ pub fn op_to_py<'py>(
     }
     match op {
         Op::Audio(a) => return crate::audio_ops::audio_op_to_py(py, a, kw),
+        Op::Text(t) => return crate::text_ops::text_op_to_py(py, t, kw),
         Op::User(u) => {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "{} is a Rust user-defined operator: it has no Python declaration",
@@ -318,7 +326,7 @@ pub fn op_to_py<'py>(
             class.call((), Some(&kw))
         }
         Op::RandomGrayscale(o) => class.call((o.p,), Some(&kw)),
-        Op::Audio(_) | Op::User(_) => unreachable!("handled above"),
+        Op::Audio(_) | Op::Text(_) | Op::User(_) => unreachable!("handled above"),
         Op::GaussianBlur(o) => {
             kw.set_item("sigma", o.sigma)?;
             kw.set_item("p", o.p)?;

@@ -9,6 +9,7 @@ mod errors;
 mod pipeline;
 mod source;
 mod tensor;
+mod text_ops;
 mod user_ops;
 
 use pyo3::prelude::*;

@@ -48,7 +48,7 @@ pub fn cache_dir(what: &str) -> PathBuf {
 /// max_prefetch=0, drop_last=False, on_error="fail", placement="cpu", device_batches=False,
 /// cuda_device=None, cache_mib=0, fuse=True, max_pixels=None, max_side=None, optimize=False, profile=None,
 /// save_profile=None, train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=False,
-/// pad_multiple=1, pad_value=0.0)`
+/// pad_multiple=1, pad_value=0.0, pad_id=0)`
 #[pyclass(module = "sluice", frozen)]
 pub struct Pipeline {
     inner: CorePipeline,
@@ -80,24 +80,33 @@ impl Pipeline {
         ops_obj: Bound<'_, PyList>,
         kw: Bound<'_, PyDict>,
     ) -> PyResult<Pipeline> {
-        // An audio pipeline starts with DecodeAudio; the rest are operators.
+        // An audio pipeline starts with DecodeAudio, a text one with Tokenize; the rest are
+        // operators.
         let mut items: Vec<Bound<'_, PyAny>> = ops_obj.iter().collect();
-        let starts_with_decode = items.first().is_some_and(|o| {
-            o.getattr("_kind")
-                .and_then(|k| k.extract::<String>())
-                .is_ok_and(|k| k == "DecodeAudio")
-        });
-        let audio = if starts_with_decode {
-            Some(crate::audio_ops::decode_audio_from_py(&items.remove(0))?)
-        } else {
-            None
-        };
+        let first_kind = items
+            .first()
+            .and_then(|o| o.getattr("_kind").and_then(|k| k.extract::<String>()).ok());
+        let (mut audio, mut text) = (None, None);
+        match first_kind.as_deref() {
+            Some("DecodeAudio") => {
+                audio = Some(crate::audio_ops::decode_audio_from_py(&items.remove(0))?)
+            }
+            Some("Tokenize") => {
+                text = Some(crate::text_ops::decode_text_from_py(py, &items.remove(0))?)
+            }
+            _ => {}
+        }
+        let tokenizer = text.as_ref().map(|d| &d.tokenizer);
         let declared: Vec<Declared> = items
             .iter()
-            .map(convert::op_from_py)
+            .map(|o| convert::op_from_py(o, tokenizer))
             .collect::<PyResult<_>>()?;
-        let decodes_audio = audio.is_some();
-        let source = source::open(py, &source_obj, decodes_audio)?;
+        let kind = match (&audio, &text) {
+            (Some(_), _) => source::Kind::Audio,
+            (_, Some(_)) => source::Kind::Text,
+            _ => source::Kind::Images,
+        };
+        let source = source::open(py, &source_obj, kind)?;
         let threads = match get::<Option<i64>>(&kw, "threads")? {
             Some(n) => count("threads", n, 1)?,
             None => Settings::default().threads,
@@ -115,6 +124,7 @@ impl Pipeline {
             cache_bytes: count("cache_mib", get(&kw, "cache_mib")?, 0)? << 20,
             pad_multiple: count("pad_multiple", get(&kw, "pad_multiple")?, 1)?,
             pad_value: get(&kw, "pad_value")?,
+            pad_id: get(&kw, "pad_id")?,
         };
         let batch_size = settings.batch_size;
         let mut limits = DecodeLimits::default();
@@ -136,6 +146,9 @@ impl Pipeline {
         }
         if let Some(decoder) = audio {
             builder = builder.decode_audio(decoder);
+        }
+        if let Some(decoder) = text {
+            builder = builder.decode_text(decoder);
         }
         for d in declared {
             builder = match (d.pin, d.fixed) {
@@ -207,6 +220,7 @@ impl Pipeline {
             progress: self.progress.clone(),
             created_in: self.created_in,
             epoch,
+            output: self.inner.output().clone(),
         })
     }
 }
@@ -219,7 +233,7 @@ impl Pipeline {
         placement="cpu".to_string(), device_batches=false, cuda_device=None, cache_mib=0,
         fuse=true, max_pixels=None, max_side=None, optimize=false, profile=None, save_profile=None,
         train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=false, pad_multiple=1,
-        pad_value=0.0))]
+        pad_value=0.0, pad_id=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -249,6 +263,7 @@ impl Pipeline {
         allow_approx: bool,
         pad_multiple: i64,
         pad_value: f32,
+        pad_id: u32,
     ) -> PyResult<Self> {
         let kw = PyDict::new(py);
         kw.set_item("batch_size", batch_size)?;
@@ -275,6 +290,7 @@ impl Pipeline {
         kw.set_item("allow_approx", allow_approx)?;
         kw.set_item("pad_multiple", pad_multiple)?;
         kw.set_item("pad_value", pad_value)?;
+        kw.set_item("pad_id", pad_id)?;
         let ops = match ops {
             None => PyList::empty(py),
             Some(o) => PyList::new(py, o.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
@@ -439,7 +455,8 @@ impl Pipeline {
             allow_approx: allow_approx.map_or_else(|| get(kw, "allow_approx"), Ok)?,
         };
         let profile = profile.or(get(kw, "profile")?);
-        let source = source::open(py, self.source_obj.bind(py), false)?;
+        let kind = source::Kind::of(&self.logical.decoder);
+        let source = source::open(py, self.source_obj.bind(py), kind)?;
         let logical = &self.logical;
         py.detach(|| -> sluice::Result<String> {
             let dir = cache_dir("profiles");
@@ -499,6 +516,8 @@ pub struct EpochIterator {
     created_in: u32,
     epoch: u32,
     len: u64,
+    /// What the pipeline delivers (how batches are named).
+    output: sluice::OutputSpec,
 }
 
 /// An iterator dropped before its end (`next(iter(pipe.epoch(0)))`, a `break`) is dropped with
@@ -537,7 +556,7 @@ impl EpochIterator {
                     (p.epoch, p.position) = (self.epoch, position);
                     drop(p);
                     return match result {
-                        Ok(batch) => Batch::from_core(py, batch),
+                        Ok(batch) => Batch::from_core(py, batch, &self.output),
                         Err(e) => Err(crate::errors::to_py(py, e)),
                     };
                 }
@@ -636,30 +655,38 @@ pub fn workload(
     let data = match data {
         Some(d) => d,
         None => {
-            let n = count(
-                "images",
-                images.unwrap_or(if w.is_audio() { 256 } else { 1024 }),
-                1,
-            )?;
-            let kind = if w.is_audio() { "audio" } else { "images" };
+            let default = match (w.is_audio(), w.is_text()) {
+                (true, _) => 256,
+                (_, true) => 4096,
+                _ => 1024,
+            };
+            let n = count("images", images.unwrap_or(default), 1)?;
+            let kind = match (w.is_audio(), w.is_text()) {
+                (true, _) => "audio",
+                (_, true) => "text",
+                _ => "images",
+            };
             generated_dataset(py, n, 10, 0, kind)?
                 .into_pyobject(py)?
                 .into_any()
         }
     };
-    let ops = w
+    let logical = w
         .add_ops(CorePipeline::builder_shared(Arc::new(
             sluice::source::InMemory::new(vec![]),
         )))
-        .logical_plan()
-        .ops;
+        .logical_plan();
+    let ops = logical.ops;
     let mut ops = ops
         .iter()
         .map(|op| convert::op_to_py(py, op, None))
         .collect::<PyResult<Vec<_>>>()?;
-    if w.is_audio() {
-        let decoder = sluice::ops::DecodeAudio::default();
-        ops.insert(0, crate::audio_ops::decode_audio_to_py(py, &decoder)?);
+    match &logical.decoder {
+        sluice::ops::Decoder::Audio(d) => {
+            ops.insert(0, crate::audio_ops::decode_audio_to_py(py, d)?)
+        }
+        sluice::ops::Decoder::Text(d) => ops.insert(0, crate::text_ops::decode_text_to_py(py, d)?),
+        sluice::ops::Decoder::Image(_) => {}
     }
     // The bench's settings; everything else at the constructor's defaults.
     Pipeline::new(
@@ -690,6 +717,7 @@ pub fn workload(
         false,
         1,
         0.0,
+        0,
     )
 }
 
@@ -711,10 +739,19 @@ pub fn generated_dataset(
     seed: u64,
     kind: &str,
 ) -> PyResult<PathBuf> {
-    let prefix = if kind == "audio" { "gen-audio" } else { "gen" };
+    let prefix = match kind {
+        "audio" => "gen-audio",
+        "text" => "gen-text",
+        _ => "gen",
+    };
     let dir = cache_dir("data").join(format!("{prefix}-n{images}-c{classes}-s{seed}"));
     gen_data(py, dir.clone(), images, classes, seed, kind)?;
-    Ok(dir)
+    // A text corpus is one file of lines.
+    Ok(if kind == "text" {
+        dir.join("corpus.txt")
+    } else {
+        dir
+    })
 }
 
 /// Write the generated dataset to `dir` (kept if a complete one with the same spec is there).
@@ -733,6 +770,13 @@ pub fn gen_data(
     }
     match kind {
         "images" => {}
+        "text" => {
+            let spec = sluice::gen::text::TextCorpusSpec { documents: n, seed };
+            return py
+                .detach(|| sluice::gen::text::ensure_text_corpus(&dir, &spec))
+                .py_err(py)
+                .map(|_| ());
+        }
         "audio" => {
             let spec = sluice::gen::audio::AudioDatasetSpec {
                 files: n,
@@ -748,7 +792,7 @@ pub fn gen_data(
         other => {
             return Err(bad_setting(
                 "kind",
-                format!("{other:?}: give \"images\" or \"audio\""),
+                format!("{other:?}: give \"images\", \"audio\" or \"text\""),
             ))
         }
     }

@@ -132,10 +132,30 @@ impl InMemory {
     }
 }
 
+/// What a pipeline decodes, which decides how a path opens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Images,
+    Audio,
+    Text,
+}
+
+impl Kind {
+    /// What a pipeline with `decoder` reads.
+    pub fn of(decoder: &sluice::ops::Decoder) -> Kind {
+        match decoder {
+            sluice::ops::Decoder::Image(_) => Kind::Images,
+            sluice::ops::Decoder::Audio(_) => Kind::Audio,
+            sluice::ops::Decoder::Text(_) => Kind::Text,
+        }
+    }
+}
+
 /// The source a `Pipeline` was given: one of the classes above, or a path.
-/// The core source behind `obj`; a path opens as an ImageFolder (an AudioFolder when `audio`)
-/// or, for a file, a CSV list.
-pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>, audio: bool) -> PyResult<Arc<dyn Source>> {
+/// The core source behind `obj`; a path opens as an ImageFolder (an AudioFolder for audio)
+/// or, for a file, a CSV list; for text, a text file of lines, a JSON-lines file (field
+/// "text") or a folder of .txt documents.
+pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Arc<dyn Source>> {
     if let Ok(f) = obj.cast::<ImageFolder>() {
         return Ok(f.get().inner.clone());
     }
@@ -151,8 +171,10 @@ pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>, audio: bool) -> PyResult<Arc
             "give sluice.ImageFolder, sluice.FileList, sluice.InMemory or a path",
         )
     })?;
-    if audio {
-        return py.detach(|| source::open_audio_path(&path)).py_err(py);
+    match kind {
+        Kind::Audio => return py.detach(|| source::open_audio_path(&path)).py_err(py),
+        Kind::Text => return py.detach(|| source::open_text_path(&path, None)).py_err(py),
+        Kind::Images => {}
     }
     py.detach(|| source::open_path(&path)).py_err(py)
 }

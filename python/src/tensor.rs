@@ -24,6 +24,8 @@ pub enum Memory {
     Pooled(sluice::batch::PooledBuffer),
     /// Labels or indices.
     Int64(Vec<i64>),
+    /// Bytes made for the batch (attention masks).
+    Bytes(Vec<u8>),
     /// A CUDA device batch; on drop its slot is released after the last consumer stream's work.
     Device(Box<DeviceMemory>),
 }
@@ -59,6 +61,7 @@ impl Memory {
         match self {
             Memory::Pooled(b) => b.as_slice().as_ptr() as *mut c_void,
             Memory::Int64(v) => v.as_ptr() as *mut c_void,
+            Memory::Bytes(v) => v.as_ptr() as *mut c_void,
             Memory::Device(d) => d.batch.device_ptr() as usize as *mut c_void,
         }
     }
@@ -116,6 +119,12 @@ impl Tensor {
         }
     }
 
+    /// A u8 tensor of `shape` holding `values`.
+    pub fn u8(values: Vec<u8>, shape: &[usize]) -> Self {
+        let n = values.len();
+        Tensor::host(Arc::new(Memory::Bytes(values)), 0, n, shape, DType::U8)
+    }
+
     pub fn on_device(batch: DeviceBatch) -> Self {
         let shape = batch.shape().iter().map(|&d| d as i64).collect();
         let (dtype, nbytes) = (batch.dtype(), batch.len_bytes());
@@ -162,6 +171,7 @@ impl Tensor {
             Memory::Int64(v) => Ok(std::borrow::Cow::Owned(
                 v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             )),
+            Memory::Bytes(v) => Ok(std::borrow::Cow::Borrowed(&v[range])),
             Memory::Device(d) => d
                 .batch
                 .to_host()

@@ -9,7 +9,6 @@ use crate::ops::{
 use crate::ops::{DecodeText, TextOp};
 use crate::pipeline::PipelineBuilder;
 use crate::text::{EmbeddingTable, TextTokenizer};
-use std::sync::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
@@ -67,21 +66,14 @@ impl Default for TextAssets {
 }
 
 impl TextAssets {
-    /// The embedding table: the file's, or the random one (made once per vocabulary size and
-    /// shared: GPT-2's is 154 MB).
+    /// The embedding table: the file's, or the random one sized to the vocabulary (seed 0).
     pub fn table(&self) -> EmbeddingTable {
-        if let Some(t) = &self.embeddings {
-            return t.clone();
+        match &self.embeddings {
+            Some(t) => t.clone(),
+            None => {
+                EmbeddingTable::shared_random(self.tokenizer.vocab_size(), NLP_EMBEDDING_DIM, 0)
+            }
         }
-        static RANDOM: Mutex<Vec<(usize, EmbeddingTable)>> = Mutex::new(Vec::new());
-        let rows = self.tokenizer.vocab_size();
-        let mut made = RANDOM.lock().unwrap();
-        if let Some((_, t)) = made.iter().find(|(r, _)| *r == rows) {
-            return t.clone();
-        }
-        let table = EmbeddingTable::random(rows, NLP_EMBEDDING_DIM, 0);
-        made.push((rows, table.clone()));
-        table
     }
 }
 

@@ -13,6 +13,8 @@ pub struct EmbeddingTable {
     pub dim: usize,
     data: Arc<[f32]>,
     origin: String,
+    /// The seed of a random table (None: loaded or given).
+    seed: Option<u64>,
 }
 
 impl std::fmt::Debug for EmbeddingTable {
@@ -46,7 +48,29 @@ impl EmbeddingTable {
             dim,
             data: data.into(),
             origin: origin.to_string(),
+            seed: None,
         })
+    }
+
+    /// [`EmbeddingTable::random`], made once per (rows, dim, seed) in a process and shared
+    /// (GPT-2's vocabulary × 768 is 154 MB).
+    pub fn shared_random(rows: usize, dim: usize, seed: u64) -> Self {
+        static MADE: std::sync::Mutex<Vec<EmbeddingTable>> = std::sync::Mutex::new(Vec::new());
+        let mut made = MADE.lock().unwrap();
+        if let Some(t) = made
+            .iter()
+            .find(|t| (t.rows, t.dim, t.seed) == (rows, dim, Some(seed)))
+        {
+            return t.clone();
+        }
+        let table = Self::random(rows, dim, seed);
+        made.push(table.clone());
+        table
+    }
+
+    /// The seed of a random table; None for one loaded from a file.
+    pub fn random_seed(&self) -> Option<u64> {
+        self.seed
     }
 
     /// Deterministic values uniform in [-0.05, 0.05), a pure function of (seed, row, column)
@@ -61,7 +85,9 @@ impl EmbeddingTable {
                 *o = ((w >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 0.1;
             }
         });
-        Self::new(rows, dim, data, &format!("random (seed {seed})")).unwrap()
+        let mut table = Self::new(rows, dim, data, &format!("random (seed {seed})")).unwrap();
+        table.seed = Some(seed);
+        table
     }
 
     /// A table from `path`: `.npy` (2-D, little-endian f32 or f16, C order) or `.safetensors`

@@ -29,6 +29,8 @@ pub struct TextTokenizer {
     inner: Arc<Tokenizer>,
     /// Where it came from, for reports ("GPT-2 (built in)" or a path).
     origin: String,
+    /// The file or folder it was opened from ([`TextTokenizer::open`]); None when built in.
+    path: Option<std::path::PathBuf>,
     /// The special tokens a sequence starts and ends with (`AddSpecialTokens`'s defaults).
     pub bos: Option<u32>,
     pub eos: Option<u32>,
@@ -83,6 +85,12 @@ impl TextTokenizer {
     /// `from_file` for a `tokenizer.json`, `from_gpt2_files` for a folder holding `encoder.json`
     /// + `vocab.bpe` (or `vocab.json` + `merges.txt`).
     pub fn open(path: &Path) -> Result<Self, String> {
+        let mut opened = Self::open_any(path)?;
+        opened.path = Some(path.to_path_buf());
+        Ok(opened)
+    }
+
+    fn open_any(path: &Path) -> Result<Self, String> {
         if !path.is_dir() {
             return Self::from_file(path);
         }
@@ -156,9 +164,15 @@ impl TextTokenizer {
         TextTokenizer {
             inner: Arc::new(inner),
             origin,
+            path: None,
             bos,
             eos,
         }
+    }
+
+    /// What [`TextTokenizer::open`] opened (None: GPT-2 built in, or made otherwise).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     pub fn origin(&self) -> &str {

@@ -1,0 +1,139 @@
+"""Text pipelines from Python: Tokenize first, ids equal to Hugging Face `tokenizers` on fresh
+text, padded ids/embeddings with attention masks and lengths, the `nlp` workload with the same
+bytes as `sluice bench nlp`, bad text named by file and line."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import sluice
+from sluice import ops
+
+from conftest import REPO
+
+tokenizers = pytest.importorskip("tokenizers", reason="skipped: the tokenizers package is not installed")
+
+
+def _reference_gpt2():
+    """GPT-2 as Hugging Face's gpt2 tokenizer.json declares it, from the same vocabulary."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    assets = REPO / "assets" / "gpt2"
+    t = Tokenizer(models.BPE.from_file(str(assets / "vocab.json"), str(assets / "merges.txt")))
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    t.decoder = decoders.ByteLevel()
+    t.add_special_tokens([AddedToken("<|endoftext|>", special=True)])
+    return t
+
+
+def _fresh_texts(rng, n):
+    """Random text: Zipf-ish words, digits, punctuation, whitespace runs (spaces, tabs,
+    newlines, NBSP, ideographic space), accented/CJK/emoji/RTL characters, the special token."""
+    words = ["the", "of", "and", "tokenizer", "don't", "I'm", "we'll", "naïve", "café", "東京",
+             "数据", "Москва", "🙂", "👩‍👩‍👧", "مرحبا", "<|endoftext|>", "3.14159", "x_y", "--",
+             "'s", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000", "\u200b", "e\u0301"]
+    texts = []
+    for _ in range(n):
+        parts = []
+        for _ in range(int(rng.integers(1, 60))):
+            r = rng.random()
+            if r < 0.6:
+                parts.append(words[min(int(rng.zipf(1.3)) - 1, len(words) - 1)])
+            elif r < 0.8:
+                parts.append(str(int(rng.integers(0, 10**6))))
+            else:
+                # Any code point outside the surrogates.
+                cp = int(rng.integers(0x20, 0x2FFFF))
+                parts.append(chr(cp) if not 0xD800 <= cp < 0xE000 else "?")
+            parts.append(" " * int(rng.integers(0, 3)))
+        text = "".join(parts)
+        texts.append(text if text.strip() else text + "x")
+    return texts
+
+
+def test_ids_equal_hugging_face_tokenizers_on_fresh_text(tmp_path):
+    rng = np.random.default_rng()  # fresh every run
+    texts = _fresh_texts(rng, 200)
+    path = tmp_path / "fresh.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    pipe = sluice.Pipeline(str(path), [ops.Tokenize()], batch_size=32, threads=2, pad_id=7)
+    reference = _reference_gpt2()
+    seen = 0
+    for batch in pipe.epoch(0):
+        ids = np.from_dlpack(batch["input_ids"])
+        assert ids.dtype == np.int32
+        lengths = np.from_dlpack(batch["lengths"])
+        mask = np.from_dlpack(batch["attention_mask"])
+        for row, index in enumerate(np.from_dlpack(batch["indices"])):
+            want = reference.encode(texts[index], add_special_tokens=False).ids
+            got = ids[row, : lengths[row]].tolist()
+            assert got == want, f"text {texts[index]!r}"
+            assert (ids[row, lengths[row]:] == 7).all()
+            assert mask[row].tolist() == [1] * lengths[row] + [0] * (ids.shape[1] - lengths[row])
+            seen += 1
+    assert seen == len(texts)
+
+
+def test_truncate_special_tokens_and_an_npy_table(tmp_path):
+    corpus = sluice.generated_dataset(images=64, kind="text")
+    table = np.random.default_rng(2).standard_normal((50257, 16)).astype(np.float32)
+    np.save(tmp_path / "table.npy", table)
+    common = dict(batch_size=8, pad_multiple=8)
+    ids_pipe = sluice.Pipeline(
+        corpus, [ops.Tokenize(), ops.Truncate(30), ops.AddSpecialTokens()], **common
+    )
+    emb_pipe = sluice.Pipeline(
+        corpus,
+        [ops.Tokenize(), ops.Truncate(30), ops.AddSpecialTokens(),
+         ops.EmbeddingLookup(str(tmp_path / "table.npy"))],
+        **common,
+    )
+    for ib, eb in zip(ids_pipe.epoch(0), emb_pipe.epoch(0)):
+        assert set(eb.keys()) == {"embeddings", "attention_mask", "lengths", "indices"}
+        ids = np.from_dlpack(ib["input_ids"])
+        emb = np.from_dlpack(eb["embeddings"])
+        lengths = np.from_dlpack(eb["lengths"])
+        assert ids.shape[1] % 8 == 0 and emb.shape == (ids.shape[0], ids.shape[1], 16)
+        assert (lengths <= 32).all()
+        for row, n in enumerate(lengths):
+            assert ids[row, 0] == 50256 and ids[row, n - 1] == 50256
+            np.testing.assert_array_equal(emb[row, :n], table[ids[row, :n]])
+            assert (emb[row, n:] == 0).all()
+
+
+def test_nlp_workload_matches_the_cli(sluice_bin):
+    corpus = sluice.generated_dataset(images=96, kind="text")
+    pipe = sluice.workload("nlp", corpus, batch_size=32, threads=2)
+    assert [type(o).__name__ for o in pipe.ops] == [
+        "Tokenize", "Truncate", "AddSpecialTokens", "EmbeddingLookup"]
+    checksum = sluice.Checksum()
+    for batch in pipe.epoch(0):
+        emb = np.from_dlpack(batch["embeddings"])
+        assert emb.shape[2] == 768 and emb.shape[1] == max(np.from_dlpack(batch["lengths"]))
+        checksum.update(batch)
+    out = subprocess.run(
+        [sluice_bin, "bench", "nlp", "--data", str(corpus), "--batch", "32", "--epochs", "1",
+         "--threads", "2", "--json"],
+        check=True, capture_output=True, text=True,
+    )
+    report = json.loads(out.stdout)
+    assert report["checksum"] == checksum.hexdigest()
+    assert report["tokens_per_second"] > 0
+
+
+def test_bad_text_is_named_by_line_or_skipped(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"fine text\nbroken \xff byte\n\nmore fine text\n")
+    pipe = sluice.Pipeline(str(path), [ops.Tokenize()], batch_size=4)
+    with pytest.raises(sluice.SampleError, match=r"bad\.txt:2.*Tokenize.*invalid UTF-8 at byte 7"):
+        list(pipe.epoch(0))
+    skip = sluice.Pipeline(str(path), [ops.Tokenize()], batch_size=4, on_error="skip")
+    (batch,) = list(skip.epoch(0))
+    assert batch.size == 2 and [s.path for s in batch.skipped] == [f"{path}:2"]
+    lossy = sluice.Pipeline(str(path), [ops.Tokenize(invalid_utf8="replace")], batch_size=4)
+    assert next(iter(lossy.epoch(0))).size == 3
+    with pytest.raises(ValueError, match="start the pipeline with sluice.ops.Tokenize"):
+        sluice.Pipeline(str(path), [ops.Truncate(4)])
+    with pytest.raises(ValueError, match="Tokenize.invalid_utf8"):
+        sluice.Pipeline(str(path), [ops.Tokenize(invalid_utf8="drop")])
