@@ -19,13 +19,15 @@ def checksum(batches):
     return c.hexdigest()
 
 
-# The speech workloads read audio: test_audio.py checks them against the bench.
+# The speech workloads read audio, the text ones text: test_audio.py and test_text.py check
+# them against the bench.
 SPEECH_WORKLOADS = {"asr", "asr-val", "cedar-asr"}
-IMAGE_WORKLOADS = [w for w in sluice.workloads() if w not in SPEECH_WORKLOADS]
+TEXT_WORKLOADS = {"nlp"}
+IMAGE_WORKLOADS = [w for w in sluice.workloads() if w not in SPEECH_WORKLOADS | TEXT_WORKLOADS]
 
 
-def test_the_workload_list_has_the_speech_ones():
-    assert SPEECH_WORKLOADS <= set(sluice.workloads())
+def test_the_workload_list_has_the_speech_and_text_ones():
+    assert SPEECH_WORKLOADS | TEXT_WORKLOADS <= set(sluice.workloads())
     assert len(IMAGE_WORKLOADS) == 4
 
 
