@@ -267,3 +267,61 @@ fn text_operators_check_their_input_kind() {
         "{err}"
     );
 }
+
+#[test]
+fn the_lookup_fused_into_the_batch_gives_the_per_sample_bytes_and_checks_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = corpus(dir.path(), 30);
+    // 20000 rows: some of the corpus's GPT-2 ids go past them, so some samples fail.
+    let table = EmbeddingTable::random(20000, 5, 2);
+    let run = |fuse: bool| {
+        let pipeline = Pipeline::builder_shared(source.clone())
+            .decode_text(DecodeText::default())
+            .op(TextOp::Truncate {
+                max_len: 6,
+                keep_end: None,
+            })
+            .op(TextOp::EmbeddingLookup(table.clone()))
+            .batch_size(8)
+            .pad_to_multiple_of(4)
+            .pad_value(-1.0)
+            .on_error(ErrorPolicy::Skip)
+            .fuse(fuse)
+            .build()
+            .unwrap();
+        let fused_step = pipeline.steps().last().unwrap().name.clone();
+        let batches: Vec<_> = pipeline
+            .epoch(0)
+            .unwrap()
+            .map(|b| {
+                let b = b.unwrap();
+                let skipped: Vec<(u64, String)> = b
+                    .skipped
+                    .iter()
+                    .map(|e| (e.sample.index, e.message.clone()))
+                    .collect();
+                (
+                    b.bytes().to_vec(),
+                    b.lengths.clone(),
+                    b.sample_indices.clone(),
+                    skipped,
+                )
+            })
+            .collect();
+        (fused_step, batches)
+    };
+    let (fused_name, fused) = run(true);
+    let (plain_name, plain) = run(false);
+    assert_eq!(fused_name, "EmbeddingLookup (into the batch)");
+    assert_eq!(plain_name, "EmbeddingLookup");
+    assert_eq!(fused, plain, "same bytes, lengths, samples and skips");
+    let skipped: Vec<_> = fused.iter().flat_map(|b| &b.3).collect();
+    assert!(
+        !skipped.is_empty() && skipped.len() < 20,
+        "{}",
+        skipped.len()
+    );
+    assert!(skipped
+        .iter()
+        .all(|(_, e)| e.contains("outside the embedding table's 20000 rows")));
+}

@@ -5,12 +5,13 @@ use super::gpu::{draw_suffix, GpuJob, GpuWork};
 use super::iter::Delivery;
 use super::sample::SampleOut;
 use super::spectral::draw_spectral;
-use super::Shared;
+use super::{Shared, StepKind, FIRST_STEP_STAGE};
 use crate::batch::{Batch, DenseBatch, Images, PooledBuffer, RaggedBatch};
 use crate::error::{Error, Result, SampleError};
-use crate::ops::{Decoder, Value};
+use crate::ops::{Decoder, Op, TextOp, Value};
 use crate::pipeline::ErrorPolicy;
 use crate::tensor::Image;
+use crate::text::EmbeddingTable;
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,7 +71,9 @@ impl Shared {
                         run(index, SampleOut::Vec(v.vec_mut())).map(|shape| (v, shape))
                     })
                     .collect();
-                if self.output.padded {
+                if let Some((stage, table)) = self.gather_step() {
+                    self.gather(results, table, stage)
+                } else if self.output.padded {
                     self.pad(indices, results)?
                 } else {
                     self.ragged(results)
@@ -130,6 +133,63 @@ impl Shared {
             .iter()
             .map_while(|&i| self.source.text(i).map(str::to_string))
             .collect()
+    }
+
+    /// The fused EmbeddingLookup ending the pipeline, if any: its timer slot and table.
+    fn gather_step(&self) -> Option<(usize, &EmbeddingTable)> {
+        let (s, step) = self.steps.iter().enumerate().next_back()?;
+        let StepKind::Gather(i) = step.kind else {
+            return None;
+        };
+        match &self.ops[i] {
+            Op::Text(TextOp::EmbeddingLookup(t)) => Some((FIRST_STEP_STAGE + s, t)),
+            _ => None,
+        }
+    }
+
+    /// Collate samples' token ids (i32, checked against `table`) into `[n, longest, dim]` f32,
+    /// each position its id's row, padding rows of `pad_value`; the longest rounded up to
+    /// `pad_multiple`. Samples are written in parallel, each straight into its slot.
+    fn gather(
+        &self,
+        results: Vec<SampleResult>,
+        table: &EmbeddingTable,
+        stage: usize,
+    ) -> (Images, Vec<Outcome>, Vec<usize>) {
+        let t = std::time::Instant::now();
+        let ids: Vec<Vec<u32>> = results
+            .iter()
+            .flatten()
+            .map(|(v, _)| {
+                v.as_slice()
+                    .chunks_exact(4)
+                    .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
+                    .collect()
+            })
+            .collect();
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let longest = lengths
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .next_multiple_of(self.settings.pad_multiple);
+        let slot = longest * table.dim * 4;
+        let mut data = self.buffers.take(ids.len() * slot);
+        let pad = self.settings.pad_value;
+        data.as_mut_slice()
+            .par_chunks_mut(slot.max(1))
+            .zip(ids.par_iter())
+            .for_each(|(out, ids)| table.gather_into(ids, pad, out));
+        let outcomes = results.into_iter().map(|r| r.map(|_| ())).collect();
+        self.timers.record_calls(stage, t, ids.len() as u64);
+        let dense = DenseBatch {
+            dtype: self.output.dtype,
+            layout: self.output.layout,
+            shape: vec![ids.len(), longest, table.dim],
+            data,
+        };
+        (Images::Dense(dense), outcomes, lengths)
     }
 
     /// Collate 32-bit samples into one padded tensor, the padded axis rounded up to the

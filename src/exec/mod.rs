@@ -34,6 +34,10 @@ pub enum StepKind {
     /// TimeStretch directly followed by ComplexNorm, fused: only the interpolated magnitudes
     /// are computed (no phases), see [`crate::audio::time_stretch_norm`].
     StretchNorm { stretch: usize, norm: usize },
+    /// A pipeline-ending EmbeddingLookup, fused into the batch: samples keep their ids (checked
+    /// against the table here) and the batcher writes each id's row straight into the padded
+    /// batch tensor — one write per value instead of a per-sample matrix copied twice.
+    Gather(usize),
     /// The tensor-producing operator `op`, writing straight into the batch slot. When fused it
     /// absorbs a directly preceding crop/resize (`resample`, run into per-thread scratch) and a
     /// directly preceding flip (folded into the write, no pass of its own).
@@ -127,12 +131,20 @@ pub fn compile_steps(ops: &[Op], fuse: bool, keep_separate: usize) -> Vec<Step> 
     steps
 }
 
-/// One step per operator, except TimeStretch → ComplexNorm pairs, which become one fused step.
+/// One step per operator, except TimeStretch → ComplexNorm pairs, which become one fused step,
+/// and a final EmbeddingLookup, which the batcher does into the batch tensor.
 fn fuse_stretch_norm(ops: &[Op], single: impl Fn(usize) -> Step) -> Vec<Step> {
     let kind = |i: usize| ops.get(i).map(|o| o.spec().kind);
     let mut steps = Vec::new();
     let mut i = 0;
     while i < ops.len() {
+        if i + 1 == ops.len() && kind(i) == Some(OpKind::EmbeddingLookup) {
+            steps.push(Step {
+                name: format!("{} (into the batch)", ops[i].name()),
+                kind: StepKind::Gather(i),
+            });
+            break;
+        }
         if kind(i) == Some(OpKind::TimeStretch) && kind(i + 1) == Some(OpKind::ComplexNorm) {
             steps.push(Step {
                 name: format!("{}+{}", ops[i].name(), ops[i + 1].name()),

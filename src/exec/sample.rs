@@ -2,7 +2,7 @@
 
 use super::{Shared, StepKind, DECODE_STAGE, FIRST_STEP_STAGE, READ_STAGE};
 use crate::error::{SampleError, SampleId};
-use crate::ops::{Decoder, Op, OpParams, Scratch, Value};
+use crate::ops::{Decoder, Op, OpParams, Scratch, TextOp, Value};
 use crate::rng::SampleRng;
 use crate::tensor::{image_shape, Image, Layout};
 use std::cell::{Cell, RefCell};
@@ -144,8 +144,8 @@ impl Shared {
                         .run_image(&mut rng, &mut ws.image, &mut ws.ops)
                         .map_err(|m| self.sample_error(index, &step.name, m))?;
                 }
-                StepKind::Audio(_) | StepKind::StretchNorm { .. } => {
-                    unreachable!("an image pipeline has no audio steps")
+                StepKind::Audio(_) | StepKind::StretchNorm { .. } | StepKind::Gather(_) => {
+                    unreachable!("an image pipeline has no audio or text steps")
                 }
                 StepKind::Tensor { resample, flip, op } => {
                     if let Some(r) = resample {
@@ -252,6 +252,13 @@ impl Shared {
                     };
                     crate::ops::stretch_then_norm(s, n, &mut ws.value, &mut rng(stretch))
                 }
+                // The batcher looks the ids up; a bad id fails here, naming the operator.
+                StepKind::Gather(i) => match (&self.ops[i], &ws.value) {
+                    (Op::Text(TextOp::EmbeddingLookup(table)), Value::Tokens(tokens)) => {
+                        table.check(tokens)
+                    }
+                    _ => unreachable!("a gather step is an EmbeddingLookup on tokens"),
+                },
                 _ => unreachable!("an audio or text pipeline has only value steps"),
             }
             .map_err(|m| self.sample_error(index, &step.name, m))?;

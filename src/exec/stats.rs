@@ -41,6 +41,13 @@ impl StageTimers {
         now
     }
 
+    /// `calls` calls of `stage` done together since `start` (a batch-level step).
+    pub fn record_calls(&self, stage: usize, start: std::time::Instant, calls: u64) {
+        let nanos = start.elapsed().as_nanos() as u64;
+        self.nanos[stage].fetch_add(nanos, Ordering::Relaxed);
+        self.calls[stage].fetch_add(calls, Ordering::Relaxed);
+    }
+
     /// The name of timer slot `stage` (read, DecodeImage, then each step).
     pub fn name(&self, stage: usize) -> &str {
         self.names.get(stage).map_or("executor", String::as_str)

@@ -116,14 +116,40 @@ impl EmbeddingTable {
         &self.data[at..at + self.dim]
     }
 
-    /// The rows of `tokens`, in order; an id outside the table is an error naming it.
-    pub fn lookup(&self, tokens: &Tokens, out: &mut Embedded) -> Result<(), String> {
-        if let Some(&bad) = tokens.ids.iter().find(|&&id| id as usize >= self.rows) {
-            return Err(format!(
+    /// Whether every id of `tokens` has a row; the error names the first that has none.
+    pub fn check(&self, tokens: &Tokens) -> Result<(), String> {
+        match tokens.ids.iter().find(|&&id| id as usize >= self.rows) {
+            Some(bad) => Err(format!(
                 "token id {bad} is outside the embedding table's {} rows",
                 self.rows
-            ));
+            )),
+            None => Ok(()),
         }
+    }
+
+    /// Write the rows of `ids` (checked) back to back into `out` as little-endian f32, then
+    /// `pad` into the rest of `out` (whole rows).
+    pub fn gather_into(&self, ids: &[u32], pad: f32, out: &mut [u8]) {
+        let row_bytes = self.dim * 4;
+        let pad_row: Vec<u8> = std::iter::repeat_n(pad.to_le_bytes(), self.dim)
+            .flatten()
+            .collect();
+        let mut ids = ids.iter();
+        for dst in out.chunks_exact_mut(row_bytes) {
+            match ids.next() {
+                Some(&id) => {
+                    for (d, v) in dst.chunks_exact_mut(4).zip(self.row(id)) {
+                        d.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+                None => dst.copy_from_slice(&pad_row),
+            }
+        }
+    }
+
+    /// The rows of `tokens`, in order; an id outside the table is an error naming it.
+    pub fn lookup(&self, tokens: &Tokens, out: &mut Embedded) -> Result<(), String> {
+        self.check(tokens)?;
         out.tokens = tokens.ids.len();
         out.dim = self.dim;
         out.data.clear();

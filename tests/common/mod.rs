@@ -173,7 +173,7 @@ pub fn assert_tensor_within_one_ulp(got: &[u8], want: &[u8], dtype: sluice::DTyp
                 !a.is_nan() && ulp_distance16(ga, wb) <= 1
             }
             DType::F32 => (a - b).abs() <= 1e-6 * b.abs().max(1.0),
-            DType::U8 => a == b,
+            DType::U8 | DType::I32 => a == b,
         };
         assert!(
             ok,

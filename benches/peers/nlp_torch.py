@@ -1,0 +1,126 @@
+"""cedar's NLP pipeline (GPT-2 BPE -> truncate 254 -> BOS/EOS -> embedding lookup, 768 f32 ->
+batch padded to the longest, with lengths) in PyTorch: a DataLoader over the lines of a text
+file with Hugging Face `tokenizers` (Rust), the way a PyTorch user writes it, in two recipes:
+
+- `sample`: tokenize and look up per sample in `__getitem__`, pad in `collate_fn`;
+- `batch`:  a batch sampler hands each worker a whole batch: `encode_batch` (HF's fast path)
+  and one `F.embedding` call per batch.
+
+Same vocabulary file as sluice (assets/gpt2), same text, same batch size and worker count.
+Prints one JSON line: samples/s and tokens/s over the timed epochs after one warm-up epoch.
+
+    python benches/peers/nlp_torch.py CORPUS --workers 2 --batch 64 --epochs 2 [--recipe batch]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import time
+
+import torch
+import torch.nn.functional as F
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+EOT = 50256
+
+
+def gpt2():
+    assets = REPO / "assets" / "gpt2"
+    t = Tokenizer(models.BPE.from_file(str(assets / "vocab.json"), str(assets / "merges.txt")))
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    t.decoder = decoders.ByteLevel()
+    t.add_special_tokens([AddedToken("<|endoftext|>", special=True)])
+    return t
+
+
+class Lines(torch.utils.data.Dataset):
+    """Non-empty lines of a text file, read by offset (the file is never loaded whole)."""
+
+    def __init__(self, path, table):
+        self.path = path
+        self.offsets = []
+        with open(path, "rb") as f:
+            at = 0
+            for line in f:
+                if line.strip(b"\r\n"):
+                    self.offsets.append((at, len(line)))
+                at += len(line)
+        self.table = table
+        self.tokenizer = None
+        self.file = None
+
+    def __len__(self):
+        return len(self.offsets)
+
+    def _text(self, i):
+        if self.file is None:
+            self.file = open(self.path, "rb")
+            self.tokenizer = gpt2()
+        at, n = self.offsets[i]
+        self.file.seek(at)
+        return self.file.read(n).rstrip(b"\r\n").decode("utf-8")
+
+    @staticmethod
+    def _ids(encoding):
+        return [EOT] + encoding.ids[:254] + [EOT]
+
+    def __getitem__(self, i):
+        if isinstance(i, list):  # the batch recipe
+            texts = [self._text(j) for j in i]
+            ids = [self._ids(e) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+            return pad([(F.embedding(torch.tensor(x), self.table), len(x)) for x in ids])
+        text = self._text(i)
+        ids = self._ids(self.tokenizer.encode(text, add_special_tokens=False))
+        return F.embedding(torch.tensor(ids), self.table), len(ids)
+
+
+def pad(samples):
+    longest = max(n for _, n in samples)
+    out = torch.zeros(len(samples), longest, samples[0][0].shape[1])
+    for k, (e, n) in enumerate(samples):
+        out[k, :n] = e
+    return out, torch.tensor([n for _, n in samples])
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("corpus")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--recipe", choices=["sample", "batch"], default="batch")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    table = (torch.rand(50257, 768, generator=g) - 0.5) * 0.1
+    data = Lines(a.corpus, table)
+    if a.recipe == "batch":
+        sampler = torch.utils.data.BatchSampler(
+            torch.utils.data.SequentialSampler(data), a.batch, drop_last=False)
+        loader = torch.utils.data.DataLoader(
+            data, sampler=sampler, batch_size=None, num_workers=a.workers, prefetch_factor=2,
+            persistent_workers=a.workers > 0)
+    else:
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=a.batch, collate_fn=pad, num_workers=a.workers, prefetch_factor=2,
+            persistent_workers=a.workers > 0)
+    samples = tokens = 0
+    start = None
+    for epoch in range(a.epochs + 1):
+        if epoch == 1:
+            start, samples, tokens = time.perf_counter(), 0, 0
+        for emb, lengths in loader:
+            samples += emb.shape[0]
+            tokens += int(lengths.sum())
+    wall = time.perf_counter() - start
+    print(json.dumps({
+        "peer": f"torch-{a.recipe}", "workload": "nlp", "workers": a.workers,
+        "samples_per_second": samples / wall, "tokens_per_second": tokens / wall,
+        "torch": torch.__version__, "cpus": os.cpu_count(),
+    }))
+
+
+if __name__ == "__main__":
+    main()
