@@ -3,8 +3,9 @@ batch padded to the longest, with lengths) in PyTorch: a DataLoader over the lin
 file with Hugging Face `tokenizers` (Rust), the way a PyTorch user writes it, in two recipes:
 
 - `sample`: tokenize and look up per sample in `__getitem__`, pad in `collate_fn`;
-- `batch`:  a batch sampler hands each worker a whole batch: `encode_batch` (HF's fast path)
-  and one `F.embedding` call per batch.
+- `batch`:  a batch sampler hands each worker a whole batch: `encode_batch` (HF's fast path),
+  ids padded with the index of an extra zero row, and one `F.embedding` call for the batch
+  (written straight into the padded tensor, as sluice does).
 
 Same vocabulary file as sluice (assets/gpt2), same text, same batch size and worker count.
 Prints one JSON line: samples/s and tokens/s over the timed epochs after one warm-up epoch.
@@ -70,10 +71,15 @@ class Lines(torch.utils.data.Dataset):
         if isinstance(i, list):  # the batch recipe
             texts = [self._text(j) for j in i]
             ids = [self._ids(e) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
-            return pad([(F.embedding(torch.tensor(x), self.table), len(x)) for x in ids])
+            lengths = torch.tensor([len(x) for x in ids])
+            # Padding points at the table's last row, which is zeros.
+            padded = torch.full((len(ids), int(lengths.max())), self.table.shape[0] - 1)
+            for k, x in enumerate(ids):
+                padded[k, : len(x)] = torch.tensor(x)
+            return F.embedding(padded, self.table), lengths
         text = self._text(i)
         ids = self._ids(self.tokenizer.encode(text, add_special_tokens=False))
-        return F.embedding(torch.tensor(ids), self.table), len(ids)
+        return F.embedding(torch.tensor(ids), self.table[:-1]), len(ids)
 
 
 def pad(samples):
@@ -95,6 +101,7 @@ def main():
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     table = (torch.rand(50257, 768, generator=g) - 0.5) * 0.1
+    table = torch.cat([table, torch.zeros(1, 768)])  # the padding row (batch recipe)
     data = Lines(a.corpus, table)
     if a.recipe == "batch":
         sampler = torch.utils.data.BatchSampler(

@@ -262,7 +262,10 @@ impl Shared {
                 _ => unreachable!("an audio or text pipeline has only value steps"),
             }
             .map_err(|m| self.sample_error(index, &step.name, m))?;
-            t = self.timers.record(FIRST_STEP_STAGE + s, t);
+            // A gather step's time is the batcher's (its per-sample check is a scan of ids).
+            if !matches!(step.kind, StepKind::Gather(_)) {
+                t = self.timers.record(FIRST_STEP_STAGE + s, t);
+            }
         }
         let shape = ws.value.shape();
         if let SampleOut::Value(v) = out {
