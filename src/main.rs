@@ -125,9 +125,13 @@ enum Command {
         /// epochs, up to this many MiB
         #[arg(long, default_value_t = 0)]
         cache_mib: usize,
-        /// Speech workloads: pad each batch's time axis to a multiple of N frames
+        /// Speech and text workloads: pad each batch's time (token) axis to a multiple of N
         #[arg(long, value_name = "N", default_value_t = 1)]
         pad_multiple: usize,
+        /// Text workloads: batch samples of similar length, sorting windows of K batches by
+        /// length (less padding; the order stays a pure function of seed and epoch)
+        #[arg(long, value_name = "K", default_value_t = 0)]
+        bucket: usize,
         /// What to do with a sample that fails to decode or transform
         #[arg(long, value_enum, default_value = "fail")]
         on_error: Policy,
@@ -339,6 +343,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             no_fuse,
             cache_mib,
             pad_multiple,
+            bucket,
             on_error,
             train_step_ms,
             chart,
@@ -395,6 +400,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 cuda_device: device,
                 dump,
                 text: text.assets()?,
+                bucket_windows: bucket,
             };
             let report = bench::run(source, &opts)?;
             if let Some(path) = &chart {

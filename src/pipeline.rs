@@ -108,6 +108,9 @@ pub struct Settings {
     /// Padded token batches: the id written past each sequence's end (the attention mask,
     /// [`crate::Batch::attention_mask`], tells padding from tokens whatever the id).
     pub pad_id: u32,
+    /// Length bucketing: sort windows of this many batches by sample length before cutting
+    /// batches ([`crate::rng::bucketed_order`]); 0: off.
+    pub bucket_windows: usize,
 }
 
 impl Default for Settings {
@@ -126,6 +129,7 @@ impl Default for Settings {
             pad_multiple: 1,
             pad_value: 0.0,
             pad_id: 0,
+            bucket_windows: 0,
         }
     }
 }
@@ -276,6 +280,14 @@ impl PipelineBuilder {
         self.decode = Decoder::Text(decoder);
         self
     }
+    /// Length bucketing: batches of samples of similar length (sorted within windows of
+    /// `windows` batches, then the batches shuffled when the pipeline shuffles), so less of each
+    /// padded batch is padding; the order stays a pure function of (seed, epoch). Needs a source
+    /// that knows its samples' sizes (text files, JSON lines, text folders).
+    pub fn length_bucketing(mut self, windows: usize) -> Self {
+        self.settings.bucket_windows = windows;
+        self
+    }
     /// Padded token batches: the id written past each sequence's end (default 0).
     pub fn pad_id(mut self, id: u32) -> Self {
         self.settings.pad_id = id;
@@ -361,6 +373,12 @@ impl PipelineBuilder {
         if self.source.is_empty() {
             return Err(Error::InvalidPipeline(format!(
                 "{} has no samples",
+                self.source.describe()
+            )));
+        }
+        if s.bucket_windows > 0 && self.source.length_hint(0).is_none() {
+            return Err(Error::InvalidPipeline(format!(
+                "length bucketing needs sample lengths, which {} does not know",
                 self.source.describe()
             )));
         }
@@ -844,13 +862,17 @@ impl Pipeline {
             );
         }
         out += &format!(
-            "output: {} {} {}\nbatch {} (drop_last {}), shuffle {}, seed {}, threads {}, prefetch {}, on error {:?}\n",
+            "output: {} {} {}\nbatch {} (drop_last {}), shuffle {}{}, seed {}, threads {}, prefetch {}, on error {:?}\n",
             shape,
             inner.output.dtype.name(),
             layout,
             s.batch_size,
             s.drop_last,
             s.shuffle,
+            match s.bucket_windows {
+                0 => String::new(),
+                k => format!(" (length-bucketed in windows of {k} batches)"),
+            },
             s.seed,
             s.threads,
             s.prefetch,

@@ -113,9 +113,76 @@ pub fn epoch_order(len: usize, seed: u64, epoch: u32, shuffle: bool) -> Vec<u64>
     order
 }
 
+/// Stream id reserved for the order of bucketed batches.
+pub const BUCKET_STREAM: u32 = u32::MAX - 1;
+
+/// Length bucketing: cut `order` into windows of `windows × batch` samples, sort each window by
+/// `length` (stably, so equal lengths keep their order), cut it into batches, and (with
+/// `shuffle`) shuffle the full batches keyed by (seed, epoch); a final partial batch stays last.
+/// Samples of similar length share a batch, so less of it is padding, and the result is still
+/// a permutation of `order` and a pure function of (seed, epoch).
+pub fn bucketed_order(
+    order: &[u64],
+    length: impl Fn(u64) -> u64,
+    batch: usize,
+    windows: usize,
+    seed: u64,
+    epoch: u32,
+    shuffle: bool,
+) -> Vec<u64> {
+    let mut sorted = Vec::with_capacity(order.len());
+    for window in order.chunks((windows * batch).max(1)) {
+        let mut w = window.to_vec();
+        w.sort_by_key(|&i| length(i));
+        sorted.extend(w);
+    }
+    let mut batches: Vec<&[u64]> = sorted.chunks(batch.max(1)).collect();
+    let partial = batches.last().filter(|b| b.len() < batch).copied();
+    if partial.is_some() {
+        batches.pop();
+    }
+    if shuffle {
+        let mut rng = SampleRng::new(seed, epoch, 0, BUCKET_STREAM);
+        for i in (1..batches.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            batches.swap(i, j);
+        }
+    }
+    batches
+        .into_iter()
+        .chain(partial)
+        .flatten()
+        .copied()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucketed_order_is_a_reproducible_permutation_of_similar_lengths() {
+        let order = epoch_order(103, 1, 0, true);
+        let length = |i: u64| (i * 7919) % 500;
+        let a = bucketed_order(&order, length, 8, 4, 1, 0, true);
+        assert_eq!(a, bucketed_order(&order, length, 8, 4, 1, 0, true));
+        assert_ne!(a, bucketed_order(&order, length, 8, 4, 1, 1, true));
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..103).collect::<Vec<_>>(), "a permutation");
+        // The last batch (103 = 12 × 8 + 7) is the partial one, from the last window.
+        let last: Vec<u64> = a[96..].to_vec();
+        let window: Vec<u64> = order[96..].to_vec();
+        assert!(last.iter().all(|i| window.contains(i)));
+        // Within a batch, lengths span far less than across the dataset.
+        let spread = |b: &[u64]| {
+            let l: Vec<u64> = b.iter().map(|&i| length(i)).collect();
+            l.iter().max().unwrap() - l.iter().min().unwrap()
+        };
+        let mean = a.chunks(8).map(spread).sum::<u64>() / 13;
+        let plain = order.chunks(8).map(spread).sum::<u64>() / 13;
+        assert!(mean * 3 < plain, "bucketed spread {mean} vs plain {plain}");
+    }
 
     #[test]
     fn philox_known_answer() {

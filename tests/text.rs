@@ -325,3 +325,54 @@ fn the_lookup_fused_into_the_batch_gives_the_per_sample_bytes_and_checks_ids() {
         .iter()
         .all(|(_, e)| e.contains("outside the embedding table's 20000 rows")));
 }
+
+#[test]
+fn length_bucketing_pads_less_and_keeps_every_sample_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = corpus(dir.path(), 203);
+    let run = |bucket: usize, epoch: u32| {
+        let pipeline = ids_pipeline(source.clone(), 400)
+            .batch_size(8)
+            .shuffle(true)
+            .seed(4)
+            .length_bucketing(bucket)
+            .build()
+            .unwrap();
+        let (mut indices, mut padded, mut total) = (Vec::new(), 0, 0);
+        for batch in pipeline.epoch(epoch).unwrap() {
+            let batch = batch.unwrap();
+            let width = batch.dense().unwrap().shape[1];
+            padded += batch.lengths.iter().map(|l| width - l).sum::<usize>();
+            total += width * batch.len();
+            indices.extend(batch.sample_indices);
+        }
+        (indices, padded as f64 / total as f64)
+    };
+    let (plain, plain_padding) = run(0, 0);
+    let (bucketed, padding) = run(4, 0);
+    assert_eq!(bucketed, run(4, 0).0, "reproducible");
+    assert_ne!(bucketed, run(4, 1).0, "another epoch, another order");
+    let mut sorted = bucketed.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..203).collect::<Vec<u64>>(), "every sample once");
+    assert_ne!(bucketed, plain);
+    assert!(
+        padding < plain_padding / 2.0,
+        "padding {padding:.3} bucketed vs {plain_padding:.3}"
+    );
+}
+
+#[test]
+fn length_bucketing_needs_lengths() {
+    let err = Pipeline::builder(sluice::source::InMemory::new(vec![(b"abc".to_vec(), 0)]))
+        .decode_text(DecodeText::default())
+        .length_bucketing(2)
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("length bucketing needs sample lengths"),
+        "{err}"
+    );
+}

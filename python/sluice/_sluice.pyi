@@ -165,6 +165,7 @@ class Pipeline:
         pad_multiple: int = 1,
         pad_value: float = 0.0,
         pad_id: int = 0,
+        bucket: int = 0,
     ) -> None: ...
     def epoch(self, epoch: int) -> EpochIterator:
         """The batches of `epoch` in sampler order (from the saved position after

@@ -48,7 +48,7 @@ pub fn cache_dir(what: &str) -> PathBuf {
 /// max_prefetch=0, drop_last=False, on_error="fail", placement="cpu", device_batches=False,
 /// cuda_device=None, cache_mib=0, fuse=True, max_pixels=None, max_side=None, optimize=False, profile=None,
 /// save_profile=None, train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=False,
-/// pad_multiple=1, pad_value=0.0, pad_id=0)`
+/// pad_multiple=1, pad_value=0.0, pad_id=0, bucket=0)`
 #[pyclass(module = "sluice", frozen)]
 pub struct Pipeline {
     inner: CorePipeline,
@@ -125,6 +125,7 @@ impl Pipeline {
             pad_multiple: count("pad_multiple", get(&kw, "pad_multiple")?, 1)?,
             pad_value: get(&kw, "pad_value")?,
             pad_id: get(&kw, "pad_id")?,
+            bucket_windows: count("bucket", get(&kw, "bucket")?, 0)?,
         };
         let batch_size = settings.batch_size;
         let mut limits = DecodeLimits::default();
@@ -233,7 +234,7 @@ impl Pipeline {
         placement="cpu".to_string(), device_batches=false, cuda_device=None, cache_mib=0,
         fuse=true, max_pixels=None, max_side=None, optimize=false, profile=None, save_profile=None,
         train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=false, pad_multiple=1,
-        pad_value=0.0, pad_id=0))]
+        pad_value=0.0, pad_id=0, bucket=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -264,6 +265,7 @@ impl Pipeline {
         pad_multiple: i64,
         pad_value: f32,
         pad_id: u32,
+        bucket: i64,
     ) -> PyResult<Self> {
         let kw = PyDict::new(py);
         kw.set_item("batch_size", batch_size)?;
@@ -291,6 +293,7 @@ impl Pipeline {
         kw.set_item("pad_multiple", pad_multiple)?;
         kw.set_item("pad_value", pad_value)?;
         kw.set_item("pad_id", pad_id)?;
+        kw.set_item("bucket", bucket)?;
         let ops = match ops {
             None => PyList::empty(py),
             Some(o) => PyList::new(py, o.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
@@ -717,6 +720,7 @@ pub fn workload(
         false,
         1,
         0.0,
+        0,
         0,
     )
 }

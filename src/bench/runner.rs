@@ -48,6 +48,8 @@ pub struct BenchOptions {
     pub dump: Option<std::path::PathBuf>,
     /// Text workloads: the tokenizer and embedding table (`--tokenizer`, `--embeddings`).
     pub text: super::TextAssets,
+    /// Length bucketing in windows of this many batches (`--bucket`; 0: off).
+    pub bucket_windows: usize,
 }
 
 /// When each batch arrived and how long the consumer waited for it.
@@ -75,6 +77,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         pad_multiple: opts.pad_multiple,
         pad_value: 0.0,
         pad_id: 0,
+        bucket_windows: opts.bucket_windows,
     };
     let builder = |placement: Placement| {
         let b = Pipeline::builder_shared(source.clone())

@@ -5,7 +5,7 @@
 use super::{PrefetchController, Shared};
 use crate::batch::{Batch, Images};
 use crate::error::{Error, Result};
-use crate::rng::epoch_order;
+use crate::rng::{bucketed_order, epoch_order};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,7 +49,13 @@ impl EpochIter {
     /// [`crate::Pipeline::epoch_from`]).
     pub(crate) fn new(shared: Arc<Shared>, epoch: u32, start: u64) -> Self {
         let s = &shared.settings;
-        let order = epoch_order(shared.source.len(), s.seed, epoch, s.shuffle);
+        let mut order = epoch_order(shared.source.len(), s.seed, epoch, s.shuffle);
+        if s.bucket_windows > 0 {
+            // build() checked that the source knows every sample's length.
+            let length = |i: u64| shared.source.length_hint(i).unwrap_or(0);
+            let (batch, windows) = (s.batch_size, s.bucket_windows);
+            order = bucketed_order(&order, length, batch, windows, s.seed, epoch, s.shuffle);
+        }
         let (tx, rx) = crossbeam_channel::unbounded();
         let (floor, ceiling) = if s.max_prefetch > s.prefetch {
             (s.prefetch.min(2), s.max_prefetch)

@@ -57,6 +57,12 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// Sample `index`'s size in bytes when the source knows it without reading the sample
+    /// (text lines and documents): what length bucketing sorts by.
+    fn length_hint(&self, _index: u64) -> Option<u64> {
+        None
+    }
+
     /// Replace the contents of `buf` with the encoded bytes of sample `index`.
     fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()>;
 

@@ -132,6 +132,11 @@ impl Source for TextLines {
         format!("{}:{}", self.path.display(), self.line_of(index) + 1)
     }
 
+    fn length_hint(&self, index: u64) -> Option<u64> {
+        let line = self.line_of(index) as usize;
+        Some(self.starts[line + 1] - self.starts[line])
+    }
+
     fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
         let line = self.line_of(index) as usize;
         let (start, end) = (self.starts[line], self.starts[line + 1]);
@@ -199,6 +204,8 @@ fn json_field(line: &[u8], field: &str) -> std::io::Result<String> {
 pub struct TextFolder {
     root: PathBuf,
     paths: Vec<PathBuf>,
+    /// Each document's size when the folder was opened.
+    sizes: Vec<u64>,
     max_bytes: usize,
 }
 
@@ -231,9 +238,15 @@ impl TextFolder {
             )));
         }
         paths.sort();
+        let sizes = paths
+            .iter()
+            .map(|p| std::fs::metadata(p).map(|m| m.len()))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::io(root.display().to_string(), e))?;
         Ok(TextFolder {
             root,
             paths,
+            sizes,
             max_bytes: DEFAULT_MAX_TEXT_BYTES,
         })
     }
@@ -256,6 +269,10 @@ impl Source for TextFolder {
 
     fn origin(&self, index: u64) -> String {
         self.paths[index as usize].display().to_string()
+    }
+
+    fn length_hint(&self, index: u64) -> Option<u64> {
+        Some(self.sizes[index as usize])
     }
 
     fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
