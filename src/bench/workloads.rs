@@ -150,7 +150,11 @@ impl Workload {
     pub fn shuffles(self) -> bool {
         matches!(
             self,
-            Workload::Rn50Train | Workload::Simclr | Workload::Asr | Workload::CedarAsr
+            Workload::Rn50Train
+                | Workload::Simclr
+                | Workload::Asr
+                | Workload::CedarAsr
+                | Workload::Nlp
         )
     }
 
