@@ -137,3 +137,26 @@ def test_bad_text_is_named_by_line_or_skipped(tmp_path):
         sluice.Pipeline(str(path), [ops.Truncate(4)])
     with pytest.raises(ValueError, match="Tokenize.invalid_utf8"):
         sluice.Pipeline(str(path), [ops.Tokenize(invalid_utf8="drop")])
+
+
+def test_length_bucketing_pads_less():
+    corpus = sluice.generated_dataset(images=200, kind="text")
+
+    def run(bucket):
+        pipe = sluice.Pipeline(corpus, [ops.Tokenize()], batch_size=8, shuffle=True, seed=1,
+                               bucket=bucket)
+        indices, padding, total = [], 0, 0
+        for b in pipe.epoch(0):
+            lengths = np.from_dlpack(b["lengths"])
+            width = np.from_dlpack(b["input_ids"]).shape[1]
+            padding += int((width - lengths).sum())
+            total += width * len(lengths)
+            indices += np.from_dlpack(b["indices"]).tolist()
+        return indices, padding / total
+
+    plain, plain_padding = run(0)
+    bucketed, padding = run(8)
+    assert sorted(bucketed) == list(range(200)) and bucketed != plain
+    assert padding < plain_padding / 2
+    with pytest.raises(ValueError, match="bucket"):
+        sluice.Pipeline(corpus, [ops.Tokenize()], bucket=-1)
