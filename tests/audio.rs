@@ -668,7 +668,9 @@ fn a_gpu_placement_takes_the_spectral_chain_and_speech_batches_stay_on_the_host(
         let reason = p.placement_reason();
         assert!(!p.device_batches(), "{placement:?}: {reason}");
         assert_eq!(
-            reason.contains("device batches off (speech batches are delivered in host memory)"),
+            reason.contains(
+                "device batches off (speech and text batches are delivered in host memory)"
+            ),
             device_batches,
             "{placement:?}: {reason}"
         );
