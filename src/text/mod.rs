@@ -2,6 +2,7 @@
 //! truncation, special tokens, and the embedding lookup (issue 13). The pipeline's text
 //! operators ([`crate::ops::TextOp`], [`crate::ops::DecodeText`]) are thin wrappers over these.
 
+mod byte_level;
 mod embedding;
 mod tokenizer;
 

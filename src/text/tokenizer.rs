@@ -31,6 +31,8 @@ pub struct TextTokenizer {
     origin: String,
     /// The file or folder it was opened from ([`TextTokenizer::open`]); None when built in.
     path: Option<std::path::PathBuf>,
+    /// The direct route for GPT-2 style tokenizers sluice built itself (same ids).
+    fast: Option<Arc<super::byte_level::ByteLevelBpe>>,
     /// The special tokens a sequence starts and ends with (`AddSpecialTokens`'s defaults).
     pub bos: Option<u32>,
     pub eos: Option<u32>,
@@ -132,7 +134,7 @@ impl TextTokenizer {
             .vocab_and_merges(vocab, pairs)
             .build()
             .map_err(|e| format!("{origin}: {e}"))?;
-        let mut inner = Tokenizer::new(bpe);
+        let mut inner = Tokenizer::new(bpe.clone());
         // Hugging Face's gpt2 tokenizer.json: no prefix space, offsets trimmed, GPT-2's regex.
         inner
             .with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
@@ -142,7 +144,16 @@ impl TextTokenizer {
                 .add_special_tokens([AddedToken::from(GPT2_END_OF_TEXT, true)])
                 .map_err(|e| format!("{origin}: {e}"))?;
         }
-        Ok(Self::wrap(inner, origin.to_string()))
+        let specials = inner
+            .token_to_id(GPT2_END_OF_TEXT)
+            .map(|id| (GPT2_END_OF_TEXT.to_string(), id))
+            .into_iter()
+            .collect();
+        let mut wrapped = Self::wrap(inner, origin.to_string());
+        wrapped.fast = Some(Arc::new(super::byte_level::ByteLevelBpe::new(
+            bpe, specials,
+        )));
+        Ok(wrapped)
     }
 
     fn wrap(inner: Tokenizer, origin: String) -> Self {
@@ -165,6 +176,7 @@ impl TextTokenizer {
             inner: Arc::new(inner),
             origin,
             path: None,
+            fast: None,
             bos,
             eos,
         }
@@ -192,6 +204,15 @@ impl TextTokenizer {
     /// the pipeline's `AddSpecialTokens`), as Python's `tokenizer.encode(text,
     /// add_special_tokens=False).ids`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+        if let Some(fast) = &self.fast {
+            return fast.encode(text);
+        }
+        self.encode_with_library(text)
+    }
+
+    /// [`TextTokenizer::encode`] through the library's full `encode_fast` (what the direct
+    /// route is tested against).
+    pub fn encode_with_library(&self, text: &str) -> Result<Vec<u32>, String> {
         self.inner
             .encode_fast(text, false)
             .map(|e| e.get_ids().to_vec())
@@ -236,6 +257,51 @@ mod tests {
         assert_eq!(t.encode(" Hello<|endoftext|>").unwrap(), [18435, 50256]);
         let text = "naïve café ☕ 東京";
         assert_eq!(t.decode(&t.encode(text).unwrap()).unwrap(), text);
+    }
+
+    #[test]
+    fn the_direct_route_gives_the_library_ids() {
+        let t = TextTokenizer::gpt2();
+        assert!(t.fast.is_some());
+        let mut rng = crate::rng::SampleRng::new(3, 0, 0, 0);
+        let pieces = [
+            "the",
+            " cat",
+            "'s",
+            "'ll",
+            "  ",
+            "\t",
+            "\n",
+            "\r\n",
+            "\u{a0}",
+            "\u{3000}",
+            "é",
+            "e\u{301}",
+            "東京",
+            "🙂",
+            "<|endoftext|>",
+            "<|endoftext",
+            "123",
+            "4.5",
+            "--",
+            "?!",
+        ];
+        for _ in 0..500 {
+            let mut text = String::new();
+            for _ in 0..rng.next_u32() % 40 {
+                if rng.next_u32() % 5 == 0 {
+                    let c = rng.next_u32() % 0x2_FFFF;
+                    text.extend(char::from_u32(c));
+                } else {
+                    text.push_str(pieces[(rng.next_u32() % pieces.len() as u32) as usize]);
+                }
+            }
+            assert_eq!(
+                t.encode(&text).unwrap(),
+                t.encode_with_library(&text).unwrap(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
