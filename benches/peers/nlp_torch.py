@@ -7,7 +7,8 @@ file with Hugging Face `tokenizers` (Rust), the way a PyTorch user writes it, in
   ids padded with the index of an extra zero row, and one `F.embedding` call for the batch
   (written straight into the padded tensor, as sluice does).
 
-Same vocabulary file as sluice (assets/gpt2), same text, same batch size and worker count.
+Same vocabulary file as sluice (assets/gpt2), same text, same batch size and worker count,
+shuffled every epoch as `sluice bench nlp` is.
 Prints one JSON line: samples/s and tokens/s over the timed epochs after one warm-up epoch.
 
     python benches/peers/nlp_torch.py CORPUS --workers 2 --batch 64 --epochs 2 [--recipe batch]
@@ -105,14 +106,14 @@ def main():
     data = Lines(a.corpus, table)
     if a.recipe == "batch":
         sampler = torch.utils.data.BatchSampler(
-            torch.utils.data.SequentialSampler(data), a.batch, drop_last=False)
+            torch.utils.data.RandomSampler(data, generator=g), a.batch, drop_last=False)
         loader = torch.utils.data.DataLoader(
             data, sampler=sampler, batch_size=None, num_workers=a.workers, prefetch_factor=2,
             persistent_workers=a.workers > 0)
     else:
         loader = torch.utils.data.DataLoader(
             data, batch_size=a.batch, collate_fn=pad, num_workers=a.workers, prefetch_factor=2,
-            persistent_workers=a.workers > 0)
+            persistent_workers=a.workers > 0, shuffle=True, generator=g)
     samples = tokens = 0
     start = None
     for epoch in range(a.epochs + 1):

@@ -289,7 +289,7 @@ mod tests {
         for _ in 0..500 {
             let mut text = String::new();
             for _ in 0..rng.next_u32() % 40 {
-                if rng.next_u32() % 5 == 0 {
+                if rng.next_u32().is_multiple_of(5) {
                     let c = rng.next_u32() % 0x2_FFFF;
                     text.extend(char::from_u32(c));
                 } else {
