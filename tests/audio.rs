@@ -6,6 +6,8 @@
 use sluice::audio::{decode_audio, AudioLimits, ChannelChoice};
 use std::path::PathBuf;
 
+mod common;
+
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio")
 }
@@ -143,6 +145,7 @@ fn bad_audio_is_a_clear_error() {
 }
 
 mod pipelines {
+    use super::common::epoch_outputs;
     use sluice::audio::{
         complex_norm, feature_normalize, log_compress, mel_filterbank, pre_emphasis, resample,
         spectrogram, stft, time_stretch, MelNorm, MelScale,
@@ -164,21 +167,6 @@ mod pipelines {
         write_audio_dataset(dir.path(), &spec, &|_| {}).unwrap();
         let folder = AudioFolder::open(dir.path()).unwrap();
         (dir, folder)
-    }
-
-    /// Each batch's bytes, lengths and sample indices over one epoch.
-    fn epoch_outputs(p: &Pipeline, epoch: u32) -> Vec<(Vec<u8>, Vec<usize>, Vec<u64>)> {
-        p.epoch(epoch)
-            .unwrap()
-            .map(|b| {
-                let b = b.unwrap();
-                (
-                    b.bytes().to_vec(),
-                    b.lengths.clone(),
-                    b.sample_indices.clone(),
-                )
-            })
-            .collect()
     }
 
     /// asr-val's features for one file, composed directly from the audio functions.

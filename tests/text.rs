@@ -12,6 +12,8 @@ use sluice::{DType, ErrorPolicy, Pipeline, PipelineBuilder};
 use std::path::Path;
 use std::sync::Arc;
 
+mod common;
+
 fn corpus(dir: &Path, documents: usize) -> Arc<dyn Source> {
     let path = write_text_corpus(dir, &TextCorpusSpec { documents, seed: 5 }).unwrap();
     open_text_path(&path, None).unwrap()
@@ -108,18 +110,7 @@ fn nlp_embeddings_are_the_table_rows_and_do_not_depend_on_threads() {
             .add_ops_with(builder, &assets)
             .build()
             .unwrap();
-        pipeline
-            .epoch(1)
-            .unwrap()
-            .map(|b| {
-                let b = b.unwrap();
-                (
-                    b.bytes().to_vec(),
-                    b.lengths.clone(),
-                    b.sample_indices.clone(),
-                )
-            })
-            .collect::<Vec<_>>()
+        common::epoch_outputs(&pipeline, 1)
     };
     let one = run(1);
     assert_eq!(one, run(2), "same batches on 1 and 2 threads");

@@ -20,21 +20,15 @@ import os
 import pathlib
 import time
 
+import sys
+
 import torch
 import torch.nn.functional as F
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from gpt2_reference import gpt2  # noqa: E402
+
 EOT = 50256
-
-
-def gpt2():
-    assets = REPO / "assets" / "gpt2"
-    t = Tokenizer(models.BPE.from_file(str(assets / "vocab.json"), str(assets / "merges.txt")))
-    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    t.decoder = decoders.ByteLevel()
-    t.add_special_tokens([AddedToken("<|endoftext|>", special=True)])
-    return t
 
 
 class Lines(torch.utils.data.Dataset):

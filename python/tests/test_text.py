@@ -4,6 +4,7 @@ bytes as `sluice bench nlp`, bad text named by file and line."""
 
 import json
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,14 +18,10 @@ tokenizers = pytest.importorskip("tokenizers", reason="skipped: the tokenizers p
 
 def _reference_gpt2():
     """GPT-2 as Hugging Face's gpt2 tokenizer.json declares it, from the same vocabulary."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    sys.path.insert(0, str(REPO / "benches" / "peers"))
+    from gpt2_reference import gpt2
 
-    assets = REPO / "assets" / "gpt2"
-    t = Tokenizer(models.BPE.from_file(str(assets / "vocab.json"), str(assets / "merges.txt")))
-    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    t.decoder = decoders.ByteLevel()
-    t.add_special_tokens([AddedToken("<|endoftext|>", special=True)])
-    return t
+    return gpt2()
 
 
 def _fresh_texts(rng, n):

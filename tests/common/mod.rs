@@ -8,6 +8,22 @@ use sluice::ops::{Op, OpParams, Scratch};
 use sluice::rng::{SampleRng, Uniform};
 use sluice::source::InMemory;
 use sluice::tensor::Image;
+use sluice::Pipeline;
+
+/// Each batch's bytes, lengths and sample indices over one epoch.
+pub fn epoch_outputs(p: &Pipeline, epoch: u32) -> Vec<(Vec<u8>, Vec<usize>, Vec<u64>)> {
+    p.epoch(epoch)
+        .unwrap()
+        .map(|b| {
+            let b = b.unwrap();
+            (
+                b.bytes().to_vec(),
+                b.lengths.clone(),
+                b.sample_indices.clone(),
+            )
+        })
+        .collect()
+}
 
 /// A fresh seed per test process (override with SLUICE_TEST_SEED to replay a failure), the
 /// same for every call: a test that builds two pipelines from "the same" random data must get
