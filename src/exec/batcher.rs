@@ -157,17 +157,13 @@ impl Shared {
         stage: usize,
     ) -> (Images, Vec<Outcome>, Vec<usize>) {
         let t = std::time::Instant::now();
-        let ids: Vec<Vec<u32>> = results
+        // Each kept sample's ids, as the i32 bytes it wrote.
+        let ids: Vec<&[u8]> = results
             .iter()
             .flatten()
-            .map(|(v, _)| {
-                v.as_slice()
-                    .chunks_exact(4)
-                    .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as u32)
-                    .collect()
-            })
+            .map(|(v, _)| v.as_slice())
             .collect();
-        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        let lengths: Vec<usize> = ids.iter().map(|v| v.len() / 4).collect();
         let longest = lengths
             .iter()
             .copied()
@@ -181,12 +177,14 @@ impl Shared {
             .par_chunks_mut(slot.max(1))
             .zip(ids.par_iter())
             .for_each(|(out, ids)| table.gather_into(ids, pad, out));
+        let kept = ids.len();
+        drop(ids);
         let outcomes = results.into_iter().map(|r| r.map(|_| ())).collect();
-        self.timers.record_calls(stage, t, ids.len() as u64);
+        self.timers.record_calls(stage, t, kept as u64);
         let dense = DenseBatch {
             dtype: self.output.dtype,
             layout: self.output.layout,
-            shape: vec![ids.len(), longest, table.dim],
+            shape: vec![kept, longest, table.dim],
             data,
         };
         (Images::Dense(dense), outcomes, lengths)

@@ -23,7 +23,6 @@ pub struct TextLines {
     starts: Vec<u64>,
     /// Line number (0-based) of each sample, when some lines were empty; else sample = line.
     lines: Option<Vec<u64>>,
-    empty_lines: u64,
     field: Option<String>,
     max_bytes: usize,
 }
@@ -47,43 +46,41 @@ impl TextLines {
 
     /// Empty lines (only a line ending, or nothing) left out of the samples.
     pub fn empty_lines(&self) -> u64 {
-        self.empty_lines
+        (self.starts.len() - 1 - self.len()) as u64
     }
 
     fn index(path: &Path, field: Option<String>) -> Result<Self> {
         let io = |e| Error::io(path.display().to_string(), e);
         let mut file = File::open(path).map_err(io)?;
         let mut starts = vec![0u64];
+        // Lines with nothing before their "\n" or "\r\n", found while scanning.
         let mut empty = Vec::new();
         let mut chunk = vec![0u8; 1 << 20];
-        let mut at = 0u64;
+        let (mut at, mut last_byte) = (0u64, 0u8);
         loop {
             let n = file.read(&mut chunk).map_err(io)?;
             if n == 0 {
                 break;
             }
             for pos in memchr::memchr_iter(b'\n', &chunk[..n]) {
-                starts.push(at + pos as u64 + 1);
+                let (start, end) = (*starts.last().unwrap(), at + pos as u64);
+                let before = if pos > 0 { chunk[pos - 1] } else { last_byte };
+                if end == start || (end == start + 1 && before == b'\r') {
+                    empty.push(starts.len() as u64 - 1);
+                }
+                starts.push(end + 1);
             }
+            last_byte = chunk[n - 1];
             at += n as u64;
         }
         // A last line without a newline still counts; a file ending in one has no extra line.
         if *starts.last().unwrap() != at {
             starts.push(at);
         }
-        let lines = starts.len() - 1;
-        for line in 0..lines {
-            let len = starts[line + 1] - starts[line];
-            if len == 1
-                || (len == 2 && Self::read_range(&file, starts[line], 2).map_err(io)? == b"\r\n")
-            {
-                empty.push(line as u64);
-            }
-        }
-        let empty_lines = empty.len() as u64;
+        let lines = starts.len() as u64 - 1;
         let lines = (!empty.is_empty()).then(|| {
             let mut skip = empty.iter().peekable();
-            (0..lines as u64)
+            (0..lines)
                 .filter(|l| {
                     let is_empty = skip.peek() == Some(&l);
                     if is_empty {
@@ -98,16 +95,9 @@ impl TextLines {
             file,
             starts,
             lines,
-            empty_lines,
             field,
             max_bytes: DEFAULT_MAX_TEXT_BYTES,
         })
-    }
-
-    fn read_range(file: &File, at: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0; len];
-        file.read_exact_at(&mut buf, at)?;
-        Ok(buf)
     }
 
     fn line_of(&self, index: u64) -> u64 {
@@ -168,7 +158,7 @@ impl Source for TextLines {
             Some(f) => format!("JSON lines, field {f:?}"),
             None => "text lines".to_string(),
         };
-        let empty = match self.empty_lines {
+        let empty = match self.empty_lines() {
             0 => String::new(),
             n => format!(", {n} empty lines left out"),
         };
@@ -352,6 +342,17 @@ mod tests {
         let long = TextLines::open(&path).unwrap().with_max_bytes(6);
         let err = long.read(1, &mut Vec::new()).unwrap_err().to_string();
         assert!(err.contains("13 bytes, over the limit of 6"), "{err}");
+    }
+
+    #[test]
+    fn one_character_lines_are_not_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.txt");
+        std::fs::write(&path, "a\n\r\nb").unwrap();
+        let lines = TextLines::open(&path).unwrap();
+        assert_eq!(lines.empty_lines(), 1);
+        let texts: Vec<String> = read_all(&lines).into_iter().map(|t| t.1).collect();
+        assert_eq!(texts, ["a", "b"]);
     }
 
     #[test]

@@ -127,24 +127,20 @@ impl EmbeddingTable {
         }
     }
 
-    /// Write the rows of `ids` (checked) back to back into `out` as little-endian f32, then
-    /// `pad` into the rest of `out` (whole rows).
-    pub fn gather_into(&self, ids: &[u32], pad: f32, out: &mut [u8]) {
-        let row_bytes = self.dim * 4;
-        let pad_row: Vec<u8> = std::iter::repeat_n(pad.to_le_bytes(), self.dim)
-            .flatten()
-            .collect();
-        let mut ids = ids.iter();
-        for dst in out.chunks_exact_mut(row_bytes) {
-            match ids.next() {
-                Some(&id) => {
-                    for (d, v) in dst.chunks_exact_mut(4).zip(self.row(id)) {
-                        d.copy_from_slice(&v.to_le_bytes());
-                    }
-                }
-                None => dst.copy_from_slice(&pad_row),
+    /// Write the rows of `ids` (little-endian i32 token ids as a batch carries them, already
+    /// checked) back to back into `out` as little-endian f32, then `pad` into the rest of `out`.
+    pub fn gather_into(&self, ids: &[u8], pad: f32, out: &mut [u8]) {
+        let (rows, padding) = out.split_at_mut((ids.len() / 4 * self.dim * 4).min(out.len()));
+        for (id, dst) in ids.chunks_exact(4).zip(rows.chunks_exact_mut(self.dim * 4)) {
+            let id = i32::from_le_bytes(id.try_into().unwrap()) as u32;
+            for (d, v) in dst.chunks_exact_mut(4).zip(self.row(id)) {
+                d.copy_from_slice(&v.to_le_bytes());
             }
         }
+        let pad = pad.to_le_bytes();
+        padding
+            .chunks_exact_mut(4)
+            .for_each(|d| d.copy_from_slice(&pad));
     }
 
     /// The rows of `tokens`, in order; an id outside the table is an error naming it.

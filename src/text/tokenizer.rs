@@ -231,10 +231,7 @@ impl TextTokenizer {
     ) -> Result<std::borrow::Cow<'a, str>, String> {
         match std::str::from_utf8(bytes) {
             Ok(s) => Ok(s.into()),
-            Err(e) if policy == Utf8Policy::Replace => {
-                let _ = e;
-                Ok(String::from_utf8_lossy(bytes))
-            }
+            Err(_) if policy == Utf8Policy::Replace => Ok(String::from_utf8_lossy(bytes)),
             Err(e) => Err(format!(
                 "invalid UTF-8 at byte {} (decode with invalid_utf8=replace to substitute U+FFFD)",
                 e.valid_up_to()
