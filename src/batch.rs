@@ -184,6 +184,10 @@ pub struct Batch {
     /// Each sample's transcript, in batch order, when the source has them (a manifest with a
     /// text column; see [`crate::source::Source::text`]); else empty.
     pub texts: Vec<String>,
+    /// Token pipelines with `MlmMask`: each position's training label, i32 `[len, width]`
+    /// like the ids, [`crate::text::IGNORE_LABEL`] where there is nothing to predict and in the
+    /// padding. None otherwise.
+    pub token_labels: Option<DenseBatch>,
 }
 
 impl Batch {

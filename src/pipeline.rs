@@ -108,6 +108,9 @@ pub struct Settings {
     /// Padded token batches: the id written past each sequence's end (the attention mask,
     /// [`crate::Batch::attention_mask`], tells padding from tokens whatever the id).
     pub pad_id: u32,
+    /// Padded batches: a fixed size for the padded axis instead of the batch's longest (0: the
+    /// longest); a longer sample fails under the error policy. A multiple of `pad_multiple`.
+    pub pad_length: usize,
     /// Length bucketing: sort windows of this many batches by sample length before cutting
     /// batches ([`crate::rng::bucketed_order`]); 0: off.
     pub bucket_windows: usize,
@@ -129,6 +132,7 @@ impl Default for Settings {
             pad_multiple: 1,
             pad_value: 0.0,
             pad_id: 0,
+            pad_length: 0,
             bucket_windows: 0,
         }
     }
@@ -317,6 +321,13 @@ impl PipelineBuilder {
         self.settings.prefetch = depth;
         self
     }
+    /// Padded batches: pad to exactly `n` positions (see [`Settings::pad_length`]); 0: to the
+    /// batch's longest.
+    pub fn pad_to_length(mut self, n: usize) -> Self {
+        self.settings.pad_length = n;
+        self
+    }
+
     /// Padded batches: pad the time axis to a multiple of `n` (see [`Settings::pad_multiple`]).
     pub fn pad_to_multiple_of(mut self, n: usize) -> Self {
         self.settings.pad_multiple = n;
@@ -363,6 +374,12 @@ impl PipelineBuilder {
             if v == 0 {
                 return Err(Error::InvalidPipeline(format!("{name} must be at least 1")));
             }
+        }
+        if s.pad_length % s.pad_multiple != 0 {
+            return Err(Error::InvalidPipeline(format!(
+                "pad_to_length {} is not a multiple of pad_to_multiple_of {}",
+                s.pad_length, s.pad_multiple
+            )));
         }
         if !s.pad_value.is_finite() {
             return Err(Error::InvalidPipeline(format!(

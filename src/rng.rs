@@ -80,6 +80,15 @@ impl SampleRng {
         }
     }
 
+    /// The 4 words at counter `n` of this stream, independently of what was drawn: operators
+    /// that key a draw by position (MlmMask: one block per token) use this, and a GPU kernel
+    /// computes the same block from the same key.
+    pub fn block(&self, n: u32) -> [u32; 4] {
+        let mut counter = self.counter;
+        counter[0] = n;
+        philox4x32(counter, self.key)
+    }
+
     pub fn next_u32(&mut self) -> u32 {
         if self.used == 4 {
             self.buffer = philox4x32(self.counter, self.key);

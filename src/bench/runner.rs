@@ -75,9 +75,8 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         fuse: opts.fuse,
         cache_bytes: opts.cache_mib << 20,
         pad_multiple: opts.pad_multiple,
-        pad_value: 0.0,
-        pad_id: 0,
         bucket_windows: opts.bucket_windows,
+        ..Settings::default()
     };
     let builder = |placement: Placement| {
         let b = Pipeline::builder_shared(source.clone())

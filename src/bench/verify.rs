@@ -136,6 +136,7 @@ mod tests {
             skipped: Vec::new(),
             lengths: Vec::new(),
             texts: Vec::new(),
+            token_labels: None,
         }
     }
 

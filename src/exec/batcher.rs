@@ -11,7 +11,7 @@ use crate::error::{Error, Result, SampleError};
 use crate::ops::{Decoder, Op, TextOp, Value};
 use crate::pipeline::ErrorPolicy;
 use crate::tensor::Image;
-use crate::text::EmbeddingTable;
+use crate::text::{EmbeddingTable, IGNORE_LABEL};
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +41,7 @@ impl Shared {
             self.process_sample(epoch, index, out).map_err(Some)
         };
 
-        let (images, outcomes, lengths) = match self.output.sample_bytes() {
+        let collated = match self.output.sample_bytes() {
             Some(per_sample) => {
                 let mut data = self.buffers.take(per_sample * indices.len());
                 let outcomes: Vec<_> = data
@@ -60,7 +60,7 @@ impl Shared {
                     shape,
                     data,
                 };
-                (Images::Dense(dense), outcomes, Vec::new())
+                Collated::new(Images::Dense(dense), outcomes)
             }
             None => {
                 let results: Vec<_> = indices
@@ -71,6 +71,7 @@ impl Shared {
                         run(index, SampleOut::Vec(v.vec_mut())).map(|shape| (v, shape))
                     })
                     .collect();
+                let results = self.check_fixed_length(indices, results);
                 if let Some((stage, table)) = self.gather_step() {
                     self.gather(results, table, stage)
                 } else if self.output.padded {
@@ -81,21 +82,22 @@ impl Shared {
             }
         };
 
-        let (sample_indices, skipped) = self.settle(indices, outcomes)?;
+        let (sample_indices, skipped) = self.settle(indices, collated.outcomes)?;
         Ok(Batch {
             epoch,
             index: b,
-            images,
+            images: collated.images,
             labels: self.labels(&sample_indices),
             texts: self.texts(&sample_indices),
             sample_indices,
             skipped,
-            lengths,
+            lengths: collated.lengths,
+            token_labels: collated.token_labels,
         })
     }
 
     /// Collate samples of any shapes into one buffer with per-sample offsets and shapes.
-    fn ragged(&self, results: Vec<SampleResult>) -> (Images, Vec<Outcome>, Vec<usize>) {
+    fn ragged(&self, results: Vec<SampleResult>) -> Collated {
         let total = results
             .iter()
             .flatten()
@@ -120,7 +122,7 @@ impl Shared {
             shapes,
             data,
         };
-        (Images::Ragged(ragged), outcomes, Vec::new())
+        Collated::new(Images::Ragged(ragged), outcomes)
     }
 
     pub(super) fn labels(&self, indices: &[u64]) -> Vec<i64> {
@@ -147,66 +149,104 @@ impl Shared {
         }
     }
 
-    /// Collate samples' token ids (i32, checked against `table`) into `[n, longest, dim]` f32,
-    /// each position its id's row, padding rows of `pad_value`; the longest rounded up to
-    /// `pad_multiple`. Samples are written in parallel, each straight into its slot.
-    fn gather(
-        &self,
-        results: Vec<SampleResult>,
-        table: &EmbeddingTable,
-        stage: usize,
-    ) -> (Images, Vec<Outcome>, Vec<usize>) {
+    /// Collate samples' token ids (i32, checked against `table`) into `[n, width, dim]` f32,
+    /// each position its id's row, padding rows of `pad_value` ([`Shared::padded_width`]).
+    /// Samples are written in parallel, each straight into its slot.
+    fn gather(&self, results: Vec<SampleResult>, table: &EmbeddingTable, stage: usize) -> Collated {
         let t = std::time::Instant::now();
-        // Each kept sample's ids, as the i32 bytes it wrote.
-        let ids: Vec<&[u8]> = results
+        // Each kept sample's ids and labels, as the i32 bytes it wrote.
+        let samples: Vec<(&[u8], &[u8])> = results
             .iter()
             .flatten()
-            .map(|(v, _)| v.as_slice())
+            .map(|(v, shape)| v.as_slice().split_at(shape[0] * 4))
             .collect();
-        let lengths: Vec<usize> = ids.iter().map(|v| v.len() / 4).collect();
-        let longest = lengths
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0)
-            .next_multiple_of(self.settings.pad_multiple);
-        let slot = longest * table.dim * 4;
-        let mut data = self.buffers.take(ids.len() * slot);
+        let lengths: Vec<usize> = samples.iter().map(|(ids, _)| ids.len() / 4).collect();
+        let width = self.padded_width(lengths.iter().copied().max().unwrap_or(0));
+        let slot = width * table.dim * 4;
+        let mut data = self.buffers.take(samples.len() * slot);
         let pad = self.settings.pad_value;
         data.as_mut_slice()
             .par_chunks_mut(slot.max(1))
-            .zip(ids.par_iter())
-            .for_each(|(out, ids)| table.gather_into(ids, pad, out));
-        let kept = ids.len();
-        drop(ids);
+            .zip(samples.par_iter())
+            .for_each(|(out, (ids, _))| table.gather_into(ids, pad, out));
+        let kept = samples.len();
+        let mut labels = LabelWriter::new(&self.buffers, &samples, width);
+        samples
+            .iter()
+            .enumerate()
+            .for_each(|(slot, (_, l))| labels.put(slot, l));
+        drop(samples);
         let outcomes = results.into_iter().map(|r| r.map(|_| ())).collect();
         self.timers.record_calls(stage, t, kept as u64);
         let dense = DenseBatch {
             dtype: self.output.dtype,
             layout: self.output.layout,
-            shape: vec![kept, longest, table.dim],
+            shape: vec![kept, width, table.dim],
             data,
         };
-        (Images::Dense(dense), outcomes, lengths)
+        Collated {
+            token_labels: labels.finish(kept),
+            lengths,
+            ..Collated::new(Images::Dense(dense), outcomes)
+        }
     }
 
-    /// Collate 32-bit samples into one padded tensor, the padded axis rounded up to the
-    /// pipeline's `pad_multiple`: `[rows, length]` (audio, features) into `[n, rows, longest]`
-    /// padded with `pad_value`; with `pad_leading`, `[length, ..rest]` (token ids, embeddings)
-    /// into `[n, longest, ..rest]` padded with `pad_id` (ids) or `pad_value`. Returns the batch,
-    /// the outcomes and each kept sample's length. Samples whose other dimensions differ from
-    /// the first kept sample's are an error.
-    fn pad(
-        &self,
-        indices: &[u64],
-        results: Vec<SampleResult>,
-    ) -> Result<(Images, Vec<Outcome>, Vec<usize>)> {
+    /// The padded axis' size for a batch whose longest sample is `longest`: the fixed
+    /// `pad_length`, or the longest rounded up to `pad_multiple`.
+    fn padded_width(&self, longest: usize) -> usize {
+        match self.settings.pad_length {
+            0 => longest.next_multiple_of(self.settings.pad_multiple),
+            fixed => fixed,
+        }
+    }
+
+    /// With a fixed `pad_length`, a sample longer than it fails (under the error policy),
+    /// naming the sample: padding never cuts data off silently.
+    fn check_fixed_length(&self, indices: &[u64], results: Vec<SampleResult>) -> Vec<SampleResult> {
+        let fixed = self.settings.pad_length;
+        if fixed == 0 || !self.output.padded {
+            return results;
+        }
+        let axis = if self.output.pad_leading { 0 } else { 1 };
+        results
+            .into_iter()
+            .zip(indices)
+            .map(|(r, &index)| match r {
+                Ok((_, shape)) if shape[axis] > fixed => Err(Some(self.sample_error(
+                    index,
+                    "Pad",
+                    format!(
+                        "{} positions do not fit pad_to_length {fixed} (truncate first)",
+                        shape[axis]
+                    ),
+                ))),
+                other => other,
+            })
+            .collect()
+    }
+
+    /// Collate 32-bit samples into one padded tensor, the padded axis [`Shared::padded_width`]
+    /// wide: `[rows, length]` (audio, features) into `[n, rows, width]` padded with
+    /// `pad_value`; with `pad_leading`, `[length, ..rest]` (token ids, embeddings) into
+    /// `[n, width, ..rest]` padded with `pad_id` (ids) or `pad_value`. Token ids' labels, when
+    /// samples have them, go into `[n, width]` labels padded with [`IGNORE_LABEL`]. Returns the
+    /// batch, the outcomes and each kept sample's length. Samples whose other dimensions
+    /// differ from the first kept sample's are an error.
+    fn pad(&self, indices: &[u64], results: Vec<SampleResult>) -> Result<Collated> {
         let leading = self.output.pad_leading;
         // (length along the padded axis, elements per step of it)
         let split = |shape: &[usize]| match leading {
             true => (shape[0], shape[1..].iter().product::<usize>()),
             false => (shape[1], shape[0]),
         };
+        let kept_samples: Vec<(&[u8], &[u8])> = results
+            .iter()
+            .flatten()
+            .map(|(v, shape)| {
+                let (length, rows) = split(shape);
+                v.as_slice().split_at(length * rows * 4)
+            })
+            .collect();
         let shapes: Vec<&[usize]> = results
             .iter()
             .flatten()
@@ -214,20 +254,16 @@ impl Shared {
             .collect();
         let first = shapes.first().map_or(vec![0, 0], |s| s.to_vec());
         let rows = split(&first).1;
-        let longest = shapes
-            .iter()
-            .map(|s| split(s).0)
-            .max()
-            .unwrap_or(0)
-            .next_multiple_of(self.settings.pad_multiple);
+        let width = self.padded_width(shapes.iter().map(|s| split(s).0).max().unwrap_or(0));
         let kept = shapes.len();
-        drop(shapes);
+        let mut labels = LabelWriter::new(&self.buffers, &kept_samples, width);
+        drop((shapes, kept_samples));
         let mut out_shape = vec![kept];
         match leading {
-            true => out_shape.extend(std::iter::once(longest).chain(first[1..].iter().copied())),
-            false => out_shape.extend([rows, longest]),
+            true => out_shape.extend(std::iter::once(width).chain(first[1..].iter().copied())),
+            false => out_shape.extend([rows, width]),
         }
-        let mut data = self.buffers.take(kept * rows * longest * 4);
+        let mut data = self.buffers.take(kept * rows * width * 4);
         // Recycled buffers hold an earlier batch: every word past a sample's length is written.
         let fill = match self.output.dtype {
             crate::tensor::DType::I32 => (self.settings.pad_id as i32).to_le_bytes(),
@@ -262,8 +298,9 @@ impl Shared {
             let out = data.as_mut_slice();
             if leading {
                 let bytes = length * rows * 4;
-                let at = slot * longest * rows * 4;
+                let at = slot * width * rows * 4;
                 out[at..at + bytes].copy_from_slice(&v.as_slice()[..bytes]);
+                labels.put(slot, &v.as_slice()[bytes..]);
             } else {
                 let row_bytes = length * 4;
                 for (row, src) in v
@@ -272,7 +309,7 @@ impl Shared {
                     .take(rows)
                     .enumerate()
                 {
-                    let at = ((slot * rows + row) * longest) * 4;
+                    let at = ((slot * rows + row) * width) * 4;
                     out[at..at + row_bytes].copy_from_slice(&src[..row_bytes]);
                 }
             }
@@ -286,7 +323,72 @@ impl Shared {
             shape: out_shape,
             data,
         };
-        Ok((Images::Dense(dense), outcomes, lengths))
+        Ok(Collated {
+            token_labels: labels.finish(kept),
+            lengths,
+            ..Collated::new(Images::Dense(dense), outcomes)
+        })
+    }
+}
+
+/// A batch's collated samples before the error policy settles them.
+struct Collated {
+    images: Images,
+    outcomes: Vec<Outcome>,
+    /// Padded batches: each kept sample's length along the padded axis.
+    lengths: Vec<usize>,
+    token_labels: Option<DenseBatch>,
+}
+
+impl Collated {
+    fn new(images: Images, outcomes: Vec<Outcome>) -> Self {
+        Collated {
+            images,
+            outcomes,
+            lengths: Vec::new(),
+            token_labels: None,
+        }
+    }
+}
+
+/// Writes token labels (i32 bytes after a sample's ids) into `[n, width]`, padded with
+/// [`IGNORE_LABEL`]; a sample without labels gets [`IGNORE_LABEL`] throughout. Nothing when no
+/// sample in the batch has labels.
+struct LabelWriter {
+    data: Option<PooledBuffer>,
+    width: usize,
+}
+
+impl LabelWriter {
+    /// `samples`: each kept sample's (ids, labels) bytes.
+    fn new(pool: &Arc<crate::batch::BufferPool>, samples: &[(&[u8], &[u8])], width: usize) -> Self {
+        let labelled = samples.iter().any(|(_, labels)| !labels.is_empty());
+        let data = labelled.then(|| {
+            let mut data = pool.take(samples.len() * width * 4);
+            let fill = IGNORE_LABEL.to_le_bytes();
+            data.as_mut_slice()
+                .chunks_exact_mut(4)
+                .for_each(|w| w.copy_from_slice(&fill));
+            data
+        });
+        LabelWriter { data, width }
+    }
+
+    fn put(&mut self, slot: usize, labels: &[u8]) {
+        if let Some(data) = &mut self.data {
+            let at = slot * self.width * 4;
+            data.as_mut_slice()[at..at + labels.len()].copy_from_slice(labels);
+        }
+    }
+
+    fn finish(self, kept: usize) -> Option<DenseBatch> {
+        let width = self.width;
+        self.data.map(|data| DenseBatch {
+            dtype: crate::tensor::DType::I32,
+            layout: crate::tensor::Layout::Chw,
+            shape: vec![kept, width],
+            data,
+        })
     }
 }
 

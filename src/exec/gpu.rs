@@ -215,6 +215,7 @@ impl GpuJob {
             sample_indices: self.indices,
             skipped: self.skipped,
             lengths,
+            token_labels: None,
         })
     }
 

@@ -242,7 +242,7 @@ impl Shared {
             match step.kind {
                 StepKind::Audio(i) => match &self.ops[i] {
                     Op::Audio(op) => op.apply(&mut ws.value, &mut rng(i)),
-                    Op::Text(op) => op.apply(&mut ws.value),
+                    Op::Text(op) => op.apply(&mut ws.value, &rng(i)),
                     Op::User(op) => op.run(&mut ws.value, &mut rng(i)),
                     other => unreachable!("{} is not a value step", other.name()),
                 },

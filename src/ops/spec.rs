@@ -31,6 +31,7 @@ pub enum OpKind {
     Tokenize,
     Truncate,
     AddSpecialTokens,
+    MlmMask,
     EmbeddingLookup,
     /// A user-defined operator ([`crate::ops::UserOp`]); its own name is the operator's.
     User,
@@ -64,6 +65,7 @@ impl OpKind {
             OpKind::Tokenize => "Tokenize",
             OpKind::Truncate => "Truncate",
             OpKind::AddSpecialTokens => "AddSpecialTokens",
+            OpKind::MlmMask => "MlmMask",
             OpKind::EmbeddingLookup => "EmbeddingLookup",
             OpKind::User => "user-defined operator",
         }

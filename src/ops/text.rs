@@ -1,10 +1,11 @@
 //! The text operators: `Tokenize` (the decoder of a text pipeline: bytes → token ids),
-//! `Truncate`, `AddSpecialTokens` and `EmbeddingLookup`. Their arithmetic is in
+//! `Truncate`, `AddSpecialTokens`, `MlmMask` and `EmbeddingLookup`. Their arithmetic is in
 //! [`crate::text`]; here they declare themselves and apply to pipeline values.
 
 use super::spec::{OpKind, OpSpec, SizeRule, ValueKind};
 use super::Value;
-use crate::text::{self, Embedded, EmbeddingTable, TextTokenizer, Tokens, Utf8Policy};
+use crate::rng::SampleRng;
+use crate::text::{self, Embedded, EmbeddingTable, MlmSpec, TextTokenizer, Tokens, Utf8Policy};
 
 /// What turns a text sample's bytes into token ids.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +43,7 @@ impl DecodeText {
             return Err("the sample has no text (empty or only whitespace)".into());
         }
         let ids = self.tokenizer.encode(&text)?;
-        Ok(Tokens { ids })
+        Ok(Tokens::new(ids))
     }
 }
 
@@ -58,6 +59,9 @@ pub enum TextOp {
     /// `bos` before the sequence and `eos` after it (GPT-2: both `<|endoftext|>`; BERT: [CLS],
     /// [SEP]).
     AddSpecialTokens { bos: Option<u32>, eos: Option<u32> },
+    /// BERT's masking: tokens selected at random become the mask token, a random id or stay,
+    /// and the sequence gains labels (see [`MlmSpec`]). Random, keyed by token position.
+    MlmMask(MlmSpec),
     /// Each id's row of a frozen table: tokens `[L]` → f32 `[L, dim]`.
     EmbeddingLookup(EmbeddingTable),
 }
@@ -67,6 +71,7 @@ impl TextOp {
         match self {
             TextOp::Truncate { .. } => OpKind::Truncate,
             TextOp::AddSpecialTokens { .. } => OpKind::AddSpecialTokens,
+            TextOp::MlmMask(_) => OpKind::MlmMask,
             TextOp::EmbeddingLookup(_) => OpKind::EmbeddingLookup,
         }
     }
@@ -82,7 +87,7 @@ impl TextOp {
             output,
             size: SizeRule::DataDependent,
             bytes_per_output_pixel: 4,
-            random: false,
+            random: matches!(self, TextOp::MlmMask(_)),
             commutes_with: Vec::new(),
             backends: vec![super::Backend::Cpu],
             cpu_fuses_with: Vec::new(),
@@ -96,22 +101,23 @@ impl TextOp {
                 bos: None,
                 eos: None,
             } => Err("give a BOS or an EOS token (the tokenizer has neither)".into()),
+            TextOp::MlmMask(spec) => spec.validate(),
             _ => Ok(()),
         }
     }
 
-    /// Apply to a token sequence in place (EmbeddingLookup turns it into embeddings).
-    pub fn apply(&self, value: &mut Value) -> Result<(), String> {
+    /// Apply to a token sequence in place (EmbeddingLookup turns it into embeddings); `rng` is
+    /// the sample's stream for this operator.
+    pub fn apply(&self, value: &mut Value, rng: &SampleRng) -> Result<(), String> {
         let Value::Tokens(tokens) = value else {
             return Err(format!("{:?} takes tokens", self.kind()));
         };
         match self {
             TextOp::Truncate { max_len, keep_end } => {
-                text::truncate(&mut tokens.ids, *max_len, keep_end.as_slice())
+                text::truncate(tokens, *max_len, keep_end.as_slice())
             }
-            TextOp::AddSpecialTokens { bos, eos } => {
-                text::add_special_tokens(&mut tokens.ids, *bos, *eos)
-            }
+            TextOp::AddSpecialTokens { bos, eos } => text::add_special_tokens(tokens, *bos, *eos),
+            TextOp::MlmMask(spec) => spec.apply(tokens, rng),
             TextOp::EmbeddingLookup(table) => {
                 let mut out = Embedded::default();
                 table.lookup(tokens, &mut out)?;

@@ -54,8 +54,9 @@ impl Value {
         }
     }
 
-    /// Write a value of 32-bit elements (f32 audio, features or embeddings; token ids as i32;
-    /// row-major, little-endian) into `out`, which is `4 * len_f32()` bytes.
+    /// Write a value of 32-bit elements (f32 audio, features or embeddings; token ids as i32,
+    /// then their labels if they have any; row-major, little-endian) into `out`, which is
+    /// `4 * len_f32()` bytes.
     pub fn write_f32(&self, out: &mut [u8]) {
         let mut chunks = out.chunks_exact_mut(4);
         let mut put = |v: &f32| chunks.next().unwrap().copy_from_slice(&v.to_le_bytes());
@@ -64,8 +65,9 @@ impl Value {
             Value::Features(f) => f.data.iter().for_each(&mut put),
             Value::Embedded(e) => e.data.iter().for_each(&mut put),
             Value::Tokens(t) => {
-                for (o, id) in out.chunks_exact_mut(4).zip(&t.ids) {
-                    o.copy_from_slice(&(*id as i32).to_le_bytes());
+                let words = t.ids.iter().map(|&id| id as i32).chain(t.labels.iter().copied());
+                for (o, w) in out.chunks_exact_mut(4).zip(words) {
+                    o.copy_from_slice(&w.to_le_bytes());
                 }
             }
             Value::Image(_) | Value::Complex(_) => {
@@ -74,8 +76,12 @@ impl Value {
         }
     }
 
+    /// 32-bit words [`Value::write_f32`] writes: the shape's elements (token ids: and labels).
     pub fn len_f32(&self) -> usize {
-        self.shape().iter().product()
+        match self {
+            Value::Tokens(t) => t.ids.len() + t.labels.len(),
+            _ => self.shape().iter().product(),
+        }
     }
 
     /// Whether the value is internally consistent (what a user-defined operator hands back is
@@ -109,6 +115,13 @@ impl Value {
             Value::Tokens(t) => {
                 if let Some(id) = t.ids.iter().find(|&&id| id > i32::MAX as u32) {
                     return Err(format!("token id {id} does not fit the batch's i32 ids"));
+                }
+                if !t.labels.is_empty() && t.labels.len() != t.ids.len() {
+                    return Err(format!(
+                        "{} token ids with {} labels: give one label per id or none",
+                        t.ids.len(),
+                        t.labels.len()
+                    ));
                 }
             }
             Value::Embedded(e) => matrix_holds("embeddings", e.tokens, e.dim, e.data.len())?,

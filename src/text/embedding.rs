@@ -279,10 +279,10 @@ mod tests {
         let table = EmbeddingTable::open(&path, None).unwrap();
         assert_eq!((table.rows, table.dim), (4, 3));
         let mut out = Embedded::default();
-        table.lookup(&Tokens { ids: vec![2, 0] }, &mut out).unwrap();
+        table.lookup(&Tokens::new(vec![2, 0]), &mut out).unwrap();
         assert_eq!(out.data, [3.0, 3.5, 4.0, 0.0, 0.5, 1.0]);
         let err = table
-            .lookup(&Tokens { ids: vec![4] }, &mut out)
+            .lookup(&Tokens::new(vec![4]), &mut out)
             .unwrap_err();
         assert!(err.contains("token id 4"), "{err}");
     }

@@ -12,6 +12,8 @@ const GPT2_VOCAB: &str = include_str!("../../assets/gpt2/vocab.json");
 const GPT2_MERGES: &str = include_str!("../../assets/gpt2/merges.txt");
 /// GPT-2's one special token: document separator, BOS and EOS at once.
 pub const GPT2_END_OF_TEXT: &str = "<|endoftext|>";
+/// BERT's special tokens, added after GPT-2's vocabulary by [`TextTokenizer::gpt2_mlm`].
+pub const MLM_SPECIALS: [&str; 4] = ["[CLS]", "[SEP]", "[PAD]", "[MASK]"];
 
 /// What to do with bytes that are not UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,6 +38,10 @@ pub struct TextTokenizer {
     /// The special tokens a sequence starts and ends with (`AddSpecialTokens`'s defaults).
     pub bos: Option<u32>,
     pub eos: Option<u32>,
+    /// The padding token (`[PAD]`, `<pad>`), if the vocabulary has one.
+    pub pad: Option<u32>,
+    /// The mask token `MlmMask` writes (`[MASK]`, `<mask>`), if the vocabulary has one.
+    pub mask: Option<u32>,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -59,8 +65,25 @@ impl TextTokenizer {
     /// GPT-2's byte-level BPE, compiled in (no download): ids equal Hugging Face's `gpt2`
     /// tokenizer's; BOS = EOS = `<|endoftext|>` (50256).
     pub fn gpt2() -> Self {
-        Self::from_gpt2_text(GPT2_VOCAB, GPT2_MERGES, "GPT-2 (built in)")
+        Self::from_gpt2_text(GPT2_VOCAB, GPT2_MERGES, "GPT-2 (built in)", &[])
             .expect("the built-in GPT-2 vocabulary loads")
+    }
+
+    /// GPT-2's byte-level BPE with BERT's special tokens added as ids 50257–50260
+    /// ([`MLM_SPECIALS`]): BOS = `[CLS]`, EOS = `[SEP]`, pad `[PAD]`, mask `[MASK]` — a
+    /// masked-language-model tokenizer with no download (RoBERTa's recipe, BERT's names).
+    /// Ids equal those of Hugging Face's gpt2 tokenizer with these tokens added as special.
+    pub fn gpt2_mlm() -> Self {
+        let mut t = Self::from_gpt2_text(
+            GPT2_VOCAB,
+            GPT2_MERGES,
+            "GPT-2 + [CLS] [SEP] [PAD] [MASK] (built in)",
+            &MLM_SPECIALS,
+        )
+        .expect("the built-in GPT-2 vocabulary loads");
+        t.bos = t.token_to_id("[CLS]");
+        t.eos = t.token_to_id("[SEP]");
+        t
     }
 
     /// A GPT-2 style vocabulary: `encoder.json` (token → id) and `vocab.bpe` (merges, one pair
@@ -73,6 +96,7 @@ impl TextTokenizer {
             &read(encoder_json)?,
             &read(vocab_bpe)?,
             &format!("{} + {}", encoder_json.display(), vocab_bpe.display()),
+            &[],
         )
     }
 
@@ -111,7 +135,14 @@ impl TextTokenizer {
         ))
     }
 
-    fn from_gpt2_text(vocab: &str, merges: &str, origin: &str) -> Result<Self, String> {
+    /// A GPT-2 style tokenizer from its files' text, with `extra` special tokens added after
+    /// the vocabulary.
+    fn from_gpt2_text(
+        vocab: &str,
+        merges: &str,
+        origin: &str,
+        extra: &[&str],
+    ) -> Result<Self, String> {
         let vocab: std::collections::HashMap<String, u32> = serde_json::from_str(vocab)
             .map_err(|e| format!("{origin}: the vocabulary is not a JSON map of ids: {e}"))?;
         let vocab: Vocab = vocab.into_iter().collect();
@@ -139,15 +170,15 @@ impl TextTokenizer {
         inner
             .with_pre_tokenizer(Some(ByteLevel::new(false, true, true)))
             .with_decoder(Some(ByteLevel::default()));
+        let mut added: Vec<&str> = extra.to_vec();
         if inner.token_to_id(GPT2_END_OF_TEXT).is_some() {
-            inner
-                .add_special_tokens([AddedToken::from(GPT2_END_OF_TEXT, true)])
-                .map_err(|e| format!("{origin}: {e}"))?;
+            added.insert(0, GPT2_END_OF_TEXT);
         }
-        let specials = inner
-            .token_to_id(GPT2_END_OF_TEXT)
-            .map(|id| (GPT2_END_OF_TEXT.to_string(), id))
-            .into_iter()
+        let tokens: Vec<AddedToken> = added.iter().map(|t| AddedToken::from(*t, true)).collect();
+        inner.add_special_tokens(tokens).map_err(|e| format!("{origin}: {e}"))?;
+        let specials = added
+            .iter()
+            .filter_map(|t| inner.token_to_id(t).map(|id| (t.to_string(), id)))
             .collect();
         let mut wrapped = Self::wrap(inner, origin.to_string());
         wrapped.fast = Some(Arc::new(super::byte_level::ByteLevelBpe::new(
@@ -173,6 +204,8 @@ impl TextTokenizer {
             "<|end_of_text|>",
         ]);
         TextTokenizer {
+            pad: first(&["[PAD]", "<pad>", "<|pad|>"]),
+            mask: first(&["[MASK]", "<mask>"]),
             inner: Arc::new(inner),
             origin,
             path: None,
@@ -180,6 +213,19 @@ impl TextTokenizer {
             bos,
             eos,
         }
+    }
+
+    /// The ids of the vocabulary's special tokens (what `MlmMask` never selects), sorted.
+    pub fn special_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// What [`TextTokenizer::open`] opened (None: GPT-2 built in, or made otherwise).
@@ -254,6 +300,18 @@ mod tests {
         assert_eq!(t.encode(" Hello<|endoftext|>").unwrap(), [18435, 50256]);
         let text = "naïve café ☕ 東京";
         assert_eq!(t.decode(&t.encode(text).unwrap()).unwrap(), text);
+    }
+
+    #[test]
+    fn mlm_variant_adds_bert_tokens() {
+        let t = TextTokenizer::gpt2_mlm();
+        assert_eq!(t.vocab_size(), 50261);
+        assert_eq!((t.bos, t.eos, t.pad, t.mask), (Some(50257), Some(50258), Some(50259), Some(50260)));
+        assert_eq!(t.special_ids(), [50256, 50257, 50258, 50259, 50260]);
+        assert_eq!(TextTokenizer::gpt2().special_ids(), [50256]);
+        let text = "Hello[MASK] world [SEP]x<|endoftext|>";
+        assert_eq!(t.encode(text).unwrap(), t.encode_with_library(text).unwrap());
+        assert_eq!(t.encode(text).unwrap(), [15496, 50260, 995, 220, 50258, 87, 50256]);
     }
 
     #[test]

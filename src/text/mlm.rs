@@ -1,0 +1,180 @@
+//! BERT's masked-language-model corruption (`MlmMask`): each non-special token is selected with
+//! probability `probability`; a selected token becomes the mask token (`mask_fraction`), a
+//! random id (`random_fraction`) or stays itself (the rest); its label is its original id, every
+//! other label [`IGNORE_LABEL`]. Hugging Face's `DataCollatorForLanguageModeling` defaults:
+//! 0.15, 0.8, 0.1.
+//!
+//! Every decision about token `p` comes from one Philox block at counter `p` of the sample's
+//! stream ([`SampleRng::block`]) and is integer arithmetic on its words, so the result depends
+//! only on (seed, epoch, sample, operator, position) and a GPU kernel reproduces it bit for bit:
+//! word 0 < `select` selects, word 1 < `mask` masks, else word 1 < `mask + random` replaces with
+//! `(word 2 × vocab) >> 32`.
+
+use super::Tokens;
+use crate::rng::SampleRng;
+
+/// The label of a token the loss ignores (PyTorch's `cross_entropy` default `ignore_index`).
+pub const IGNORE_LABEL: i32 = -100;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlmSpec {
+    /// Chance that a non-special token is selected for prediction.
+    pub probability: f64,
+    /// Of the selected: the share replaced by `mask_id`…
+    pub mask_fraction: f64,
+    /// …and the share replaced by a random id below `vocab_size` (the rest keep their id).
+    pub random_fraction: f64,
+    pub mask_id: u32,
+    pub vocab_size: u32,
+    /// Ids never selected (the tokenizer's special tokens), sorted.
+    pub special: Vec<u32>,
+}
+
+/// A probability as a threshold on a uniform u32 word: `word < threshold` has that chance
+/// (2^32 when the probability is 1).
+fn threshold(p: f64) -> u64 {
+    (p * 4_294_967_296.0).round() as u64
+}
+
+impl MlmSpec {
+    /// BERT's recipe with the given mask token, vocabulary and special ids.
+    pub fn bert(mask_id: u32, vocab_size: u32, mut special: Vec<u32>) -> Self {
+        special.sort_unstable();
+        special.dedup();
+        MlmSpec {
+            probability: 0.15,
+            mask_fraction: 0.8,
+            random_fraction: 0.1,
+            mask_id,
+            vocab_size,
+            special,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let unit = |name: &str, v: f64| match (0.0..=1.0).contains(&v) {
+            true => Ok(()),
+            false => Err(format!("{name} must be within [0, 1], not {v}")),
+        };
+        unit("probability", self.probability)?;
+        unit("mask_fraction", self.mask_fraction)?;
+        unit("random_fraction", self.random_fraction)?;
+        if self.mask_fraction + self.random_fraction > 1.0 + 1e-12 {
+            return Err(format!(
+                "mask_fraction + random_fraction must be at most 1, not {}",
+                self.mask_fraction + self.random_fraction
+            ));
+        }
+        if self.vocab_size == 0 || self.mask_id >= self.vocab_size {
+            return Err(format!(
+                "the mask id {} is outside the vocabulary of {} ids",
+                self.mask_id, self.vocab_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// The three thresholds on a block's words: (select, mask, mask + random).
+    pub fn thresholds(&self) -> (u64, u64, u64) {
+        let (mask, random) = (self.mask_fraction, self.random_fraction);
+        (
+            threshold(self.probability),
+            threshold(mask),
+            threshold(mask + random),
+        )
+    }
+
+    /// Corrupt `tokens` in place and set their labels (any earlier labels are replaced).
+    pub fn apply(&self, tokens: &mut Tokens, rng: &SampleRng) {
+        let (select, mask, random) = self.thresholds();
+        let vocab = u64::from(self.vocab_size);
+        tokens.labels.clear();
+        tokens.labels.reserve(tokens.ids.len());
+        for (p, id) in tokens.ids.iter_mut().enumerate() {
+            let w = rng.block(p as u32);
+            let chosen = u64::from(w[0]) < select && self.special.binary_search(id).is_err();
+            if !chosen {
+                tokens.labels.push(IGNORE_LABEL);
+                continue;
+            }
+            tokens.labels.push(*id as i32);
+            let action = u64::from(w[1]);
+            if action < mask {
+                *id = self.mask_id;
+            } else if action < random {
+                *id = ((u64::from(w[2]) * vocab) >> 32) as u32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(n: u32) -> Tokens {
+        Tokens {
+            ids: (0..n).map(|i| 10 + i % 90).collect(),
+            labels: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn labels_hold_the_originals_of_the_selected() {
+        let spec = MlmSpec::bert(3, 100, vec![1, 2, 3]);
+        let mut t = tokens(2000);
+        let original = t.ids.clone();
+        spec.apply(&mut t, &SampleRng::new(1, 0, 7, 4));
+        assert_eq!(t.labels.len(), t.ids.len());
+        for ((&id, &label), &was) in t.ids.iter().zip(&t.labels).zip(&original) {
+            if label == IGNORE_LABEL {
+                assert_eq!(id, was);
+            } else {
+                assert_eq!(label, was as i32);
+            }
+        }
+        // Same key, same corruption; another sample, another one.
+        let mut again = tokens(2000);
+        spec.apply(&mut again, &SampleRng::new(1, 0, 7, 4));
+        assert_eq!(again, t);
+        let mut other = tokens(2000);
+        spec.apply(&mut other, &SampleRng::new(1, 0, 8, 4));
+        assert_ne!(other.labels, t.labels);
+    }
+
+    #[test]
+    fn extremes() {
+        let mut all = MlmSpec::bert(3, 100, vec![10]);
+        all.probability = 1.0;
+        all.mask_fraction = 1.0;
+        all.random_fraction = 0.0;
+        let mut t = tokens(500);
+        all.apply(&mut t, &SampleRng::new(0, 0, 0, 1));
+        for (&id, &label) in t.ids.iter().zip(&t.labels) {
+            match label {
+                10 => unreachable!("a special token was selected"),
+                IGNORE_LABEL => assert_eq!(id, 10),
+                _ => assert_eq!(id, 3),
+            }
+        }
+        all.probability = 0.0;
+        let mut t = tokens(500);
+        all.apply(&mut t, &SampleRng::new(0, 0, 0, 1));
+        assert!(t.labels.iter().all(|&l| l == IGNORE_LABEL));
+        assert_eq!(t, {
+            let mut u = tokens(500);
+            u.labels = vec![IGNORE_LABEL; 500];
+            u
+        });
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let mut s = MlmSpec::bert(3, 100, vec![]);
+        assert!(s.validate().is_ok());
+        s.mask_fraction = 0.95;
+        assert!(s.validate().unwrap_err().contains("at most 1"));
+        let s = MlmSpec::bert(100, 100, vec![]);
+        assert!(s.validate().unwrap_err().contains("outside the vocabulary"));
+    }
+}
