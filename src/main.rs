@@ -44,8 +44,9 @@ struct PlanArgs {
 /// Where text workloads get their tokenizer, embeddings and text.
 #[derive(clap::Args)]
 struct TextArgs {
-    /// Text workloads: a tokenizer.json, or a folder with encoder.json + vocab.bpe (default:
-    /// GPT-2, built in)
+    /// Text workloads: a tokenizer.json, a folder with encoder.json + vocab.bpe, or a built-in
+    /// name: gpt2 or gpt2-mlm (GPT-2 + [CLS] [SEP] [PAD] [MASK]) (default: gpt2; bert-mlm:
+    /// gpt2-mlm)
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// Text workloads: the embedding table, .npy or .safetensors (default: random, sized to the
@@ -58,20 +59,24 @@ struct TextArgs {
 }
 
 impl TextArgs {
-    fn assets(&self) -> sluice::Result<bench::TextAssets> {
+    fn assets(&self, workload: bench::Workload) -> sluice::Result<bench::TextAssets> {
         let bad = sluice::Error::InvalidPipeline;
         let tokenizer = match &self.tokenizer {
-            Some(p) => sluice::text::TextTokenizer::open(p).map_err(bad)?,
-            None => sluice::text::TextTokenizer::gpt2(),
+            Some(p) => Some(
+                sluice::text::TextTokenizer::open_or_builtin(&p.to_string_lossy()).map_err(bad)?,
+            ),
+            None => None,
         };
         let embeddings = match &self.embeddings {
             Some(p) => Some(sluice::text::EmbeddingTable::open(p, None).map_err(bad)?),
             None => None,
         };
-        Ok(bench::TextAssets {
+        let assets = bench::TextAssets {
             tokenizer,
             embeddings,
-        })
+        };
+        assets.check(workload).map_err(bad)?;
+        Ok(assets)
     }
 }
 
@@ -126,12 +131,14 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         cache_mib: usize,
         /// Speech and text workloads: pad each batch's time (token) axis to a multiple of N
-        #[arg(long, value_name = "N", default_value_t = 1)]
-        pad_multiple: usize,
+        /// (default: 8 for bert-mlm, else 1)
+        #[arg(long, value_name = "N")]
+        pad_multiple: Option<usize>,
         /// Text workloads: batch samples of similar length, sorting windows of K batches by
-        /// length (less padding; the order stays a pure function of seed and epoch)
-        #[arg(long, value_name = "K", default_value_t = 0)]
-        bucket: usize,
+        /// length (less padding; the order stays a pure function of seed and epoch; default:
+        /// 16 for bert-mlm, else 0 = off)
+        #[arg(long, value_name = "K")]
+        bucket: Option<usize>,
         /// What to do with a sample that fails to decode or transform
         #[arg(long, value_enum, default_value = "fail")]
         on_error: Policy,
@@ -364,6 +371,8 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 }
             }
             let workload = parse_workload(&workload)?;
+            let text_assets = text.assets(workload)?;
+            let defaults = workload.batch_defaults(&text_assets);
             let source = dataset(data, images, workload, text.text_field.as_deref())?;
             let optimize = if optimize {
                 let profile = cost_profile(&source, workload, plan.profile.as_deref())?;
@@ -381,7 +390,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 prefetch,
                 fuse: !no_fuse,
                 cache_mib,
-                pad_multiple,
+                pad_multiple: pad_multiple.unwrap_or(defaults.pad_multiple),
                 policy: match on_error {
                     Policy::Fail => ErrorPolicy::Fail,
                     Policy::Skip => ErrorPolicy::Skip,
@@ -399,8 +408,8 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 device_batches: matches!(backend, BackendArg::Cuda),
                 cuda_device: device,
                 dump,
-                text: text.assets()?,
-                bucket_windows: bucket,
+                text: text_assets,
+                bucket_windows: bucket.unwrap_or(defaults.bucket_windows),
             };
             let report = bench::run(source, &opts)?;
             if let Some(path) = &chart {

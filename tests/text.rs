@@ -3,11 +3,11 @@
 //! UTF-8, empty lines, an over-long line, a binary file) failing with the sample's PATH:LINE and
 //! the operator, or skipped and counted.
 
-use sluice::bench::{TextAssets, Workload, NLP_EMBEDDING_DIM, NLP_MAX_TOKENS};
+use sluice::bench::{TextAssets, Workload, BERT_MAX_TOKENS, NLP_EMBEDDING_DIM, NLP_MAX_TOKENS};
 use sluice::gen::text::{write_text_corpus, TextCorpusSpec};
 use sluice::ops::{DecodeText, TextOp};
 use sluice::source::{open_text_path, Source, TextLines};
-use sluice::text::{EmbeddingTable, TextTokenizer, Utf8Policy};
+use sluice::text::{EmbeddingTable, TextTokenizer, Utf8Policy, IGNORE_LABEL};
 use sluice::{DType, ErrorPolicy, Pipeline, PipelineBuilder};
 use std::path::Path;
 use std::sync::Arc;
@@ -97,7 +97,7 @@ fn nlp_embeddings_are_the_table_rows_and_do_not_depend_on_threads() {
     let source = corpus(dir.path(), 40);
     let table = EmbeddingTable::random(50257, NLP_EMBEDDING_DIM, 9);
     let assets = TextAssets {
-        tokenizer: TextTokenizer::gpt2(),
+        tokenizer: Some(TextTokenizer::gpt2()),
         embeddings: Some(table.clone()),
     };
     let run = |threads: usize| {
@@ -366,4 +366,127 @@ fn length_bucketing_needs_lengths() {
         err.contains("length bucketing needs sample lengths"),
         "{err}"
     );
+}
+
+/// bert-mlm as the bench runs it: each batch's labels are -100 except where a token was
+/// selected, selected tokens are never [CLS]/[SEP]/padding, unselected ids are the tokenizer's,
+/// the padded width is a multiple of 8, and the batches (labels included) do not depend on the
+/// thread count.
+#[test]
+fn bert_mlm_labels_follow_the_ids_and_do_not_depend_on_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = corpus(dir.path(), 48);
+    let assets = TextAssets::default();
+    let tokenizer = assets.tokenizer(Workload::BertMlm);
+    let defaults = Workload::BertMlm.batch_defaults(&assets);
+    let run = |threads: usize| {
+        let builder = Pipeline::builder_shared(source.clone())
+            .batch_size(8)
+            .threads(threads)
+            .shuffle(true)
+            .seed(4)
+            .pad_to_multiple_of(defaults.pad_multiple)
+            .length_bucketing(defaults.bucket_windows)
+            .pad_id(defaults.pad_id);
+        let pipeline = Workload::BertMlm.add_ops(builder).build().unwrap();
+        let mut out = Vec::new();
+        for batch in pipeline.epoch(1).unwrap() {
+            let batch = batch.unwrap();
+            let labels = batch.token_labels.as_ref().expect("MlmMask gives labels");
+            let d = batch.dense().unwrap();
+            assert_eq!(labels.shape, d.shape);
+            assert_eq!(d.shape[1] % 8, 0);
+            out.push((
+                d.bytes().to_vec(),
+                labels.bytes().to_vec(),
+                batch.sample_indices.clone(),
+                batch.lengths.clone(),
+            ));
+        }
+        out
+    };
+    let one = run(1);
+    assert_eq!(one, run(2), "threads changed the masking");
+    let (mut selected, mut tokens) = (0, 0);
+    let mut text = Vec::new();
+    for (ids, labels, indices, lengths) in &one {
+        let (ids, labels) = (i32s(ids), i32s(labels));
+        let width = ids.len() / indices.len();
+        for (k, (&index, &length)) in indices.iter().zip(lengths).enumerate() {
+            source.read(index, &mut text).unwrap();
+            let mut want = tokenizer
+                .encode(std::str::from_utf8(&text).unwrap())
+                .unwrap();
+            want.truncate(BERT_MAX_TOKENS);
+            assert_eq!(length, want.len() + 2);
+            let row = &ids[k * width..(k + 1) * width];
+            let row_labels = &labels[k * width..(k + 1) * width];
+            assert_eq!(row[0], tokenizer.bos.unwrap() as i32);
+            assert_eq!(row[length - 1], tokenizer.eos.unwrap() as i32);
+            assert!(row[length..].iter().all(|&id| id == defaults.pad_id as i32));
+            assert!(row_labels[length..].iter().all(|&l| l == IGNORE_LABEL));
+            assert_eq!(
+                (row_labels[0], row_labels[length - 1]),
+                (IGNORE_LABEL, IGNORE_LABEL)
+            );
+            for p in 1..length - 1 {
+                let was = want[p - 1] as i32;
+                match row_labels[p] {
+                    IGNORE_LABEL => assert_eq!(row[p], was, "an unselected token changed"),
+                    label => {
+                        assert_eq!(label, was);
+                        selected += 1;
+                    }
+                }
+                tokens += 1;
+            }
+        }
+    }
+    let rate = selected as f64 / tokens as f64;
+    assert!(
+        (0.12..0.18).contains(&rate),
+        "selected {rate} of {tokens} tokens"
+    );
+}
+
+/// A fixed padded length: every batch exactly that wide; a longer sample fails naming its
+/// PATH:LINE and `Pad`, or is skipped and counted.
+#[test]
+fn fixed_pad_length_never_cuts_a_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = corpus(dir.path(), 30);
+    let builder = || ids_pipeline(source.clone(), 400).batch_size(10).threads(2);
+    let wide = builder().pad_to_length(512).build().unwrap();
+    for batch in wide.epoch(0).unwrap() {
+        assert_eq!(batch.unwrap().dense().unwrap().shape[1], 512);
+    }
+    let err = builder()
+        .pad_to_length(16)
+        .build()
+        .unwrap()
+        .epoch(0)
+        .unwrap()
+        .find_map(|b| b.err())
+        .expect("a sample longer than 16 tokens fails");
+    let message = err.to_string();
+    assert!(
+        message.contains("Pad") && message.contains("corpus.txt:"),
+        "{message}"
+    );
+    let skipping = builder()
+        .pad_to_length(64)
+        .on_error(ErrorPolicy::Skip)
+        .build()
+        .unwrap();
+    let (mut kept, mut skipped) = (0, 0);
+    for batch in skipping.epoch(0).unwrap() {
+        let batch = batch.unwrap();
+        assert!(batch.lengths.iter().all(|&l| l <= 64));
+        kept += batch.len();
+        skipped += batch.skipped.len();
+    }
+    assert_eq!(kept + skipped, 30);
+    assert!(skipped > 0 && kept > 0, "kept {kept}, skipped {skipped}");
+    let odd = builder().pad_to_multiple_of(8).pad_to_length(100).build();
+    assert!(odd.err().unwrap().to_string().contains("multiple"));
 }

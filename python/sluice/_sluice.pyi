@@ -103,7 +103,8 @@ class Batch(Mapping[str, Any]):
     "text" is a list of str in batch order. Text pipelines (ops starting with Tokenize) hold
     "input_ids" (int32 [n, tokens], padded with pad_id) or, after EmbeddingLookup,
     "embeddings" (float32 [n, tokens, dim], zero-padded), "attention_mask" (uint8 [n, tokens]),
-    "lengths" and "indices"."""
+    "lengths" and "indices"; after MlmMask also "labels" (int32 [n, tokens]: the original id
+    where a token was selected, -100 elsewhere and in the padding)."""
 
     epoch: int
     index: int
@@ -133,7 +134,11 @@ class EpochIterator(Iterator[Batch]):
 
 class Pipeline:
     """A declared pipeline: source, operators and settings. Bad settings raise ValueError
-    naming the setting."""
+    naming the setting. Padded batches (audio, text): the padded axis is the batch's longest
+    rounded up to `pad_multiple`, or exactly `pad_to_length` (a longer sample fails, or is
+    skipped under on_error="skip"); token ids pad with `pad_id` (default: the tokenizer's pad
+    token, else 0), values with `pad_value`. `bucket=K` batches samples of similar length
+    (sorting windows of K batches)."""
 
     def __init__(
         self,
@@ -164,8 +169,9 @@ class Pipeline:
         allow_approx: bool = False,
         pad_multiple: int = 1,
         pad_value: float = 0.0,
-        pad_id: int = 0,
+        pad_id: Optional[int] = None,
         bucket: int = 0,
+        pad_to_length: int = 0,
     ) -> None: ...
     def epoch(self, epoch: int) -> EpochIterator:
         """The batches of `epoch` in sampler order (from the saved position after

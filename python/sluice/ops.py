@@ -267,8 +267,9 @@ class TimeMasking(Operator):
 class Tokenize(Operator):
     """Start a text pipeline: each sample's text (UTF-8: a line, a JSON field or a document)
     becomes token ids with Hugging Face ``tokenizers`` (the same ids as the Python package).
-    ``tokenizer``: None for GPT-2 (built in, no download), a ``tokenizer.json``, or a folder
-    holding ``encoder.json`` + ``vocab.bpe`` (or ``vocab.json`` + ``merges.txt``).
+    ``tokenizer``: None or ``"gpt2"`` for GPT-2 (built in, no download), ``"gpt2-mlm"`` for
+    GPT-2 with BERT's ``[CLS] [SEP] [PAD] [MASK]`` added (built in), a ``tokenizer.json``, or a
+    folder holding ``encoder.json`` + ``vocab.bpe`` (or ``vocab.json`` + ``merges.txt``).
     ``invalid_utf8``: ``"error"`` (the sample fails, naming file, line and byte) or
     ``"replace"`` (U+FFFD). Empty text is the sample's error."""
 
@@ -299,6 +300,23 @@ class AddSpecialTokens(Operator):
 
 
 @dataclass(frozen=True)
+class MlmMask(Operator):
+    """BERT's masked-language-model corruption (Hugging Face's
+    ``DataCollatorForLanguageModeling``): each token that is not a special token is selected
+    with ``probability``; of those a ``mask_fraction`` share becomes ``mask_token``
+    (``"default"``: the tokenizer's ``[MASK]``/``<mask>``; or an id or a token string), a
+    ``random_fraction`` share a random id, the rest stay. The batch gains ``labels`` (int32: the
+    original id where selected, -100 elsewhere). Every draw is keyed by (seed, epoch, sample,
+    token position), so it does not depend on threads or batching."""
+
+    _kind: ClassVar[str] = "MlmMask"
+    probability: float = 0.15
+    mask_fraction: float = 0.8
+    random_fraction: float = 0.1
+    mask_token: Union[int, str] = "default"
+
+
+@dataclass(frozen=True)
 class EmbeddingLookup(Operator):
     """Each token's row of a frozen table (cedar's NLP op): ids ``[tokens]`` become float32
     ``[tokens, dim]``. ``table``: a ``.npy`` (2-D f32/f16) or ``.safetensors`` file (f32, f16
@@ -316,6 +334,7 @@ __all__ = [
     "Tokenize",
     "Truncate",
     "AddSpecialTokens",
+    "MlmMask",
     "EmbeddingLookup",
     "DecodeAudio",
     "Resample",

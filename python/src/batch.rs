@@ -16,7 +16,21 @@ const AUDIO_KEYS: [&str; 4] = ["features", "lengths", "labels", "indices"];
 const IMAGE_TEXT_KEYS: [&str; 4] = ["images", "labels", "indices", "text"];
 const AUDIO_TEXT_KEYS: [&str; 5] = ["features", "lengths", "labels", "indices", "text"];
 const TOKEN_KEYS: [&str; 4] = ["input_ids", "attention_mask", "lengths", "indices"];
+const MLM_KEYS: [&str; 5] = [
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "lengths",
+    "indices",
+];
 const EMBEDDING_KEYS: [&str; 4] = ["embeddings", "attention_mask", "lengths", "indices"];
+const EMBEDDING_MLM_KEYS: [&str; 5] = [
+    "embeddings",
+    "attention_mask",
+    "labels",
+    "lengths",
+    "indices",
+];
 
 /// A sample the `on_error="skip"` policy left out of its batch.
 #[pyclass(module = "sluice", frozen, get_all)]
@@ -53,7 +67,9 @@ impl SkippedSample {
 /// `batch["text"]` (list of str) holds the transcripts when the source has them. Text
 /// pipelines give `batch["input_ids"]` (int32 [n, tokens], padded with `pad_id`) or
 /// `batch["embeddings"]` (float32 [n, tokens, dim], zero-padded), `batch["attention_mask"]`
-/// (uint8 [n, tokens]: 1 on tokens, 0 on padding), `batch["lengths"]` and `batch["indices"]`.
+/// (uint8 [n, tokens]: 1 on tokens, 0 on padding), `batch["lengths"]` and `batch["indices"]`;
+/// with `MlmMask`, `batch["labels"]` (int32 [n, tokens]: the original id where a token was
+/// selected, -100 elsewhere and in the padding).
 #[pyclass(module = "sluice", frozen, mapping)]
 pub struct Batch {
     /// The epoch this batch belongs to.
@@ -73,23 +89,41 @@ pub struct Batch {
     /// Transcripts, when the source has them.
     text: Option<Py<PyList>>,
     skipped: Py<PyList>,
-    /// Text pipelines: the attention mask, and whether `images` holds ids or embeddings.
-    tokens: Option<(Py<Tensor>, bool)>,
+    /// Text pipelines: the attention mask and labels, and whether `images` holds ids.
+    tokens: Option<TokenParts>,
+}
+
+/// What a text batch holds besides its ids or embeddings.
+struct TokenParts {
+    attention_mask: Py<Tensor>,
+    /// `images` holds ids (else embeddings).
+    ids: bool,
+    /// Masked-LM labels.
+    labels: Option<Py<Tensor>>,
 }
 
 impl Batch {
     /// The Python batch of `batch`, from a pipeline whose output is `output`.
     pub fn from_core(
         py: Python<'_>,
-        batch: sluice::Batch,
+        mut batch: sluice::Batch,
         output: &sluice::OutputSpec,
     ) -> PyResult<Batch> {
         let size = batch.len();
+        let labels = batch.token_labels.take().map(|t| {
+            let (shape, nbytes) = (t.shape.clone(), t.bytes().len());
+            let memory = Arc::new(Memory::Pooled(t.into_buffer()));
+            Tensor::host(memory, 0, nbytes, &shape, sluice::DType::I32)
+        });
         let tokens = match (output.pad_leading, batch.dense()) {
             (true, Some(d)) => {
                 let width = output.padded_width(&d.shape).unwrap_or(0);
                 let mask = Tensor::u8(batch.attention_mask(width), &[size, width]);
-                Some((Py::new(py, mask)?, d.dtype == sluice::DType::I32))
+                Some(TokenParts {
+                    attention_mask: Py::new(py, mask)?,
+                    ids: d.dtype == sluice::DType::I32,
+                    labels: labels.map(|l| Py::new(py, l)).transpose()?,
+                })
             }
             _ => None,
         };
@@ -155,8 +189,13 @@ impl Batch {
 
     /// The keys this batch holds.
     fn names(&self) -> &'static [&'static str] {
-        if let Some((_, ids)) = &self.tokens {
-            return if *ids { &TOKEN_KEYS } else { &EMBEDDING_KEYS };
+        if let Some(t) = &self.tokens {
+            return match (t.ids, t.labels.is_some()) {
+                (true, true) => &MLM_KEYS,
+                (true, false) => &TOKEN_KEYS,
+                (false, true) => &EMBEDDING_MLM_KEYS,
+                (false, false) => &EMBEDDING_KEYS,
+            };
         }
         match (self.lengths.is_some(), self.text.is_some()) {
             (true, false) => &AUDIO_KEYS,
@@ -168,11 +207,12 @@ impl Batch {
 
     fn get(&self, py: Python<'_>, key: &str) -> Option<Py<PyAny>> {
         let lengths = self.lengths.as_ref();
-        if let Some((mask, ids)) = &self.tokens {
+        if let Some(t) = &self.tokens {
             return match key {
-                "input_ids" if *ids => Some(self.images.clone_ref(py)),
-                "embeddings" if !*ids => Some(self.images.clone_ref(py)),
-                "attention_mask" => Some(mask.clone_ref(py).into_any()),
+                "input_ids" if t.ids => Some(self.images.clone_ref(py)),
+                "embeddings" if !t.ids => Some(self.images.clone_ref(py)),
+                "attention_mask" => Some(t.attention_mask.clone_ref(py).into_any()),
+                "labels" => t.labels.as_ref().map(|l| l.clone_ref(py).into_any()),
                 "lengths" => lengths.map(|l| l.clone_ref(py).into_any()),
                 "indices" => Some(self.indices.clone_ref(py).into_any()),
                 _ => None,

@@ -48,7 +48,7 @@ pub fn cache_dir(what: &str) -> PathBuf {
 /// max_prefetch=0, drop_last=False, on_error="fail", placement="cpu", device_batches=False,
 /// cuda_device=None, cache_mib=0, fuse=True, max_pixels=None, max_side=None, optimize=False, profile=None,
 /// save_profile=None, train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=False,
-/// pad_multiple=1, pad_value=0.0, pad_id=0, bucket=0)`
+/// pad_multiple=1, pad_value=0.0, pad_id=None, bucket=0, pad_to_length=0)`
 #[pyclass(module = "sluice", frozen)]
 pub struct Pipeline {
     inner: CorePipeline,
@@ -124,7 +124,11 @@ impl Pipeline {
             cache_bytes: count("cache_mib", get(&kw, "cache_mib")?, 0)? << 20,
             pad_multiple: count("pad_multiple", get(&kw, "pad_multiple")?, 1)?,
             pad_value: get(&kw, "pad_value")?,
-            pad_id: get(&kw, "pad_id")?,
+            // Default: the tokenizer's pad token, where it has one.
+            pad_id: get::<Option<u32>>(&kw, "pad_id")?
+                .or_else(|| tokenizer.and_then(|t| t.pad))
+                .unwrap_or(0),
+            pad_length: count("pad_to_length", get(&kw, "pad_to_length")?, 0)?,
             bucket_windows: count("bucket", get(&kw, "bucket")?, 0)?,
         };
         let batch_size = settings.batch_size;
@@ -234,7 +238,7 @@ impl Pipeline {
         placement="cpu".to_string(), device_batches=false, cuda_device=None, cache_mib=0,
         fuse=true, max_pixels=None, max_side=None, optimize=false, profile=None, save_profile=None,
         train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=false, pad_multiple=1,
-        pad_value=0.0, pad_id=0, bucket=0))]
+        pad_value=0.0, pad_id=None, bucket=0, pad_to_length=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -264,8 +268,9 @@ impl Pipeline {
         allow_approx: bool,
         pad_multiple: i64,
         pad_value: f32,
-        pad_id: u32,
+        pad_id: Option<u32>,
         bucket: i64,
+        pad_to_length: i64,
     ) -> PyResult<Self> {
         let kw = PyDict::new(py);
         kw.set_item("batch_size", batch_size)?;
@@ -294,6 +299,7 @@ impl Pipeline {
         kw.set_item("pad_value", pad_value)?;
         kw.set_item("pad_id", pad_id)?;
         kw.set_item("bucket", bucket)?;
+        kw.set_item("pad_to_length", pad_to_length)?;
         let ops = match ops {
             None => PyList::empty(py),
             Some(o) => PyList::new(py, o.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
@@ -674,6 +680,7 @@ pub fn workload(
                 .into_any()
         }
     };
+    let defaults = w.batch_defaults(&Default::default());
     let logical = w
         .add_ops(CorePipeline::builder_shared(Arc::new(
             sluice::source::InMemory::new(vec![]),
@@ -718,9 +725,10 @@ pub fn workload(
         1,
         0,
         false,
-        1,
+        defaults.pad_multiple as i64,
         0.0,
-        0,
+        Some(defaults.pad_id),
+        defaults.bucket_windows as i64,
         0,
     )
 }

@@ -7,7 +7,7 @@ use crate::errors::bad_setting;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use sluice::ops::{DecodeText, TextOp};
-use sluice::text::{EmbeddingTable, TextTokenizer, Utf8Policy};
+use sluice::text::{EmbeddingTable, MlmSpec, TextTokenizer, Utf8Policy};
 use std::path::PathBuf;
 
 /// `sluice.ops.Tokenize` as the core decoder.
@@ -17,7 +17,7 @@ pub fn decode_text_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<D
     let tokenizer = match path {
         None => TextTokenizer::gpt2(),
         Some(p) => py
-            .detach(|| TextTokenizer::open(&p))
+            .detach(|| TextTokenizer::open_or_builtin(&p.to_string_lossy()))
             .map_err(|e| bad_setting("Tokenize.tokenizer", e))?,
     };
     let policy = match get::<String>(obj, k, "invalid_utf8")?.as_str() {
@@ -33,15 +33,17 @@ pub fn decode_text_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<D
     Ok(DecodeText::new(tokenizer).with_invalid_utf8(policy))
 }
 
-/// A special token setting: "default" (the tokenizer's), None, an id, or a token string.
+/// A special token setting of operator `k`: "default" (the tokenizer's), None, an id, or a
+/// token string.
 fn special(
     obj: &Bound<'_, PyAny>,
+    k: &str,
     field: &str,
     tokenizer: &TextTokenizer,
     default: Option<u32>,
 ) -> PyResult<Option<u32>> {
     let value = obj.getattr(field)?;
-    let setting = format!("AddSpecialTokens.{field}");
+    let setting = format!("{k}.{field}");
     if value.is_none() {
         return Ok(None);
     }
@@ -71,7 +73,10 @@ pub fn text_op_from_py(
     k: &str,
     tokenizer: Option<&TextTokenizer>,
 ) -> PyResult<Option<TextOp>> {
-    if !matches!(k, "Truncate" | "AddSpecialTokens" | "EmbeddingLookup") {
+    if !matches!(
+        k,
+        "Truncate" | "AddSpecialTokens" | "MlmMask" | "EmbeddingLookup"
+    ) {
         return Ok(None);
     }
     let Some(t) = tokenizer else {
@@ -86,9 +91,20 @@ pub fn text_op_from_py(
             keep_end: get(obj, k, "keep_end")?,
         },
         "AddSpecialTokens" => TextOp::AddSpecialTokens {
-            bos: special(obj, "bos", t, t.bos)?,
-            eos: special(obj, "eos", t, t.eos)?,
+            bos: special(obj, k, "bos", t, t.bos)?,
+            eos: special(obj, k, "eos", t, t.eos)?,
         },
+        "MlmMask" => {
+            let Some(mask_id) = special(obj, k, "mask_token", t, t.mask)? else {
+                return Err(bad_setting("MlmMask.mask_token", "give the mask token"));
+            };
+            let mut spec = MlmSpec::bert(mask_id, t.vocab_size() as u32, t.special_ids());
+            spec.probability = get(obj, k, "probability")?;
+            spec.mask_fraction = get(obj, k, "mask_fraction")?;
+            spec.random_fraction = get(obj, k, "random_fraction")?;
+            spec.validate().map_err(|e| bad_setting("MlmMask", e))?;
+            TextOp::MlmMask(spec)
+        }
         _ => {
             let path: Option<PathBuf> = get(obj, k, "table")?;
             let tensor: Option<String> = get(obj, k, "tensor")?;
@@ -111,7 +127,10 @@ pub fn text_op_from_py(
 /// `DecodeText` as its `sluice.ops.Tokenize` declaration.
 pub fn decode_text_to_py<'py>(py: Python<'py>, d: &DecodeText) -> PyResult<Bound<'py, PyAny>> {
     let kw = PyDict::new(py);
-    kw.set_item("tokenizer", d.tokenizer.path())?;
+    match d.tokenizer.builtin_name() {
+        Some(name) => kw.set_item("tokenizer", name)?,
+        None => kw.set_item("tokenizer", d.tokenizer.path())?,
+    }
     let policy = match d.invalid_utf8 {
         Utf8Policy::Error => "error",
         Utf8Policy::Replace => "replace",
@@ -137,6 +156,12 @@ pub fn text_op_to_py<'py>(
         TextOp::AddSpecialTokens { bos, eos } => {
             kw.set_item("bos", bos)?;
             kw.set_item("eos", eos)?;
+        }
+        TextOp::MlmMask(spec) => {
+            kw.set_item("probability", spec.probability)?;
+            kw.set_item("mask_fraction", spec.mask_fraction)?;
+            kw.set_item("random_fraction", spec.random_fraction)?;
+            kw.set_item("mask_token", spec.mask_id)?;
         }
         TextOp::EmbeddingLookup(table) => match table.random_seed() {
             Some(seed) => {

@@ -68,7 +68,7 @@ fn i64_npy(values: impl Iterator<Item = i64>) -> (Vec<u8>, usize) {
 /// Write `batch` (of a pipeline with `output`) into `dir`: `images.npy` (`features.npy` for
 /// padded speech batches, `input_ids.npy` or `embeddings.npy` and `attention_mask.npy` for text
 /// batches; one `images_K.npy` per sample for ragged batches), `lengths.npy` when padded,
-/// `labels.npy`, `samples.txt`, and `text.json` (a list of strings) when the source has
+/// `labels.npy` (each sample's class, or masked-LM token labels `[n, width]`), `samples.txt`, and `text.json` (a list of strings) when the source has
 /// transcripts. Returns the files written.
 pub fn dump_batch(
     dir: &Path,
@@ -119,8 +119,14 @@ pub fn dump_batch(
         write(dir, "lengths.npy", &npy_bytes("<i8", &[n], &data))?;
         written.push("lengths.npy".into());
     }
-    let (data, n) = i64_npy(batch.labels.iter().copied());
-    write(dir, "labels.npy", &npy_bytes("<i8", &[n], &data))?;
+    // Masked-LM batches: the token labels (i32, like the ids); else each sample's class.
+    match &batch.token_labels {
+        Some(t) => write(dir, "labels.npy", &npy_bytes("<i4", &t.shape, t.bytes()))?,
+        None => {
+            let (data, n) = i64_npy(batch.labels.iter().copied());
+            write(dir, "labels.npy", &npy_bytes("<i8", &[n], &data))?;
+        }
+    }
     written.push("labels.npy".into());
     let origins: String = batch
         .sample_indices

@@ -76,6 +76,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         cache_bytes: opts.cache_mib << 20,
         pad_multiple: opts.pad_multiple,
         bucket_windows: opts.bucket_windows,
+        pad_id: opts.workload.batch_defaults(&opts.text).pad_id,
         ..Settings::default()
     };
     let builder = |placement: Placement| {

@@ -8,7 +8,7 @@ use crate::ops::{
 };
 use crate::ops::{DecodeText, TextOp};
 use crate::pipeline::PipelineBuilder;
-use crate::text::{EmbeddingTable, TextTokenizer};
+use crate::text::{EmbeddingTable, MlmSpec, TextTokenizer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
@@ -30,9 +30,13 @@ pub enum Workload {
     /// cedar's NLP pipeline: GPT-2 BPE → Truncate 254 → BOS/EOS → EmbeddingLookup (vocab ×
     /// 768, f32) → batch padded to the longest, with lengths.
     Nlp,
+    /// BERT-style masked-language-model input: BPE (GPT-2 + BERT's special tokens) → Truncate
+    /// 510 → [CLS]/[SEP] → MlmMask (0.15; 80/10/10) → ids padded to a multiple of 8 with
+    /// length bucketing, with labels and the attention mask.
+    BertMlm,
 }
 
-pub const WORKLOADS: [(&str, Workload); 8] = [
+pub const WORKLOADS: [(&str, Workload); 9] = [
     ("decode-only", Workload::DecodeOnly),
     ("rn50-train", Workload::Rn50Train),
     ("rn50-val", Workload::Rn50Val),
@@ -41,6 +45,7 @@ pub const WORKLOADS: [(&str, Workload); 8] = [
     ("asr", Workload::Asr),
     ("cedar-asr", Workload::CedarAsr),
     ("nlp", Workload::Nlp),
+    ("bert-mlm", Workload::BertMlm),
 ];
 
 /// `nlp`'s embedding width (GPT-2 small's).
@@ -48,33 +53,62 @@ pub const NLP_EMBEDDING_DIM: usize = 768;
 /// `nlp`'s truncation, before BOS and EOS make it 256 (cedar's).
 pub const NLP_MAX_TOKENS: usize = 254;
 
-/// What the text workloads tokenize with and look up in: GPT-2 (built in) and, without a file,
-/// a deterministic random table sized to the tokenizer's vocabulary.
-#[derive(Debug, Clone)]
+/// `bert-mlm`'s truncation, before [CLS] and [SEP] make it 512 (BERT's).
+pub const BERT_MAX_TOKENS: usize = 510;
+/// `bert-mlm`'s padding multiple (tensor-core friendly) and bucketing window (batches sorted
+/// together by length).
+pub const BERT_PAD_MULTIPLE: usize = 8;
+pub const BERT_BUCKET_WINDOWS: usize = 16;
+
+/// What the text workloads tokenize with and look up in: the given tokenizer, else the
+/// workload's built-in one (GPT-2; for `bert-mlm` GPT-2 with BERT's special tokens), and the
+/// given table, else a deterministic random one sized to the tokenizer's vocabulary.
+#[derive(Debug, Clone, Default)]
 pub struct TextAssets {
-    pub tokenizer: TextTokenizer,
+    pub tokenizer: Option<TextTokenizer>,
     pub embeddings: Option<EmbeddingTable>,
 }
 
-impl Default for TextAssets {
-    fn default() -> Self {
-        TextAssets {
-            tokenizer: TextTokenizer::gpt2(),
-            embeddings: None,
+impl TextAssets {
+    /// The tokenizer `workload` runs with.
+    pub fn tokenizer(&self, workload: Workload) -> TextTokenizer {
+        match (&self.tokenizer, workload) {
+            (Some(t), _) => t.clone(),
+            (None, Workload::BertMlm) => TextTokenizer::gpt2_mlm(),
+            (None, _) => TextTokenizer::gpt2(),
         }
+    }
+
+    /// The embedding table for `tokenizer`: the file's, or the random one sized to its
+    /// vocabulary (seed 0).
+    pub fn table(&self, tokenizer: &TextTokenizer) -> EmbeddingTable {
+        match &self.embeddings {
+            Some(t) => t.clone(),
+            None => EmbeddingTable::shared_random(tokenizer.vocab_size(), NLP_EMBEDDING_DIM, 0),
+        }
+    }
+
+    /// Whether `workload` can run with these assets (a masked-LM workload needs a tokenizer
+    /// with a mask token).
+    pub fn check(&self, workload: Workload) -> Result<(), String> {
+        let t = self.tokenizer(workload);
+        if workload == Workload::BertMlm && t.mask.is_none() {
+            return Err(format!(
+                "bert-mlm masks tokens, but the tokenizer {} has no [MASK] or <mask> token",
+                t.origin()
+            ));
+        }
+        Ok(())
     }
 }
 
-impl TextAssets {
-    /// The embedding table: the file's, or the random one sized to the vocabulary (seed 0).
-    pub fn table(&self) -> EmbeddingTable {
-        match &self.embeddings {
-            Some(t) => t.clone(),
-            None => {
-                EmbeddingTable::shared_random(self.tokenizer.vocab_size(), NLP_EMBEDDING_DIM, 0)
-            }
-        }
-    }
+/// How a workload's batches are padded and grouped (settings, not operators).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchDefaults {
+    pub pad_multiple: usize,
+    pub bucket_windows: usize,
+    /// The id written into padding (the tokenizer's pad token where it has one).
+    pub pad_id: u32,
 }
 
 /// cedar-asr's STFT (torchaudio's `Spectrogram(n_fft=400, hop_length=100, power=None)`): window
@@ -155,6 +189,7 @@ impl Workload {
                 | Workload::Asr
                 | Workload::CedarAsr
                 | Workload::Nlp
+                | Workload::BertMlm
         )
     }
 
@@ -165,7 +200,23 @@ impl Workload {
 
     /// Whether the workload reads text (its default data is the generated corpus).
     pub fn is_text(self) -> bool {
-        matches!(self, Workload::Nlp)
+        matches!(self, Workload::Nlp | Workload::BertMlm)
+    }
+
+    /// The workload's padding and bucketing, with `text`'s tokenizer.
+    pub fn batch_defaults(self, text: &TextAssets) -> BatchDefaults {
+        match self {
+            Workload::BertMlm => BatchDefaults {
+                pad_multiple: BERT_PAD_MULTIPLE,
+                bucket_windows: BERT_BUCKET_WINDOWS,
+                pad_id: text.tokenizer(self).pad.unwrap_or(0),
+            },
+            _ => BatchDefaults {
+                pad_multiple: 1,
+                bucket_windows: 0,
+                pad_id: 0,
+            },
+        }
     }
 
     /// Append this workload's operators to a builder (text workloads: GPT-2 and a random
@@ -177,19 +228,32 @@ impl Workload {
     /// Append this workload's operators, text workloads with `text`'s tokenizer and table.
     pub fn add_ops_with(self, builder: PipelineBuilder, text: &TextAssets) -> PipelineBuilder {
         match self {
-            Workload::Nlp => {
-                let t = &text.tokenizer;
-                builder
+            Workload::Nlp | Workload::BertMlm => {
+                let t = text.tokenizer(self);
+                let max_len = match self {
+                    Workload::Nlp => NLP_MAX_TOKENS,
+                    _ => BERT_MAX_TOKENS,
+                };
+                let builder = builder
                     .decode_text(DecodeText::new(t.clone()))
                     .op(TextOp::Truncate {
-                        max_len: NLP_MAX_TOKENS,
+                        max_len,
                         keep_end: None,
                     })
                     .op(TextOp::AddSpecialTokens {
                         bos: t.bos,
                         eos: t.eos,
-                    })
-                    .op(TextOp::EmbeddingLookup(text.table()))
+                    });
+                match self {
+                    Workload::Nlp => builder.op(TextOp::EmbeddingLookup(text.table(&t))),
+                    // Without a mask token (TextAssets::check says so first) the spec's
+                    // validation names the problem.
+                    _ => builder.op(TextOp::MlmMask(MlmSpec::bert(
+                        t.mask.unwrap_or(u32::MAX),
+                        t.vocab_size() as u32,
+                        t.special_ids(),
+                    ))),
+                }
             }
             Workload::DecodeOnly => builder,
             Workload::Rn50Train => builder

@@ -65,7 +65,11 @@ impl Value {
             Value::Features(f) => f.data.iter().for_each(&mut put),
             Value::Embedded(e) => e.data.iter().for_each(&mut put),
             Value::Tokens(t) => {
-                let words = t.ids.iter().map(|&id| id as i32).chain(t.labels.iter().copied());
+                let words = t
+                    .ids
+                    .iter()
+                    .map(|&id| id as i32)
+                    .chain(t.labels.iter().copied());
                 for (o, w) in out.chunks_exact_mut(4).zip(words) {
                     o.copy_from_slice(&w.to_le_bytes());
                 }

@@ -281,9 +281,7 @@ mod tests {
         let mut out = Embedded::default();
         table.lookup(&Tokens::new(vec![2, 0]), &mut out).unwrap();
         assert_eq!(out.data, [3.0, 3.5, 4.0, 0.0, 0.5, 1.0]);
-        let err = table
-            .lookup(&Tokens::new(vec![4]), &mut out)
-            .unwrap_err();
+        let err = table.lookup(&Tokens::new(vec![4]), &mut out).unwrap_err();
         assert!(err.contains("token id 4"), "{err}");
     }
 

@@ -142,6 +142,76 @@ mod tests {
         assert_ne!(other.labels, t.labels);
     }
 
+    /// Over 10^6 tokens (a tenth of them special), the selection, mask, random and keep rates
+    /// are BERT's within 5 standard deviations, random ids are spread over the vocabulary, and
+    /// no special token is ever selected.
+    #[test]
+    fn rates_over_a_million_tokens() {
+        let vocab = 1000u32;
+        let special = vec![0, 1, 2, 3];
+        let spec = MlmSpec::bert(3, vocab, special.clone());
+        let (mut tokens, mut selected, mut masked, mut random, mut kept) = (0u64, 0, 0, 0, 0);
+        let mut random_ids = vec![0u64; vocab as usize];
+        for sample in 0..1000u64 {
+            let ids: Vec<u32> = (0..1000u32)
+                .map(|p| {
+                    if p % 10 == 0 {
+                        p / 10 % 4
+                    } else {
+                        4 + (p * 7 + sample as u32) % 996
+                    }
+                })
+                .collect();
+            let mut t = Tokens::new(ids.clone());
+            spec.apply(&mut t, &SampleRng::new(11, 2, sample, 5));
+            for ((&was, &id), &label) in ids.iter().zip(&t.ids).zip(&t.labels) {
+                if special.contains(&was) {
+                    assert_eq!(
+                        (id, label),
+                        (was, IGNORE_LABEL),
+                        "a special token was selected"
+                    );
+                    continue;
+                }
+                tokens += 1;
+                if label == IGNORE_LABEL {
+                    continue;
+                }
+                selected += 1;
+                if id == 3 {
+                    masked += 1;
+                } else if id == was {
+                    kept += 1;
+                } else {
+                    random += 1;
+                }
+                if id != 3 && id != was {
+                    random_ids[id as usize] += 1;
+                }
+            }
+        }
+        assert_eq!(tokens, 900_000);
+        let within = |what: &str, count: u64, n: u64, p: f64| {
+            let sd = (p * (1.0 - p) / n as f64).sqrt();
+            let rate = count as f64 / n as f64;
+            assert!(
+                (rate - p).abs() < 5.0 * sd,
+                "{what}: {rate} vs {p} (sd {sd})"
+            );
+        };
+        within("selected", selected, tokens, 0.15);
+        // A random id that equals the original counts as kept: 1/vocab of the random share.
+        let random_p = 0.1 * (1.0 - 1.0 / f64::from(vocab));
+        within("masked", masked, selected, 0.8);
+        within("random", random, selected, random_p);
+        within("kept", kept, selected, 1.0 - 0.8 - random_p);
+        // Random ids cover the vocabulary: every id drawn, none more than 3x its share (the
+        // mask id drawn at random reads as masked, so it is left out).
+        let share = random as f64 / f64::from(vocab);
+        let spread = |(id, &c): (usize, &u64)| id == 3 || (c > 0 && (c as f64) < 3.0 * share);
+        assert!(random_ids.iter().enumerate().all(spread), "{random_ids:?}");
+    }
+
     #[test]
     fn extremes() {
         let mut all = MlmSpec::bert(3, 100, vec![10]);

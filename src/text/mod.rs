@@ -9,7 +9,7 @@ mod tokenizer;
 
 pub use embedding::EmbeddingTable;
 pub use mlm::{MlmSpec, IGNORE_LABEL};
-pub use tokenizer::{TextTokenizer, Utf8Policy};
+pub use tokenizer::{TextTokenizer, Utf8Policy, BUILTIN_TOKENIZERS, MLM_SPECIALS};
 
 /// A token sequence: vocabulary ids in text order, and after `MlmMask` one label per id.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -111,6 +111,9 @@ mod tests {
         add_special_tokens(&mut t, Some(1), None);
         assert_eq!(t.labels, [-100, -100, 8, -100, -100]);
         truncate(&mut t, 3, &[2]);
-        assert_eq!((t.ids.as_slice(), t.labels.as_slice()), (&[1, 7, 2][..], &[-100, -100, -100][..]));
+        assert_eq!(
+            (t.ids.as_slice(), t.labels.as_slice()),
+            (&[1, 7, 2][..], &[-100, -100, -100][..])
+        );
     }
 }

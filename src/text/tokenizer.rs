@@ -12,6 +12,8 @@ const GPT2_VOCAB: &str = include_str!("../../assets/gpt2/vocab.json");
 const GPT2_MERGES: &str = include_str!("../../assets/gpt2/merges.txt");
 /// GPT-2's one special token: document separator, BOS and EOS at once.
 pub const GPT2_END_OF_TEXT: &str = "<|endoftext|>";
+/// The tokenizers compiled into sluice, by the names `--tokenizer` and `Tokenize` take.
+pub const BUILTIN_TOKENIZERS: [&str; 2] = ["gpt2", "gpt2-mlm"];
 /// BERT's special tokens, added after GPT-2's vocabulary by [`TextTokenizer::gpt2_mlm`].
 pub const MLM_SPECIALS: [&str; 4] = ["[CLS]", "[SEP]", "[PAD]", "[MASK]"];
 
@@ -33,6 +35,8 @@ pub struct TextTokenizer {
     origin: String,
     /// The file or folder it was opened from ([`TextTokenizer::open`]); None when built in.
     path: Option<std::path::PathBuf>,
+    /// The built-in tokenizer's name ([`BUILTIN_TOKENIZERS`]); None when opened from files.
+    builtin: Option<&'static str>,
     /// The direct route for GPT-2 style tokenizers sluice built itself (same ids).
     fast: Option<Arc<super::byte_level::ByteLevelBpe>>,
     /// The special tokens a sequence starts and ends with (`AddSpecialTokens`'s defaults).
@@ -65,8 +69,35 @@ impl TextTokenizer {
     /// GPT-2's byte-level BPE, compiled in (no download): ids equal Hugging Face's `gpt2`
     /// tokenizer's; BOS = EOS = `<|endoftext|>` (50256).
     pub fn gpt2() -> Self {
-        Self::from_gpt2_text(GPT2_VOCAB, GPT2_MERGES, "GPT-2 (built in)", &[])
-            .expect("the built-in GPT-2 vocabulary loads")
+        let mut t = Self::from_gpt2_text(GPT2_VOCAB, GPT2_MERGES, "GPT-2 (built in)", &[])
+            .expect("the built-in GPT-2 vocabulary loads");
+        t.builtin = Some("gpt2");
+        t
+    }
+
+    /// A built-in tokenizer by name: `gpt2` ([`TextTokenizer::gpt2`]) or `gpt2-mlm`
+    /// ([`TextTokenizer::gpt2_mlm`]).
+    pub fn builtin(name: &str) -> Option<Self> {
+        match name {
+            "gpt2" => Some(Self::gpt2()),
+            "gpt2-mlm" => Some(Self::gpt2_mlm()),
+            _ => None,
+        }
+    }
+
+    /// A built-in tokenizer's name, or else a path for [`TextTokenizer::open`] (a file or
+    /// folder of that name wins over the built-in).
+    pub fn open_or_builtin(name_or_path: &str) -> Result<Self, String> {
+        let path = Path::new(name_or_path);
+        match Self::builtin(name_or_path) {
+            Some(t) if !path.exists() => Ok(t),
+            _ => Self::open(path),
+        }
+    }
+
+    /// The built-in tokenizer's name (None when opened from files).
+    pub fn builtin_name(&self) -> Option<&'static str> {
+        self.builtin
     }
 
     /// GPT-2's byte-level BPE with BERT's special tokens added as ids 50257–50260
@@ -83,6 +114,7 @@ impl TextTokenizer {
         .expect("the built-in GPT-2 vocabulary loads");
         t.bos = t.token_to_id("[CLS]");
         t.eos = t.token_to_id("[SEP]");
+        t.builtin = Some("gpt2-mlm");
         t
     }
 
@@ -175,7 +207,9 @@ impl TextTokenizer {
             added.insert(0, GPT2_END_OF_TEXT);
         }
         let tokens: Vec<AddedToken> = added.iter().map(|t| AddedToken::from(*t, true)).collect();
-        inner.add_special_tokens(tokens).map_err(|e| format!("{origin}: {e}"))?;
+        inner
+            .add_special_tokens(tokens)
+            .map_err(|e| format!("{origin}: {e}"))?;
         let specials = added
             .iter()
             .filter_map(|t| inner.token_to_id(t).map(|id| (t.to_string(), id)))
@@ -209,6 +243,7 @@ impl TextTokenizer {
             inner: Arc::new(inner),
             origin,
             path: None,
+            builtin: None,
             fast: None,
             bos,
             eos,
@@ -306,12 +341,21 @@ mod tests {
     fn mlm_variant_adds_bert_tokens() {
         let t = TextTokenizer::gpt2_mlm();
         assert_eq!(t.vocab_size(), 50261);
-        assert_eq!((t.bos, t.eos, t.pad, t.mask), (Some(50257), Some(50258), Some(50259), Some(50260)));
+        assert_eq!(
+            (t.bos, t.eos, t.pad, t.mask),
+            (Some(50257), Some(50258), Some(50259), Some(50260))
+        );
         assert_eq!(t.special_ids(), [50256, 50257, 50258, 50259, 50260]);
         assert_eq!(TextTokenizer::gpt2().special_ids(), [50256]);
         let text = "Hello[MASK] world [SEP]x<|endoftext|>";
-        assert_eq!(t.encode(text).unwrap(), t.encode_with_library(text).unwrap());
-        assert_eq!(t.encode(text).unwrap(), [15496, 50260, 995, 220, 50258, 87, 50256]);
+        assert_eq!(
+            t.encode(text).unwrap(),
+            t.encode_with_library(text).unwrap()
+        );
+        assert_eq!(
+            t.encode(text).unwrap(),
+            [15496, 50260, 995, 220, 50258, 87, 50256]
+        );
     }
 
     #[test]
