@@ -400,8 +400,11 @@ impl PipelineBuilder {
             )));
         }
         let output = output_spec(&self.decode, &self.ops)?;
+        let pack = packing(&self.ops, s)?;
         let (gpu, placement_reason) = self.place(&output)?;
-        let cpu_ops = gpu.as_ref().map_or(self.ops.len(), |g| g.cut);
+        // Pack runs in the epoch iterator, after the per-sample steps.
+        let per_sample = self.ops.len() - usize::from(pack.is_some());
+        let cpu_ops = gpu.as_ref().map_or(per_sample, |g| g.cut);
         let keep_separate = if s.cache_bytes > 0 {
             exec::deterministic_prefix(&self.ops[..cpu_ops])
         } else {
@@ -420,6 +423,7 @@ impl PipelineBuilder {
             steps,
             output,
             gpu,
+            pack,
         };
         Ok(Pipeline {
             inner: Arc::new(exec::Shared::new(self.source, plan, self.settings, pool)),
@@ -656,6 +660,42 @@ fn output_spec(decoder: &Decoder, ops: &[Op]) -> Result<OutputSpec> {
     })
 }
 
+/// The pipeline's packing, when its last operator is `Pack`: Pack nowhere else, and only on
+/// plain token ids (no MlmMask labels, no embeddings) with no fixed padded length.
+fn packing(ops: &[Op], settings: &Settings) -> Result<Option<crate::text::PackSpec>> {
+    use crate::ops::TextOp;
+    let at = |i: usize| match ops.get(i) {
+        Some(Op::Text(TextOp::Pack(spec))) => Some(*spec),
+        _ => None,
+    };
+    let last = ops.len().checked_sub(1);
+    if let Some(i) = (0..ops.len()).find(|&i| at(i).is_some() && Some(i) != last) {
+        return Err(Error::InvalidPipeline(format!(
+            "Pack (operator {}) forms the batches, so it must be the last operator",
+            i + 1
+        )));
+    }
+    let Some(spec) = last.and_then(at) else {
+        return Ok(None);
+    };
+    if let Some(op) = ops
+        .iter()
+        .find(|o| matches!(o.spec().kind, OpKind::MlmMask | OpKind::User))
+    {
+        return Err(Error::InvalidPipeline(format!(
+            "Pack takes plain token ids; {} before it is not supported",
+            op.name()
+        )));
+    }
+    if settings.pad_length > 0 || settings.bucket_windows > 0 {
+        return Err(Error::InvalidPipeline(
+            "Pack makes full blocks of seq_len: pad_to_length and length bucketing do not apply"
+                .into(),
+        ));
+    }
+    Ok(Some(spec))
+}
+
 /// How a value kind reads in an error message.
 fn kind_name(kind: ValueKind) -> &'static str {
     match kind {
@@ -707,12 +747,17 @@ impl Pipeline {
     /// iterator delivers from that position (every batch is a pure function of seed, epoch and
     /// position), so a run resumes from ([`EpochIter::epoch`], [`EpochIter::next_index`]).
     /// `start` may equal the number of batches (an epoch that had finished: nothing left).
+    ///
+    /// A packed pipeline ([`crate::text::PackSpec`]) knows its batches only by tokenizing, so
+    /// it resumes by replaying the epoch's first `start` batches (computed and dropped; the
+    /// cost of tokenizing them once more). Past the end it delivers nothing.
     pub fn epoch_from(&self, epoch: u32, start: u64) -> Result<EpochIter> {
-        let n = self.batches_per_epoch();
-        if start > n {
-            return Err(Error::InvalidPipeline(format!(
-                "cannot resume epoch {epoch} at batch {start}: it has {n} batches"
-            )));
+        if let Some(n) = self.batches_per_epoch() {
+            if start > n {
+                return Err(Error::InvalidPipeline(format!(
+                    "cannot resume epoch {epoch} at batch {start}: it has {n} batches"
+                )));
+            }
         }
         Ok(EpochIter::new(self.inner.clone(), epoch, start))
     }
@@ -725,8 +770,15 @@ impl Pipeline {
         self.inner.source.is_empty()
     }
 
-    pub fn batches_per_epoch(&self) -> u64 {
+    /// Batches in each epoch; None for a packed pipeline (its count depends on how many tokens
+    /// the documents make).
+    pub fn batches_per_epoch(&self) -> Option<u64> {
         self.inner.batches_per_epoch()
+    }
+
+    /// The packing, when the pipeline ends in `Pack`.
+    pub fn packing(&self) -> Option<crate::text::PackSpec> {
+        self.inner.pack
     }
 
     pub fn settings(&self) -> &Settings {
@@ -834,6 +886,12 @@ impl Pipeline {
         for step in &inner.steps {
             out += &format!("  {} [cpu]\n", step.name);
         }
+        if let Some(p) = inner.pack {
+            out += &format!(
+                "  Pack {} (in order, as batches are formed) [cpu]\n",
+                p.seq_len
+            );
+        }
         if let Some(g) = &inner.gpu {
             let names: Vec<&str> = inner.ops[g.cut..].iter().map(|o| o.name()).collect();
             out += &format!("  {} [{}]\n", names.join("+"), g.ctx.describe());
@@ -845,7 +903,16 @@ impl Pipeline {
             None => "ragged".to_string(),
         };
         // Audio batches are [n, rows, time], token batches [n, tokens(, dim)]: no image layout.
-        let layout = if inner.output.pad_leading {
+        let layout = if let Some(p) = inner.pack {
+            let separator = p
+                .separator
+                .map_or("nothing".to_string(), |id| format!("id {id}"));
+            format!(
+                "[blocks, {}]: documents packed in order, {separator} after each, with labels \
+                 and cu_seqlens; the epoch's last block padded with id {}",
+                p.seq_len, s.pad_id
+            )
+        } else if inner.output.pad_leading {
             let multiple = match s.pad_multiple {
                 1 => String::new(),
                 n => format!(" rounded up to a multiple of {n}"),

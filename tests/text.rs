@@ -7,6 +7,7 @@ use sluice::bench::{TextAssets, Workload, BERT_MAX_TOKENS, NLP_EMBEDDING_DIM, NL
 use sluice::gen::text::{write_text_corpus, TextCorpusSpec};
 use sluice::ops::{DecodeText, TextOp};
 use sluice::source::{open_text_path, Source, TextLines};
+use sluice::text::PackSpec;
 use sluice::text::{EmbeddingTable, TextTokenizer, Utf8Policy, IGNORE_LABEL};
 use sluice::{DType, ErrorPolicy, Pipeline, PipelineBuilder};
 use std::path::Path;
@@ -489,4 +490,176 @@ fn fixed_pad_length_never_cuts_a_sample() {
     assert!(skipped > 0 && kept > 0, "kept {kept}, skipped {skipped}");
     let odd = builder().pad_to_multiple_of(8).pad_to_length(100).build();
     assert!(odd.err().unwrap().to_string().contains("multiple"));
+}
+
+/// GPT-2 → Pack(`seq_len`) with <|endoftext|> separators, shuffled.
+fn packed(source: Arc<dyn Source>, seq_len: usize, blocks: usize, threads: usize) -> Pipeline {
+    Pipeline::builder_shared(source)
+        .decode_text(DecodeText::new(TextTokenizer::gpt2()))
+        .op(TextOp::Pack(PackSpec {
+            seq_len,
+            separator: Some(50256),
+        }))
+        .batch_size(blocks)
+        .threads(threads)
+        .shuffle(true)
+        .seed(6)
+        .pad_id(50256)
+        .build()
+        .unwrap()
+}
+
+/// One packed epoch: (ids, labels, cu_seqlens, lengths, documents) per batch.
+type Packed = Vec<(Vec<i32>, Vec<i32>, Vec<i32>, Vec<usize>, Vec<u64>)>;
+
+fn packed_epoch(p: &Pipeline, epoch: u32, start: u64) -> Packed {
+    p.epoch_from(epoch, start)
+        .unwrap()
+        .map(|b| {
+            let b = b.unwrap();
+            let labels = i32s(b.token_labels.as_ref().unwrap().bytes());
+            (
+                i32s(b.bytes()),
+                labels,
+                b.cu_seqlens.clone(),
+                b.lengths.clone(),
+                b.sample_indices.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Packed blocks concatenate back to the epoch's documents in order, each followed by
+/// <|endoftext|>: nothing lost or duplicated; every block full but the epoch's last; labels are
+/// the ids except at segment starts; cu_seqlens mark every document and block start; the same
+/// batches with 1 or 2 threads, and from a resumed position.
+#[test]
+fn packed_blocks_concatenate_back_to_the_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = corpus(dir.path(), 70);
+    let (seq_len, blocks) = (64, 3);
+    let pipeline = packed(source.clone(), seq_len, blocks, 2);
+    assert_eq!(pipeline.batches_per_epoch(), None);
+    let epoch = packed_epoch(&pipeline, 1, 0);
+    let tokenizer = TextTokenizer::gpt2();
+    let order = sluice::rng::epoch_order(70, 6, 1, true);
+    let mut want = Vec::new();
+    let mut text = Vec::new();
+    for &i in &order {
+        source.read(i, &mut text).unwrap();
+        let ids = tokenizer
+            .encode(std::str::from_utf8(&text).unwrap())
+            .unwrap();
+        want.extend(ids.iter().map(|&id| id as i32));
+        want.push(50256);
+    }
+    let mut got = Vec::new();
+    let mut documents: Vec<u64> = Vec::new();
+    for (k, (ids, labels, cu, lengths, docs)) in epoch.iter().enumerate() {
+        let last = k + 1 == epoch.len();
+        let real: usize = lengths.iter().sum();
+        assert_eq!(ids.len(), lengths.len() * seq_len);
+        if !last {
+            assert_eq!(
+                lengths,
+                &vec![seq_len; blocks],
+                "only the last batch is short"
+            );
+        }
+        assert_eq!((cu[0], *cu.last().unwrap()), (0, real as i32));
+        assert!(cu.windows(2).all(|w| w[0] < w[1]));
+        for b in 0..lengths.len() {
+            assert!(
+                cu.contains(&((b * seq_len) as i32)),
+                "block {b} starts a segment"
+            );
+        }
+        for p in 0..ids.len() {
+            let starts = cu[..cu.len() - 1].contains(&(p as i32));
+            let want_label = if starts || p >= real { -100 } else { ids[p] };
+            assert_eq!(labels[p], want_label, "batch {k} position {p}");
+            if p >= real {
+                assert_eq!(ids[p], 50256, "padding");
+            }
+        }
+        // Every document after the first in a batch starts right after a separator.
+        got.extend_from_slice(&ids[..real]);
+        documents.extend(docs);
+    }
+    assert_eq!(
+        got, want,
+        "blocks are the documents' ids with separators, in order"
+    );
+    documents.dedup();
+    assert_eq!(
+        documents, order,
+        "each document listed, in order, once per batch it is in"
+    );
+    assert_eq!(
+        epoch,
+        packed_epoch(&packed(source.clone(), seq_len, blocks, 1), 1, 0)
+    );
+    assert_eq!(
+        packed_epoch(&pipeline, 1, 2),
+        epoch[2..].to_vec(),
+        "resumed at batch 2"
+    );
+    assert!(packed_epoch(&pipeline, 1, 1000).is_empty());
+}
+
+/// A packed pipeline under the skip policy leaves bad documents out, counted and reported in
+/// the next batch; Pack anywhere but last, or after MlmMask, is refused.
+#[test]
+fn packing_skips_bad_documents_and_checks_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = lines_source(
+        dir.path(),
+        b"one two three\n   \nfour \xff five\nsix seven\n",
+    );
+    let skip = Pipeline::builder_shared(source.clone())
+        .decode_text(DecodeText::new(TextTokenizer::gpt2()))
+        .op(TextOp::Pack(PackSpec {
+            seq_len: 4,
+            separator: Some(50256),
+        }))
+        .batch_size(2)
+        .on_error(ErrorPolicy::Skip)
+        .build()
+        .unwrap();
+    let batches: Vec<_> = skip.epoch(0).unwrap().map(|b| b.unwrap()).collect();
+    let skipped: usize = batches.iter().map(|b| b.skipped.len()).sum();
+    assert_eq!(skipped, 2);
+    let docs: Vec<u64> = batches
+        .iter()
+        .flat_map(|b| b.sample_indices.clone())
+        .collect();
+    assert!(docs.iter().all(|&d| d == 0 || d == 3), "{docs:?}");
+    let t = TextTokenizer::gpt2();
+    let pack = TextOp::Pack(PackSpec {
+        seq_len: 8,
+        separator: t.eos,
+    });
+    let early = Pipeline::builder_shared(source.clone())
+        .decode_text(DecodeText::new(t.clone()))
+        .op(pack.clone())
+        .op(TextOp::Truncate {
+            max_len: 4,
+            keep_end: None,
+        })
+        .build();
+    assert!(early
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("must be the last operator"));
+    let masked = Pipeline::builder_shared(source)
+        .decode_text(DecodeText::new(TextTokenizer::gpt2_mlm()))
+        .op(TextOp::MlmMask(sluice::text::MlmSpec::bert(
+            50260,
+            50261,
+            vec![],
+        )))
+        .op(pack)
+        .build();
+    assert!(masked.err().unwrap().to_string().contains("MlmMask"));
 }

@@ -317,6 +317,23 @@ class MlmMask(Operator):
 
 
 @dataclass(frozen=True)
+class Pack(Operator):
+    """Concatenate the documents in epoch order, ``separator`` after each (``"default"``: the
+    tokenizer's EOS, GPT-2's ``<|endoftext|>``; None: nothing; or an id or a token string), and
+    cut the stream into blocks of ``seq_len`` tokens: no padding inside an epoch, nothing
+    dropped (the epoch's last block holds the remainder, padded with ``pad_id``). Must be the
+    last operator; ``batch_size`` counts blocks. Batches hold ``input_ids`` [blocks, seq_len],
+    causal-LM ``labels`` (the ids, -100 at each document's and block's first position),
+    ``cu_seqlens`` (int32 boundaries over the flattened blocks, for flash-attention's varlen
+    kernels), ``attention_mask``, ``lengths`` and ``indices`` (the documents in the batch). A
+    packed pipeline has no ``len()``."""
+
+    _kind: ClassVar[str] = "Pack"
+    seq_len: int = 2048
+    separator: Union[None, int, str] = "default"
+
+
+@dataclass(frozen=True)
 class EmbeddingLookup(Operator):
     """Each token's row of a frozen table (cedar's NLP op): ids ``[tokens]`` become float32
     ``[tokens, dim]``. ``table``: a ``.npy`` (2-D f32/f16) or ``.safetensors`` file (f32, f16
@@ -335,6 +352,7 @@ __all__ = [
     "Truncate",
     "AddSpecialTokens",
     "MlmMask",
+    "Pack",
     "EmbeddingLookup",
     "DecodeAudio",
     "Resample",

@@ -23,6 +23,14 @@ const MLM_KEYS: [&str; 5] = [
     "lengths",
     "indices",
 ];
+const PACKED_KEYS: [&str; 6] = [
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "cu_seqlens",
+    "lengths",
+    "indices",
+];
 const EMBEDDING_KEYS: [&str; 4] = ["embeddings", "attention_mask", "lengths", "indices"];
 const EMBEDDING_MLM_KEYS: [&str; 5] = [
     "embeddings",
@@ -69,7 +77,10 @@ impl SkippedSample {
 /// `batch["embeddings"]` (float32 [n, tokens, dim], zero-padded), `batch["attention_mask"]`
 /// (uint8 [n, tokens]: 1 on tokens, 0 on padding), `batch["lengths"]` and `batch["indices"]`;
 /// with `MlmMask`, `batch["labels"]` (int32 [n, tokens]: the original id where a token was
-/// selected, -100 elsewhere and in the padding).
+/// selected, -100 elsewhere and in the padding). Packed pipelines (`Pack`) give blocks:
+/// `input_ids` int32 [blocks, seq_len], causal-LM `labels`, `cu_seqlens` (int32 segment
+/// boundaries over the flattened blocks), `lengths` (real tokens per block) and `indices` (the
+/// documents with tokens in the batch).
 #[pyclass(module = "sluice", frozen, mapping)]
 pub struct Batch {
     /// The epoch this batch belongs to.
@@ -98,8 +109,10 @@ struct TokenParts {
     attention_mask: Py<Tensor>,
     /// `images` holds ids (else embeddings).
     ids: bool,
-    /// Masked-LM labels.
+    /// Masked-LM or packed causal-LM labels.
     labels: Option<Py<Tensor>>,
+    /// Packed batches: segment boundaries (int32).
+    cu_seqlens: Option<Py<Tensor>>,
 }
 
 impl Batch {
@@ -115,14 +128,31 @@ impl Batch {
             let memory = Arc::new(Memory::Pooled(t.into_buffer()));
             Tensor::host(memory, 0, nbytes, &shape, sluice::DType::I32)
         });
+        let cu_seqlens = (!batch.cu_seqlens.is_empty()).then(|| {
+            let bytes: Vec<u8> = batch
+                .cu_seqlens
+                .iter()
+                .flat_map(|b| b.to_le_bytes())
+                .collect();
+            let n = batch.cu_seqlens.len();
+            Tensor::host(
+                Arc::new(Memory::Bytes(bytes)),
+                0,
+                n * 4,
+                &[n],
+                sluice::DType::I32,
+            )
+        });
         let tokens = match (output.pad_leading, batch.dense()) {
             (true, Some(d)) => {
                 let width = output.padded_width(&d.shape).unwrap_or(0);
-                let mask = Tensor::u8(batch.attention_mask(width), &[size, width]);
+                let rows = batch.lengths.len();
+                let mask = Tensor::u8(batch.attention_mask(width), &[rows, width]);
                 Some(TokenParts {
                     attention_mask: Py::new(py, mask)?,
                     ids: d.dtype == sluice::DType::I32,
                     labels: labels.map(|l| Py::new(py, l)).transpose()?,
+                    cu_seqlens: cu_seqlens.map(|c| Py::new(py, c)).transpose()?,
                 })
             }
             _ => None,
@@ -191,6 +221,7 @@ impl Batch {
     fn names(&self) -> &'static [&'static str] {
         if let Some(t) = &self.tokens {
             return match (t.ids, t.labels.is_some()) {
+                _ if t.cu_seqlens.is_some() => &PACKED_KEYS,
                 (true, true) => &MLM_KEYS,
                 (true, false) => &TOKEN_KEYS,
                 (false, true) => &EMBEDDING_MLM_KEYS,
@@ -213,6 +244,7 @@ impl Batch {
                 "embeddings" if !t.ids => Some(self.images.clone_ref(py)),
                 "attention_mask" => Some(t.attention_mask.clone_ref(py).into_any()),
                 "labels" => t.labels.as_ref().map(|l| l.clone_ref(py).into_any()),
+                "cu_seqlens" => t.cu_seqlens.as_ref().map(|c| c.clone_ref(py).into_any()),
                 "lengths" => lengths.map(|l| l.clone_ref(py).into_any()),
                 "indices" => Some(self.indices.clone_ref(py).into_any()),
                 _ => None,

@@ -318,7 +318,7 @@ impl Pipeline {
         let epoch = {
             let p = self.progress.lock().unwrap();
             match p.resume {
-                Some((e, at)) if at >= self.inner.batches_per_epoch() => e + 1,
+                Some((e, at)) if self.inner.batches_per_epoch().is_some_and(|n| at >= n) => e + 1,
                 Some((e, _)) => e,
                 None => p.next_epoch,
             }
@@ -326,9 +326,11 @@ impl Pipeline {
         self.start_epoch(epoch)
     }
 
-    /// Batches in one epoch.
-    fn __len__(&self) -> usize {
-        self.inner.batches_per_epoch() as usize
+    /// Batches in one epoch (TypeError for a packed pipeline: its count depends on the
+    /// tokens).
+    fn __len__(&self) -> PyResult<usize> {
+        let n = self.inner.batches_per_epoch();
+        n.map(|n| n as usize).ok_or_else(packed_has_no_len)
     }
 
     /// Samples in the source.
@@ -356,7 +358,7 @@ impl Pipeline {
         let epoch: u32 = get(state, "epoch")?;
         let position: u64 = get(state, "position")?;
         let n = self.inner.batches_per_epoch();
-        if position > n {
+        if let Some(n) = n.filter(|&n| position > n) {
             return Err(bad_setting(
                 "state_dict.position",
                 format!("{position} is past the epoch's {n} batches"),
@@ -375,11 +377,11 @@ impl Pipeline {
             }
         }
         if let Some(saved) = state.get_item("batches_per_epoch")? {
-            let saved: u64 = saved.extract()?;
+            let saved: Option<u64> = saved.extract()?;
             if saved != n {
                 return Err(bad_setting(
                     "state_dict.batches_per_epoch",
-                    format!("saved with {saved} batches per epoch, this pipeline has {n}"),
+                    format!("saved with {saved:?} batches per epoch, this pipeline has {n:?}"),
                 ));
             }
         }
@@ -524,7 +526,8 @@ pub struct EpochIterator {
     progress: Arc<Mutex<Progress>>,
     created_in: u32,
     epoch: u32,
-    len: u64,
+    /// Batches in the epoch (None when packed: known only once tokenized).
+    len: Option<u64>,
     /// What the pipeline delivers (how batches are named).
     output: sluice::OutputSpec,
 }
@@ -588,9 +591,10 @@ impl EpochIterator {
         }
     }
 
-    /// Batches in this epoch (all of them, including any a resume skipped).
-    fn __len__(&self) -> usize {
-        self.len as usize
+    /// Batches in this epoch (all of them, including any a resume skipped). A packed epoch
+    /// has no length until it is tokenized: TypeError, as for an iterable without one.
+    fn __len__(&self) -> PyResult<usize> {
+        self.len.map(|n| n as usize).ok_or_else(packed_has_no_len)
     }
 
     /// The epoch this iterator runs.
@@ -603,7 +607,11 @@ impl EpochIterator {
     #[getter]
     fn position(&self) -> u64 {
         match self.inner.try_lock() {
-            Ok(g) => g.as_ref().map_or(self.len, |i| i.next_index()),
+            Ok(g) => match (g.as_ref(), self.len) {
+                (Some(i), _) => i.next_index(),
+                (None, Some(n)) => n,
+                (None, None) => self.progress.lock().unwrap().position,
+            },
             Err(_) => self.progress.lock().unwrap().position,
         }
     }
@@ -627,6 +635,13 @@ impl EpochIterator {
     ) {
         self.close(py);
     }
+}
+
+/// `len()` of a packed pipeline or epoch.
+fn packed_has_no_len() -> PyErr {
+    pyo3::exceptions::PyTypeError::new_err(
+        "a packed pipeline (Pack) has no length: its batch count depends on the tokens",
+    )
 }
 
 /// The pipeline `sluice bench NAME` runs, with the same settings (same bytes, same checksum).

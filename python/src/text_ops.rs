@@ -7,7 +7,7 @@ use crate::errors::bad_setting;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use sluice::ops::{DecodeText, TextOp};
-use sluice::text::{EmbeddingTable, MlmSpec, TextTokenizer, Utf8Policy};
+use sluice::text::{EmbeddingTable, MlmSpec, PackSpec, TextTokenizer, Utf8Policy};
 use std::path::PathBuf;
 
 /// `sluice.ops.Tokenize` as the core decoder.
@@ -75,7 +75,7 @@ pub fn text_op_from_py(
 ) -> PyResult<Option<TextOp>> {
     if !matches!(
         k,
-        "Truncate" | "AddSpecialTokens" | "MlmMask" | "EmbeddingLookup"
+        "Truncate" | "AddSpecialTokens" | "MlmMask" | "Pack" | "EmbeddingLookup"
     ) {
         return Ok(None);
     }
@@ -105,6 +105,10 @@ pub fn text_op_from_py(
             spec.validate().map_err(|e| bad_setting("MlmMask", e))?;
             TextOp::MlmMask(spec)
         }
+        "Pack" => TextOp::Pack(PackSpec {
+            seq_len: crate::convert::count("Pack.seq_len", get(obj, k, "seq_len")?, 1)?,
+            separator: special(obj, k, "separator", t, t.eos)?,
+        }),
         _ => {
             let path: Option<PathBuf> = get(obj, k, "table")?;
             let tensor: Option<String> = get(obj, k, "tensor")?;
@@ -162,6 +166,10 @@ pub fn text_op_to_py<'py>(
             kw.set_item("mask_fraction", spec.mask_fraction)?;
             kw.set_item("random_fraction", spec.random_fraction)?;
             kw.set_item("mask_token", spec.mask_id)?;
+        }
+        TextOp::Pack(spec) => {
+            kw.set_item("seq_len", spec.seq_len)?;
+            kw.set_item("separator", spec.separator)?;
         }
         TextOp::EmbeddingLookup(table) => match table.random_seed() {
             Some(seed) => {

@@ -68,7 +68,8 @@ fn i64_npy(values: impl Iterator<Item = i64>) -> (Vec<u8>, usize) {
 /// Write `batch` (of a pipeline with `output`) into `dir`: `images.npy` (`features.npy` for
 /// padded speech batches, `input_ids.npy` or `embeddings.npy` and `attention_mask.npy` for text
 /// batches; one `images_K.npy` per sample for ragged batches), `lengths.npy` when padded,
-/// `labels.npy` (each sample's class, or masked-LM token labels `[n, width]`), `samples.txt`, and `text.json` (a list of strings) when the source has
+/// `labels.npy` (each sample's class, or token labels `[n, width]`), `cu_seqlens.npy` when
+/// packed, `samples.txt`, and `text.json` (a list of strings) when the source has
 /// transcripts. Returns the files written.
 pub fn dump_batch(
     dir: &Path,
@@ -91,7 +92,7 @@ pub fn dump_batch(
             written.push(name.to_string());
             if let (true, Some(width)) = (output.pad_leading, output.padded_width(&d.shape)) {
                 let mask = batch.attention_mask(width);
-                let shape = [batch.len(), width];
+                let shape = [batch.lengths.len(), width];
                 write(dir, "attention_mask.npy", &npy_bytes("|u1", &shape, &mask))?;
                 written.push("attention_mask.npy".into());
             }
@@ -113,6 +114,16 @@ pub fn dump_batch(
             )?;
             written.push("images.npy".into());
         }
+    }
+    if !batch.cu_seqlens.is_empty() {
+        let bytes: Vec<u8> = batch
+            .cu_seqlens
+            .iter()
+            .flat_map(|b| b.to_le_bytes())
+            .collect();
+        let shape = [batch.cu_seqlens.len()];
+        write(dir, "cu_seqlens.npy", &npy_bytes("<i4", &shape, &bytes))?;
+        written.push("cu_seqlens.npy".into());
     }
     if padded {
         let (data, n) = i64_npy(batch.lengths.iter().map(|&l| l as i64));

@@ -21,7 +21,7 @@ pub use sys::{cpu_seconds, peak_rss_bytes};
 pub use verify::Verification;
 pub use workloads::{
     BatchDefaults, TextAssets, Workload, ASR_SPECTROGRAM, BERT_BUCKET_WINDOWS, BERT_MAX_TOKENS,
-    BERT_PAD_MULTIPLE, CEDAR_STFT, NLP_EMBEDDING_DIM, NLP_MAX_TOKENS, WORKLOADS,
+    BERT_PAD_MULTIPLE, CEDAR_STFT, GPT_PACK_SEQ_LEN, NLP_EMBEDDING_DIM, NLP_MAX_TOKENS, WORKLOADS,
 };
 
 /// The median of `values` (0 when empty; the mean of the middle two when even). Sorts them.

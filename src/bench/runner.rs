@@ -120,18 +120,23 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         ..Verification::default()
     };
 
-    let total_batches = pipeline.batches_per_epoch() * u64::from(opts.epochs);
-    let bar = if opts.progress {
-        indicatif::ProgressBar::new(total_batches)
-    } else {
-        indicatif::ProgressBar::hidden()
+    // A packed epoch's batch count is known only once it is tokenized: a spinner then.
+    let total_batches = pipeline
+        .batches_per_epoch()
+        .map(|n| n * u64::from(opts.epochs));
+    let bar = match (opts.progress, total_batches) {
+        (false, _) => indicatif::ProgressBar::hidden(),
+        (true, Some(n)) => indicatif::ProgressBar::new(n),
+        (true, None) => indicatif::ProgressBar::new_spinner(),
+    };
+    let template = match total_batches {
+        Some(_) => "{spinner} {msg} [{bar:30}] {pos}/{len} batches, {per_sec} ({eta} left)",
+        None => "{spinner} {msg} {pos} batches, {per_sec}",
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} batches, {per_sec} ({eta} left)",
-        )
-        .unwrap()
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap()
+            .progress_chars("=> "),
     );
     bar.set_message(opts.workload.name());
 
@@ -147,11 +152,12 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     };
     // Device batches are hashed only when --verify copies them back anyway.
     let mut hashed = true;
-    let mut arrivals = Vec::with_capacity(total_batches as usize);
+    let mut arrivals = Vec::with_capacity(total_batches.unwrap_or(0) as usize);
     // (valid frames, frames including padding) over padded batches.
     let mut padded = (0u64, 0u64);
     for epoch in 0..opts.epochs {
         let mut batches = pipeline.epoch(epoch)?;
+        let mut last_document = None;
         let mut cpu_batches = match &reference {
             Some(r) => Some(r.epoch(epoch)?),
             None => None,
@@ -161,11 +167,17 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
             let Some(batch) = batches.next() else { break };
             let batch = batch?;
             let now = Instant::now();
+            // A packed batch may start with the document the previous one ended in: count
+            // each document once.
+            let continued = !batch.cu_seqlens.is_empty()
+                && batch.sample_indices.first().is_some()
+                && batch.sample_indices.first() == last_document.as_ref();
+            last_document = batch.sample_indices.last().copied();
             arrivals.push(Arrival {
                 epoch,
                 at: (now - start).as_secs_f64(),
                 waited: (now - asked).as_secs_f64(),
-                images: batch.len() as u64,
+                images: batch.len() as u64 - u64::from(continued),
             });
             if let Some(cpu) = cpu_batches.as_mut() {
                 let want = cpu.next().ok_or_else(|| {
@@ -179,6 +191,16 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
                 (Some(_), None) => hashed = false,
             }
             hasher.add_labels(&batch.labels);
+            // Masked-LM and packed batches: their labels and boundaries are output too.
+            if let Some(t) = &batch.token_labels {
+                hasher.add_bytes(t.bytes());
+            }
+            let bounds: Vec<u8> = batch
+                .cu_seqlens
+                .iter()
+                .flat_map(|b| b.to_le_bytes())
+                .collect();
+            hasher.add_bytes(&bounds);
             if let (Some(dir), 0, true) = (&opts.dump, epoch, arrivals.len() == 1) {
                 let files = super::dump_batch(dir, &batch, source.as_ref(), pipeline.output())?;
                 eprintln!(

@@ -8,7 +8,7 @@ use crate::ops::{
 };
 use crate::ops::{DecodeText, TextOp};
 use crate::pipeline::PipelineBuilder;
-use crate::text::{EmbeddingTable, MlmSpec, TextTokenizer};
+use crate::text::{EmbeddingTable, MlmSpec, PackSpec, TextTokenizer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
@@ -34,9 +34,12 @@ pub enum Workload {
     /// 510 → [CLS]/[SEP] → MlmMask (0.15; 80/10/10) → ids padded to a multiple of 8 with
     /// length bucketing, with labels and the attention mask.
     BertMlm,
+    /// GPT pretraining input: GPT-2 BPE → Pack into 2048-token blocks with `<|endoftext|>`
+    /// after each document → `input_ids`, causal-LM `labels`, `cu_seqlens`.
+    GptPack,
 }
 
-pub const WORKLOADS: [(&str, Workload); 9] = [
+pub const WORKLOADS: [(&str, Workload); 10] = [
     ("decode-only", Workload::DecodeOnly),
     ("rn50-train", Workload::Rn50Train),
     ("rn50-val", Workload::Rn50Val),
@@ -46,7 +49,11 @@ pub const WORKLOADS: [(&str, Workload); 9] = [
     ("cedar-asr", Workload::CedarAsr),
     ("nlp", Workload::Nlp),
     ("bert-mlm", Workload::BertMlm),
+    ("gpt-pack", Workload::GptPack),
 ];
+
+/// `gpt-pack`'s block length (GPT-2/3 context).
+pub const GPT_PACK_SEQ_LEN: usize = 2048;
 
 /// `nlp`'s embedding width (GPT-2 small's).
 pub const NLP_EMBEDDING_DIM: usize = 768;
@@ -190,6 +197,7 @@ impl Workload {
                 | Workload::CedarAsr
                 | Workload::Nlp
                 | Workload::BertMlm
+                | Workload::GptPack
         )
     }
 
@@ -200,7 +208,7 @@ impl Workload {
 
     /// Whether the workload reads text (its default data is the generated corpus).
     pub fn is_text(self) -> bool {
-        matches!(self, Workload::Nlp | Workload::BertMlm)
+        matches!(self, Workload::Nlp | Workload::BertMlm | Workload::GptPack)
     }
 
     /// The workload's padding and bucketing, with `text`'s tokenizer.
@@ -210,6 +218,12 @@ impl Workload {
                 pad_multiple: BERT_PAD_MULTIPLE,
                 bucket_windows: BERT_BUCKET_WINDOWS,
                 pad_id: text.tokenizer(self).pad.unwrap_or(0),
+            },
+            // The epoch's last block pads with GPT-2's conventional pad, <|endoftext|>.
+            Workload::GptPack => BatchDefaults {
+                pad_multiple: 1,
+                bucket_windows: 0,
+                pad_id: text.tokenizer(self).eos.unwrap_or(0),
             },
             _ => BatchDefaults {
                 pad_multiple: 1,
@@ -254,6 +268,15 @@ impl Workload {
                         t.special_ids(),
                     ))),
                 }
+            }
+            Workload::GptPack => {
+                let t = text.tokenizer(self);
+                builder
+                    .decode_text(DecodeText::new(t.clone()))
+                    .op(TextOp::Pack(PackSpec {
+                        seq_len: GPT_PACK_SEQ_LEN,
+                        separator: t.eos,
+                    }))
             }
             Workload::DecodeOnly => builder,
             Workload::Rn50Train => builder

@@ -93,6 +93,7 @@ impl Shared {
             skipped,
             lengths: collated.lengths,
             token_labels: collated.token_labels,
+            cu_seqlens: Vec::new(),
         })
     }
 

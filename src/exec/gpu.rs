@@ -216,6 +216,7 @@ impl GpuJob {
             skipped: self.skipped,
             lengths,
             token_labels: None,
+            cu_seqlens: Vec::new(),
         })
     }
 

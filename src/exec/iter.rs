@@ -3,9 +3,11 @@
 //! the workers and waits for them.
 
 use super::{PrefetchController, Shared};
-use crate::batch::{Batch, Images};
-use crate::error::{Error, Result};
+use crate::batch::{Batch, DenseBatch, Images};
+use crate::error::{Error, Result, SampleError};
 use crate::rng::{bucketed_order, epoch_order};
+use crate::tensor::{DType, Layout};
+use crate::text::{PackSpec, TokenStream};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +33,9 @@ pub struct EpochIter {
     shared: Arc<Shared>,
     epoch: u32,
     order: Arc<Vec<u64>>,
-    num_batches: u64,
+    /// Chunks of `batch_size` samples the workers build: the batches themselves, or what a
+    /// packed pipeline's `packing` draws documents from.
+    num_chunks: u64,
     next_spawn: u64,
     next_yield: u64,
     /// Spawned and not yet handed out (running, or finished and waiting in `ready`).
@@ -42,6 +46,19 @@ pub struct EpochIter {
     cancel: Arc<AtomicBool>,
     finished: bool,
     controller: PrefetchController,
+    packing: Option<Packing>,
+}
+
+/// A packed pipeline's state between batches.
+struct Packing {
+    spec: PackSpec,
+    stream: TokenStream,
+    /// Samples the skip policy left out since the last packed batch.
+    skipped: Vec<SampleError>,
+    /// Packed batches made so far (handed out or skipped over when resuming).
+    made: u64,
+    /// Resuming: batches to make and drop before the first one handed out.
+    skip: u64,
 }
 
 impl EpochIter {
@@ -63,8 +80,17 @@ impl EpochIter {
             (s.prefetch, s.prefetch)
         };
         let controller = PrefetchController::new(s.prefetch, floor, ceiling);
+        let packing = shared.pack.map(|spec| Packing {
+            spec,
+            stream: TokenStream::default(),
+            skipped: Vec::new(),
+            made: 0,
+            skip: start,
+        });
+        // A packed epoch is resumed by replaying it (see `Pipeline::epoch_from`).
+        let start = if packing.is_some() { 0 } else { start };
         EpochIter {
-            num_batches: shared.batches_per_epoch(),
+            num_chunks: shared.chunks_per_epoch(),
             shared,
             epoch,
             order: Arc::new(order),
@@ -77,12 +103,13 @@ impl EpochIter {
             cancel: Arc::new(AtomicBool::new(false)),
             finished: false,
             controller,
+            packing,
         }
     }
 
-    /// Batches in this epoch.
-    pub fn num_batches(&self) -> u64 {
-        self.num_batches
+    /// Batches in this epoch (None when packed: known only once the epoch is tokenized).
+    pub fn num_batches(&self) -> Option<u64> {
+        self.shared.batches_per_epoch()
     }
 
     /// The epoch this iterator runs.
@@ -93,7 +120,10 @@ impl EpochIter {
     /// Position of the next batch to be handed out (batches already delivered, counting any a
     /// resumed iterator started after): with the epoch, all a resume needs.
     pub fn next_index(&self) -> u64 {
-        self.next_yield
+        match &self.packing {
+            Some(p) => p.made,
+            None => self.next_yield,
+        }
     }
 
     /// The next batch, waiting at most `timeout` for it: lets a caller that must react to
@@ -103,7 +133,7 @@ impl EpochIter {
     }
 
     fn top_up(&mut self) {
-        while self.in_flight < self.controller.depth && self.next_spawn < self.num_batches {
+        while self.in_flight < self.controller.depth && self.next_spawn < self.num_chunks {
             let b = self.next_spawn;
             let (shared, order, tx, cancel) = (
                 self.shared.clone(),
@@ -147,7 +177,93 @@ impl EpochIter {
     /// Hand out the next batch in order, waiting for it until `deadline` (None: as long as it
     /// takes).
     fn advance(&mut self, deadline: Option<Instant>) -> Wait {
-        if self.finished || self.next_yield >= self.num_batches {
+        if self.packing.is_none() {
+            return self.next_chunk(deadline);
+        }
+        loop {
+            let batch_tokens = {
+                let p = self.packing.as_ref().unwrap();
+                p.spec.seq_len * self.shared.settings.batch_size
+            };
+            let full = self.packing.as_ref().unwrap().stream.len() >= batch_tokens;
+            if !full {
+                match self.next_chunk(deadline) {
+                    Wait::Ready(Ok(chunk)) => {
+                        self.push_chunk(chunk);
+                        continue;
+                    }
+                    Wait::Finished => {
+                        let p = self.packing.as_ref().unwrap();
+                        if p.stream.is_empty() || self.shared.settings.drop_last {
+                            return Wait::Finished;
+                        }
+                    }
+                    other => return other,
+                }
+            }
+            let batch = self.packed_batch();
+            let p = self.packing.as_mut().unwrap();
+            if p.skip > 0 {
+                p.skip -= 1;
+                continue;
+            }
+            return Wait::Ready(Ok(batch));
+        }
+    }
+
+    /// Append a chunk's documents (padded ids with lengths) to the token stream.
+    fn push_chunk(&mut self, chunk: Batch) {
+        let p = self.packing.as_mut().unwrap();
+        let d = chunk.dense().expect("token chunks are padded batches");
+        let width = d.shape.get(1).copied().unwrap_or(0);
+        for (k, (&doc, &length)) in chunk.sample_indices.iter().zip(&chunk.lengths).enumerate() {
+            let row = &d.bytes()[k * width * 4..][..length * 4];
+            let ids = row
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes(b.try_into().unwrap()));
+            p.stream.push(doc, ids, &p.spec);
+        }
+        p.skipped.extend(chunk.skipped);
+    }
+
+    /// The next packed batch: up to `batch_size` blocks from the front of the stream.
+    fn packed_batch(&mut self) -> Batch {
+        let shared = &self.shared;
+        let p = self.packing.as_mut().unwrap();
+        let pad = shared.settings.pad_id as i32;
+        let blocks = p.stream.take(shared.settings.batch_size, &p.spec, pad);
+        let shape = vec![blocks.lengths.len(), p.spec.seq_len];
+        let tensor = |values: &[i32]| {
+            let mut data = shared.buffers.take(values.len() * 4);
+            for (w, v) in data.as_mut_slice().chunks_exact_mut(4).zip(values) {
+                w.copy_from_slice(&v.to_le_bytes());
+            }
+            DenseBatch {
+                dtype: DType::I32,
+                layout: Layout::Chw,
+                shape: shape.clone(),
+                data,
+            }
+        };
+        let batch = Batch {
+            epoch: self.epoch,
+            index: p.made,
+            images: Images::Dense(tensor(&blocks.ids)),
+            token_labels: Some(tensor(&blocks.labels)),
+            labels: shared.labels(&blocks.documents),
+            texts: shared.texts(&blocks.documents),
+            sample_indices: blocks.documents,
+            skipped: std::mem::take(&mut p.skipped),
+            lengths: blocks.lengths,
+            cu_seqlens: blocks.cu_seqlens,
+        };
+        p.made += 1;
+        batch
+    }
+
+    /// Hand out the next chunk in order (the next batch, when not packing).
+    fn next_chunk(&mut self, deadline: Option<Instant>) -> Wait {
+        if self.finished || self.next_yield >= self.num_chunks {
             return Wait::Finished;
         }
         self.top_up();
@@ -164,7 +280,7 @@ impl EpochIter {
                 self.next_yield += 1;
                 self.in_flight -= 1;
                 self.controller.observe(waited, self.ready.len());
-                if self.next_yield == self.num_batches {
+                if self.next_yield == self.num_chunks {
                     let c = &self.controller;
                     self.shared.timers.prefetch(c.depth, c.adjustments);
                 }
@@ -205,8 +321,10 @@ impl Iterator for EpochIter {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = (self.num_batches - self.next_yield) as usize;
-        (0, Some(left))
+        match self.packing {
+            Some(_) => (0, None),
+            None => (0, Some((self.num_chunks - self.next_yield) as usize)),
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use crate::batch::BufferPool;
 use crate::ops::{Decoder, Op, OpKind};
 use crate::pipeline::{OutputSpec, Settings};
 use crate::source::Source;
+use crate::text::PackSpec;
 use cache::PrefixCache;
 use stats::StageTimers;
 use std::sync::Arc;
@@ -179,6 +180,8 @@ pub struct Shared {
     cache: Option<PrefixCache>,
     /// The operators from the CPU→GPU cut on, when some run on the GPU.
     pub gpu: Option<GpuSuffix>,
+    /// A final `Pack`: the epoch iterator packs the samples' ids into blocks.
+    pub pack: Option<PackSpec>,
 }
 
 /// Timer slots: read, decode, then one per step.
@@ -197,6 +200,7 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub output: OutputSpec,
     pub gpu: Option<GpuSuffix>,
+    pub pack: Option<PackSpec>,
 }
 
 impl Shared {
@@ -213,6 +217,7 @@ impl Shared {
             steps,
             output,
             gpu,
+            pack,
         } = plan;
         let cpu_ops = gpu.as_ref().map_or(ops.len(), |g| g.cut);
         // The prefix cache holds decoded images (audio pipelines do not use it yet).
@@ -252,6 +257,7 @@ impl Shared {
             timers: StageTimers::new(names),
             cache,
             gpu,
+            pack,
         }
     }
 
@@ -260,13 +266,24 @@ impl Shared {
         FIRST_STEP_STAGE + self.steps.len()
     }
 
-    pub fn batches_per_epoch(&self) -> u64 {
+    /// Batches per epoch (None when packed: see [`crate::Pipeline::batches_per_epoch`]).
+    pub fn batches_per_epoch(&self) -> Option<u64> {
         let n = self.source.len() as u64;
         let b = self.settings.batch_size as u64;
-        if self.settings.drop_last {
-            n / b
-        } else {
-            n.div_ceil(b)
+        match (self.pack, self.settings.drop_last) {
+            (Some(_), _) => None,
+            (None, true) => Some(n / b),
+            (None, false) => Some(n.div_ceil(b)),
+        }
+    }
+
+    /// Groups of `batch_size` samples the workers process per epoch: the batches, or for a
+    /// packed pipeline the chunks of documents the packer draws from.
+    pub fn chunks_per_epoch(&self) -> u64 {
+        let n = self.source.len() as u64;
+        match self.pack {
+            Some(_) => n.div_ceil(self.settings.batch_size as u64),
+            None => self.batches_per_epoch().unwrap_or(0),
         }
     }
 

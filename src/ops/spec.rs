@@ -32,6 +32,7 @@ pub enum OpKind {
     Truncate,
     AddSpecialTokens,
     MlmMask,
+    Pack,
     EmbeddingLookup,
     /// A user-defined operator ([`crate::ops::UserOp`]); its own name is the operator's.
     User,
@@ -66,6 +67,7 @@ impl OpKind {
             OpKind::Truncate => "Truncate",
             OpKind::AddSpecialTokens => "AddSpecialTokens",
             OpKind::MlmMask => "MlmMask",
+            OpKind::Pack => "Pack",
             OpKind::EmbeddingLookup => "EmbeddingLookup",
             OpKind::User => "user-defined operator",
         }

@@ -5,7 +5,9 @@
 use super::spec::{OpKind, OpSpec, SizeRule, ValueKind};
 use super::Value;
 use crate::rng::SampleRng;
-use crate::text::{self, Embedded, EmbeddingTable, MlmSpec, TextTokenizer, Tokens, Utf8Policy};
+use crate::text::{
+    self, Embedded, EmbeddingTable, MlmSpec, PackSpec, TextTokenizer, Tokens, Utf8Policy,
+};
 
 /// What turns a text sample's bytes into token ids.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +64,9 @@ pub enum TextOp {
     /// BERT's masking: tokens selected at random become the mask token, a random id or stay,
     /// and the sequence gains labels (see [`MlmSpec`]). Random, keyed by token position.
     MlmMask(MlmSpec),
+    /// Documents concatenated with a separator into blocks of `seq_len` (see [`PackSpec`]):
+    /// the batch-forming last operator of a pipeline, run by the epoch iterator, not per sample.
+    Pack(PackSpec),
     /// Each id's row of a frozen table: tokens `[L]` → f32 `[L, dim]`.
     EmbeddingLookup(EmbeddingTable),
 }
@@ -72,6 +77,7 @@ impl TextOp {
             TextOp::Truncate { .. } => OpKind::Truncate,
             TextOp::AddSpecialTokens { .. } => OpKind::AddSpecialTokens,
             TextOp::MlmMask(_) => OpKind::MlmMask,
+            TextOp::Pack(_) => OpKind::Pack,
             TextOp::EmbeddingLookup(_) => OpKind::EmbeddingLookup,
         }
     }
@@ -102,6 +108,7 @@ impl TextOp {
                 eos: None,
             } => Err("give a BOS or an EOS token (the tokenizer has neither)".into()),
             TextOp::MlmMask(spec) => spec.validate(),
+            TextOp::Pack(PackSpec { seq_len: 0, .. }) => Err("seq_len must be at least 1".into()),
             _ => Ok(()),
         }
     }
@@ -118,6 +125,13 @@ impl TextOp {
             }
             TextOp::AddSpecialTokens { bos, eos } => text::add_special_tokens(tokens, *bos, *eos),
             TextOp::MlmMask(spec) => spec.apply(tokens, rng),
+            TextOp::Pack(_) => {
+                return Err(
+                    "Pack forms batches from many samples: it runs as the pipeline's \
+                            last operator, not on one sample"
+                        .into(),
+                )
+            }
             TextOp::EmbeddingLookup(table) => {
                 let mut out = Embedded::default();
                 table.lookup(tokens, &mut out)?;

@@ -5,10 +5,12 @@
 mod byte_level;
 mod embedding;
 mod mlm;
+mod pack;
 mod tokenizer;
 
 pub use embedding::EmbeddingTable;
 pub use mlm::{MlmSpec, IGNORE_LABEL};
+pub use pack::{PackSpec, PackedBlocks, TokenStream};
 pub use tokenizer::{TextTokenizer, Utf8Policy, BUILTIN_TOKENIZERS, MLM_SPECIALS};
 
 /// A token sequence: vocabulary ids in text order, and after `MlmMask` one label per id.
