@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Side by side on the same corpus and cores: `sluice bench nlp` against the PyTorch DataLoader
 # + Hugging Face tokenizers pipeline (benches/peers/nlp_torch.py, both recipes), interleaved
-# for ROUNDS rounds; prints each run's samples/s and the medians.
+# for ROUNDS rounds; prints each run's samples/s and the medians. WORKLOAD=bert-mlm races
+# `sluice bench bert-mlm` against transformers' DataCollatorForLanguageModeling
+# (benches/peers/mlm_torch.py; python also needs transformers).
 # Usage: benches/peers/nlp.sh [THREADS] [ROUNDS] [BATCH] [CORPUS]   (python needs torch, tokenizers)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,15 +12,21 @@ rounds=${2:-3}
 batch=${3:-64}
 corpus=${4:-target/sluice-data/gen-text-n4096-s0/corpus.txt}
 python=${PYTHON:-python3}
+workload=${WORKLOAD:-nlp}
+case "$workload" in
+  nlp) peer=benches/peers/nlp_torch.py ;;
+  bert-mlm) peer=benches/peers/mlm_torch.py ;;
+  *) echo "WORKLOAD must be nlp or bert-mlm" >&2; exit 2 ;;
+esac
 cargo build --release --quiet
 [ -f "$corpus" ] || target/release/sluice gen-data "$(dirname "$corpus")" --kind text --n 4096
 out=$(mktemp)
 for r in $(seq "$rounds"); do
-  target/release/sluice bench nlp --data "$corpus" --threads "$threads" --batch "$batch" \
+  target/release/sluice bench "$workload" --data "$corpus" --threads "$threads" --batch "$batch" \
     --epochs 3 --json |
     "$python" -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"peer":"sluice","samples_per_second":d["steady_images_per_second"]}))' >> "$out"
   for recipe in batch sample; do
-    "$python" benches/peers/nlp_torch.py "$corpus" --workers "$threads" --batch "$batch" \
+    "$python" "$peer" "$corpus" --workers "$threads" --batch "$batch" \
       --epochs 2 --recipe "$recipe" >> "$out"
   done
 done

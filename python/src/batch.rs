@@ -359,11 +359,17 @@ impl Checksum {
         Checksum::default()
     }
 
-    /// Add one batch: its image bytes, then its labels.
+    /// Add one batch: its image bytes, then its labels (and token labels and cu_seqlens).
     fn update(&mut self, py: Python<'_>, batch: &Bound<'_, Batch>) -> PyResult<()> {
         let b = batch.get();
         b.for_image_bytes(py, |bytes| self.0.add_bytes(bytes))?;
         self.0.add_labels(&b.labels(py)?);
+        // Masked-LM and packed batches: token labels, then segment boundaries.
+        if let Some(t) = &b.tokens {
+            for tensor in [&t.labels, &t.cu_seqlens].into_iter().flatten() {
+                self.0.add_bytes(&tensor.bind(py).get().host_bytes()?);
+            }
+        }
         Ok(())
     }
 

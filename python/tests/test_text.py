@@ -3,6 +3,7 @@ text, padded ids/embeddings with attention masks and lengths, the `nlp` workload
 bytes as `sluice bench nlp`, bad text named by file and line."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -16,12 +17,13 @@ from conftest import REPO
 tokenizers = pytest.importorskip("tokenizers", reason="skipped: the tokenizers package is not installed")
 
 
-def _reference_gpt2():
-    """GPT-2 as Hugging Face's gpt2 tokenizer.json declares it, from the same vocabulary."""
+def _reference_gpt2(mlm=False):
+    """GPT-2 as Hugging Face's gpt2 tokenizer.json declares it, from the same vocabulary (with
+    `mlm`, BERT's special tokens added)."""
     sys.path.insert(0, str(REPO / "benches" / "peers"))
     from gpt2_reference import gpt2
 
-    return gpt2()
+    return gpt2(mlm)
 
 
 def _fresh_texts(rng, n):
@@ -157,3 +159,76 @@ def test_length_bucketing_pads_less():
     assert padding < plain_padding / 2
     with pytest.raises(ValueError, match="bucket"):
         sluice.Pipeline(corpus, [ops.Tokenize()], bucket=-1)
+
+
+def test_mlm_labels_rates_and_the_mlm_tokenizer_ids(tmp_path):
+    rng = np.random.default_rng()
+    texts = _fresh_texts(rng, 120)
+    texts = [t.replace("<|endoftext|>", "[MASK] [SEP]") for t in texts]
+    path = tmp_path / "fresh.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    reference = _reference_gpt2(mlm=True)
+    special = {50256, 50257, 50258, 50259, 50260}
+    plain = sluice.Pipeline(str(path), [ops.Tokenize("gpt2-mlm")], batch_size=16)
+    masked = sluice.Pipeline(
+        str(path), [ops.Tokenize("gpt2-mlm"), ops.AddSpecialTokens(), ops.MlmMask()],
+        batch_size=16, threads=2, seed=int(rng.integers(1 << 30)), pad_multiple=8,
+    )
+    selected = total = 0
+    for pb, mb in zip(plain.epoch(0), masked.epoch(0)):
+        assert list(mb.keys()) == ["input_ids", "attention_mask", "labels", "lengths", "indices"]
+        ids, labels = np.from_dlpack(mb["input_ids"]), np.from_dlpack(mb["labels"])
+        plain_ids = np.from_dlpack(pb["input_ids"])
+        assert labels.dtype == np.int32 and labels.shape == ids.shape and ids.shape[1] % 8 == 0
+        for row, (i, n) in enumerate(zip(np.from_dlpack(mb["indices"]), np.from_dlpack(mb["lengths"]))):
+            want = reference.encode(texts[i], add_special_tokens=False).ids
+            assert plain_ids[row, : len(want)].tolist() == want, texts[i]
+            original = np.array([50257] + want + [50258])
+            assert n == len(original)
+            assert (ids[row, n:] == 50259).all() and (labels[row, n:] == -100).all()
+            chosen = labels[row, :n] != -100
+            np.testing.assert_array_equal(labels[row, :n][chosen], original[chosen])
+            np.testing.assert_array_equal(ids[row, :n][~chosen], original[~chosen])
+            assert not any(int(t) in special for t in original[chosen])
+            selected += int(chosen.sum())
+            total += sum(int(t) not in special for t in original)
+    assert 0.10 < selected / total < 0.20
+    with pytest.raises(ValueError, match="MlmMask.mask_token"):
+        sluice.Pipeline(str(path), [ops.Tokenize(), ops.MlmMask()])
+
+
+def test_packed_blocks_and_the_workloads_match_the_cli(sluice_bin, tmp_path):
+    corpus = sluice.generated_dataset(images=96, kind="text")
+    pipe = sluice.Pipeline(corpus, [ops.Tokenize(), ops.Pack(seq_len=128)], batch_size=4,
+                           shuffle=True, seed=3, threads=2)
+    with pytest.raises(TypeError, match="no length"):
+        len(pipe)
+    stream, docs = [], []
+    for b in pipe.epoch(0):
+        assert list(b.keys()) == ["input_ids", "attention_mask", "labels", "cu_seqlens",
+                                  "lengths", "indices"]
+        ids, cu = np.from_dlpack(b["input_ids"]), np.from_dlpack(b["cu_seqlens"])
+        labels = np.from_dlpack(b["labels"])
+        real = int(cu[-1])
+        assert ids.shape[1] == 128 and real == int(np.from_dlpack(b["lengths"]).sum())
+        flat, flat_labels = ids.reshape(-1), labels.reshape(-1)
+        assert (flat_labels[cu[:-1]] == -100).all() and (flat_labels[real:] == -100).all()
+        stream += flat[:real].tolist()
+        docs += [d for d in np.from_dlpack(b["indices"]).tolist() if not docs or d != docs[-1]]
+    reference = _reference_gpt2()
+    lines = pathlib.Path(corpus).read_text(encoding="utf-8").splitlines()
+    want = []
+    for d in docs:
+        want += reference.encode(lines[d], add_special_tokens=False).ids + [50256]
+    assert sorted(docs) == list(range(96)) and stream == want
+    for name in ["gpt-pack", "bert-mlm"]:
+        w = sluice.workload(name, corpus, batch_size=8, threads=2)
+        checksum = sluice.Checksum()
+        for batch in w.epoch(0):
+            checksum.update(batch)
+        out = subprocess.run(
+            [sluice_bin, "bench", name, "--data", str(corpus), "--batch", "8", "--epochs", "1",
+             "--threads", "2", "--json"],
+            check=True, capture_output=True, text=True,
+        )
+        assert json.loads(out.stdout)["checksum"] == checksum.hexdigest(), name

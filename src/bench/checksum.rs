@@ -1,5 +1,6 @@
 //! The checksum `sluice bench` prints: xxh3 over every batch's sample bytes, then its labels
-//! (little-endian i64), in delivery order. Equal checksums mean equal batches, so determinism
+//! (little-endian i64; then, when a batch has them, token labels and `cu_seqlens`), in delivery
+//! order. Equal checksums mean equal batches, so determinism
 //! can be checked from outside (across thread counts, backends, or from Python).
 
 use xxhash_rust::xxh3::Xxh3;
