@@ -375,7 +375,7 @@ impl PipelineBuilder {
                 return Err(Error::InvalidPipeline(format!("{name} must be at least 1")));
             }
         }
-        if s.pad_length % s.pad_multiple != 0 {
+        if !s.pad_length.is_multiple_of(s.pad_multiple) {
             return Err(Error::InvalidPipeline(format!(
                 "pad_to_length {} is not a multiple of pad_to_multiple_of {}",
                 s.pad_length, s.pad_multiple

@@ -170,7 +170,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
             // A packed batch may start with the document the previous one ended in: count
             // each document once.
             let continued = !batch.cu_seqlens.is_empty()
-                && batch.sample_indices.first().is_some()
+                && !batch.sample_indices.is_empty()
                 && batch.sample_indices.first() == last_document.as_ref();
             last_document = batch.sample_indices.last().copied();
             arrivals.push(Arrival {
