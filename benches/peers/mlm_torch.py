@@ -15,12 +15,8 @@ Prints one JSON line: samples/s and tokens/s over the timed epochs after one war
     python benches/peers/mlm_torch.py CORPUS --workers 2 --batch 64 --epochs 2 [--recipe batch]
 """
 
-import argparse
-import json
-import os
 import pathlib
 import sys
-import time
 
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
@@ -28,7 +24,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from gpt2_reference import gpt2  # noqa: E402
-from nlp_torch import Lines  # noqa: E402
+from nlp_torch import Lines, arguments, time_and_report  # noqa: E402
 
 CLS, SEP = 50257, 50258
 
@@ -64,14 +60,7 @@ collator = DataCollatorForLanguageModeling(
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("corpus")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--recipe", choices=["sample", "batch"], default="batch")
-    a = p.parse_args()
-    torch.set_num_threads(1)
+    a = arguments()
     g = torch.Generator().manual_seed(0)
     data = MlmLines(a.corpus)
     # Lengths as sluice's bucketing sees them: each line's size in bytes.
@@ -83,20 +72,8 @@ def main():
     else:
         loader = torch.utils.data.DataLoader(
             data, batch_size=a.batch, sampler=sampler, collate_fn=collator, **common)
-    samples = tokens = 0
-    start = None
-    for epoch in range(a.epochs + 1):
-        if epoch == 1:
-            start, samples, tokens = time.perf_counter(), 0, 0
-        for batch in loader:
-            samples += batch["input_ids"].shape[0]
-            tokens += int(batch["attention_mask"].sum())
-    wall = time.perf_counter() - start
-    print(json.dumps({
-        "peer": f"hf-collator-{a.recipe}", "workload": "bert-mlm", "workers": a.workers,
-        "samples_per_second": samples / wall, "tokens_per_second": tokens / wall,
-        "torch": torch.__version__, "cpus": os.cpu_count(),
-    }))
+    count = lambda b: (b["input_ids"].shape[0], int(b["attention_mask"].sum()))  # noqa: E731
+    time_and_report(loader, a, f"hf-collator-{a.recipe}", "bert-mlm", count)
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ def pad(samples):
     return out, torch.tensor([n for _, n in samples])
 
 
-def main():
+def arguments():
+    """The peers' command line: CORPUS --workers --batch --epochs --recipe."""
     p = argparse.ArgumentParser()
     p.add_argument("corpus")
     p.add_argument("--workers", type=int, default=2)
@@ -94,6 +95,30 @@ def main():
     p.add_argument("--recipe", choices=["sample", "batch"], default="batch")
     a = p.parse_args()
     torch.set_num_threads(1)
+    return a
+
+
+def time_and_report(loader, a, peer, workload, count):
+    """One warm-up epoch, then `a.epochs` timed ones; prints the JSON line. `count(batch)` gives
+    the batch's (samples, tokens)."""
+    samples = tokens = 0
+    start = None
+    for epoch in range(a.epochs + 1):
+        if epoch == 1:
+            start, samples, tokens = time.perf_counter(), 0, 0
+        for batch in loader:
+            n, t = count(batch)
+            samples, tokens = samples + n, tokens + t
+    wall = time.perf_counter() - start
+    print(json.dumps({
+        "peer": peer, "workload": workload, "workers": a.workers,
+        "samples_per_second": samples / wall, "tokens_per_second": tokens / wall,
+        "torch": torch.__version__, "cpus": os.cpu_count(),
+    }))
+
+
+def main():
+    a = arguments()
     g = torch.Generator().manual_seed(0)
     table = (torch.rand(50257, 768, generator=g) - 0.5) * 0.1
     table = torch.cat([table, torch.zeros(1, 768)])  # the padding row (batch recipe)
@@ -108,20 +133,8 @@ def main():
         loader = torch.utils.data.DataLoader(
             data, batch_size=a.batch, collate_fn=pad, num_workers=a.workers, prefetch_factor=2,
             persistent_workers=a.workers > 0, shuffle=True, generator=g)
-    samples = tokens = 0
-    start = None
-    for epoch in range(a.epochs + 1):
-        if epoch == 1:
-            start, samples, tokens = time.perf_counter(), 0, 0
-        for emb, lengths in loader:
-            samples += emb.shape[0]
-            tokens += int(lengths.sum())
-    wall = time.perf_counter() - start
-    print(json.dumps({
-        "peer": f"torch-{a.recipe}", "workload": "nlp", "workers": a.workers,
-        "samples_per_second": samples / wall, "tokens_per_second": tokens / wall,
-        "torch": torch.__version__, "cpus": os.cpu_count(),
-    }))
+    count = lambda batch: (batch[0].shape[0], int(batch[1].sum()))  # noqa: E731
+    time_and_report(loader, a, f"torch-{a.recipe}", "nlp", count)
 
 
 if __name__ == "__main__":
