@@ -91,12 +91,21 @@ impl BenchReport {
             "workload     {}\nsource       {}\nthreads      {}   batch {}   epochs {}   seed {}\n",
             self.workload, self.source, self.threads, self.batch_size, self.epochs, self.seed
         );
+        // Speech and text workloads count samples (the JSON keys keep their image names).
+        let unit = match super::Workload::from_name(&self.workload) {
+            Some(w) if w.is_audio() || w.is_text() => "sample",
+            _ => "image",
+        };
         s += &format!(
-            "images       {} in {:.2} s   ({} skipped)\n",
-            self.images, self.wall_seconds, self.skipped
+            "{:13}{} in {:.2} s   ({} skipped)\n",
+            format!("{unit}s"),
+            self.images,
+            self.wall_seconds,
+            self.skipped
         );
         s += &format!(
-            "images/s     {:.1}   (warm-up {:.1} over {} batches, steady {:.1})\n",
+            "{:13}{:.1}   (warm-up {:.1} over {} batches, steady {:.1})\n",
+            format!("{unit}s/s"),
             self.images_per_second,
             self.warmup_images_per_second,
             self.warmup_batches,
@@ -122,7 +131,8 @@ impl BenchReport {
             );
         }
         s += &format!(
-            "CPU s/image  {:.5}   ({:.2} ms of CPU per image)\n",
+            "{:13}{:.5}   ({:.2} ms of CPU per {unit})\n",
+            format!("CPU s/{unit}"),
             self.cpu_seconds_per_image,
             self.cpu_seconds_per_image * 1e3
         );
