@@ -137,7 +137,7 @@ class Pipeline:
     naming the setting. Padded batches (audio, text): the padded axis is the batch's longest
     rounded up to `pad_multiple`, or exactly `pad_to_length` (a longer sample fails, or is
     skipped under on_error="skip"); token ids pad with `pad_id` (default: the tokenizer's pad
-    token, else 0), values with `pad_value`. `bucket=K` batches samples of similar length
+    token, else its EOS, else 0), values with `pad_value`. `bucket=K` batches samples of similar length
     (sorting windows of K batches)."""
 
     def __init__(

@@ -124,9 +124,9 @@ impl Pipeline {
             cache_bytes: count("cache_mib", get(&kw, "cache_mib")?, 0)? << 20,
             pad_multiple: count("pad_multiple", get(&kw, "pad_multiple")?, 1)?,
             pad_value: get(&kw, "pad_value")?,
-            // Default: the tokenizer's pad token, where it has one.
+            // Default: the tokenizer's pad token, else its EOS (GPT-2's convention), else 0.
             pad_id: get::<Option<u32>>(&kw, "pad_id")?
-                .or_else(|| tokenizer.and_then(|t| t.pad))
+                .or_else(|| tokenizer.and_then(|t| t.pad.or(t.eos)))
                 .unwrap_or(0),
             pad_length: count("pad_to_length", get(&kw, "pad_to_length")?, 0)?,
             bucket_windows: count("bucket", get(&kw, "bucket")?, 0)?,
