@@ -659,3 +659,54 @@ fn packing_skips_bad_documents_and_checks_its_place() {
         .build();
     assert!(masked.err().unwrap().to_string().contains("MlmMask"));
 }
+
+/// The optimizer profiles text pipelines (tokenizer, masking, packing: CPU costs and bytes, the
+/// lookup's bytes multiplied by the embedding width) and its plan keeps every text operator on
+/// the CPU with the declared bytes.
+#[test]
+fn text_pipelines_are_profiled_and_optimized_without_changing_their_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = corpus(dir.path(), 24);
+    let goal = sluice::optimizer::Goal {
+        batch_size: 8,
+        train_step_ms: 0.0,
+        epochs: 1,
+        memory_budget_bytes: 0,
+        allow_approx: false,
+    };
+    for workload in [Workload::BertMlm, Workload::GptPack, Workload::Nlp] {
+        let builder = || {
+            let b = Pipeline::builder_shared(source.clone())
+                .batch_size(8)
+                .threads(2)
+                .seed(2);
+            workload.add_ops(b)
+        };
+        let logical = builder().logical_plan();
+        let profile = sluice::optimizer::profile::for_pipeline(
+            source.as_ref(),
+            &logical.decoder,
+            &logical.ops,
+            None,
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(profile.ops.len(), logical.ops.len());
+        assert!(profile.decode_ns > 0.0 && profile.ops.iter().all(|o| o.gpu_ns.is_none()));
+        if workload == Workload::Nlp {
+            let lookup = profile.ops.last().unwrap();
+            assert_eq!(lookup.bytes_out, lookup.bytes_in * NLP_EMBEDDING_DIM as f64);
+        }
+        let (optimized, _) = builder().optimize(&profile, &goal).unwrap();
+        let optimized = optimized.build().unwrap();
+        assert_eq!(optimized.gpu_cut(), logical.ops.len(), "all on the CPU");
+        let declared = builder().build().unwrap();
+        let bytes = |p: &Pipeline| -> Vec<Vec<u8>> {
+            p.epoch(0)
+                .unwrap()
+                .map(|b| b.unwrap().bytes().to_vec())
+                .collect()
+        };
+        assert!(bytes(&optimized) == bytes(&declared), "{}", workload.name());
+    }
+}

@@ -5,6 +5,7 @@
 mod plan;
 pub mod profile;
 mod profile_audio;
+mod profile_text;
 mod rules;
 
 pub use plan::{predict, Cost, Goal, LogicalPlan, PhysicalPlan};

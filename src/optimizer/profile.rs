@@ -5,6 +5,7 @@
 //! plans for a machine one does not have (e.g. an H100 box from a CPU-only laptop).
 
 use super::profile_audio::measure_audio;
+use super::profile_text::measure_text;
 use crate::backend::cuda::CudaDevice;
 use crate::backend::wgpu::{encode_batch, TensorWrite, WgpuContext};
 use crate::error::{Error, Result};
@@ -190,12 +191,7 @@ pub fn for_pipeline(
     let p = match decoder {
         Decoder::Image(_) => measure(source, ops, 48, gpu.as_ref())?,
         Decoder::Audio(d) => measure_audio(source, d, ops, 48, gpu.as_ref())?,
-        Decoder::Text(_) => {
-            return Err(Error::InvalidPipeline(
-                "the optimizer does not profile text pipelines yet: run them without optimize"
-                    .into(),
-            ))
-        }
+        Decoder::Text(d) => measure_text(source, d, ops, 48, gpu.as_ref())?,
     };
     p.save(&cached)?;
     eprintln!("cost profile: {} (measured)", cached.display());
@@ -301,6 +297,11 @@ pub fn measure(
 }
 
 /// What a profiler adds up over its `n` measured samples.
+/// A sample the profiler could not run.
+pub(super) fn profiling_failed(index: u64, what: &str, e: String) -> Error {
+    Error::Worker(format!("profiling sample {index}: {what}: {e}"))
+}
+
 pub(super) struct Sums {
     pub n: usize,
     pub read_ns: f64,
@@ -323,6 +324,16 @@ impl Sums {
             bytes_in: vec![0.0; ops],
             bytes_out: vec![0.0; ops],
         }
+    }
+
+    /// Read sample `index` into `bytes`, timed.
+    pub fn read(&mut self, source: &dyn Source, index: u64, bytes: &mut Vec<u8>) -> Result<()> {
+        let t = Instant::now();
+        source
+            .read(index, bytes)
+            .map_err(|e| profiling_failed(index, "read", e.to_string()))?;
+        self.read_ns += t.elapsed().as_nanos() as f64;
+        Ok(())
     }
 
     /// The profile: per-sample means, and with a GPU each operator's time per sample there from

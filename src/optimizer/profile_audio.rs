@@ -3,7 +3,7 @@
 //! spectra), and — when a GPU is given — each operator with a spectral kernel timed alone on a
 //! batch of the values it saw (the executor's own draws, stages and encoding).
 
-use super::profile::{best_of_three, CostProfile, ProfileGpu, Sums};
+use super::profile::{best_of_three, profiling_failed, CostProfile, ProfileGpu, Sums};
 use crate::backend::wgpu::encode_spectral;
 use crate::error::{Error, Result};
 use crate::exec::{draw_spectral, spectral_input, spectral_stages};
@@ -15,8 +15,8 @@ use std::time::Instant;
 /// Samples each GPU timing runs on (a batch's worth; the cost is per sample).
 const GPU_SAMPLES: usize = 16;
 
-/// Bytes a value holds (f32 values; complex: two per bin).
-fn value_bytes(v: &Value) -> f64 {
+/// Bytes a value holds (32-bit values; complex: two per bin; token ids and their labels).
+pub(super) fn value_bytes(v: &Value) -> f64 {
     (v.len_f32() * 4) as f64
 }
 
@@ -33,15 +33,9 @@ pub fn measure_audio(
     let mut sums = Sums::new(n, ops.len());
     // Per operator, the values it took (for the GPU timings).
     let mut inputs: Vec<Vec<Value>> = vec![Vec::new(); ops.len()];
-    let failed = |index: u64, what: &str, e: String| {
-        Error::Worker(format!("profiling sample {index}: {what}: {e}"))
-    };
+    let failed = profiling_failed;
     for index in 0..n as u64 {
-        let t = Instant::now();
-        source
-            .read(index, &mut bytes)
-            .map_err(|e| failed(index, "read", e.to_string()))?;
-        sums.read_ns += t.elapsed().as_nanos() as f64;
+        sums.read(source, index, &mut bytes)?;
         let t = Instant::now();
         let mut value = Value::Audio(
             decoder

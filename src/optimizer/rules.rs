@@ -317,7 +317,8 @@ pub fn cache(
         && c1.step_ms < c0.step_ms;
     plan.cache_bytes = if use_it { goal.memory_budget_bytes } else { 0 };
     let why = if !images {
-        "the prefix cache holds decoded images; speech pipelines are not cached".to_string()
+        "the prefix cache holds decoded images; speech and text pipelines are not cached"
+            .to_string()
     } else if goal.epochs <= 1 {
         "one epoch: nothing to reuse".to_string()
     } else if goal.memory_budget_bytes == 0 {
