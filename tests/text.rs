@@ -630,6 +630,26 @@ fn packing_skips_bad_documents_and_checks_its_place() {
         .flat_map(|b| b.sample_indices.clone())
         .collect();
     assert!(docs.iter().all(|&d| d == 0 || d == 3), "{docs:?}");
+    // Under the fail policy the first bad document ends the epoch: tokens waiting in the
+    // stream are not delivered after the error.
+    let other = dir.path().join("strict");
+    std::fs::create_dir(&other).unwrap();
+    let strict = Pipeline::builder_shared(lines_source(&other, b"one two\nthree\n \nfour\n"))
+        .decode_text(DecodeText::new(TextTokenizer::gpt2()))
+        .op(TextOp::Pack(PackSpec {
+            seq_len: 64,
+            separator: Some(50256),
+        }))
+        .batch_size(2)
+        .build()
+        .unwrap();
+    let mut epoch = strict.epoch(0).unwrap();
+    let err = epoch.next().unwrap().unwrap_err().to_string();
+    assert!(
+        err.contains("bad.txt:3") && err.contains("Tokenize"),
+        "{err}"
+    );
+    assert!(epoch.next().is_none(), "a batch after the error");
     let t = TextTokenizer::gpt2();
     let pack = TextOp::Pack(PackSpec {
         seq_len: 8,

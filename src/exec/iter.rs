@@ -193,8 +193,10 @@ impl EpochIter {
                         continue;
                     }
                     Wait::Finished => {
+                        // What is left makes the last batch, unless the epoch ended in an
+                        // error (then nothing more comes) or drop_last drops it.
                         let p = self.packing.as_ref().unwrap();
-                        if p.stream.is_empty() || self.shared.settings.drop_last {
+                        if self.finished || p.stream.is_empty() || self.shared.settings.drop_last {
                             return Wait::Finished;
                         }
                     }
