@@ -134,10 +134,19 @@ impl TextTokenizer {
 
     /// Any Hugging Face `tokenizer.json`. BOS/EOS are its `<|endoftext|>`, `<s>`/`</s>`,
     /// `[CLS]`/`[SEP]` or `<bos>`/`<eos>` tokens, whichever it has (overridable).
+    ///
+    /// A GPT-2 style file (BPE under ByteLevel without prefix space, no normalizer, only special
+    /// added tokens — Hugging Face's `gpt2`, `distilgpt2`, RoBERTa-style vocabularies) takes
+    /// the direct route, with the library's ids.
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let inner = Tokenizer::from_file(path)
             .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))?;
-        Ok(Self::wrap(inner, path.display().to_string()))
+        let direct = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|json| direct_route(&inner, &json));
+        let mut wrapped = Self::wrap(inner, path.display().to_string());
+        wrapped.fast = direct.map(Arc::new);
+        Ok(wrapped)
     }
 
     /// `from_file` for a `tokenizer.json`, `from_gpt2_files` for a folder holding `encoder.json`
@@ -321,6 +330,47 @@ impl TextTokenizer {
     }
 }
 
+/// The direct route for a loaded `tokenizer.json` (its text `json`), when the file declares
+/// exactly what [`super::byte_level::ByteLevelBpe`] computes: no normalizer, a plain ByteLevel
+/// pre-tokenizer (GPT-2's regex, no prefix space), a BPE model without dropout, affixes or byte
+/// fallback, and added tokens that are all special and matched as written.
+fn direct_route(inner: &Tokenizer, json: &str) -> Option<super::byte_level::ByteLevelBpe> {
+    use serde_json::Value;
+    let file: Value = serde_json::from_str(json).ok()?;
+    let is = |v: &Value, want: Value| *v == want;
+    let empty = |v: &Value| v.is_null() || *v == Value::from("");
+    let pre = &file["pre_tokenizer"];
+    let model = &file["model"];
+    let plain = file["normalizer"].is_null()
+        && is(&pre["type"], "ByteLevel".into())
+        && is(&pre["add_prefix_space"], false.into())
+        && !is(&pre["use_regex"], false.into())
+        && is(&model["type"], "BPE".into())
+        && model["dropout"].is_null()
+        && empty(&model["continuing_subword_prefix"])
+        && empty(&model["end_of_word_suffix"])
+        && !is(&model["byte_fallback"], true.into())
+        && !is(&model["ignore_merges"], true.into());
+    let added = file["added_tokens"].as_array().cloned().unwrap_or_default();
+    let simple = added.iter().all(|t| {
+        is(&t["special"], true.into())
+            && [&t["single_word"], &t["lstrip"], &t["rstrip"]]
+                .iter()
+                .all(|f| !is(f, true.into()))
+    });
+    let tokenizers::ModelWrapper::BPE(bpe) = inner.get_model() else {
+        return None;
+    };
+    if !(plain && simple) {
+        return None;
+    }
+    let specials = added
+        .iter()
+        .filter_map(|t| Some((t["content"].as_str()?.to_string(), t["id"].as_u64()? as u32)))
+        .collect();
+    Some(super::byte_level::ByteLevelBpe::new(bpe.clone(), specials))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,10 +408,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_direct_route_gives_the_library_ids() {
-        let t = TextTokenizer::gpt2();
-        assert!(t.fast.is_some());
+    /// Random text from pieces that stress GPT-2's regex and byte map, and random code points.
+    fn random_texts(n: usize) -> Vec<String> {
         let mut rng = crate::rng::SampleRng::new(3, 0, 0, 0);
         let pieces = [
             "the",
@@ -385,22 +433,56 @@ mod tests {
             "--",
             "?!",
         ];
-        for _ in 0..500 {
-            let mut text = String::new();
-            for _ in 0..rng.next_u32() % 40 {
-                if rng.next_u32().is_multiple_of(5) {
-                    let c = rng.next_u32() % 0x2_FFFF;
-                    text.extend(char::from_u32(c));
-                } else {
-                    text.push_str(pieces[(rng.next_u32() % pieces.len() as u32) as usize]);
+        (0..n)
+            .map(|_| {
+                let mut text = String::new();
+                for _ in 0..rng.next_u32() % 40 {
+                    if rng.next_u32().is_multiple_of(5) {
+                        let c = rng.next_u32() % 0x2_FFFF;
+                        text.extend(char::from_u32(c));
+                    } else {
+                        text.push_str(pieces[(rng.next_u32() % pieces.len() as u32) as usize]);
+                    }
                 }
-            }
+                text
+            })
+            .collect()
+    }
+
+    fn same_ids_both_routes(t: &TextTokenizer, texts: &[String]) {
+        for text in texts {
             assert_eq!(
-                t.encode(&text).unwrap(),
-                t.encode_with_library(&text).unwrap(),
+                t.encode(text).unwrap(),
+                t.encode_with_library(text).unwrap(),
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_direct_route_gives_the_library_ids() {
+        let t = TextTokenizer::gpt2();
+        assert!(t.fast.is_some());
+        same_ids_both_routes(&t, &random_texts(500));
+    }
+
+    /// A gpt2-style tokenizer.json takes the direct route (same ids); one the route does not
+    /// compute (a prefix space) keeps the library's.
+    #[test]
+    fn gpt2_style_tokenizer_json_files_take_the_direct_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        TextTokenizer::gpt2().inner.save(&path, false).unwrap();
+        let t = TextTokenizer::from_file(&path).unwrap();
+        assert!(t.fast.is_some(), "a gpt2 tokenizer.json is direct");
+        same_ids_both_routes(&t, &random_texts(200));
+        let json = std::fs::read_to_string(&path).unwrap();
+        let spaced = json.replacen("\"add_prefix_space\":false", "\"add_prefix_space\":true", 1);
+        assert_ne!(spaced, json);
+        std::fs::write(&path, spaced).unwrap();
+        let t = TextTokenizer::from_file(&path).unwrap();
+        assert!(t.fast.is_none(), "a prefix space is the library's");
+        assert_eq!(t.encode("Hello world").unwrap(), [18435, 995]);
     }
 
     #[test]
