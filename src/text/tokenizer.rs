@@ -338,7 +338,7 @@ fn direct_route(inner: &Tokenizer, json: &str) -> Option<super::byte_level::Byte
     use serde_json::Value;
     let file: Value = serde_json::from_str(json).ok()?;
     let is = |v: &Value, want: Value| *v == want;
-    let empty = |v: &Value| v.is_null() || *v == Value::from("");
+    let empty = |v: &Value| v.is_null() || v.as_str() == Some("");
     let pre = &file["pre_tokenizer"];
     let model = &file["model"];
     let plain = file["normalizer"].is_null()
