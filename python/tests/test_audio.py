@@ -164,7 +164,7 @@ def test_the_optimizer_plans_speech_pipelines_and_explains_them(audio_data):
     pipe = sluice.Pipeline(audio_data, ASR_VAL, batch_size=4, optimize=True)
     text = pipe.explain()
     assert "DecodeAudio" in text and "rule place" in text, text
-    assert "speech pipelines are not cached" in text, text
+    assert "speech and text pipelines are not cached" in text, text
     batch = next(iter(pipe.epoch(0)))
     assert batch["features"].shape[1] == 80
 
