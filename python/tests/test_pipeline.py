@@ -22,7 +22,7 @@ def checksum(batches):
 # The speech workloads read audio, the text ones text: test_audio.py and test_text.py check
 # them against the bench.
 SPEECH_WORKLOADS = {"asr", "asr-val", "cedar-asr"}
-TEXT_WORKLOADS = {"nlp"}
+TEXT_WORKLOADS = {"nlp", "bert-mlm", "gpt-pack"}
 IMAGE_WORKLOADS = [w for w in sluice.workloads() if w not in SPEECH_WORKLOADS | TEXT_WORKLOADS]
 
 
