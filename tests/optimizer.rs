@@ -377,7 +377,10 @@ fn the_spectral_chain_goes_to_a_fast_gpu_and_stays_on_a_cpu_only_host() {
     let text = gpu.explain(&g);
     assert!(text.contains("0 DecodeAudio"), "{text}");
     assert!(text.contains("[pins allow cuts 2..=6]"), "{text}");
-    assert!(text.contains("speech and text pipelines are not cached"), "{text}");
+    assert!(
+        text.contains("speech and text pipelines are not cached"),
+        "{text}"
+    );
 }
 
 /// cedar-asr's profile books the fused TimeStretch → ComplexNorm step (as the executor runs it)
