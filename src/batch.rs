@@ -213,6 +213,14 @@ impl Batch {
         mask
     }
 
+    /// [`Batch::cu_seqlens`] as little-endian i32 bytes (for hashing, `.npy` and Python).
+    pub fn cu_seqlens_bytes(&self) -> Vec<u8> {
+        self.cu_seqlens
+            .iter()
+            .flat_map(|b| b.to_le_bytes())
+            .collect()
+    }
+
     pub fn dense(&self) -> Option<&DenseBatch> {
         match &self.images {
             Images::Dense(d) => Some(d),

@@ -129,11 +129,7 @@ impl Batch {
             Tensor::host(memory, 0, nbytes, &shape, sluice::DType::I32)
         });
         let cu_seqlens = (!batch.cu_seqlens.is_empty()).then(|| {
-            let bytes: Vec<u8> = batch
-                .cu_seqlens
-                .iter()
-                .flat_map(|b| b.to_le_bytes())
-                .collect();
+            let bytes = batch.cu_seqlens_bytes();
             let n = batch.cu_seqlens.len();
             Tensor::host(
                 Arc::new(Memory::Bytes(bytes)),

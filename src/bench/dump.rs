@@ -116,11 +116,7 @@ pub fn dump_batch(
         }
     }
     if !batch.cu_seqlens.is_empty() {
-        let bytes: Vec<u8> = batch
-            .cu_seqlens
-            .iter()
-            .flat_map(|b| b.to_le_bytes())
-            .collect();
+        let bytes = batch.cu_seqlens_bytes();
         let shape = [batch.cu_seqlens.len()];
         write(dir, "cu_seqlens.npy", &npy_bytes("<i4", &shape, &bytes))?;
         written.push("cu_seqlens.npy".into());

@@ -195,12 +195,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
             if let Some(t) = &batch.token_labels {
                 hasher.add_bytes(t.bytes());
             }
-            let bounds: Vec<u8> = batch
-                .cu_seqlens
-                .iter()
-                .flat_map(|b| b.to_le_bytes())
-                .collect();
-            hasher.add_bytes(&bounds);
+            hasher.add_bytes(&batch.cu_seqlens_bytes());
             if let (Some(dir), 0, true) = (&opts.dump, epoch, arrivals.len() == 1) {
                 let files = super::dump_batch(dir, &batch, source.as_ref(), pipeline.output())?;
                 eprintln!(

@@ -171,7 +171,8 @@ impl Shared {
             .zip(samples.par_iter())
             .for_each(|(out, (ids, _))| table.gather_into(ids, pad, out));
         let kept = samples.len();
-        let mut labels = LabelWriter::new(&self.buffers, &samples, width);
+        let labelled = samples.iter().any(|(_, labels)| !labels.is_empty());
+        let mut labels = LabelWriter::new(&self.buffers, labelled, kept, width);
         samples
             .iter()
             .enumerate()
@@ -240,14 +241,11 @@ impl Shared {
             true => (shape[0], shape[1..].iter().product::<usize>()),
             false => (shape[1], shape[0]),
         };
-        let kept_samples: Vec<(&[u8], &[u8])> = results
-            .iter()
-            .flatten()
-            .map(|(v, shape)| {
-                let (length, rows) = split(shape);
-                v.as_slice().split_at(length * rows * 4)
-            })
-            .collect();
+        // Token samples with labels wrote more words than their shape holds.
+        let labelled = results.iter().flatten().any(|(v, shape)| {
+            let (length, rows) = split(shape);
+            v.as_slice().len() > length * rows * 4
+        });
         let shapes: Vec<&[usize]> = results
             .iter()
             .flatten()
@@ -257,8 +255,8 @@ impl Shared {
         let rows = split(&first).1;
         let width = self.padded_width(shapes.iter().map(|s| split(s).0).max().unwrap_or(0));
         let kept = shapes.len();
-        let mut labels = LabelWriter::new(&self.buffers, &kept_samples, width);
-        drop((shapes, kept_samples));
+        let mut labels = LabelWriter::new(&self.buffers, labelled, kept, width);
+        drop(shapes);
         let mut out_shape = vec![kept];
         match leading {
             true => out_shape.extend(std::iter::once(width).chain(first[1..].iter().copied())),
@@ -361,11 +359,15 @@ struct LabelWriter {
 }
 
 impl LabelWriter {
-    /// `samples`: each kept sample's (ids, labels) bytes.
-    fn new(pool: &Arc<crate::batch::BufferPool>, samples: &[(&[u8], &[u8])], width: usize) -> Self {
-        let labelled = samples.iter().any(|(_, labels)| !labels.is_empty());
+    /// For `kept` samples, when any of them is `labelled`.
+    fn new(
+        pool: &Arc<crate::batch::BufferPool>,
+        labelled: bool,
+        kept: usize,
+        width: usize,
+    ) -> Self {
         let data = labelled.then(|| {
-            let mut data = pool.take(samples.len() * width * 4);
+            let mut data = pool.take(kept * width * 4);
             let fill = IGNORE_LABEL.to_le_bytes();
             data.as_mut_slice()
                 .chunks_exact_mut(4)

@@ -314,6 +314,11 @@ pub(super) struct Sums {
 }
 
 impl Sums {
+    /// Sums over the first `samples` samples of `source` (at least one) for `ops` operators.
+    pub fn over(source: &dyn Source, samples: usize, ops: usize) -> Self {
+        Self::new(samples.min(source.len()).max(1), ops)
+    }
+
     pub fn new(n: usize, ops: usize) -> Self {
         Sums {
             n,

@@ -28,13 +28,12 @@ pub fn measure_audio(
     samples: usize,
     gpu: Option<&ProfileGpu>,
 ) -> Result<CostProfile> {
-    let n = samples.min(source.len()).max(1);
+    let mut sums = Sums::over(source, samples, ops.len());
     let mut bytes = Vec::new();
-    let mut sums = Sums::new(n, ops.len());
     // Per operator, the values it took (for the GPU timings).
     let mut inputs: Vec<Vec<Value>> = vec![Vec::new(); ops.len()];
     let failed = profiling_failed;
-    for index in 0..n as u64 {
+    for index in 0..sums.n as u64 {
         sums.read(source, index, &mut bytes)?;
         let t = Instant::now();
         let mut value = Value::Audio(

@@ -20,11 +20,10 @@ pub fn measure_text(
     samples: usize,
     gpu: Option<&ProfileGpu>,
 ) -> Result<CostProfile> {
-    let n = samples.min(source.len()).max(1);
+    let mut sums = Sums::over(source, samples, ops.len());
     let mut bytes = Vec::new();
-    let mut sums = Sums::new(n, ops.len());
     let mut stream = TokenStream::default();
-    for index in 0..n as u64 {
+    for index in 0..sums.n as u64 {
         sums.read(source, index, &mut bytes)?;
         let t = Instant::now();
         let tokens = decoder

@@ -68,11 +68,16 @@ impl PartialEq for TextTokenizer {
 impl TextTokenizer {
     /// GPT-2's byte-level BPE, compiled in (no download): ids equal Hugging Face's `gpt2`
     /// tokenizer's; BOS = EOS = `<|endoftext|>` (50256).
+    /// Built once per process (parsing the vocabulary takes tens of ms); clones share it.
     pub fn gpt2() -> Self {
-        let mut t = Self::from_gpt2_text(GPT2_VOCAB, GPT2_MERGES, "GPT-2 (built in)", &[])
-            .expect("the built-in GPT-2 vocabulary loads");
-        t.builtin = Some("gpt2");
-        t
+        static GPT2: std::sync::OnceLock<TextTokenizer> = std::sync::OnceLock::new();
+        GPT2.get_or_init(|| {
+            let mut t = Self::from_gpt2_text(GPT2_VOCAB, GPT2_MERGES, "GPT-2 (built in)", &[])
+                .expect("the built-in GPT-2 vocabulary loads");
+            t.builtin = Some("gpt2");
+            t
+        })
+        .clone()
     }
 
     /// A built-in tokenizer by name: `gpt2` ([`TextTokenizer::gpt2`]) or `gpt2-mlm`
@@ -104,18 +109,24 @@ impl TextTokenizer {
     /// ([`MLM_SPECIALS`]): BOS = `[CLS]`, EOS = `[SEP]`, pad `[PAD]`, mask `[MASK]` — a
     /// masked-language-model tokenizer with no download (RoBERTa's recipe, BERT's names).
     /// Ids equal those of Hugging Face's gpt2 tokenizer with these tokens added as special.
+    /// Built once per process, as [`TextTokenizer::gpt2`].
     pub fn gpt2_mlm() -> Self {
-        let mut t = Self::from_gpt2_text(
-            GPT2_VOCAB,
-            GPT2_MERGES,
-            "GPT-2 + [CLS] [SEP] [PAD] [MASK] (built in)",
-            &MLM_SPECIALS,
-        )
-        .expect("the built-in GPT-2 vocabulary loads");
-        t.bos = t.token_to_id("[CLS]");
-        t.eos = t.token_to_id("[SEP]");
-        t.builtin = Some("gpt2-mlm");
-        t
+        static GPT2_MLM: std::sync::OnceLock<TextTokenizer> = std::sync::OnceLock::new();
+        GPT2_MLM
+            .get_or_init(|| {
+                let mut t = Self::from_gpt2_text(
+                    GPT2_VOCAB,
+                    GPT2_MERGES,
+                    "GPT-2 + [CLS] [SEP] [PAD] [MASK] (built in)",
+                    &MLM_SPECIALS,
+                )
+                .expect("the built-in GPT-2 vocabulary loads");
+                t.bos = t.token_to_id("[CLS]");
+                t.eos = t.token_to_id("[SEP]");
+                t.builtin = Some("gpt2-mlm");
+                t
+            })
+            .clone()
     }
 
     /// A GPT-2 style vocabulary: `encoder.json` (token → id) and `vocab.bpe` (merges, one pair
