@@ -83,6 +83,15 @@ impl SampleRng {
     /// The 4 words at counter `n` of this stream, independently of what was drawn: operators
     /// that key a draw by position (MlmMask: one block per token) use this, and a GPU kernel
     /// computes the same block from the same key.
+    /// The stream's Philox key and counter words 1..3 (word 0 counts blocks): what a GPU
+    /// kernel needs to compute [`SampleRng::block`] itself.
+    pub fn stream(&self) -> ([u32; 2], [u32; 3]) {
+        (
+            self.key,
+            [self.counter[1], self.counter[2], self.counter[3]],
+        )
+    }
+
     pub fn block(&self, n: u32) -> [u32; 4] {
         let mut counter = self.counter;
         counter[0] = n;

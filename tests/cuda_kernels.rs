@@ -243,6 +243,10 @@ extern "C" int sluice_emulate(const char* name, unsigned gx, unsigned gy, uint32
             .iter()
             .map(|&b| vec![0xFFFF_FFFFu32; (b as usize).div_ceil(4).max(1)])
             .collect();
+        // A resident table is bound as aux, as the device runners do.
+        if let Some(table) = &batch.resident {
+            buffers[1] = bytemuck::cast_slice(&table.data[..]).to_vec();
+        }
         for pass in &batch.passes {
             assert!(
                 pass.dst != 0 && pass.dst != 1,
@@ -306,6 +310,19 @@ fn emulated_speech_kernels_match_the_cpu() {
         let (batch, draws, width) = common::spectral::encode(case);
         let got = emulator.run(&batch, &[]);
         common::spectral::check(case, &got, &draws, width);
+    }
+}
+
+/// The token kernels (text.cu) on the passes the wgpu backend runs, bit-exact with the CPU
+/// operators (tests/common/text.rs).
+#[test]
+fn emulated_token_kernels_match_the_cpu_bit_for_bit() {
+    let Some(emulator) = Emulator::build() else {
+        return;
+    };
+    for case in common::text::cases() {
+        let (batch, layout) = case.encode();
+        case.check(&layout, &emulator.run(&batch, &[]));
     }
 }
 

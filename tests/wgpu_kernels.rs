@@ -371,6 +371,23 @@ fn batches_larger_than_one_binding_are_chunked_with_the_same_result_and_pooled_b
     assert!(err.contains("binding limit"), "{err}");
 }
 
+/// The token kernels (padding, MlmMask, EmbeddingLookup) bit-exact with the CPU operators on
+/// fresh random sequences (tests/common/text.rs), outputs poisoned twice.
+#[test]
+fn token_kernels_match_the_cpu_bit_for_bit() {
+    let Some(ctx) = context() else { return };
+    for case in common::text::cases() {
+        let (batch, layout) = case.encode();
+        let got = poisoned_twice(&ctx, &case.name, || ctx.run_encoded(&batch).unwrap());
+        case.check(&layout, &got);
+        assert!(
+            case.mlm.is_none() || case.masked() > 0,
+            "{}: nothing masked",
+            case.name
+        );
+    }
+}
+
 /// The speech kernels against the CPU operators (tolerances in tests/common/spectral.rs), on
 /// fresh random signals of ragged lengths, outputs poisoned twice.
 #[test]

@@ -106,6 +106,11 @@ impl EmbeddingTable {
         Self::new(rows, dim, data, &origin)
     }
 
+    /// The values, `[rows, dim]` row-major, shared (a GPU keeps one upload per table).
+    pub fn shared_data(&self) -> &Arc<[f32]> {
+        &self.data
+    }
+
     pub fn origin(&self) -> &str {
         &self.origin
     }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod spectral;
+pub mod text;
 
 use sluice::gen::{encode_jpeg, render_image};
 use sluice::ops::{Op, OpParams, Scratch};

@@ -6,7 +6,7 @@
 use super::nvrtc::Image;
 use super::{compile, KERNELS, TRAIN_STEP};
 use crate::backend::size_class::{Growth, SlotCapacity};
-use crate::backend::wgpu::EncodedBatch;
+use crate::backend::wgpu::{EncodedBatch, ResidentTable};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig};
 use cudarc::driver::{DevicePtrMut, PushKernelArg};
 use std::collections::HashMap;
@@ -29,6 +29,8 @@ pub struct CudaDevice {
     stream: Arc<CudaStream>,
     functions: HashMap<&'static str, CudaFunction>,
     name: String,
+    /// The table the last text batch read (see [`ResidentTable`]), uploaded once.
+    resident: Mutex<Option<(ResidentTable, CudaSlice<f32>)>>,
 }
 
 pub(super) fn driver(what: &str) -> impl Fn(cudarc::driver::DriverError) -> String + '_ {
@@ -88,6 +90,7 @@ impl CudaDevice {
                 driver_version % 1000 / 10
             ),
             host_path: Mutex::default(),
+            resident: Mutex::default(),
             ctx,
         })
     }
@@ -259,7 +262,11 @@ impl CudaDevice {
                 s.memset_zeros(&mut aux.slice_mut(..bytes as usize / 4))
                     .map_err(driver("clearing aux"))?;
             }
-            let (dst, src, aux) = (buffer(pass.dst)?, buffer(pass.src)?, buffer(AUX)?);
+            let aux = match &batch.resident {
+                Some(table) => self.resident_address(table, s)?,
+                None => buffer(AUX)?,
+            };
+            let (dst, src) = (buffer(pass.dst)?, buffer(pass.src)?);
             let rec = staged + pass.records_start as u64 * 4;
             let cfg = LaunchConfig {
                 grid_dim: (pass.groups.0, pass.groups.1, 1),
@@ -274,6 +281,27 @@ impl CudaDevice {
             unsafe { launch.launch(cfg) }.map_err(driver(pass.entry))?;
         }
         Ok(())
+    }
+}
+
+impl CudaDevice {
+    /// The device address of `table`: the copy kept from an earlier batch, or a fresh upload
+    /// (finished before it returns, so any stream may read it) that replaces it.
+    fn resident_address(&self, table: &ResidentTable, s: &Arc<CudaStream>) -> Result<u64, String> {
+        let mut kept = self.resident.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = !matches!(kept.as_ref(), Some((t, _)) if t.key() == table.key()
+            && t.data.len() == table.data.len());
+        if fresh {
+            *kept = None;
+            let slice = s
+                .clone_htod(&table.data[..])
+                .map_err(driver("table upload"))?;
+            s.synchronize().map_err(driver("table upload"))?;
+            *kept = Some((table.clone(), slice));
+        }
+        let (_, slice) = kept.as_mut().expect("kept above");
+        let (ptr, _record) = slice.device_ptr_mut(s);
+        Ok(ptr)
     }
 }
 

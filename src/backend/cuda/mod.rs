@@ -23,7 +23,7 @@ pub use transfer::{DeviceBatch, TensorInfo, TransferEngine, TransferStats};
 use std::sync::Arc;
 
 /// Kernel sources and their entry points; each is compiled after `prelude.cuh`.
-pub const KERNELS: [(&str, &str, &[&str]); 4] = [
+pub const KERNELS: [(&str, &str, &[&str]); 5] = [
     (
         "resample.cu",
         include_str!("../../../kernels/resample.cu"),
@@ -48,6 +48,11 @@ pub const KERNELS: [(&str, &str, &[&str]); 4] = [
         "spectral.cu",
         include_str!("../../../kernels/spectral.cu"),
         &crate::backend::wgpu::SPECTRAL_ENTRIES,
+    ),
+    (
+        "text.cu",
+        include_str!("../../../kernels/text.cu"),
+        &crate::backend::wgpu::TEXT_ENTRIES,
     ),
 ];
 

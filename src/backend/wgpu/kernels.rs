@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 /// Shader modules and their entry points. Each module is compiled after `prelude.wgsl`.
-const MODULES: [(&str, &str, &[&str]); 4] = [
+const MODULES: [(&str, &str, &[&str]); 5] = [
     (
         "resample.wgsl",
         include_str!("../../../shaders/resample.wgsl"),
@@ -30,7 +30,15 @@ const MODULES: [(&str, &str, &[&str]); 4] = [
         include_str!("../../../shaders/spectral.wgsl"),
         &SPECTRAL_ENTRIES,
     ),
+    (
+        "text.wgsl",
+        include_str!("../../../shaders/text.wgsl"),
+        &TEXT_ENTRIES,
+    ),
 ];
+
+/// The token kernels (shaders/text.wgsl, kernels/text.cu).
+pub const TEXT_ENTRIES: [&str; 3] = ["token_pad", "token_mlm", "token_gather"];
 
 /// The speech-feature kernels (shaders/spectral.wgsl, kernels/spectral.cu).
 pub const SPECTRAL_ENTRIES: [&str; 6] = [

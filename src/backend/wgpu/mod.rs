@@ -11,14 +11,16 @@ mod kernels;
 mod pool;
 mod run;
 mod spectral;
+mod text;
 
-pub use kernels::SPECTRAL_ENTRIES;
+pub use kernels::{SPECTRAL_ENTRIES, TEXT_ENTRIES};
 
 pub(crate) use run::check_output_len;
 pub use run::{encode_batch, encode_layout, EncodedBatch, EncodedPass, ImageStage, TensorWrite};
 pub use spectral::{
     encode_spectral, fft_unsupported, spectral_frames, SpectralInput, SpectralStage, MAX_FFT,
 };
+pub use text::{encode_text, table_unsupported, ResidentTable, TextLayout, TextStage, TokenInput};
 
 use pool::DevicePool;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,6 +37,8 @@ pub struct WgpuContext {
     min_uniform_align: u64,
     /// Checking mode: 0 off, else 0x100 | the byte outputs are filled with.
     poison: AtomicU32,
+    /// The table the last text batch read (see [`ResidentTable`]), uploaded once.
+    resident: std::sync::Mutex<Option<(ResidentTable, wgpu::Buffer)>>,
 }
 
 /// The device, queue and compiled kernels: opened once per process and shared by every
@@ -129,7 +133,30 @@ impl WgpuContext {
             min_uniform_align: u64::from(limits.min_uniform_buffer_offset_alignment)
                 .max(u64::from(limits.min_storage_buffer_offset_alignment)),
             poison: AtomicU32::new(0),
+            resident: std::sync::Mutex::new(None),
         })
+    }
+
+    /// `table` in device memory: the copy kept from an earlier batch, or a fresh upload that
+    /// replaces it (one table per context: a pipeline has one lookup).
+    fn resident_buffer(&self, table: &ResidentTable) -> wgpu::Buffer {
+        let mut kept = self.resident.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((t, buffer)) = kept.as_ref() {
+            if t.key() == table.key() && t.data.len() == table.data.len() {
+                return buffer.clone();
+            }
+        }
+        use wgpu::BufferUsages as U;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sluice resident table"),
+            size: table.bytes().max(4),
+            usage: U::STORAGE | U::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(&table.data));
+        *kept = Some((table.clone(), buffer.clone()));
+        buffer
     }
 
     /// "name (backend, device type)" for reports.

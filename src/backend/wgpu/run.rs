@@ -326,7 +326,7 @@ impl WgpuContext {
         let chunk = ChunkEncoder::new(plan, samples.clone(), align, self.poisoning());
         let (enc, sizes, output) = chunk.encode()?;
         let packed = packed_input(images, &samples, plan);
-        let bytes = self.submit(&enc, &sizes, &packed, output.buffer, output.bytes)?;
+        let bytes = self.submit(&enc, &sizes, &packed, None, (output.buffer, output.bytes))?;
         for (i, &s) in samples.iter().enumerate() {
             let start = output.offsets[i] as usize * 4;
             let (w, h) = plan.final_size(s);
@@ -355,25 +355,32 @@ impl WgpuContext {
                  binding limit"
             ));
         }
+        if let Some(table) = batch.resident.as_ref().filter(|t| t.bytes() > limit) {
+            return Err(format!(
+                "the batch reads a {} byte table, over the device's {limit} byte storage \
+                 binding limit",
+                table.bytes()
+            ));
+        }
         let out = batch.output_buffer;
-        let bytes = self.submit(
-            &enc,
-            &batch.buffer_bytes,
-            &batch.input,
-            out,
-            batch.buffer_bytes[out],
-        )?;
+        let aux = batch.resident.as_ref().map(|t| self.resident_buffer(t));
+        let result = (out, batch.buffer_bytes[out]);
+        // Poisoning adds fill passes, whose (empty) records follow the batch's.
+        let mut sizes = batch.buffer_bytes.clone();
+        sizes[RECORDS] = sizes[RECORDS].max(enc.records.len() as u64 * 4);
+        let bytes = self.submit(&enc, &sizes, &batch.input, aux, result)?;
         Ok(batch.split_output(&bytes))
     }
 
-    /// Upload, encode every pass, submit, and read back `read_bytes` of buffer `result`.
+    /// Upload, encode every pass, submit, and read back `read_bytes` of buffer `result`. `aux`:
+    /// a resident table bound as the aux buffer instead of the pooled one.
     fn submit(
         &self,
         enc: &Encoding,
         sizes: &[u64],
         input: &[u8],
-        result: usize,
-        read_bytes: u64,
+        aux: Option<wgpu::Buffer>,
+        (result, read_bytes): (usize, u64),
     ) -> Result<Vec<u8>, String> {
         use wgpu::BufferUsages as U;
         let storage = U::STORAGE | U::COPY_DST | U::COPY_SRC;
@@ -405,7 +412,7 @@ impl WgpuContext {
                 binding(&buffers[pass.dst], None),
                 binding(&buffers[pass.src], None),
                 binding(&buffers[RECORDS], Some(pass.records.clone())),
-                binding(&buffers[AUX], None),
+                binding(aux.as_ref().unwrap_or(&buffers[AUX]), None),
                 binding(&uniforms, Some(pass.uniform..pass.uniform + params_size)),
             ];
             let entries: Vec<_> = entries
@@ -518,6 +525,9 @@ pub struct EncodedBatch {
     /// Each sample's word offset in the output buffer, and its byte length.
     pub output_offsets: Vec<u64>,
     pub output_lengths: Vec<usize>,
+    /// A table bound as the aux buffer instead of the batch's own (the embedding lookup's):
+    /// each device uploads it once and keeps it while batches use it.
+    pub resident: Option<super::ResidentTable>,
 }
 
 #[derive(Debug, Clone)]
@@ -580,6 +590,7 @@ pub fn encode_layout(
         output_buffer: output.buffer,
         output_offsets: output.offsets,
         output_lengths,
+        resident: None,
     })
 }
 

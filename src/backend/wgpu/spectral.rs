@@ -407,6 +407,7 @@ pub fn encode_spectral(
         output_buffer: cur,
         output_offsets: (0..n as u64).map(|s| s * sample_words).collect(),
         output_lengths: vec![sample_words as usize * 4; n],
+        resident: None,
     };
     Ok(batch)
 }
