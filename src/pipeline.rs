@@ -450,9 +450,9 @@ impl PipelineBuilder {
 
     /// Resolve the CPU→GPU cut (probing for an adapter only when a GPU is asked for).
     fn place(&self, output: &OutputSpec) -> Result<(Option<GpuSuffix>, String)> {
-        let audio = matches!(self.decode, Decoder::Audio(_));
-        // The speech kernels write padded batches, the image ones fixed-size tensors.
-        let dense = output.sample_shape.is_some() || (audio && output.padded);
+        let audio_or_text = matches!(self.decode, Decoder::Audio(_) | Decoder::Text(_));
+        // The speech and token kernels write padded batches, the image ones fixed-size tensors.
+        let dense = output.sample_shape.is_some() || (audio_or_text && output.padded);
         let mut backend =
             placement::gpu_backend(&self.pins, self.placement).map_err(Error::InvalidPipeline)?;
         let mut device_batches = self.device_batches;
@@ -490,6 +490,27 @@ impl PipelineBuilder {
         let mut cut =
             placement::resolve(&self.ops, &self.pins, self.placement, &availability, dense)
                 .map_err(Error::InvalidPipeline)?;
+        if let (Some(Ok(g)), Decoder::Text(_)) = (&ctx, &self.decode) {
+            let suffix = &self.ops[cut.cut..];
+            let why = (!suffix.is_empty())
+                .then(|| exec::tokens_unsupported(suffix, g.runner.max_buffer_bytes()))
+                .flatten();
+            if let Some(why) = why {
+                if self
+                    .pins
+                    .iter()
+                    .any(|p| matches!(p, Some(Placement::Wgpu | Placement::Cuda)))
+                {
+                    return Err(Error::InvalidPipeline(format!(
+                        "token operators are pinned to the GPU, but {why}"
+                    )));
+                }
+                cut = placement::Cut {
+                    cut: self.ops.len(),
+                    reason: format!("{why}: every operator on CPU"),
+                };
+            }
+        }
         cut.reason += &device_note;
         let mut engine = None;
         if device_batches {

@@ -5,6 +5,7 @@ use super::gpu::{draw_suffix, GpuJob, GpuWork};
 use super::iter::Delivery;
 use super::sample::SampleOut;
 use super::spectral::draw_spectral;
+use super::text_gpu::draw_tokens;
 use super::{Shared, StepKind, FIRST_STEP_STAGE};
 use crate::batch::{Batch, DenseBatch, Images, PooledBuffer, RaggedBatch};
 use crate::error::{Error, Result, SampleError};
@@ -195,7 +196,7 @@ impl Shared {
 
     /// The padded axis' size for a batch whose longest sample is `longest`: the fixed
     /// `pad_length`, or the longest rounded up to `pad_multiple`.
-    fn padded_width(&self, longest: usize) -> usize {
+    pub(super) fn padded_width(&self, longest: usize) -> usize {
         match self.settings.pad_length {
             0 => longest.next_multiple_of(self.settings.pad_multiple),
             fixed => fixed,
@@ -214,17 +215,20 @@ impl Shared {
             .into_iter()
             .zip(indices)
             .map(|(r, &index)| match r {
-                Ok((_, shape)) if shape[axis] > fixed => Err(Some(self.sample_error(
-                    index,
-                    "Pad",
-                    format!(
-                        "{} positions do not fit pad_to_length {fixed} (truncate first)",
-                        shape[axis]
-                    ),
-                ))),
+                Ok((_, shape)) if shape[axis] > fixed => {
+                    Err(Some(self.too_long_error(index, shape[axis])))
+                }
                 other => other,
             })
             .collect()
+    }
+
+    /// Sample `index`, `length` positions long, does not fit the fixed `pad_length`.
+    fn too_long_error(&self, index: u64, length: usize) -> SampleError {
+        let fixed = self.settings.pad_length;
+        let message =
+            format!("{length} positions do not fit pad_to_length {fixed} (truncate first)");
+        self.sample_error(index, "Pad", message)
     }
 
     /// Collate 32-bit samples into one padded tensor, the padded axis [`Shared::padded_width`]
@@ -438,10 +442,10 @@ impl Shared {
         let size = self.settings.batch_size;
         let start = b as usize * size;
         let indices = &order[start..(start + size).min(order.len())];
-        let (work, outcomes) = if matches!(self.decode, Decoder::Audio(_)) {
-            self.cpu_part_spectral(epoch, indices, gpu.cut, cancel)
-        } else {
-            self.cpu_part_images(epoch, indices, gpu.cut, cancel)
+        let (work, outcomes) = match self.decode {
+            Decoder::Audio(_) => self.cpu_part_spectral(epoch, indices, gpu.cut, cancel),
+            Decoder::Text(_) => self.cpu_part_tokens(epoch, indices, gpu.cut, cancel),
+            _ => self.cpu_part_images(epoch, indices, gpu.cut, cancel),
         };
         match self.settle(indices, outcomes) {
             Err(e) => {
@@ -499,6 +503,33 @@ impl Shared {
             Ok((value, draws))
         });
         (GpuWork::Spectral { values, draws }, outcomes)
+    }
+
+    /// The CPU part of a text pipeline with a GPU suffix: each sample's tokens and its suffix
+    /// draws; a sample the suffix or the padding cannot take fails here, naming the operator.
+    fn cpu_part_tokens(
+        &self,
+        epoch: u32,
+        indices: &[u64],
+        cut: usize,
+        cancel: &AtomicBool,
+    ) -> (GpuWork, Vec<Outcome>) {
+        let (ops, ids) = (&self.ops[cut..], &self.op_ids[cut..]);
+        let fixed = self.settings.pad_length;
+        let (values, draws, outcomes) = each_sample(indices, cancel, |index| {
+            let mut value = Value::default();
+            self.process_sample(epoch, index, SampleOut::Value(&mut value))?;
+            let key = (self.settings.seed, epoch, index);
+            let draws = draw_tokens(ops, ids, key, &value)
+                .map_err(|(i, m)| self.sample_error(index, ops[i].name(), m))?;
+            match &value {
+                Value::Tokens(t) if fixed > 0 && t.ids.len() > fixed => {
+                    Err(self.too_long_error(index, t.ids.len()))
+                }
+                _ => Ok((value, draws)),
+            }
+        });
+        (GpuWork::Tokens { values, draws }, outcomes)
     }
 }
 

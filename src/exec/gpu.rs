@@ -5,6 +5,7 @@
 
 use super::iter::Delivery;
 use super::spectral::{run_spectral, spectral_input, spectral_layout, SpectralDraws};
+use super::text_gpu::{labelled, row_words, run_tokens, TokenDraws};
 use super::Shared;
 use crate::backend::cuda::{TensorInfo, TransferEngine};
 use crate::backend::wgpu::{encode_layout, ImageStage, TensorWrite};
@@ -51,6 +52,11 @@ pub(crate) enum GpuWork {
     Spectral {
         values: Vec<Value>,
         draws: Vec<SpectralDraws>,
+    },
+    /// Token ids (and labels) for the token kernels.
+    Tokens {
+        values: Vec<Value>,
+        draws: Vec<TokenDraws>,
     },
 }
 
@@ -196,14 +202,17 @@ impl GpuJob {
                 gpu.ctx.describe()
             ))
         };
-        let (images, lengths) = match &self.work {
+        let (images, lengths, token_labels) = match &self.work {
             GpuWork::Images { images, params } => (
                 self.images(images, params, gpu).map_err(failed)?,
                 Vec::new(),
+                None,
             ),
             GpuWork::Spectral { values, draws } => {
-                self.spectral(values, draws, gpu).map_err(failed)?
+                let (images, lengths) = self.spectral(values, draws, gpu).map_err(failed)?;
+                (images, lengths, None)
             }
+            GpuWork::Tokens { values, draws } => self.tokens(values, draws, gpu).map_err(failed)?,
         };
         shared.timers.record(shared.gpu_stage(), t);
         Ok(Batch {
@@ -215,9 +224,63 @@ impl GpuJob {
             sample_indices: self.indices,
             skipped: self.skipped,
             lengths,
-            token_labels: None,
+            token_labels,
             cu_seqlens: Vec::new(),
         })
+    }
+
+    /// The token suffix: ids `[n, width]` (i32) or embeddings `[n, width, dim]` (f32), each
+    /// sample's length, and the labels `[n, width]` when the batch has any.
+    fn tokens(
+        &self,
+        values: &[Value],
+        draws: &[TokenDraws],
+        gpu: &GpuSuffix,
+    ) -> Result<(Images, Vec<usize>, Option<DenseBatch>), String> {
+        let shared = &self.shared;
+        let ops = &shared.ops[gpu.cut..];
+        let lengths: Vec<usize> = values
+            .iter()
+            .map(|v| match v {
+                Value::Tokens(t) => t.ids.len(),
+                _ => 0,
+            })
+            .collect();
+        let width = shared.padded_width(lengths.iter().copied().max().unwrap_or(0));
+        let (n, row) = (values.len(), row_words(ops));
+        let mut data = shared.buffers.take(n * width * row * 4);
+        let mut labels = labelled(ops, values).then(|| shared.buffers.take(n * width * 4));
+        if n > 0 {
+            let pad = (shared.settings.pad_id, shared.settings.pad_value);
+            run_tokens(
+                &*gpu.ctx,
+                ops,
+                (values, draws),
+                (width, pad),
+                data.as_mut_slice(),
+                labels.as_mut().map(|l| l.as_mut_slice()),
+            )?;
+        }
+        if fault_injected() {
+            corrupt_first_value(shared.output.dtype, data.as_mut_slice());
+        }
+        let mut shape = vec![n, width];
+        if row > 1 {
+            shape.push(row);
+        }
+        let dense = |dtype, layout, shape, data| DenseBatch {
+            dtype,
+            layout,
+            shape,
+            data,
+        };
+        let out = shared.output.clone();
+        let labels = labels.map(|l| dense(DType::I32, Layout::Chw, vec![n, width], l));
+        Ok((
+            Images::Dense(dense(out.dtype, out.layout, shape, data)),
+            lengths,
+            labels,
+        ))
     }
 
     /// The speech suffix: a padded `[n, rows, width]` f32 batch and each sample's frames.

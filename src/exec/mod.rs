@@ -9,12 +9,14 @@ mod iter;
 mod sample;
 mod spectral;
 mod stats;
+mod text_gpu;
 
 pub use controller::PrefetchController;
 pub use gpu::{stages_for, GpuSuffix};
 pub use iter::{EpochIter, Wait};
 pub use spectral::{draw_spectral, spectral_input, spectral_stages, SpectralDraws};
 pub use stats::{RunStats, StageStat};
+pub use text_gpu::{draw_tokens, tokens_unsupported, TokenDraws};
 
 use crate::batch::BufferPool;
 use crate::ops::{Decoder, Op, OpKind};

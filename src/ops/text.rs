@@ -95,9 +95,22 @@ impl TextOp {
             bytes_per_output_pixel: 4,
             random: matches!(self, TextOp::MlmMask(_)),
             commutes_with: Vec::new(),
-            backends: vec![super::Backend::Cpu],
+            backends: match self.has_gpu_kernel() {
+                true => vec![
+                    super::Backend::Cpu,
+                    super::Backend::Wgpu,
+                    super::Backend::Cuda,
+                ],
+                false => vec![super::Backend::Cpu],
+            },
             cpu_fuses_with: Vec::new(),
         }
+    }
+
+    /// MlmMask and EmbeddingLookup have token kernels (shaders/text.wgsl, kernels/text.cu);
+    /// Truncate, AddSpecialTokens and Pack are cheap, data-dependent and stay on the CPU.
+    pub fn has_gpu_kernel(&self) -> bool {
+        matches!(self, TextOp::MlmMask(_) | TextOp::EmbeddingLookup(_))
     }
 
     pub fn validate(&self) -> Result<(), String> {
