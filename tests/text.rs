@@ -730,3 +730,94 @@ fn text_pipelines_are_profiled_and_optimized_without_changing_their_batches() {
         assert!(bytes(&optimized) == bytes(&declared), "{}", workload.name());
     }
 }
+
+/// With MlmMask and EmbeddingLookup placed on wgpu (lavapipe in CI), the token kernels deliver
+/// the CPU pipeline's batches byte for byte — embeddings, labels, lengths, samples — and the
+/// same samples fail the same way: ids outside the table (EmbeddingLookup, checked after the
+/// masks as on the CPU) and samples over `pad_to_length` (Pad), skipped and counted.
+#[test]
+fn token_kernels_on_wgpu_deliver_the_cpu_batches_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = corpus(dir.path(), 40);
+    let eos = 50256;
+    // Some of the corpus's GPT-2 ids are past the table's rows: those samples fail.
+    let table = EmbeddingTable::random(50000, 6, 9);
+    let build = |placement, lookup: bool| {
+        let mut b = Pipeline::builder_shared(source.clone())
+            .decode_text(DecodeText::default())
+            .op(TextOp::Truncate {
+                max_len: 200,
+                keep_end: None,
+            })
+            .op(TextOp::MlmMask(sluice::text::MlmSpec::bert(
+                3,
+                20000,
+                vec![eos],
+            )));
+        if lookup {
+            b = b.op(TextOp::EmbeddingLookup(table.clone()));
+        }
+        b.batch_size(8)
+            .threads(2)
+            .shuffle(true)
+            .seed(3)
+            .pad_to_length(180)
+            .pad_id(eos)
+            .pad_value(-2.0)
+            .on_error(ErrorPolicy::Skip)
+            .placement(placement)
+            .build()
+            .unwrap()
+    };
+    let outputs = |p: &Pipeline| -> Vec<_> {
+        p.epoch(1)
+            .unwrap()
+            .map(|b| {
+                let b = b.unwrap();
+                let skipped: Vec<(u64, String)> = b
+                    .skipped
+                    .iter()
+                    .map(|e| {
+                        // The CPU's fused lookup step names itself "... (into the batch)".
+                        let op = e.operator.split(" (").next().unwrap().to_string();
+                        (e.sample.index, op)
+                    })
+                    .collect();
+                let labels = b.token_labels.as_ref().map(|l| l.bytes().to_vec());
+                let shape = b.dense().unwrap().shape.clone();
+                (
+                    b.bytes().to_vec(),
+                    shape,
+                    labels,
+                    b.lengths.clone(),
+                    b.sample_indices.clone(),
+                    skipped,
+                )
+            })
+            .collect()
+    };
+    for lookup in [false, true] {
+        let gpu = build(sluice::Placement::Wgpu, lookup);
+        if gpu.gpu_device().is_none() {
+            eprintln!("skipped: {}", gpu.placement_reason());
+            assert!(std::env::var_os("SLUICE_REQUIRE_WGPU").is_none());
+            return;
+        }
+        let reason = gpu.placement_reason();
+        assert!(reason.contains("from MlmMask on, on"), "{reason}");
+        let cpu = build(sluice::Placement::Cpu, lookup);
+        let (got, want) = (outputs(&gpu), outputs(&cpu));
+        assert_eq!(got, want, "lookup {lookup}");
+        let skipped: Vec<&String> = want.iter().flat_map(|b| &b.5).map(|(_, op)| op).collect();
+        assert!(skipped.iter().any(|op| *op == "Pad"), "{skipped:?}");
+        assert!(skipped.len() < 25, "most samples fit: {skipped:?}");
+        if lookup {
+            assert!(
+                skipped.iter().any(|op| *op == "EmbeddingLookup"),
+                "{skipped:?}"
+            );
+        }
+        assert!(want.iter().all(|b| b.2.is_some()), "MlmMask gives labels");
+        assert_eq!(gpu.stats().skipped, cpu.stats().skipped);
+    }
+}

@@ -255,7 +255,9 @@ impl Shared {
             .flatten()
             .map(|(_, shape)| shape.as_slice())
             .collect();
-        let first = shapes.first().map_or(vec![0, 0], |s| s.to_vec());
+        // An empty batch: `[0, width]` (tokens) or `[0, rows, width]`.
+        let none = if leading { vec![0] } else { vec![0, 0] };
+        let first = shapes.first().map_or(none, |s| s.to_vec());
         let rows = split(&first).1;
         let width = self.padded_width(shapes.iter().map(|s| split(s).0).max().unwrap_or(0));
         let kept = shapes.len();

@@ -249,7 +249,9 @@ impl GpuJob {
         let width = shared.padded_width(lengths.iter().copied().max().unwrap_or(0));
         let (n, row) = (values.len(), row_words(ops));
         let mut data = shared.buffers.take(n * width * row * 4);
-        let mut labels = labelled(ops, values).then(|| shared.buffers.take(n * width * 4));
+        // As the CPU batcher: labels when some sample has them (an empty batch has none).
+        let labelled = n > 0 && labelled(ops, values);
+        let mut labels = labelled.then(|| shared.buffers.take(n * width * 4));
         if n > 0 {
             let pad = (shared.settings.pad_id, shared.settings.pad_value);
             run_tokens(

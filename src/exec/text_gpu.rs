@@ -52,14 +52,25 @@ pub fn draw_tokens(
             format!("{:?} values have no token kernels", value.kind()),
         ));
     };
+    let stream = |i: usize| SampleRng::new(seed, epoch, index, op_ids[i]);
     ops.iter()
         .enumerate()
         .map(|(i, op)| match op {
             Op::Text(TextOp::EmbeddingLookup(table)) => {
-                table.check(tokens).map_err(|e| (i, e))?;
+                if table.check(tokens).is_err() {
+                    // The lookup sees the ids after the masks: a bad id a mask replaced is
+                    // no error on the CPU. Rare, so only then are the masks run here.
+                    let mut masked = tokens.clone();
+                    for (k, op) in ops[..i].iter().enumerate() {
+                        if let Op::Text(TextOp::MlmMask(spec)) = op {
+                            spec.apply(&mut masked, &stream(k));
+                        }
+                    }
+                    table.check(&masked).map_err(|e| (i, e))?;
+                }
                 Ok(([0; 2], [0; 3]))
             }
-            _ => Ok(SampleRng::new(seed, epoch, index, op_ids[i]).stream()),
+            _ => Ok(stream(i).stream()),
         })
         .collect()
 }
