@@ -412,3 +412,59 @@ fn the_speech_profile_times_the_stretch_as_the_executor_fuses_it() {
         "{text}"
     );
 }
+
+/// nlp planned from hand-written costs (per sample, 256 tokens): the lookup multiplies the
+/// bytes 768× over the ids, so on a GPU that keeps its output on the device (CUDA device
+/// batches: `reads_back` false) the cut lands at EmbeddingLookup, the only candidate after the
+/// CPU-only Truncate and AddSpecialTokens, and explain says token ids cross; when results come
+/// back to the host (every text batch today), moving the embeddings down and up again costs
+/// more than the CPU's lookup, and everything stays on the CPU.
+#[test]
+fn the_embedding_lookup_goes_to_a_device_that_keeps_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = sluice::gen::text::write_text_corpus(
+        dir.path(),
+        &sluice::gen::text::TextCorpusSpec {
+            documents: 4,
+            seed: 1,
+        },
+    )
+    .unwrap();
+    let source = sluice::source::open_text_path(&corpus, None).unwrap();
+    let plan = Workload::Nlp
+        .add_ops(Pipeline::builder_shared(source))
+        .logical_plan();
+    let (ids, rows) = (256.0 * 4.0, 256.0 * 768.0 * 4.0);
+    let costs: Vec<(f64, f64, f64)> = plan
+        .ops
+        .iter()
+        .map(|op| match op.spec().kind {
+            OpKind::EmbeddingLookup => (30e3, ids, rows),
+            _ => (0.2e3, ids, ids),
+        })
+        .collect();
+    let mut profile = common::cost_profile(&plan.ops, costs);
+    (profile.decode_ns, profile.decoded_bytes) = (200e3, ids);
+    let g = Goal {
+        batch_size: 64,
+        ..goal(0.0)
+    };
+    let lookup = plan.ops.len() - 1;
+    assert_eq!(plan.ops[lookup].name(), "EmbeddingLookup");
+    profile.ops[lookup].gpu_ns = Some(2e3);
+    let device = |reads_back: bool| GpuCost {
+        backend: "cuda".into(),
+        name: "H100 (hand-written)".into(),
+        h2d_gbps: 20.0,
+        reads_back,
+        software: false,
+    };
+    profile.gpu = Some(device(false));
+    let gpu = optimizer::optimize(&plan, &profile, &g).unwrap();
+    let text = gpu.explain(&g);
+    assert_eq!(gpu.physical.cut, lookup, "{text}");
+    assert!(text.contains("GPU from EmbeddingLookup"), "{text}");
+    profile.gpu = Some(device(true));
+    let host = optimizer::optimize(&plan, &profile, &g).unwrap();
+    assert_eq!(host.physical.cut, plan.ops.len(), "{}", host.explain(&g));
+}

@@ -76,7 +76,7 @@ pub fn draw_tokens(
 }
 
 /// The stages of the suffix `ops` for samples with `draws`.
-fn stages(ops: &[Op], draws: &[TokenDraws]) -> Vec<TextStage> {
+pub fn token_stages(ops: &[Op], draws: &[TokenDraws]) -> Vec<TextStage> {
     ops.iter()
         .enumerate()
         .map(|(i, op)| match op {
@@ -141,7 +141,7 @@ pub fn run_tokens(
     let (main_bytes, label_bytes) = (width * row * 4, width * 4);
     for (k, part) in inputs.chunks(chunk as usize).enumerate() {
         let first = k * chunk as usize;
-        let stages = stages(ops, &draws[first..first + part.len()]);
+        let stages = token_stages(ops, &draws[first..first + part.len()]);
         let (batch, layout) = encode_text(part, &stages, width, pad)?;
         let bytes = gpu.run_encoded(&batch)?;
         let (got, got_labels) = layout.split(&bytes[0]);

@@ -13,7 +13,7 @@ use crate::source::Source;
 use std::time::Instant;
 
 /// Samples each GPU timing runs on (a batch's worth; the cost is per sample).
-const GPU_SAMPLES: usize = 16;
+pub(super) const GPU_SAMPLES: usize = 16;
 
 /// Bytes a value holds (32-bit values; complex: two per bin; token ids and their labels).
 pub(super) fn value_bytes(v: &Value) -> f64 {

@@ -1,11 +1,15 @@
 //! The profiler for text pipelines: read and Tokenize, then each operator's CPU time on one
 //! thread with the bytes of the values it takes and makes (i32 ids, their labels, f32
 //! embeddings). Pack is timed as the epoch iterator runs it (appending ids to the token stream).
-//! No text operator has a GPU kernel yet, so no GPU timings are taken.
+//! When a GPU is given, each operator with a token kernel (MlmMask, EmbeddingLookup) is timed
+//! alone on a batch of the values it saw, padded as the executor pads them (its own draws and
+//! encoding, the table resident on the device as in a run).
 
-use super::profile::{profiling_failed, CostProfile, ProfileGpu, Sums};
-use super::profile_audio::value_bytes;
-use crate::error::Result;
+use super::profile::{best_of_three, profiling_failed, CostProfile, ProfileGpu, Sums};
+use super::profile_audio::{value_bytes, GPU_SAMPLES};
+use crate::backend::wgpu::{encode_text, TokenInput};
+use crate::error::{Error, Result};
+use crate::exec::{draw_tokens, tokens_unsupported};
 use crate::ops::{DecodeText, Op, TextOp, Value};
 use crate::rng::SampleRng;
 use crate::source::Source;
@@ -23,6 +27,8 @@ pub fn measure_text(
     let mut sums = Sums::over(source, samples, ops.len());
     let mut bytes = Vec::new();
     let mut stream = TokenStream::default();
+    // Per operator, the values it took (for the GPU timings).
+    let mut inputs: Vec<Vec<Value>> = vec![Vec::new(); ops.len()];
     for index in 0..sums.n as u64 {
         sums.read(source, index, &mut bytes)?;
         let t = Instant::now();
@@ -33,6 +39,9 @@ pub fn measure_text(
         let mut value = Value::Tokens(tokens);
         sums.decoded_bytes += value_bytes(&value);
         for (i, op) in ops.iter().enumerate() {
+            if gpu.is_some() && op.spec().runs_on_gpu() && (index as usize) < GPU_SAMPLES {
+                inputs[i].push(value.clone());
+            }
             sums.bytes_in[i] += value_bytes(&value);
             let mut rng = SampleRng::new(0, 0, index, i as u32 + 1);
             let t = Instant::now();
@@ -51,5 +60,41 @@ pub fn measure_text(
             sums.bytes_out[i] += value_bytes(&value);
         }
     }
-    sums.profile(source, ops, gpu, |_, _| Ok(None))
+    sums.profile(source, ops, gpu, |i, op| match gpu {
+        Some(gpu) if !inputs[i].is_empty() => time_tokens(gpu, op, &inputs[i]),
+        _ => Ok(None),
+    })
+}
+
+/// One token operator alone on the GPU over `values` (end to end, best of 3), ns per sample;
+/// None when the device cannot run it (a table over its buffer limit).
+fn time_tokens(gpu: &ProfileGpu, op: &Op, values: &[Value]) -> Result<Option<f64>> {
+    let runner = gpu.runner();
+    let ops = std::slice::from_ref(op);
+    if tokens_unsupported(ops, runner.max_buffer_bytes()).is_some() {
+        return Ok(None);
+    }
+    let fail =
+        |e: String| Error::Worker(format!("profiling {} on {}: {e}", op.name(), gpu.backend()));
+    let draws = values
+        .iter()
+        .enumerate()
+        .map(|(s, v)| draw_tokens(ops, &[1], (0, 0, s as u64), v).map_err(|(_, e)| e))
+        .collect::<std::result::Result<Vec<_>, String>>()
+        .map_err(fail)?;
+    let inputs: Vec<TokenInput> = values
+        .iter()
+        .filter_map(|v| match v {
+            Value::Tokens(t) => Some(TokenInput {
+                ids: &t.ids,
+                labels: &t.labels,
+            }),
+            _ => None,
+        })
+        .collect();
+    let width = inputs.iter().map(|x| x.ids.len()).max().unwrap_or(0);
+    let stages = crate::exec::token_stages(ops, &draws);
+    let (batch, _) = encode_text(&inputs, &stages, width, (0, 0.0)).map_err(fail)?;
+    let ns = best_of_three(|| runner.run_encoded(&batch).map(|_| ())).map_err(fail)?;
+    Ok(Some(ns / values.len() as f64))
 }
