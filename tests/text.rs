@@ -712,13 +712,18 @@ fn text_pipelines_are_profiled_and_optimized_without_changing_their_batches() {
         )
         .unwrap();
         assert_eq!(profile.ops.len(), logical.ops.len());
-        assert!(profile.decode_ns > 0.0 && profile.ops.iter().all(|o| o.gpu_ns.is_none()));
+        assert!(profile.decode_ns > 0.0);
+        // GPU times (with a usable adapter) only for the operators with token kernels.
+        for (op, cost) in logical.ops.iter().zip(&profile.ops) {
+            assert!(cost.gpu_ns.is_none() || op.spec().runs_on_gpu(), "{cost:?}");
+        }
         if workload == Workload::Nlp {
             let lookup = profile.ops.last().unwrap();
             assert_eq!(lookup.bytes_out, lookup.bytes_in * NLP_EMBEDDING_DIM as f64);
         }
         let (optimized, _) = builder().optimize(&profile, &goal).unwrap();
         let optimized = optimized.build().unwrap();
+        // On lavapipe (or no adapter) every GPU cut costs more than the CPU.
         assert_eq!(optimized.gpu_cut(), logical.ops.len(), "all on the CPU");
         let declared = builder().build().unwrap();
         let bytes = |p: &Pipeline| -> Vec<Vec<u8>> {

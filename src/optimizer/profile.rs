@@ -199,8 +199,9 @@ pub fn for_pipeline(
 }
 
 /// Part of the cache key: a profiler that measures differently never reuses an older one's
-/// cached profiles (2: speech operators timed as the executor fuses them).
-const PROFILER_VERSION: u32 = 2;
+/// cached profiles (2: speech operators timed as the executor fuses them; 3: token operators
+/// timed on the GPU).
+const PROFILER_VERSION: u32 = 3;
 
 /// Where measured profiles are cached: one file per (machine, dataset, pipeline).
 pub fn cache_path(dir: &Path, machine: &str, dataset: &str, ops: &[Op]) -> PathBuf {
