@@ -252,3 +252,31 @@ def test_packed_blocks_and_the_workloads_match_the_cli(sluice_bin, tmp_path):
             check=True, capture_output=True, text=True,
         )
         assert json.loads(out.stdout)["checksum"] == checksum.hexdigest(), name
+
+
+def test_mlm_and_the_lookup_on_wgpu_give_the_cpu_batches(tmp_path):
+    rng = np.random.default_rng()
+    path = tmp_path / "fresh.jsonl"
+    texts = _fresh_texts(rng, 40)
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    table = tmp_path / "table.npy"
+    np.save(table, rng.standard_normal((50261, 8)).astype(np.float32))
+    seed = int(rng.integers(1 << 30))
+    for lookup in (False, True):
+        chain = [ops.Tokenize("gpt2-mlm"), ops.Truncate(64), ops.AddSpecialTokens(), ops.MlmMask()]
+        if lookup:
+            chain.append(ops.EmbeddingLookup(str(table)))
+        build = lambda placement: sluice.Pipeline(
+            str(path), chain, batch_size=8, threads=2, seed=seed, pad_multiple=8, placement=placement
+        )
+        gpu = build("wgpu")
+        described = gpu.describe()
+        if "from MlmMask on" not in described:
+            import os
+
+            assert "SLUICE_REQUIRE_WGPU" not in os.environ, described
+            pytest.skip(f"no wgpu adapter: {described}")
+        for g, c in zip(gpu.epoch(1), build("cpu").epoch(1), strict=True):
+            assert list(g.keys()) == list(c.keys())
+            for key in g.keys():
+                np.testing.assert_array_equal(np.from_dlpack(g[key]), np.from_dlpack(c[key]), err_msg=key)
