@@ -188,6 +188,10 @@ pub struct Batch {
     /// like the ids, [`crate::text::IGNORE_LABEL`] where there is nothing to predict and in the
     /// padding. None otherwise.
     pub token_labels: Option<DenseBatch>,
+    /// Token pipelines whose tokenizer keeps offsets ([`crate::ops::DecodeText::with_offsets`]):
+    /// each position's character span `[start, end)` in its sample's text, i32
+    /// `[len, width, 2]`, `[0, 0]` for special tokens and in the padding. None otherwise.
+    pub token_offsets: Option<DenseBatch>,
     /// Packed batches ([`crate::text::PackSpec`]): segment boundaries over the flattened
     /// `[blocks, seq_len]` ids, from 0 to the real tokens' count (flash-attention's varlen
     /// `cu_seqlens`). Empty otherwise.

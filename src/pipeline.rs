@@ -401,6 +401,7 @@ impl PipelineBuilder {
         }
         let output = output_spec(&self.decode, &self.ops)?;
         let pack = packing(&self.ops, s)?;
+        check_offsets(&self.decode, &self.ops)?;
         let (gpu, placement_reason) = self.place(&output)?;
         // Pack runs in the epoch iterator, after the per-sample steps.
         let per_sample = self.ops.len() - usize::from(pack.is_some());
@@ -715,6 +716,27 @@ fn packing(ops: &[Op], settings: &Settings) -> Result<Option<crate::text::PackSp
         ));
     }
     Ok(Some(spec))
+}
+
+/// Token offsets travel with token ids to the batch: not into embeddings or packed blocks.
+fn check_offsets(decode: &Decoder, ops: &[Op]) -> Result<()> {
+    if !matches!(decode, Decoder::Text(d) if d.offsets) {
+        return Ok(());
+    }
+    match ops
+        .iter()
+        .find(|o| matches!(o.spec().kind, OpKind::EmbeddingLookup | OpKind::Pack))
+    {
+        Some(op) => Err(Error::InvalidPipeline(format!(
+            "token offsets go out with token ids; {} makes {}, which carry none",
+            op.name(),
+            match op.spec().kind {
+                OpKind::Pack => "packed blocks",
+                _ => "embeddings",
+            }
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// How a value kind reads in an error message.

@@ -271,11 +271,15 @@ class Tokenize(Operator):
     GPT-2 with BERT's ``[CLS] [SEP] [PAD] [MASK]`` added (built in), a ``tokenizer.json``, or a
     folder holding ``encoder.json`` + ``vocab.bpe`` (or ``vocab.json`` + ``merges.txt``).
     ``invalid_utf8``: ``"error"`` (the sample fails, naming file, line and byte) or
-    ``"replace"`` (U+FFFD). Empty text is the sample's error."""
+    ``"replace"`` (U+FFFD). Empty text is the sample's error. ``offsets=True`` keeps each
+    token's character span: batches gain ``batch["offset_mapping"]`` (int32 ``[B, L, 2]``,
+    ``[start, end)`` in the sample's text as ``tokenizers`` reports ``offsets``; ``[0, 0]`` for
+    special tokens and padding). Not with ``EmbeddingLookup`` or ``Pack``."""
 
     _kind: ClassVar[str] = "Tokenize"
     tokenizer: Optional[str] = None
     invalid_utf8: str = "error"
+    offsets: bool = False
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,21 @@ const PACKED_KEYS: [&str; 6] = [
     "lengths",
     "indices",
 ];
+const TOKEN_OFFSET_KEYS: [&str; 5] = [
+    "input_ids",
+    "attention_mask",
+    "offset_mapping",
+    "lengths",
+    "indices",
+];
+const MLM_OFFSET_KEYS: [&str; 6] = [
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "offset_mapping",
+    "lengths",
+    "indices",
+];
 const EMBEDDING_KEYS: [&str; 4] = ["embeddings", "attention_mask", "lengths", "indices"];
 const EMBEDDING_MLM_KEYS: [&str; 5] = [
     "embeddings",
@@ -113,6 +128,8 @@ struct TokenParts {
     labels: Option<Py<Tensor>>,
     /// Packed batches: segment boundaries (int32).
     cu_seqlens: Option<Py<Tensor>>,
+    /// Each token's character span `[start, end)` (int32 `[n, width, 2]`), when kept.
+    offsets: Option<Py<Tensor>>,
 }
 
 impl Batch {
@@ -123,11 +140,13 @@ impl Batch {
         output: &sluice::OutputSpec,
     ) -> PyResult<Batch> {
         let size = batch.len();
-        let labels = batch.token_labels.take().map(|t| {
+        let int32 = |t: sluice::DenseBatch| {
             let (shape, nbytes) = (t.shape.clone(), t.bytes().len());
             let memory = Arc::new(Memory::Pooled(t.into_buffer()));
             Tensor::host(memory, 0, nbytes, &shape, sluice::DType::I32)
-        });
+        };
+        let labels = batch.token_labels.take().map(int32);
+        let offsets = batch.token_offsets.take().map(int32);
         let cu_seqlens = (!batch.cu_seqlens.is_empty()).then(|| {
             let bytes = batch.cu_seqlens_bytes();
             let n = batch.cu_seqlens.len();
@@ -149,6 +168,7 @@ impl Batch {
                     ids: d.dtype == sluice::DType::I32,
                     labels: labels.map(|l| Py::new(py, l)).transpose()?,
                     cu_seqlens: cu_seqlens.map(|c| Py::new(py, c)).transpose()?,
+                    offsets: offsets.map(|o| Py::new(py, o)).transpose()?,
                 })
             }
             _ => None,
@@ -218,6 +238,8 @@ impl Batch {
         if let Some(t) = &self.tokens {
             return match (t.ids, t.labels.is_some()) {
                 _ if t.cu_seqlens.is_some() => &PACKED_KEYS,
+                (true, true) if t.offsets.is_some() => &MLM_OFFSET_KEYS,
+                (true, false) if t.offsets.is_some() => &TOKEN_OFFSET_KEYS,
                 (true, true) => &MLM_KEYS,
                 (true, false) => &TOKEN_KEYS,
                 (false, true) => &EMBEDDING_MLM_KEYS,
@@ -241,6 +263,7 @@ impl Batch {
                 "attention_mask" => Some(t.attention_mask.clone_ref(py).into_any()),
                 "labels" => t.labels.as_ref().map(|l| l.clone_ref(py).into_any()),
                 "cu_seqlens" => t.cu_seqlens.as_ref().map(|c| c.clone_ref(py).into_any()),
+                "offset_mapping" => t.offsets.as_ref().map(|o| o.clone_ref(py).into_any()),
                 "lengths" => lengths.map(|l| l.clone_ref(py).into_any()),
                 "indices" => Some(self.indices.clone_ref(py).into_any()),
                 _ => None,

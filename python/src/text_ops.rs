@@ -30,7 +30,10 @@ pub fn decode_text_from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<D
             ))
         }
     };
-    Ok(DecodeText::new(tokenizer).with_invalid_utf8(policy))
+    let offsets: bool = get(obj, k, "offsets")?;
+    Ok(DecodeText::new(tokenizer)
+        .with_invalid_utf8(policy)
+        .with_offsets(offsets))
 }
 
 /// A special token setting of operator `k`: "default" (the tokenizer's), None, an id, or a
@@ -140,6 +143,7 @@ pub fn decode_text_to_py<'py>(py: Python<'py>, d: &DecodeText) -> PyResult<Bound
         Utf8Policy::Replace => "replace",
     };
     kw.set_item("invalid_utf8", policy)?;
+    kw.set_item("offsets", d.offsets)?;
     py.import("sluice.ops")?
         .getattr("Tokenize")?
         .call((), Some(&kw))

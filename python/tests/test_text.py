@@ -280,3 +280,28 @@ def test_mlm_and_the_lookup_on_wgpu_give_the_cpu_batches(tmp_path):
             assert list(g.keys()) == list(c.keys())
             for key in g.keys():
                 np.testing.assert_array_equal(np.from_dlpack(g[key]), np.from_dlpack(c[key]), err_msg=key)
+
+
+def test_offsets_equal_hugging_face_tokenizers_on_fresh_text(tmp_path):
+    rng = np.random.default_rng()
+    texts = _fresh_texts(rng, 120)
+    path = tmp_path / "fresh.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    chain = [ops.Tokenize(offsets=True), ops.Truncate(40), ops.AddSpecialTokens(), ops.MlmMask(mask_token=50256)]
+    pipe = sluice.Pipeline(str(path), chain, batch_size=16, threads=2, pad_multiple=8)
+    reference = _reference_gpt2()
+    seen = 0
+    for batch in pipe.epoch(0):
+        assert list(batch.keys()) == ["input_ids", "attention_mask", "labels", "offset_mapping", "lengths", "indices"]
+        spans = np.from_dlpack(batch["offset_mapping"])
+        ids = np.from_dlpack(batch["input_ids"])
+        assert spans.dtype == np.int32 and spans.shape == ids.shape + (2,)
+        for row, (index, n) in enumerate(zip(np.from_dlpack(batch["indices"]), np.from_dlpack(batch["lengths"]))):
+            want = reference.encode(texts[index], add_special_tokens=False).offsets[:40]
+            # BOS and EOS (added, not in the text) span nothing; so does the padding.
+            assert [tuple(s) for s in spans[row, 1 : n - 1]] == want, texts[index]
+            assert (spans[row, 0] == 0).all() and (spans[row, n - 1 :] == 0).all()
+            seen += 1
+    assert seen == len(texts)
+    with pytest.raises(ValueError, match="offsets go out with token ids"):
+        sluice.Pipeline(str(path), [ops.Tokenize(offsets=True), ops.EmbeddingLookup(dim=4)])

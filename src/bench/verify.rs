@@ -137,6 +137,7 @@ mod tests {
             lengths: Vec::new(),
             texts: Vec::new(),
             token_labels: None,
+            token_offsets: None,
             cu_seqlens: Vec::new(),
         }
     }

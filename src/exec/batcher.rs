@@ -94,6 +94,7 @@ impl Shared {
             skipped,
             lengths: collated.lengths,
             token_labels: collated.token_labels,
+            token_offsets: collated.token_offsets,
             cu_seqlens: Vec::new(),
         })
     }
@@ -245,10 +246,13 @@ impl Shared {
             true => (shape[0], shape[1..].iter().product::<usize>()),
             false => (shape[1], shape[0]),
         };
-        // Token samples with labels wrote more words than their shape holds.
+        // Token samples wrote their labels and offsets after the ids.
+        let offsets = self.keeps_offsets();
         let labelled = results.iter().flatten().any(|(v, shape)| {
             let (length, rows) = split(shape);
-            v.as_slice().len() > length * rows * 4
+            !token_segments(v.as_slice(), length * rows, offsets)
+                .1
+                .is_empty()
         });
         let shapes: Vec<&[usize]> = results
             .iter()
@@ -262,6 +266,7 @@ impl Shared {
         let width = self.padded_width(shapes.iter().map(|s| split(s).0).max().unwrap_or(0));
         let kept = shapes.len();
         let mut labels = LabelWriter::new(&self.buffers, labelled, kept, width);
+        let mut spans = LabelWriter::offsets(&self.buffers, offsets, kept, width);
         drop(shapes);
         let mut out_shape = vec![kept];
         match leading {
@@ -302,10 +307,11 @@ impl Shared {
             }
             let out = data.as_mut_slice();
             if leading {
-                let bytes = length * rows * 4;
+                let (ids, l, o) = token_segments(v.as_slice(), length * rows, offsets);
                 let at = slot * width * rows * 4;
-                out[at..at + bytes].copy_from_slice(&v.as_slice()[..bytes]);
-                labels.put(slot, &v.as_slice()[bytes..]);
+                out[at..at + ids.len()].copy_from_slice(ids);
+                labels.put(slot, l);
+                spans.put(slot, o);
             } else {
                 let row_bytes = length * 4;
                 for (row, src) in v
@@ -330,10 +336,25 @@ impl Shared {
         };
         Ok(Collated {
             token_labels: labels.finish(kept),
+            token_offsets: spans.finish(kept),
             lengths,
             ..Collated::new(Images::Dense(dense), outcomes)
         })
     }
+
+    /// Whether token samples carry their character offsets (the tokenizer keeps them).
+    pub(super) fn keeps_offsets(&self) -> bool {
+        matches!(&self.decode, Decoder::Text(d) if d.offsets)
+    }
+}
+
+/// A token sample's bytes split into its ids (`values` words), its labels (possibly none) and
+/// its offsets (two words a token, when `offsets`): the order [`Value::write_f32`] puts them in.
+fn token_segments(v: &[u8], values: usize, offsets: bool) -> (&[u8], &[u8], &[u8]) {
+    let (ids, rest) = v.split_at(values * 4);
+    let spans = if offsets { values * 8 } else { 0 };
+    let (labels, spans) = rest.split_at(rest.len() - spans);
+    (ids, labels, spans)
 }
 
 /// A batch's collated samples before the error policy settles them.
@@ -343,6 +364,7 @@ struct Collated {
     /// Padded batches: each kept sample's length along the padded axis.
     lengths: Vec<usize>,
     token_labels: Option<DenseBatch>,
+    token_offsets: Option<DenseBatch>,
 }
 
 impl Collated {
@@ -352,50 +374,79 @@ impl Collated {
             outcomes,
             lengths: Vec::new(),
             token_labels: None,
+            token_offsets: None,
         }
     }
 }
 
-/// Writes token labels (i32 bytes after a sample's ids) into `[n, width]`, padded with
-/// [`IGNORE_LABEL`]; a sample without labels gets [`IGNORE_LABEL`] throughout. Nothing when no
-/// sample in the batch has labels.
-struct LabelWriter {
+/// Writes a per-token i32 side tensor of the ids — labels (`[n, width]`, padded with
+/// [`IGNORE_LABEL`]; a sample without labels gets it throughout) or offsets (`[n, width, 2]`,
+/// padded with 0) — from the bytes a sample wrote after its ids. Nothing when `on` is false.
+pub(super) struct LabelWriter {
     data: Option<PooledBuffer>,
     width: usize,
+    /// i32 values per token: 1 (labels) or 2 (offsets).
+    per_token: usize,
 }
 
 impl LabelWriter {
-    /// For `kept` samples, when any of them is `labelled`.
-    fn new(
+    /// Labels for `kept` samples, when any of them is `labelled`.
+    pub(super) fn new(
         pool: &Arc<crate::batch::BufferPool>,
         labelled: bool,
         kept: usize,
         width: usize,
     ) -> Self {
-        let data = labelled.then(|| {
-            let mut data = pool.take(kept * width * 4);
-            let fill = IGNORE_LABEL.to_le_bytes();
+        Self::filled(pool, labelled, (kept, width, 1), IGNORE_LABEL)
+    }
+
+    /// Offsets (`[start, end)` pairs) for `kept` samples, when the pipeline keeps them.
+    pub(super) fn offsets(
+        pool: &Arc<crate::batch::BufferPool>,
+        on: bool,
+        kept: usize,
+        width: usize,
+    ) -> Self {
+        Self::filled(pool, on, (kept, width, 2), 0)
+    }
+
+    fn filled(
+        pool: &Arc<crate::batch::BufferPool>,
+        on: bool,
+        (kept, width, per_token): (usize, usize, usize),
+        fill: i32,
+    ) -> Self {
+        let data = on.then(|| {
+            let mut data = pool.take(kept * width * per_token * 4);
+            let fill = fill.to_le_bytes();
             data.as_mut_slice()
                 .chunks_exact_mut(4)
                 .for_each(|w| w.copy_from_slice(&fill));
             data
         });
-        LabelWriter { data, width }
-    }
-
-    fn put(&mut self, slot: usize, labels: &[u8]) {
-        if let Some(data) = &mut self.data {
-            let at = slot * self.width * 4;
-            data.as_mut_slice()[at..at + labels.len()].copy_from_slice(labels);
+        LabelWriter {
+            data,
+            width,
+            per_token,
         }
     }
 
-    fn finish(self, kept: usize) -> Option<DenseBatch> {
-        let width = self.width;
+    pub(super) fn put(&mut self, slot: usize, values: &[u8]) {
+        if let Some(data) = &mut self.data {
+            let at = slot * self.width * self.per_token * 4;
+            data.as_mut_slice()[at..at + values.len()].copy_from_slice(values);
+        }
+    }
+
+    pub(super) fn finish(self, kept: usize) -> Option<DenseBatch> {
+        let mut shape = vec![kept, self.width];
+        if self.per_token > 1 {
+            shape.push(self.per_token);
+        }
         self.data.map(|data| DenseBatch {
             dtype: crate::tensor::DType::I32,
             layout: crate::tensor::Layout::Chw,
-            shape: vec![kept, width],
+            shape,
             data,
         })
     }

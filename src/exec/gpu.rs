@@ -3,6 +3,7 @@
 //! and hand the batch to one submission thread, which runs the suffix as wgpu kernels and
 //! delivers the finished batch. Workers never block on the GPU: they go on with the next batch.
 
+use super::batcher::LabelWriter;
 use super::iter::Delivery;
 use super::spectral::{run_spectral, spectral_input, spectral_layout, SpectralDraws};
 use super::text_gpu::{labelled, row_words, run_tokens, TokenDraws};
@@ -202,17 +203,22 @@ impl GpuJob {
                 gpu.ctx.describe()
             ))
         };
-        let (images, lengths, token_labels) = match &self.work {
+        let (images, lengths, token_labels, token_offsets) = match &self.work {
             GpuWork::Images { images, params } => (
                 self.images(images, params, gpu).map_err(failed)?,
                 Vec::new(),
                 None,
+                None,
             ),
             GpuWork::Spectral { values, draws } => {
                 let (images, lengths) = self.spectral(values, draws, gpu).map_err(failed)?;
-                (images, lengths, None)
+                (images, lengths, None, None)
             }
-            GpuWork::Tokens { values, draws } => self.tokens(values, draws, gpu).map_err(failed)?,
+            GpuWork::Tokens { values, draws } => {
+                let (images, lengths, labels) = self.tokens(values, draws, gpu).map_err(failed)?;
+                let offsets = self.token_offsets(values, &lengths);
+                (images, lengths, labels, offsets)
+            }
         };
         shared.timers.record(shared.gpu_stage(), t);
         Ok(Batch {
@@ -225,8 +231,30 @@ impl GpuJob {
             skipped: self.skipped,
             lengths,
             token_labels,
+            token_offsets,
             cu_seqlens: Vec::new(),
         })
+    }
+
+    /// The samples' offsets padded into `[n, width, 2]` on the host (no kernel changes them),
+    /// when the pipeline keeps them.
+    fn token_offsets(&self, values: &[Value], lengths: &[usize]) -> Option<DenseBatch> {
+        let shared = &self.shared;
+        let width = shared.padded_width(lengths.iter().copied().max().unwrap_or(0));
+        let on = shared.keeps_offsets() && !values.is_empty();
+        let mut spans = LabelWriter::offsets(&shared.buffers, on, values.len(), width);
+        for (slot, v) in values.iter().enumerate() {
+            if let Value::Tokens(t) = v {
+                let bytes: Vec<u8> = t
+                    .offsets
+                    .iter()
+                    .flatten()
+                    .flat_map(|o| o.to_le_bytes())
+                    .collect();
+                spans.put(slot, &bytes);
+            }
+        }
+        spans.finish(values.len())
     }
 
     /// The token suffix: ids `[n, width]` (i32) or embeddings `[n, width, dim]` (f32), each

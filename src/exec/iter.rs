@@ -252,6 +252,7 @@ impl EpochIter {
             index: p.made,
             images: Images::Dense(tensor(&blocks.ids)),
             token_labels: Some(tensor(&blocks.labels)),
+            token_offsets: None,
             labels: shared.labels(&blocks.documents),
             texts: shared.texts(&blocks.documents),
             sample_indices: blocks.documents,

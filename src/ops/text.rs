@@ -14,14 +14,13 @@ use crate::text::{
 pub struct DecodeText {
     pub tokenizer: TextTokenizer,
     pub invalid_utf8: Utf8Policy,
+    /// Keep each token's character span (batches gain `[n, width, 2]` offsets).
+    pub offsets: bool,
 }
 
 impl Default for DecodeText {
     fn default() -> Self {
-        DecodeText {
-            tokenizer: TextTokenizer::gpt2(),
-            invalid_utf8: Utf8Policy::Error,
-        }
+        DecodeText::new(TextTokenizer::gpt2())
     }
 }
 
@@ -30,7 +29,15 @@ impl DecodeText {
         DecodeText {
             tokenizer,
             invalid_utf8: Utf8Policy::Error,
+            offsets: false,
         }
+    }
+
+    /// Keep each token's character span `[start, end)` in the sample's text (Hugging Face's
+    /// `return_offsets_mapping`); the batch carries them as [`crate::Batch::token_offsets`].
+    pub fn with_offsets(mut self, on: bool) -> Self {
+        self.offsets = on;
+        self
     }
 
     pub fn with_invalid_utf8(mut self, policy: Utf8Policy) -> Self {
@@ -44,8 +51,15 @@ impl DecodeText {
         if text.trim().is_empty() {
             return Err("the sample has no text (empty or only whitespace)".into());
         }
-        let ids = self.tokenizer.encode(&text)?;
-        Ok(Tokens::new(ids))
+        if self.offsets {
+            let (ids, offsets) = self.tokenizer.encode_with_offsets(&text)?;
+            return Ok(Tokens {
+                ids,
+                offsets,
+                ..Tokens::default()
+            });
+        }
+        Ok(Tokens::new(self.tokenizer.encode(&text)?))
     }
 }
 

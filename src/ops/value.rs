@@ -55,7 +55,8 @@ impl Value {
     }
 
     /// Write a value of 32-bit elements (f32 audio, features or embeddings; token ids as i32,
-    /// then their labels if they have any; row-major, little-endian) into `out`, which is
+    /// then their labels and their offsets' pairs if they have any; row-major, little-endian)
+    /// into `out`, which is
     /// `4 * len_f32()` bytes.
     pub fn write_f32(&self, out: &mut [u8]) {
         let mut chunks = out.chunks_exact_mut(4);
@@ -69,7 +70,8 @@ impl Value {
                     .ids
                     .iter()
                     .map(|&id| id as i32)
-                    .chain(t.labels.iter().copied());
+                    .chain(t.labels.iter().copied())
+                    .chain(t.offsets.iter().flatten().map(|&o| o as i32));
                 for (o, w) in out.chunks_exact_mut(4).zip(words) {
                     o.copy_from_slice(&w.to_le_bytes());
                 }
@@ -83,7 +85,7 @@ impl Value {
     /// 32-bit words [`Value::write_f32`] writes: the shape's elements (token ids: and labels).
     pub fn len_f32(&self) -> usize {
         match self {
-            Value::Tokens(t) => t.ids.len() + t.labels.len(),
+            Value::Tokens(t) => t.ids.len() + t.labels.len() + 2 * t.offsets.len(),
             _ => self.shape().iter().product(),
         }
     }
@@ -125,6 +127,13 @@ impl Value {
                         "{} token ids with {} labels: give one label per id or none",
                         t.ids.len(),
                         t.labels.len()
+                    ));
+                }
+                if !t.offsets.is_empty() && t.offsets.len() != t.ids.len() {
+                    return Err(format!(
+                        "{} token ids with {} offsets: give one span per id or none",
+                        t.ids.len(),
+                        t.offsets.len()
                     ));
                 }
             }

@@ -113,10 +113,7 @@ mod tests {
     use super::*;
 
     fn tokens(n: u32) -> Tokens {
-        Tokens {
-            ids: (0..n).map(|i| 10 + i % 90).collect(),
-            labels: Vec::new(),
-        }
+        Tokens::new((0..n).map(|i| 10 + i % 90).collect())
     }
 
     #[test]

@@ -20,13 +20,16 @@ pub struct Tokens {
     /// Empty, or each position's training label ([`IGNORE_LABEL`] where there is nothing to
     /// predict); the sequence operators keep it aligned with `ids`.
     pub labels: Vec<i32>,
+    /// Empty, or each token's character span `[start, end)` in the sample's text (Hugging Face's
+    /// `offset_mapping`); special tokens added later get `[0, 0]`.
+    pub offsets: Vec<[u32; 2]>,
 }
 
 impl Tokens {
     pub fn new(ids: Vec<u32>) -> Self {
         Tokens {
             ids,
-            labels: Vec::new(),
+            ..Tokens::default()
         }
     }
 }
@@ -49,30 +52,42 @@ pub fn truncate(tokens: &mut Tokens, max_len: usize, keep_last: &[u32]) {
     }
     let last = *ids.last().unwrap();
     let last_label = tokens.labels.last().copied();
+    let last_offset = tokens.offsets.last().copied();
     ids.truncate(max_len);
     tokens.labels.truncate(max_len);
+    tokens.offsets.truncate(max_len);
     if max_len > 0 && keep_last.contains(&last) {
         ids[max_len - 1] = last;
         if let Some(label) = last_label {
             tokens.labels[max_len - 1] = label;
         }
+        if let Some(offset) = last_offset {
+            tokens.offsets[max_len - 1] = offset;
+        }
     }
 }
 
 /// `bos` before and `eos` after the sequence (either may be absent); labels, if any, get
-/// [`IGNORE_LABEL`] for them.
+/// [`IGNORE_LABEL`] for them, offsets `[0, 0]`.
 pub fn add_special_tokens(tokens: &mut Tokens, bos: Option<u32>, eos: Option<u32>) {
     let labelled = !tokens.labels.is_empty();
+    let spans = !tokens.offsets.is_empty();
     if let Some(b) = bos {
         tokens.ids.insert(0, b);
         if labelled {
             tokens.labels.insert(0, IGNORE_LABEL);
+        }
+        if spans {
+            tokens.offsets.insert(0, [0, 0]);
         }
     }
     if let Some(e) = eos {
         tokens.ids.push(e);
         if labelled {
             tokens.labels.push(IGNORE_LABEL);
+        }
+        if spans {
+            tokens.offsets.push([0, 0]);
         }
     }
 }
@@ -109,13 +124,16 @@ mod tests {
         let mut t = Tokens {
             ids: vec![7, 8, 9, 2],
             labels: vec![-100, 8, -100, -100],
+            offsets: vec![[0, 3], [4, 6], [6, 9], [9, 10]],
         };
         add_special_tokens(&mut t, Some(1), None);
         assert_eq!(t.labels, [-100, -100, 8, -100, -100]);
+        assert_eq!(t.offsets[..2], [[0, 0], [0, 3]]);
         truncate(&mut t, 3, &[2]);
         assert_eq!(
             (t.ids.as_slice(), t.labels.as_slice()),
             (&[1, 7, 2][..], &[-100, -100, -100][..])
         );
+        assert_eq!(t.offsets, [[0, 0], [0, 3], [9, 10]]);
     }
 }

@@ -320,6 +320,21 @@ impl TextTokenizer {
             .map_err(|e| e.to_string())
     }
 
+    /// The ids of `text` and each one's character span `[start, end)` (as Python `tokenizers`
+    /// reports `offsets`), through the library's full `encode`: the direct route keeps no spans.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<[u32; 2]>), String> {
+        let e = self
+            .inner
+            .encode_char_offsets(text, false)
+            .map_err(|e| e.to_string())?;
+        let spans = e
+            .get_offsets()
+            .iter()
+            .map(|&(a, b)| [a as u32, b as u32])
+            .collect();
+        Ok((e.get_ids().to_vec(), spans))
+    }
+
     /// Text from ids (for tests and inspection).
     pub fn decode(&self, ids: &[u32]) -> Result<String, String> {
         self.inner.decode(ids, false).map_err(|e| e.to_string())

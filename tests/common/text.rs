@@ -148,7 +148,11 @@ fn sequences(r: &mut SampleRng, n: usize, max: usize, vocab: u32, labelled: bool
                     .collect(),
                 false => Vec::new(),
             };
-            Tokens { ids, labels }
+            Tokens {
+                ids,
+                labels,
+                ..Tokens::default()
+            }
         })
         .collect()
 }
