@@ -241,6 +241,55 @@ fn a_binary_file_is_an_error_not_a_crash() {
     assert!(skipped > 0);
 }
 
+/// Offsets are each token's character span in the sample's text (special tokens `[0, 0]`, as the
+/// padding); they cannot follow the ids into embeddings or packed blocks.
+#[test]
+fn offsets_are_character_spans_and_stay_with_token_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "naïve café 東京 🙂 tokenizers\nsecond line, don't\n";
+    let source = lines_source(dir.path(), text.as_bytes());
+    let t = TextTokenizer::gpt2();
+    let pipeline = ids_pipeline(source.clone(), 64)
+        .decode_text(DecodeText::new(t.clone()).with_offsets(true))
+        .batch_size(2)
+        .build()
+        .unwrap();
+    let batch = pipeline.epoch(0).unwrap().next().unwrap().unwrap();
+    let spans = i32s(batch.token_offsets.as_ref().expect("offsets kept").bytes());
+    let width = batch.dense().unwrap().shape[1];
+    for (row, line) in text.lines().enumerate() {
+        let n = batch.lengths[row];
+        let chars: Vec<char> = line.chars().collect();
+        let row_spans = &spans[row * width * 2..(row + 1) * width * 2];
+        assert_eq!(row_spans[..2], [0, 0], "BOS spans nothing");
+        assert!(
+            row_spans[(n - 1) * 2..].iter().all(|&s| s == 0),
+            "EOS and padding"
+        );
+        // The tokens' spans cover the line in order without gaps (the byte tokens of one
+        // character, e.g. an emoji's, share its span).
+        let mut text_back = String::new();
+        let mut end = 0;
+        for pair in row_spans[2..(n - 1) * 2].chunks(2) {
+            assert!(
+                pair[0] <= end && end <= pair[1],
+                "{line:?}: {pair:?} after {end}"
+            );
+            text_back.extend(&chars[end as usize..pair[1] as usize]);
+            end = pair[1];
+        }
+        assert_eq!(text_back, line);
+    }
+    let err = Pipeline::builder_shared(source)
+        .decode_text(DecodeText::new(t).with_offsets(true))
+        .op(TextOp::EmbeddingLookup(EmbeddingTable::random(50257, 2, 1)))
+        .build()
+        .err()
+        .expect("offsets do not go into embeddings")
+        .to_string();
+    assert!(err.contains("offsets go out with token ids"), "{err}");
+}
+
 #[test]
 fn text_operators_check_their_input_kind() {
     let dir = tempfile::tempdir().unwrap();
@@ -748,8 +797,9 @@ fn token_kernels_on_wgpu_deliver_the_cpu_batches_byte_for_byte() {
     // Some of the corpus's GPT-2 ids are past the table's rows: those samples fail.
     let table = EmbeddingTable::random(50000, 6, 9);
     let build = |placement, lookup: bool| {
+        // Offsets ride with the ids (not into embeddings): padded on the host beside the kernels.
         let mut b = Pipeline::builder_shared(source.clone())
-            .decode_text(DecodeText::default())
+            .decode_text(DecodeText::default().with_offsets(!lookup))
             .op(TextOp::Truncate {
                 max_len: 200,
                 keep_end: None,
@@ -789,6 +839,10 @@ fn token_kernels_on_wgpu_deliver_the_cpu_batches_byte_for_byte() {
                     })
                     .collect();
                 let labels = b.token_labels.as_ref().map(|l| l.bytes().to_vec());
+                let offsets = b
+                    .token_offsets
+                    .as_ref()
+                    .map(|o| (o.shape.clone(), o.bytes().to_vec()));
                 let shape = b.dense().unwrap().shape.clone();
                 (
                     b.bytes().to_vec(),
@@ -797,6 +851,7 @@ fn token_kernels_on_wgpu_deliver_the_cpu_batches_byte_for_byte() {
                     b.lengths.clone(),
                     b.sample_indices.clone(),
                     skipped,
+                    offsets,
                 )
             })
             .collect()
@@ -823,6 +878,11 @@ fn token_kernels_on_wgpu_deliver_the_cpu_batches_byte_for_byte() {
             );
         }
         assert!(want.iter().all(|b| b.2.is_some()), "MlmMask gives labels");
+        let spans = want.iter().filter(|b| !b.4.is_empty()).all(|b| {
+            b.6.as_ref()
+                .is_some_and(|(shape, _)| *shape == [b.4.len(), b.1[1], 2])
+        });
+        assert_eq!(spans, !lookup, "offsets [n, width, 2] with the ids");
         assert_eq!(gpu.stats().skipped, cpu.stats().skipped);
     }
 }
