@@ -92,7 +92,9 @@ impl SkippedSample {
 /// `batch["embeddings"]` (float32 [n, tokens, dim], zero-padded), `batch["attention_mask"]`
 /// (uint8 [n, tokens]: 1 on tokens, 0 on padding), `batch["lengths"]` and `batch["indices"]`;
 /// with `MlmMask`, `batch["labels"]` (int32 [n, tokens]: the original id where a token was
-/// selected, -100 elsewhere and in the padding). Packed pipelines (`Pack`) give blocks:
+/// selected, -100 elsewhere and in the padding); with `Tokenize(offsets=True)`,
+/// `batch["offset_mapping"]` (int32 [n, tokens, 2]: each token's character span, 0 for
+/// special tokens and padding). Packed pipelines (`Pack`) give blocks:
 /// `input_ids` int32 [blocks, seq_len], causal-LM `labels`, `cu_seqlens` (int32 segment
 /// boundaries over the flattened blocks), `lengths` (real tokens per block) and `indices` (the
 /// documents with tokens in the batch).
