@@ -547,13 +547,9 @@ impl Shared {
         cancel: &AtomicBool,
     ) -> (GpuWork, Vec<Outcome>) {
         let (ops, ids) = (&self.ops[cut..], &self.op_ids[cut..]);
-        let (values, draws, outcomes) = each_sample(indices, cancel, |index| {
-            let mut value = Value::default();
-            self.process_sample(epoch, index, SampleOut::Value(&mut value))?;
-            let key = (self.settings.seed, epoch, index);
-            let draws = draw_spectral(ops, ids, key, &value)
-                .map_err(|(i, m)| self.sample_error(index, ops[i].name(), m))?;
-            Ok((value, draws))
+        let (values, draws, outcomes) = self.cpu_part_values(epoch, indices, cancel, |index, v| {
+            draw_spectral(ops, ids, (self.settings.seed, epoch, index), v)
+                .map_err(|(i, m)| self.sample_error(index, ops[i].name(), m))
         });
         (GpuWork::Spectral { values, draws }, outcomes)
     }
@@ -569,20 +565,34 @@ impl Shared {
     ) -> (GpuWork, Vec<Outcome>) {
         let (ops, ids) = (&self.ops[cut..], &self.op_ids[cut..]);
         let fixed = self.settings.pad_length;
-        let (values, draws, outcomes) = each_sample(indices, cancel, |index| {
-            let mut value = Value::default();
-            self.process_sample(epoch, index, SampleOut::Value(&mut value))?;
-            let key = (self.settings.seed, epoch, index);
-            let draws = draw_tokens(ops, ids, key, &value)
+        let (values, draws, outcomes) = self.cpu_part_values(epoch, indices, cancel, |index, v| {
+            let draws = draw_tokens(ops, ids, (self.settings.seed, epoch, index), v)
                 .map_err(|(i, m)| self.sample_error(index, ops[i].name(), m))?;
-            match &value {
+            match v {
                 Value::Tokens(t) if fixed > 0 && t.ids.len() > fixed => {
                     Err(self.too_long_error(index, t.ids.len()))
                 }
-                _ => Ok((value, draws)),
+                _ => Ok(draws),
             }
         });
         (GpuWork::Tokens { values, draws }, outcomes)
+    }
+
+    /// Each sample's value after the CPU operators and what `draw` makes of it (its suffix
+    /// parameters, or the sample's error), on the worker pool.
+    fn cpu_part_values<D: Send>(
+        &self,
+        epoch: u32,
+        indices: &[u64],
+        cancel: &AtomicBool,
+        draw: impl Fn(u64, &Value) -> std::result::Result<D, SampleError> + Sync,
+    ) -> (Vec<Value>, Vec<D>, Vec<Outcome>) {
+        each_sample(indices, cancel, |index| {
+            let mut value = Value::default();
+            self.process_sample(epoch, index, SampleOut::Value(&mut value))?;
+            let draws = draw(index, &value)?;
+            Ok((value, draws))
+        })
     }
 }
 
