@@ -199,6 +199,8 @@ enum Command {
         /// Write the cost profile used to this file (JSON, docs/COST_PROFILE.md)
         #[arg(long)]
         save_profile: Option<PathBuf>,
+        #[command(flatten)]
+        text: TextArgs,
     },
     /// Write a deterministic dataset: ImageNet-like JPEGs (ROOT/class_NNN/img_NNNNNN.jpg),
     /// speech (ROOT/class_NNN/*.wav|flac) or text (ROOT/corpus.txt).
@@ -262,17 +264,19 @@ fn run(cli: Cli) -> sluice::Result<()> {
             train_step_ms,
             plan,
             save_profile,
+            text,
         } => {
             let workload = parse_workload(&workload)?;
-            let source = dataset(data, images, workload, None)?;
-            let profile = cost_profile(&source, workload, plan.profile.as_deref())?;
+            let assets = text.assets(workload)?;
+            let source = dataset(data, images, workload, text.text_field.as_deref())?;
+            let profile = cost_profile(&source, (workload, &assets), plan.profile.as_deref())?;
             if let Some(path) = &save_profile {
                 profile.save(path)?;
                 eprintln!("cost profile written to {}", path.display());
             }
             let goal = goal(&plan, batch, epochs, train_step_ms);
             let logical = workload
-                .add_ops(sluice::Pipeline::builder_shared(source))
+                .add_ops_with(sluice::Pipeline::builder_shared(source), &assets)
                 .logical_plan();
             let optimized = sluice::optimizer::optimize(&logical, &profile, &goal)?;
             print!("{}", optimized.explain(&goal));
@@ -375,7 +379,8 @@ fn run(cli: Cli) -> sluice::Result<()> {
             let defaults = workload.batch_defaults(&text_assets);
             let source = dataset(data, images, workload, text.text_field.as_deref())?;
             let optimize = if optimize {
-                let profile = cost_profile(&source, workload, plan.profile.as_deref())?;
+                let profile =
+                    cost_profile(&source, (workload, &text_assets), plan.profile.as_deref())?;
                 Some((profile, goal(&plan, batch, epochs, train_step_ms)))
             } else {
                 None
@@ -526,13 +531,15 @@ fn goal(plan: &PlanArgs, batch: usize, epochs: u32, train_step_ms: f64) -> Goal 
 
 /// The profile at `path`, or the one cached for this machine, dataset and pipeline, or a fresh
 /// measurement (then cached).
+/// The cost profile of `workload` on `source` with the text workloads' `assets` (the pipeline
+/// that will run: a profile of another tokenizer or table would price the wrong operators).
 fn cost_profile(
     source: &Arc<dyn Source>,
-    workload: Workload,
+    (workload, assets): (Workload, &bench::TextAssets),
     path: Option<&Path>,
 ) -> sluice::Result<CostProfile> {
     let logical = workload
-        .add_ops(sluice::Pipeline::builder_shared(source.clone()))
+        .add_ops_with(sluice::Pipeline::builder_shared(source.clone()), assets)
         .logical_plan();
     let dir = target_dir().join("sluice-profiles");
     profile::for_pipeline(source.as_ref(), &logical.decoder, &logical.ops, path, &dir)

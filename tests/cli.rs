@@ -451,3 +451,55 @@ fn bench_on_a_manifest_reports_audio_seconds_and_dumps_transcripts() {
     let report = bench_json(images.to_str().unwrap(), "rn50-val", "1");
     assert!(report["audio_seconds_per_second"].is_null());
 }
+
+/// `explain` (and `bench --optimize`) profile the text pipeline that will run: with
+/// `--embeddings`, the lookup's bytes are the given table's width, not the default 768.
+#[test]
+fn explain_profiles_the_given_embedding_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("text");
+    sluice(&[
+        "gen-data",
+        data.to_str().unwrap(),
+        "--kind",
+        "text",
+        "--n",
+        "12",
+    ]);
+    // A [50257, 4] f32 table as NPY (version 1.0 header, padded to 64 bytes).
+    let (rows, dim) = (50257usize, 4usize);
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    npy.extend((header.len() as u16).to_le_bytes());
+    npy.extend(header.as_bytes());
+    npy.extend((0..rows * dim).flat_map(|i| (i as f32 * 1e-6).to_le_bytes()));
+    let table = dir.path().join("table.npy");
+    std::fs::write(&table, npy).unwrap();
+    let saved = dir.path().join("profile.json");
+    let corpus = data.join("corpus.txt");
+    let out = sluice(&[
+        "explain",
+        "nlp",
+        "--data",
+        corpus.to_str().unwrap(),
+        "--embeddings",
+        table.to_str().unwrap(),
+        "--save-profile",
+        saved.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("EmbeddingLookup"), "{text}");
+    let profile: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    let lookup = profile["ops"].as_array().unwrap().last().unwrap();
+    let (bytes_in, bytes_out) = (
+        lookup["bytes_in"].as_f64().unwrap(),
+        lookup["bytes_out"].as_f64().unwrap(),
+    );
+    assert_eq!(bytes_out, bytes_in * dim as f64, "{lookup}");
+}
