@@ -61,6 +61,9 @@ pub(crate) enum GpuWork {
     },
 }
 
+/// A text batch from the GPU: the main tensor, lengths, labels and offsets.
+type TokenParts = (Images, Vec<usize>, Option<DenseBatch>, Option<DenseBatch>);
+
 impl GpuSuffix {
     pub fn start(
         cut: usize,
@@ -214,11 +217,7 @@ impl GpuJob {
                 let (images, lengths) = self.spectral(values, draws, gpu).map_err(failed)?;
                 (images, lengths, None, None)
             }
-            GpuWork::Tokens { values, draws } => {
-                let (images, lengths, labels) = self.tokens(values, draws, gpu).map_err(failed)?;
-                let offsets = self.token_offsets(values, &lengths);
-                (images, lengths, labels, offsets)
-            }
+            GpuWork::Tokens { values, draws } => self.tokens(values, draws, gpu).map_err(failed)?,
         };
         shared.timers.record(shared.gpu_stage(), t);
         Ok(Batch {
@@ -238,9 +237,8 @@ impl GpuJob {
 
     /// The samples' offsets padded into `[n, width, 2]` on the host (no kernel changes them),
     /// when the pipeline keeps them.
-    fn token_offsets(&self, values: &[Value], lengths: &[usize]) -> Option<DenseBatch> {
+    fn token_offsets(&self, values: &[Value], width: usize) -> Option<DenseBatch> {
         let shared = &self.shared;
-        let width = shared.padded_width(lengths.iter().copied().max().unwrap_or(0));
         let on = shared.keeps_offsets() && !values.is_empty();
         let mut spans = LabelWriter::offsets(&shared.buffers, on, values.len(), width);
         for (slot, v) in values.iter().enumerate() {
@@ -258,13 +256,14 @@ impl GpuJob {
     }
 
     /// The token suffix: ids `[n, width]` (i32) or embeddings `[n, width, dim]` (f32), each
-    /// sample's length, and the labels `[n, width]` when the batch has any.
+    /// sample's length, the labels `[n, width]` when the batch has any, and the offsets
+    /// `[n, width, 2]` when the pipeline keeps them.
     fn tokens(
         &self,
         values: &[Value],
         draws: &[TokenDraws],
         gpu: &GpuSuffix,
-    ) -> Result<(Images, Vec<usize>, Option<DenseBatch>), String> {
+    ) -> Result<TokenParts, String> {
         let shared = &self.shared;
         let ops = &shared.ops[gpu.cut..];
         let lengths: Vec<usize> = values
@@ -310,6 +309,7 @@ impl GpuJob {
             Images::Dense(dense(out.dtype, out.layout, shape, data)),
             lengths,
             labels,
+            self.token_offsets(values, width),
         ))
     }
 

@@ -16,7 +16,7 @@ pub use gpu::{stages_for, GpuSuffix};
 pub use iter::{EpochIter, Wait};
 pub use spectral::{draw_spectral, spectral_input, spectral_stages, SpectralDraws};
 pub use stats::{RunStats, StageStat};
-pub use text_gpu::{draw_tokens, token_stages, tokens_unsupported, TokenDraws};
+pub use text_gpu::{draw_tokens, token_input, token_stages, tokens_unsupported, TokenDraws};
 
 use crate::batch::BufferPool;
 use crate::ops::{Decoder, Op, OpKind};

@@ -90,6 +90,17 @@ pub fn token_stages(ops: &[Op], draws: &[TokenDraws]) -> Vec<TextStage> {
         .collect()
 }
 
+/// The kernels' view of a value entering the token suffix (its ids and labels).
+pub fn token_input(value: &Value) -> TokenInput<'_> {
+    match value {
+        Value::Tokens(t) => TokenInput {
+            ids: &t.ids,
+            labels: &t.labels,
+        },
+        other => unreachable!("{:?} never enters a token suffix", other.kind()),
+    }
+}
+
 /// The width of a sample's row in the main tensor: `dim` floats with a lookup, else one id.
 pub fn row_words(ops: &[Op]) -> usize {
     ops.iter()
@@ -120,16 +131,7 @@ pub fn run_tokens(
     main: &mut [u8],
     mut labels: Option<&mut [u8]>,
 ) -> Result<(), String> {
-    let inputs: Vec<TokenInput> = values
-        .iter()
-        .map(|v| match v {
-            Value::Tokens(t) => TokenInput {
-                ids: &t.ids,
-                labels: &t.labels,
-            },
-            other => unreachable!("{:?} never enters a token suffix", other.kind()),
-        })
-        .collect();
+    let inputs: Vec<TokenInput> = values.iter().map(token_input).collect();
     let row = row_words(ops);
     let one = TextLayout {
         samples: 1,

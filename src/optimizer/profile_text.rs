@@ -9,7 +9,7 @@ use super::profile::{best_of_three, profiling_failed, CostProfile, ProfileGpu, S
 use super::profile_audio::{value_bytes, GPU_SAMPLES};
 use crate::backend::wgpu::{encode_text, TokenInput};
 use crate::error::{Error, Result};
-use crate::exec::{draw_tokens, tokens_unsupported};
+use crate::exec::{draw_tokens, token_input, tokens_unsupported};
 use crate::ops::{DecodeText, Op, TextOp, Value};
 use crate::rng::SampleRng;
 use crate::source::Source;
@@ -82,16 +82,7 @@ fn time_tokens(gpu: &ProfileGpu, op: &Op, values: &[Value]) -> Result<Option<f64
         .map(|(s, v)| draw_tokens(ops, &[1], (0, 0, s as u64), v).map_err(|(_, e)| e))
         .collect::<std::result::Result<Vec<_>, String>>()
         .map_err(fail)?;
-    let inputs: Vec<TokenInput> = values
-        .iter()
-        .filter_map(|v| match v {
-            Value::Tokens(t) => Some(TokenInput {
-                ids: &t.ids,
-                labels: &t.labels,
-            }),
-            _ => None,
-        })
-        .collect();
+    let inputs: Vec<TokenInput> = values.iter().map(token_input).collect();
     let width = inputs.iter().map(|x| x.ids.len()).max().unwrap_or(0);
     let stages = crate::exec::token_stages(ops, &draws);
     let (batch, _) = encode_text(&inputs, &stages, width, (0, 0.0)).map_err(fail)?;
