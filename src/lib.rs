@@ -19,6 +19,7 @@ pub mod reference;
 pub mod rng;
 mod simd;
 pub mod source;
+pub mod state;
 pub mod tensor;
 pub mod text;
 

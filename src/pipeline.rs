@@ -114,6 +114,16 @@ pub struct Settings {
     /// Length bucketing: sort windows of this many batches by sample length before cutting
     /// batches ([`crate::rng::bucketed_order`]); 0: off.
     pub bucket_windows: usize,
+    /// Sharded sources: shuffle the shards, then samples within windows of this many shards
+    /// ([`crate::rng::shard_window_order`]), so only that many shards are read at once; 0: one
+    /// permutation of every sample (random access, per-sample reads).
+    pub shard_window: usize,
+    /// This process's share of each epoch: rank `rank` of `world`
+    /// ([`crate::rng::rank_share`]); every rank gets the same number of batches.
+    pub rank: usize,
+    pub world: usize,
+    /// When an epoch does not divide evenly among the ranks: pad by wrapping, or drop.
+    pub uneven: crate::rng::Uneven,
 }
 
 impl Default for Settings {
@@ -134,6 +144,10 @@ impl Default for Settings {
             pad_id: 0,
             pad_length: 0,
             bucket_windows: 0,
+            shard_window: 0,
+            rank: 0,
+            world: 1,
+            uneven: crate::rng::Uneven::Wrap,
         }
     }
 }
@@ -297,6 +311,27 @@ impl PipelineBuilder {
         self.settings.pad_id = id;
         self
     }
+    /// Sharded sources: read `shards` shards at a time, shuffling shards and then samples
+    /// within each window of that many ([`Settings::shard_window`]).
+    pub fn shard_window(mut self, shards: usize) -> Self {
+        self.settings.shard_window = shards;
+        self
+    }
+
+    /// Deliver only rank `rank`'s share of each epoch out of `world` ranks (contiguous, equal
+    /// sizes, padded by wrapping unless [`PipelineBuilder::uneven`] says drop).
+    pub fn shard(mut self, rank: usize, world: usize) -> Self {
+        self.settings.rank = rank;
+        self.settings.world = world;
+        self
+    }
+
+    /// What ranks do with an epoch that does not divide evenly (default: wrap).
+    pub fn uneven(mut self, uneven: crate::rng::Uneven) -> Self {
+        self.settings.uneven = uneven;
+        self
+    }
+
     pub fn batch_size(mut self, n: usize) -> Self {
         self.settings.batch_size = n;
         self
@@ -390,6 +425,18 @@ impl PipelineBuilder {
         if self.source.is_empty() {
             return Err(Error::InvalidPipeline(format!(
                 "{} has no samples",
+                self.source.describe()
+            )));
+        }
+        if s.world == 0 || s.rank >= s.world {
+            return Err(Error::InvalidPipeline(format!(
+                "rank {} of world {}: the rank must be below the world size",
+                s.rank, s.world
+            )));
+        }
+        if s.shard_window > 0 && self.source.shard_starts().is_none() {
+            return Err(Error::InvalidPipeline(format!(
+                "shard_window needs sharded data; {} has no shards",
                 self.source.describe()
             )));
         }
@@ -803,6 +850,46 @@ impl Pipeline {
             }
         }
         Ok(EpochIter::new(self.inner.clone(), epoch, start))
+    }
+
+    /// The state of a run at batch `position` of `epoch` (see [`EpochIter::state`]).
+    pub fn state_at(&self, epoch: u32, position: u64) -> crate::state::PipelineState {
+        self.inner.state(epoch, position)
+    }
+
+    /// Resume a run from `state`: the rest of its epoch, exactly as an uninterrupted run
+    /// delivers it. Refused when the state comes from other data, another declaration, seed
+    /// or rank.
+    pub fn resume(&self, state: &crate::state::PipelineState) -> Result<EpochIter> {
+        let mine = self.inner.state(state.epoch, state.position);
+        let differs = |what: &str, saved: String, here: String| {
+            Error::InvalidPipeline(format!(
+                "cannot resume: the state was saved with {what} {saved}, this pipeline has {here}"
+            ))
+        };
+        if state.seed != mine.seed {
+            return Err(differs(
+                "seed",
+                state.seed.to_string(),
+                mine.seed.to_string(),
+            ));
+        }
+        if (state.rank, state.world) != (mine.rank, mine.world) {
+            return Err(Error::InvalidPipeline(format!(
+                "cannot resume: the state was saved by rank {} of {}, this pipeline is rank {} \
+                 of {}",
+                state.rank, state.world, mine.rank, mine.world
+            )));
+        }
+        if state.fingerprint != mine.fingerprint {
+            return Err(Error::InvalidPipeline(format!(
+                "cannot resume: the state's fingerprint {} is not this pipeline's {} (other \
+                 data, or another declaration: operators, batch size, shuffling, bucketing, \
+                 shard window)",
+                state.fingerprint, mine.fingerprint
+            )));
+        }
+        self.epoch_from(state.epoch, state.position)
     }
 
     pub fn len(&self) -> usize {

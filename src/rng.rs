@@ -131,6 +131,73 @@ pub fn epoch_order(len: usize, seed: u64, epoch: u32, shuffle: bool) -> Vec<u64>
     order
 }
 
+/// Stream id reserved for the order of shards (shard-window shuffling).
+pub const SHARD_STREAM: u32 = u32::MAX - 2;
+
+/// The order of an epoch over sharded data read `window` shards at a time: the shards in a
+/// permutation keyed by (seed, epoch), then each window of `window` consecutive shards' samples
+/// in a permutation of their own. Only `window` shards are read at once, at the price of a
+/// local shuffle: neighbours come from the same window. `starts`: each shard's first sample
+/// (ascending, the first 0); `len`: the number of samples. Without `shuffle`, the identity.
+pub fn shard_window_order(
+    starts: &[u64],
+    len: u64,
+    window: usize,
+    seed: u64,
+    epoch: u32,
+    shuffle: bool,
+) -> Vec<u64> {
+    if !shuffle {
+        return (0..len).collect();
+    }
+    let mut rng = SampleRng::new(seed, epoch, 0, SHARD_STREAM);
+    let mut shards: Vec<usize> = (0..starts.len()).collect();
+    for i in (1..shards.len()).rev() {
+        shards.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let end = |s: usize| starts.get(s + 1).copied().unwrap_or(len);
+    let mut order = Vec::with_capacity(len as usize);
+    for group in shards.chunks(window.max(1)) {
+        let from = order.len();
+        for &s in group {
+            order.extend(starts[s]..end(s));
+        }
+        let w = &mut order[from..];
+        for i in (1..w.len()).rev() {
+            w.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+    }
+    order
+}
+
+/// What a rank does when the epoch does not divide evenly among `world` ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Uneven {
+    /// Every rank gets ⌈n / world⌉ positions; the last ranks' are padded with positions from
+    /// the start of the epoch (those samples are seen twice in the epoch).
+    #[default]
+    Wrap,
+    /// Every rank gets ⌊n / world⌋ positions; the last n mod world are left out this epoch.
+    Drop,
+}
+
+/// Rank `rank`'s share of an epoch's `order`: a contiguous block (contiguous, so a rank reads
+/// its own shards' windows), equal in size on every rank. Samples keep their own indices, so
+/// their augmentation does not depend on `world`.
+pub fn rank_share(order: &[u64], rank: usize, world: usize, uneven: Uneven) -> Vec<u64> {
+    let n = order.len();
+    if world <= 1 {
+        return order.to_vec();
+    }
+    let per_rank = match uneven {
+        Uneven::Wrap => n.div_ceil(world),
+        Uneven::Drop => n / world,
+    };
+    (rank * per_rank..(rank + 1) * per_rank)
+        .map(|p| order[p % n])
+        .collect()
+}
+
 /// Stream id reserved for the order of bucketed batches.
 pub const BUCKET_STREAM: u32 = u32::MAX - 1;
 

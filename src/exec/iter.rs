@@ -5,7 +5,6 @@
 use super::{PrefetchController, Shared};
 use crate::batch::{Batch, DenseBatch, Images};
 use crate::error::{Error, Result, SampleError};
-use crate::rng::{bucketed_order, epoch_order};
 use crate::tensor::{DType, Layout};
 use crate::text::{PackSpec, TokenStream};
 use crossbeam_channel::{Receiver, Sender};
@@ -47,6 +46,8 @@ pub struct EpochIter {
     finished: bool,
     controller: PrefetchController,
     packing: Option<Packing>,
+    /// Remote sources: fetches the next samples' bytes ahead of the workers.
+    read_ahead: Option<crate::source::shards::ReadAhead>,
 }
 
 /// A packed pipeline's state between batches.
@@ -65,14 +66,8 @@ impl EpochIter {
     /// The iterator over `epoch` from batch `start` on (0: the whole epoch; see
     /// [`crate::Pipeline::epoch_from`]).
     pub(crate) fn new(shared: Arc<Shared>, epoch: u32, start: u64) -> Self {
+        let order = shared.epoch_order(epoch);
         let s = &shared.settings;
-        let mut order = epoch_order(shared.source.len(), s.seed, epoch, s.shuffle);
-        if s.bucket_windows > 0 {
-            // build() checked that the source knows every sample's length.
-            let length = |i: u64| shared.source.length_hint(i).unwrap_or(0);
-            let (batch, windows) = (s.batch_size, s.bucket_windows);
-            order = bucketed_order(&order, length, batch, windows, s.seed, epoch, s.shuffle);
-        }
         let (tx, rx) = crossbeam_channel::unbounded();
         let (floor, ceiling) = if s.max_prefetch > s.prefetch {
             (s.prefetch.min(2), s.max_prefetch)
@@ -91,6 +86,7 @@ impl EpochIter {
         let start = if packing.is_some() { 0 } else { start };
         EpochIter {
             num_chunks: shared.chunks_per_epoch(),
+            read_ahead: shared.source.read_ahead(),
             shared,
             epoch,
             order: Arc::new(order),
@@ -126,6 +122,12 @@ impl EpochIter {
         }
     }
 
+    /// Where this iterator stands, as a value a run resumes from
+    /// ([`crate::Pipeline::resume`]).
+    pub fn state(&self) -> crate::state::PipelineState {
+        self.shared.state(self.epoch, self.next_index())
+    }
+
     /// The next batch, waiting at most `timeout` for it: lets a caller that must react to
     /// something else (a signal, a shutdown) wait in slices without losing its place.
     pub fn next_within(&mut self, timeout: Duration) -> Wait {
@@ -133,6 +135,10 @@ impl EpochIter {
     }
 
     fn top_up(&mut self) {
+        if let Some(read_ahead) = &mut self.read_ahead {
+            let from = self.next_spawn as usize * self.shared.settings.batch_size;
+            read_ahead.advance(&self.order, from);
+        }
         while self.in_flight < self.controller.depth && self.next_spawn < self.num_chunks {
             let b = self.next_spawn;
             let (shared, order, tx, cancel) = (

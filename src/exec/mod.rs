@@ -268,9 +268,55 @@ impl Shared {
         FIRST_STEP_STAGE + self.steps.len()
     }
 
+    /// The positions of epoch `epoch` this process delivers, in order: the sampler's order
+    /// (shard windows, length buckets) cut to this rank's share.
+    pub fn epoch_order(&self, epoch: u32) -> Vec<u64> {
+        use crate::rng::{bucketed_order, epoch_order, rank_share, shard_window_order};
+        let s = &self.settings;
+        let len = self.source.len();
+        let mut order = match self.source.shard_starts() {
+            Some(starts) if s.shard_window > 0 => {
+                shard_window_order(starts, len as u64, s.shard_window, s.seed, epoch, s.shuffle)
+            }
+            _ => epoch_order(len, s.seed, epoch, s.shuffle),
+        };
+        if s.bucket_windows > 0 {
+            // build() checked that the source knows every sample's length.
+            let length = |i: u64| self.source.length_hint(i).unwrap_or(0);
+            let (batch, windows) = (s.batch_size, s.bucket_windows);
+            order = bucketed_order(&order, length, batch, windows, s.seed, epoch, s.shuffle);
+        }
+        rank_share(&order, s.rank, s.world, s.uneven)
+    }
+
+    /// The state of a run of this pipeline at batch `position` of `epoch`.
+    pub fn state(&self, epoch: u32, position: u64) -> crate::state::PipelineState {
+        let s = &self.settings;
+        let ops = format!("{:?}", (&self.decode, &self.ops));
+        crate::state::PipelineState {
+            version: crate::state::STATE_VERSION,
+            fingerprint: crate::state::fingerprint(self.source.as_ref(), &ops, s),
+            seed: s.seed,
+            epoch,
+            position,
+            rank: s.rank,
+            world: s.world,
+        }
+    }
+
+    /// Positions each epoch delivers on this rank.
+    pub fn samples_per_epoch(&self) -> u64 {
+        let (n, world) = (self.source.len() as u64, self.settings.world.max(1) as u64);
+        match (world, self.settings.uneven) {
+            (1, _) => n,
+            (_, crate::rng::Uneven::Wrap) => n.div_ceil(world),
+            (_, crate::rng::Uneven::Drop) => n / world,
+        }
+    }
+
     /// Batches per epoch (None when packed: see [`crate::Pipeline::batches_per_epoch`]).
     pub fn batches_per_epoch(&self) -> Option<u64> {
-        let n = self.source.len() as u64;
+        let n = self.samples_per_epoch();
         let b = self.settings.batch_size as u64;
         match (self.pack, self.settings.drop_last) {
             (Some(_), _) => None,
@@ -282,7 +328,7 @@ impl Shared {
     /// Groups of `batch_size` samples the workers process per epoch: the batches, or for a
     /// packed pipeline the chunks of documents the packer draws from.
     pub fn chunks_per_epoch(&self) -> u64 {
-        let n = self.source.len() as u64;
+        let n = self.samples_per_epoch();
         match self.pack {
             Some(_) => n.div_ceil(self.settings.batch_size as u64),
             None => self.batches_per_epoch().unwrap_or(0),

@@ -5,6 +5,7 @@ mod audio_folder;
 mod file_list;
 mod image_folder;
 mod memory;
+pub mod shards;
 mod text;
 
 pub use audio_folder::AudioFolder;
@@ -65,6 +66,22 @@ pub trait Source: Send + Sync {
 
     /// Replace the contents of `buf` with the encoded bytes of sample `index`.
     fn read(&self, index: u64, buf: &mut Vec<u8>) -> std::io::Result<()>;
+
+    /// For sharded data: the index of each shard's first sample (samples are numbered shard
+    /// by shard), which shard-window shuffling permutes.
+    fn shard_starts(&self) -> Option<&[u64]> {
+        None
+    }
+
+    /// For remote data: a read-ahead the epoch iterator drives through its order.
+    fn read_ahead(&self) -> Option<shards::ReadAhead> {
+        None
+    }
+
+    /// What identifies the data for a saved state: a resumed run refuses other data.
+    fn fingerprint(&self) -> String {
+        format!("{}|{}", self.describe(), self.len())
+    }
 
     /// One line for reports: kind and location.
     fn describe(&self) -> String;

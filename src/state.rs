@@ -1,0 +1,87 @@
+//! A pipeline's position as a small serializable value: a run stopped after any batch resumes
+//! from it and delivers exactly the batches an uninterrupted run would have delivered from
+//! there (every batch is a pure function of the data, the declaration, seed, epoch and
+//! position). The fingerprint refuses a state saved by a pipeline over other data or with
+//! another declaration.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// The format this build writes and reads.
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineState {
+    pub version: u32,
+    /// xxh3 of the data (shards' names, sizes, version tags) and of everything that decides
+    /// the batches (operators, batch size, shuffling, bucketing, shard window, ranks).
+    pub fingerprint: String,
+    pub seed: u64,
+    pub epoch: u32,
+    /// Batches of `epoch` already delivered (the next one to deliver).
+    pub position: u64,
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl PipelineState {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a state serializes")
+    }
+
+    pub fn from_json(text: &str) -> Result<PipelineState> {
+        let state: PipelineState = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidPipeline(format!("not a pipeline state: {e}")))?;
+        if state.version != STATE_VERSION {
+            return Err(Error::InvalidPipeline(format!(
+                "pipeline state version {}, this build reads {STATE_VERSION}",
+                state.version
+            )));
+        }
+        Ok(state)
+    }
+
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        std::fs::write(path, self.to_json()).map_err(|e| Error::io(path.display().to_string(), e))
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<PipelineState> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        Self::from_json(&text)
+            .map_err(|e| Error::InvalidPipeline(format!("{}: {e}", path.display())))
+    }
+}
+
+/// The fingerprint of a pipeline over `source` with `ops` (decoder and operators, as `Debug`
+/// writes them) and `settings` (see
+/// [`PipelineState::fingerprint`]). Threads, prefetch, placement and fusion are left out:
+/// they never change the bytes.
+pub(crate) fn fingerprint(
+    source: &dyn crate::source::Source,
+    ops: &str,
+    s: &crate::pipeline::Settings,
+) -> String {
+    use xxhash_rust::xxh3::Xxh3;
+    let mut h = Xxh3::new();
+    h.update(source.fingerprint().as_bytes());
+    h.update(ops.as_bytes());
+    h.update(
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}|{}",
+            s.batch_size,
+            s.drop_last,
+            s.shuffle,
+            s.seed,
+            s.bucket_windows,
+            s.shard_window,
+            s.world,
+            s.uneven,
+            s.pad_multiple,
+            s.pad_length,
+            s.pad_id
+        )
+        .as_bytes(),
+    );
+    format!("{:016x}", h.digest())
+}
