@@ -338,35 +338,36 @@ fn build_store(url: &url::Url, config: &IoConfig) -> Result<Arc<dyn ObjectStore>
     use object_store::{aws, azure, gcp, http};
     // reqwest is built without a TLS provider of its own: rustls uses ring (see Cargo.toml).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // Retries are ours (they also cover bodies cut short), so the client makes one attempt.
+    // Retries are ours (they also cover bodies cut short), so the client makes one attempt;
+    // each attempt's time limit is ours too. The cloud stores keep the client options their
+    // environment gives (`AWS_ALLOW_HTTP`, proxies, certificates).
     let retry = object_store::RetryConfig {
         max_retries: 0,
         ..Default::default()
     };
-    let client = object_store::ClientOptions::new().with_timeout(config.timeout);
+    let client = object_store::ClientOptions::new()
+        .with_timeout(config.timeout)
+        .with_allow_http(true);
     let error = |e: object_store::Error| Error::Source(format!("{url}: {e}"));
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "s3" | "s3a" => Arc::new(
             aws::AmazonS3Builder::from_env()
                 .with_url(url.as_str())
-                .with_retry(retry)
-                .with_client_options(client)
+                .with_retry(retry.clone())
                 .build()
                 .map_err(error)?,
         ),
         "gs" => Arc::new(
             gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(url.as_str())
-                .with_retry(retry)
-                .with_client_options(client)
+                .with_retry(retry.clone())
                 .build()
                 .map_err(error)?,
         ),
         "az" | "abfs" | "abfss" | "azure" => Arc::new(
             azure::MicrosoftAzureBuilder::from_env()
                 .with_url(url.as_str())
-                .with_retry(retry)
-                .with_client_options(client)
+                .with_retry(retry.clone())
                 .build()
                 .map_err(error)?,
         ),
@@ -376,7 +377,7 @@ fn build_store(url: &url::Url, config: &IoConfig) -> Result<Arc<dyn ObjectStore>
                 http::HttpBuilder::new()
                     .with_url(base)
                     .with_retry(retry)
-                    .with_client_options(client.with_allow_http(true))
+                    .with_client_options(client)
                     .build()
                     .map_err(error)?,
             )
