@@ -103,9 +103,12 @@ enum Command {
         workload: String,
         /// ImageFolder (AudioFolder for asr workloads) directory or CSV file list; for text
         /// workloads a text file (one sample per line), a JSON-lines file or a folder of .txt
-        /// documents (default: a generated dataset cached under target/)
+        /// documents; for any workload WebDataset shards: a folder of .tar files, a shard
+        /// manifest (sluice-index.json), or shard URLs/paths with brace patterns
+        /// (s3://bucket/train-{000000..000127}.tar; gs://, az://, http(s):// too)
+        /// (default: a generated dataset cached under target/)
         #[arg(long)]
-        data: Option<PathBuf>,
+        data: Option<String>,
         #[command(flatten)]
         text: TextArgs,
         /// Samples in the generated default dataset (default: 1024 images, 256 audio files)
@@ -175,15 +178,48 @@ enum Command {
         optimize: bool,
         #[command(flatten)]
         plan: PlanArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Index WebDataset shards: write a manifest (per shard: location, size, version tag,
+    /// each sample's offset and length) so opening them costs one read, not a scan.
+    Index {
+        /// Shards: a folder of .tar files, or paths/URLs with brace patterns
+        data: String,
+        /// Where to write the manifest, a path or URL (default: sluice-index.json beside the
+        /// shards)
+        #[arg(long)]
+        output: Option<String>,
+    },
+    /// Write any dataset (ImageFolder, AudioFolder, CSV/JSONL list, text) as WebDataset tar
+    /// shards plus their manifest.
+    Shard {
+        /// The dataset to write, as bench's --data takes it
+        source: String,
+        /// The folder to write the shards into
+        out: PathBuf,
+        /// Close a shard once it holds this much: 64MiB, 500KiB, 1GB, or bytes
+        #[arg(long, default_value = "64MiB")]
+        shard_size: String,
+        /// Kind of data: images, audio or text (how a folder or list is read)
+        #[arg(long, value_enum, default_value = "images")]
+        kind: DataKind,
+        /// File names: PREFIX-000000.tar, ...
+        #[arg(long, default_value = "shard")]
+        prefix: String,
+        /// Text: the JSON field holding the text (JSON-lines input)
+        #[arg(long)]
+        text_field: Option<String>,
     },
     /// Show how the optimizer would run a workload: the logical plan, each rule's decision with
     /// the predicted costs of the alternatives, the physical plan and its predicted throughput.
     Explain {
         /// decode-only, rn50-train, rn50-val or simclr
         workload: String,
-        /// ImageFolder directory or CSV file list to profile (default: the generated dataset)
+        /// ImageFolder directory, CSV file list or shards to profile (as for bench; default:
+        /// the generated dataset)
         #[arg(long)]
-        data: Option<PathBuf>,
+        data: Option<String>,
         /// Images in the generated default dataset (default 1024)
         #[arg(long)]
         images: Option<usize>,
@@ -220,6 +256,53 @@ enum Command {
         #[arg(long, default_value_t = 15.0)]
         max_seconds: f64,
     },
+}
+
+/// Where the run reads and which share it takes; stopping and resuming.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Sharded data: shuffle shards, then samples within windows of K shards (only K shards
+    /// are read at a time); 0: one permutation of all samples
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    shard_window: usize,
+    /// This process's rank among --world ranks: it runs its share of each epoch
+    #[arg(long, default_value_t = 0)]
+    rank: usize,
+    #[arg(long, default_value_t = 1)]
+    world: usize,
+    /// Stop after this many batches (see --save-state)
+    #[arg(long, value_name = "K")]
+    stop_after_batches: Option<u64>,
+    /// With --stop-after-batches: write where the run stopped to FILE (JSON)
+    #[arg(long, value_name = "FILE")]
+    save_state: Option<PathBuf>,
+    /// Start where a saved run stopped: the same batches an uninterrupted run delivers from
+    /// there (--json's batch_checksums shows it)
+    #[arg(long, value_name = "FILE")]
+    resume: Option<PathBuf>,
+}
+
+/// `64MiB`, `500KiB`, `1GB`, `4096` → bytes.
+fn parse_size(text: &str) -> sluice::Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if scale > 0 && n > 0 => Ok(n.saturating_mul(scale)),
+        _ => Err(sluice::Error::InvalidPipeline(format!(
+            "size `{text}`: a positive number with an optional unit (KiB, MiB, GiB, KB, MB, GB)"
+        ))),
+    }
 }
 
 fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
@@ -280,6 +363,58 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 .logical_plan();
             let optimized = sluice::optimizer::optimize(&logical, &profile, &goal)?;
             print!("{}", optimized.explain(&goal));
+            Ok(())
+        }
+        Command::Index { data, output } => {
+            use sluice::source::shards::{shard_locations, IoConfig, Manifest, MANIFEST_NAME};
+            let locations = shard_locations(&data)?;
+            let output = output.unwrap_or_else(|| {
+                let first = &locations[0];
+                let dir = first.rfind('/').map_or("", |i| &first[..=i]);
+                format!("{dir}{MANIFEST_NAME}")
+            });
+            let config = std::sync::Arc::new(IoConfig::default());
+            let bar = progress_bar(locations.len() as u64, "indexing shards");
+            let manifest =
+                Manifest::build(&locations, &config, &|done| bar.set_position(done as u64))?;
+            bar.finish_and_clear();
+            manifest.save(&output, &config)?;
+            let samples: usize = manifest.shards.iter().map(|s| s.samples.len()).sum();
+            eprintln!(
+                "indexed {} shards, {samples} samples: manifest written to {output}",
+                manifest.shards.len()
+            );
+            Ok(())
+        }
+        Command::Shard {
+            source,
+            out,
+            shard_size,
+            kind,
+            prefix,
+            text_field,
+        } => {
+            use sluice::source::shards::{write_shards, ShardWriterSpec};
+            let path = Path::new(&source);
+            let data: Arc<dyn Source> = match kind {
+                DataKind::Images => sluice::source::open_path(path)?,
+                DataKind::Audio => sluice::source::open_audio_path(path)?,
+                DataKind::Text => sluice::source::open_text_path(path, text_field.as_deref())?,
+            };
+            let spec = ShardWriterSpec {
+                shard_bytes: parse_size(&shard_size)?,
+                prefix,
+            };
+            let bar = progress_bar(data.len() as u64, "writing shards");
+            let shards = write_shards(data.as_ref(), &out, &spec, &|done| bar.set_position(done))?;
+            bar.finish_and_clear();
+            eprintln!(
+                "wrote {} samples into {} shards in {} (manifest: {})",
+                data.len(),
+                shards.len(),
+                out.display(),
+                out.join(sluice::source::shards::MANIFEST_NAME).display()
+            );
             Ok(())
         }
         Command::GenData {
@@ -365,6 +500,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             verify,
             optimize,
             plan,
+            run,
         } => {
             if let Some(path) = &chart {
                 if !path.extension().is_some_and(|e| e == "svg" || e == "png") {
@@ -415,7 +551,19 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 dump,
                 text: text_assets,
                 bucket_windows: bucket.unwrap_or(defaults.bucket_windows),
+                shard_window: run.shard_window,
+                rank: (run.rank, run.world),
+                resume: match &run.resume {
+                    Some(path) => Some(sluice::state::PipelineState::load(path)?),
+                    None => None,
+                },
+                stop_after: run.stop_after_batches.map(|k| (k, run.save_state.clone())),
             };
+            if run.save_state.is_some() && run.stop_after_batches.is_none() {
+                return Err(sluice::Error::InvalidPipeline(
+                    "--save-state needs --stop-after-batches".into(),
+                ));
+            }
             let report = bench::run(source, &opts)?;
             if let Some(path) = &chart {
                 let chart = bench::chart_layout(&report);
@@ -454,15 +602,19 @@ fn parse_workload(name: &str) -> sluice::Result<Workload> {
     })
 }
 
-/// The optimizer's cost model and profiler measure image operators only (so far).
 /// The dataset at `data`, or the generated default (made once, cached): `images` images, or
 /// for an audio workload that many speech files.
 fn dataset(
-    data: Option<PathBuf>,
+    data: Option<String>,
     images: Option<usize>,
     workload: Workload,
     text_field: Option<&str>,
 ) -> sluice::Result<Arc<dyn Source>> {
+    use sluice::source::shards;
+    if let Some(d) = data.as_deref().filter(|d| shards::is_sharded(d)) {
+        return Ok(Arc::new(open_shards_with_progress(d)?));
+    }
+    let data = data.map(PathBuf::from);
     if workload.is_text() {
         let path = match data {
             Some(d) => d,
@@ -517,6 +669,26 @@ fn dataset(
         }
     };
     sluice::source::open_path(&data)
+}
+
+/// Open sharded data; without a manifest, scan the shards with a progress bar.
+fn open_shards_with_progress(data: &str) -> sluice::Result<sluice::source::shards::WebDataset> {
+    use sluice::source::shards::{is_url, shard_locations, IoConfig, WebDataset, MANIFEST_NAME};
+    let manifest = Path::new(data).join(MANIFEST_NAME);
+    if data.ends_with(".json") || (!is_url(data) && manifest.is_file()) {
+        return sluice::source::shards::open_shards(data, IoConfig::default());
+    }
+    let locations = shard_locations(data)?;
+    eprintln!(
+        "no manifest: scanning {} shards (`sluice index` writes one so start-up skips this)",
+        locations.len()
+    );
+    let bar = progress_bar(locations.len() as u64, "scanning shards");
+    let ds = WebDataset::scan_with_progress(&locations, IoConfig::default(), &|done| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    Ok(ds)
 }
 
 fn goal(plan: &PlanArgs, batch: usize, epochs: u32, train_step_ms: f64) -> Goal {

@@ -503,3 +503,75 @@ fn explain_profiles_the_given_embedding_table() {
     );
     assert_eq!(bytes_out, bytes_in * dim as f64, "{lookup}");
 }
+
+/// `bench --json` over `data` with `extra` flags: (checksum, batch checksums).
+fn bench_batches(data: &str, workload: &str, extra: &[&str]) -> (String, Vec<String>) {
+    let base = [
+        "bench", workload, "--data", data, "--batch", "4", "--epochs", "2", "--json",
+    ];
+    let out = sluice(&[&base[..], extra].concat());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batches = report["batch_checksums"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    (report["checksum"].as_str().unwrap().to_string(), batches)
+}
+
+#[test]
+fn shard_index_and_bench_on_shards_then_stop_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p).display().to_string();
+    sluice(&["gen-data", &path("folder"), "--n", "21", "--classes", "3"]);
+    sluice(&[
+        "shard",
+        &path("folder"),
+        &path("shards"),
+        "--shard-size",
+        "20KiB",
+    ]);
+    // The shards hold the folder's samples in its order: the same batches.
+    let (folder, _) = bench_batches(&path("folder"), "rn50-train", &[]);
+    let (shards, _) = bench_batches(&path("shards"), "rn50-train", &[]);
+    assert_eq!(folder, shards);
+    // `index` rewrites the manifest; a pattern reads the shards without it.
+    std::fs::remove_file(dir.path().join("shards/sluice-index.json")).unwrap();
+    sluice(&["index", &path("shards")]);
+    assert!(dir.path().join("shards/sluice-index.json").is_file());
+    let count = std::fs::read_dir(dir.path().join("shards"))
+        .unwrap()
+        .count()
+        - 1;
+    let pattern = format!("{}/shard-{{000000..{:06}}}.tar", path("shards"), count - 1);
+    assert_eq!(bench_batches(&pattern, "rn50-train", &[]).0, folder);
+
+    // Stop mid-run with a state, resume: the rest of the uninterrupted run's batches.
+    let share = ["--shard-window", "2", "--rank", "1", "--world", "2"];
+    let (_, whole) = bench_batches(&path("shards"), "simclr", &share);
+    assert_eq!(
+        whole.len(),
+        6,
+        "11 positions a rank = 3 batches of 4, 2 epochs"
+    );
+    let state = path("state.json");
+    let stop = [
+        &share[..],
+        &["--stop-after-batches", "4", "--save-state", &state],
+    ]
+    .concat();
+    let (_, first) = bench_batches(&path("shards"), "simclr", &stop);
+    assert_eq!(first, whole[..4]);
+    let resume = [&share[..], &["--resume", &state]].concat();
+    let (_, rest) = bench_batches(&path("shards"), "simclr", &resume);
+    assert_eq!(rest, whole[4..]);
+    // A state from another share is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench", "simclr", "--data", &path("shards"), "--batch", "4"])
+        .args(["--epochs", "2", "--shard-window", "2", "--resume", &state])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rank 1 of 2"));
+}

@@ -182,5 +182,8 @@ fn shards_on_s3_give_the_local_batches() {
         .unwrap();
     let err = stale.read(0, &mut Vec::new()).unwrap_err().to_string();
     eprintln!("changed object: {err}");
-    assert!(err.contains("train-000000.tar") && err.contains("precondition"), "{err}");
+    assert!(
+        err.contains("train-000000.tar") && err.contains("precondition"),
+        "{err}"
+    );
 }

@@ -80,6 +80,9 @@ pub struct BenchReport {
     pub tokens_per_second: Option<f64>,
     /// xxh3-64 over every batch's bytes and labels in order: equal across thread counts.
     pub checksum: String,
+    /// xxh3-64 of each batch (bytes, labels, token labels, boundaries), in delivery order: a
+    /// resumed run's list equals the tail of an uninterrupted run's.
+    pub batch_checksums: Vec<String>,
     /// Device batches (`--backend cuda` with a CUDA device): the trainer-side measurements.
     pub device_feed: Option<super::DeviceFeedReport>,
     pub stages: Vec<StageRow>,

@@ -50,6 +50,15 @@ pub struct BenchOptions {
     pub text: super::TextAssets,
     /// Length bucketing in windows of this many batches (`--bucket`; 0: off).
     pub bucket_windows: usize,
+    /// Sharded data: shuffle within windows of this many shards (`--shard-window`; 0: all).
+    pub shard_window: usize,
+    /// This process's share: rank `.0` of `.1` (`--rank`, `--world`).
+    pub rank: (usize, usize),
+    /// Start where a saved run stopped (`--resume`).
+    pub resume: Option<crate::state::PipelineState>,
+    /// Stop after this many batches and write the state to `save_state`
+    /// (`--stop-after-batches`, `--save-state`).
+    pub stop_after: Option<(u64, Option<std::path::PathBuf>)>,
 }
 
 /// When each batch arrived and how long the consumer waited for it.
@@ -76,6 +85,9 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         cache_bytes: opts.cache_mib << 20,
         pad_multiple: opts.pad_multiple,
         bucket_windows: opts.bucket_windows,
+        shard_window: opts.shard_window,
+        rank: opts.rank.0,
+        world: opts.rank.1,
         pad_id: opts.workload.batch_defaults(&opts.text).pad_id,
         ..Settings::default()
     };
@@ -155,11 +167,17 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     let mut arrivals = Vec::with_capacity(total_batches.unwrap_or(0) as usize);
     // (valid frames, frames including padding) over padded batches.
     let mut padded = (0u64, 0u64);
-    for epoch in 0..opts.epochs {
-        let mut batches = pipeline.epoch(epoch)?;
+    let mut batch_checksums = Vec::new();
+    let first_epoch = opts.resume.as_ref().map_or(0, |s| s.epoch);
+    'epochs: for epoch in first_epoch..opts.epochs {
+        let resumed = opts.resume.as_ref().filter(|s| s.epoch == epoch);
+        let mut batches = match resumed {
+            Some(state) => pipeline.resume(state)?,
+            None => pipeline.epoch(epoch)?,
+        };
         let mut last_document = None;
         let mut cpu_batches = match &reference {
-            Some(r) => Some(r.epoch(epoch)?),
+            Some(r) => Some(r.epoch_from(epoch, batches.next_index())?),
             None => None,
         };
         loop {
@@ -185,17 +203,23 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
                 })??;
                 verification.add(&batch, &want, u8_step)?;
             }
-            match (batch.device(), &reference) {
-                (None, _) => hasher.add_bytes(batch.bytes()),
-                (Some(d), Some(_)) => hasher.add_bytes(&d.to_host()?),
-                (Some(_), None) => hashed = false,
+            let host_copy = match (batch.device(), &reference) {
+                (Some(d), Some(_)) => Some(d.to_host()?),
+                _ => None,
+            };
+            let bytes = match (batch.device(), &host_copy) {
+                (None, _) => Some(batch.bytes()),
+                (Some(_), copy) => copy.as_deref(),
+            };
+            match bytes {
+                Some(bytes) => {
+                    hash_batch(&mut hasher, bytes, &batch);
+                    let mut one = Checksum::new();
+                    hash_batch(&mut one, bytes, &batch);
+                    batch_checksums.push(one.hex());
+                }
+                None => hashed = false,
             }
-            hasher.add_labels(&batch.labels);
-            // Masked-LM and packed batches: their labels and boundaries are output too.
-            if let Some(t) = &batch.token_labels {
-                hasher.add_bytes(t.bytes());
-            }
-            hasher.add_bytes(&batch.cu_seqlens_bytes());
             if let (Some(dir), 0, true) = (&opts.dump, epoch, arrivals.len() == 1) {
                 let files = super::dump_batch(dir, &batch, source.as_ref(), pipeline.output())?;
                 eprintln!(
@@ -219,6 +243,21 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
             } else if !step.is_zero() {
                 // The training step holds the batch; the pipeline keeps prefetching meanwhile.
                 std::thread::sleep(step);
+            }
+            if let Some((stop, path)) = &opts.stop_after {
+                if arrivals.len() as u64 >= *stop {
+                    let state = batches.state();
+                    if let Some(path) = path {
+                        state.save(path)?;
+                        eprintln!(
+                            "stopped after {stop} batches at epoch {} batch {}; state in {}",
+                            state.epoch,
+                            state.position,
+                            path.display()
+                        );
+                    }
+                    break 'epochs;
+                }
             }
         }
     }
@@ -297,9 +336,21 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         } else {
             "not computed (device batches stay on the GPU; --verify copies them back)".into()
         },
+        batch_checksums: if hashed { batch_checksums } else { Vec::new() },
         device_feed,
         stages,
     })
+}
+
+/// Add one batch as delivered (`bytes`: its sample bytes on the host) to `h`: the bytes, the
+/// labels, and for masked-LM and packed batches their token labels and boundaries.
+fn hash_batch(h: &mut Checksum, bytes: &[u8], batch: &crate::Batch) {
+    h.add_bytes(bytes);
+    h.add_labels(&batch.labels);
+    if let Some(t) = &batch.token_labels {
+        h.add_bytes(t.bytes());
+    }
+    h.add_bytes(&batch.cu_seqlens_bytes());
 }
 
 /// Warm-up (the first epoch when there are several, else the first tenth of the batches) and

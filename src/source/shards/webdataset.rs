@@ -56,8 +56,17 @@ impl WebDataset {
     /// The dataset of the shards at `locations`, indexed now (one pass over every shard; a
     /// manifest written by `sluice index` skips it).
     pub fn scan(locations: &[String], config: IoConfig) -> Result<WebDataset> {
+        Self::scan_with_progress(locations, config, &|_| {})
+    }
+
+    /// [`WebDataset::scan`], calling `progress(shards done)` as it goes.
+    pub fn scan_with_progress(
+        locations: &[String],
+        config: IoConfig,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<WebDataset> {
         let config = Arc::new(config);
-        let manifest = Manifest::build(locations, &config, &|_| {})?;
+        let manifest = Manifest::build(locations, &config, progress)?;
         let what = match locations {
             [one] => one.clone(),
             [first, .., last] => format!("{first} .. {last}"),
