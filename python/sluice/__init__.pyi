@@ -8,6 +8,7 @@ from ._sluice import (
     InMemory as InMemory,
     Pipeline as Pipeline,
     SampleError as SampleError,
+    Shards as Shards,
     SkippedSample as SkippedSample,
     Tensor as Tensor,
     __version__ as __version__,

@@ -11,7 +11,7 @@ from .ops import Operator
 __version__: str
 
 PathLike = Union[str, os.PathLike[str]]
-SourceLike = Union["ImageFolder", "FileList", "InMemory", PathLike]
+SourceLike = Union["ImageFolder", "FileList", "InMemory", "Shards", PathLike, str]
 
 class SampleError(RuntimeError):
     """A sample failed in an operator (on_error="fail")."""
@@ -49,6 +49,21 @@ class InMemory:
 
     def __init__(self, samples: Sequence[tuple[bytes, int]]) -> None: ...
     def __len__(self) -> int: ...
+
+class Shards:
+    """WebDataset tar shards, local or on object storage: a folder of .tar files, a manifest
+    (sluice-index.json, written by `sluice index`), or paths/URLs with brace patterns
+    (s3://bucket/train-{000000..000127}.tar; gs://, az://, http(s)://). Credentials and
+    endpoints come from the standard environment variables (AWS_ENDPOINT_URL, ...). A path
+    or URL string given to Pipeline opens the same way."""
+
+    def __init__(self, location: str) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def num_shards(self) -> int: ...
+    @property
+    def io_counts(self) -> tuple[int, int]:
+        """Range requests made and bytes fetched so far (remote shards)."""
 
 class Tensor:
     """One batch tensor. Pass it to `torch.from_dlpack`, `jax.numpy.from_dlpack` or
@@ -138,7 +153,10 @@ class Pipeline:
     rounded up to `pad_multiple`, or exactly `pad_to_length` (a longer sample fails, or is
     skipped under on_error="skip"); token ids pad with `pad_id` (default: the tokenizer's pad
     token, else its EOS, else 0), values with `pad_value`. `bucket=K` batches samples of similar length
-    (sorting windows of K batches)."""
+    (sorting windows of K batches). Sharded data: `shard_window=K` shuffles shards, then
+    samples within windows of K shards (only K shards read at a time); `rank`/`world` deliver
+    this rank's share of each epoch (equal batch counts on every rank; `uneven` pads by
+    wrapping or drops the remainder)."""
 
     def __init__(
         self,
@@ -172,6 +190,10 @@ class Pipeline:
         pad_id: Optional[int] = None,
         bucket: int = 0,
         pad_to_length: int = 0,
+        shard_window: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        uneven: Literal["wrap", "drop"] = "wrap",
     ) -> None: ...
     def epoch(self, epoch: int) -> EpochIterator:
         """The batches of `epoch` in sampler order (from the saved position after
@@ -182,10 +204,11 @@ class Pipeline:
         """Batches per epoch."""
     @property
     def num_samples(self) -> int: ...
-    def state_dict(self) -> dict[str, int]:
-        """{"epoch", "position", "batches_per_epoch", "seed"}."""
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
-        """Resume: the next iteration over the saved epoch starts at the saved position."""
+    def state_dict(self) -> dict[str, Any]:
+        """{"epoch", "position", "batches_per_epoch", "seed", "fingerprint", "rank", "world"}."""
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume: the next iteration over the saved epoch starts at the saved position.
+        Refused (ValueError) for a state of other data, another declaration or another rank."""
     @property
     def placement_reason(self) -> str: ...
     @property
@@ -233,6 +256,9 @@ def workload(
     cuda_device: Optional[int] = None,
     cache_mib: int = 0,
     fuse: bool = True,
+    shard_window: int = 0,
+    rank: int = 0,
+    world: int = 1,
 ) -> Pipeline:
     """The pipeline `sluice bench NAME` runs (same bytes, same checksum); `data` defaults to
     the generated dataset of `images` images (default 1024; for the speech workloads asr-val,

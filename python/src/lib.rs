@@ -26,6 +26,7 @@ fn _sluice(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<source::ImageFolder>()?;
     m.add_class::<source::FileList>()?;
     m.add_class::<source::InMemory>()?;
+    m.add_class::<source::Shards>()?;
     m.add("SampleError", py.get_type::<errors::SampleError>())?;
     m.add_function(wrap_pyfunction!(pipeline::workload, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::workloads, m)?)?;

@@ -48,7 +48,8 @@ pub fn cache_dir(what: &str) -> PathBuf {
 /// max_prefetch=0, drop_last=False, on_error="fail", placement="cpu", device_batches=False,
 /// cuda_device=None, cache_mib=0, fuse=True, max_pixels=None, max_side=None, optimize=False, profile=None,
 /// save_profile=None, train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=False,
-/// pad_multiple=1, pad_value=0.0, pad_id=None, bucket=0, pad_to_length=0)`
+/// pad_multiple=1, pad_value=0.0, pad_id=None, bucket=0, pad_to_length=0, shard_window=0,
+/// rank=0, world=1, uneven="wrap")`
 #[pyclass(module = "sluice", frozen)]
 pub struct Pipeline {
     inner: CorePipeline,
@@ -130,6 +131,19 @@ impl Pipeline {
                 .unwrap_or(0),
             pad_length: count("pad_to_length", get(&kw, "pad_to_length")?, 0)?,
             bucket_windows: count("bucket", get(&kw, "bucket")?, 0)?,
+            shard_window: count("shard_window", get(&kw, "shard_window")?, 0)?,
+            rank: count("rank", get(&kw, "rank")?, 0)?,
+            world: count("world", get(&kw, "world")?, 1)?,
+            uneven: match get::<String>(&kw, "uneven")?.as_str() {
+                "wrap" => sluice::rng::Uneven::Wrap,
+                "drop" => sluice::rng::Uneven::Drop,
+                other => {
+                    return Err(bad_setting(
+                        "uneven",
+                        format!("{other:?}: \"wrap\" (pad from the epoch's start) or \"drop\""),
+                    ))
+                }
+            },
         };
         let batch_size = settings.batch_size;
         let mut limits = DecodeLimits::default();
@@ -238,7 +252,8 @@ impl Pipeline {
         placement="cpu".to_string(), device_batches=false, cuda_device=None, cache_mib=0,
         fuse=true, max_pixels=None, max_side=None, optimize=false, profile=None, save_profile=None,
         train_step_ms=0.0, epochs=1, cache_budget_mib=0, allow_approx=false, pad_multiple=1,
-        pad_value=0.0, pad_id=None, bucket=0, pad_to_length=0))]
+        pad_value=0.0, pad_id=None, bucket=0, pad_to_length=0, shard_window=0, rank=0, world=1,
+        uneven="wrap".to_string()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -271,6 +286,10 @@ impl Pipeline {
         pad_id: Option<u32>,
         bucket: i64,
         pad_to_length: i64,
+        shard_window: i64,
+        rank: i64,
+        world: i64,
+        uneven: String,
     ) -> PyResult<Self> {
         let kw = PyDict::new(py);
         kw.set_item("batch_size", batch_size)?;
@@ -300,6 +319,10 @@ impl Pipeline {
         kw.set_item("pad_id", pad_id)?;
         kw.set_item("bucket", bucket)?;
         kw.set_item("pad_to_length", pad_to_length)?;
+        kw.set_item("shard_window", shard_window)?;
+        kw.set_item("rank", rank)?;
+        kw.set_item("world", world)?;
+        kw.set_item("uneven", uneven)?;
         let ops = match ops {
             None => PyList::empty(py),
             Some(o) => PyList::new(py, o.try_iter()?.collect::<PyResult<Vec<_>>>()?)?,
@@ -339,8 +362,9 @@ impl Pipeline {
         self.inner.len()
     }
 
-    /// Where iteration stands: `{"epoch", "position", "batches_per_epoch", "seed"}`
-    /// (torchdata's Stateful convention). Restore with `load_state_dict`.
+    /// Where iteration stands: `{"epoch", "position", "batches_per_epoch", "seed",
+    /// "fingerprint", "rank", "world"}` (torchdata's Stateful convention; the fingerprint
+    /// identifies the data and the declaration). Restore with `load_state_dict`.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let p = self.progress.lock().unwrap();
         let (epoch, position) = p.resume.unwrap_or((p.epoch, p.position));
@@ -349,6 +373,10 @@ impl Pipeline {
         d.set_item("position", position)?;
         d.set_item("batches_per_epoch", self.inner.batches_per_epoch())?;
         d.set_item("seed", self.inner.settings().seed)?;
+        let state = self.inner.state_at(epoch, position);
+        d.set_item("fingerprint", state.fingerprint)?;
+        d.set_item("rank", state.rank)?;
+        d.set_item("world", state.world)?;
         Ok(d)
     }
 
@@ -372,6 +400,37 @@ impl Pipeline {
                     format!(
                         "saved by a pipeline with seed {seed}, this one has seed {}",
                         self.inner.settings().seed
+                    ),
+                ));
+            }
+        }
+        if let Some(saved) = state.get_item("fingerprint")? {
+            let saved: String = saved.extract()?;
+            let mine = self.inner.state_at(epoch, position);
+            let (rank, world): (usize, usize) = (
+                state
+                    .get_item("rank")?
+                    .map_or(Ok(mine.rank), |r| r.extract())?,
+                state
+                    .get_item("world")?
+                    .map_or(Ok(mine.world), |w| w.extract())?,
+            );
+            if (rank, world) != (mine.rank, mine.world) {
+                return Err(bad_setting(
+                    "state_dict.rank",
+                    format!(
+                        "saved by rank {rank} of {world}, this pipeline is rank {} of {}",
+                        mine.rank, mine.world
+                    ),
+                ));
+            }
+            if saved != mine.fingerprint {
+                return Err(bad_setting(
+                    "state_dict.fingerprint",
+                    format!(
+                        "{saved} is not this pipeline's {} (other data, or another \
+                         declaration: operators, batch size, shuffling, bucketing, shard window)",
+                        mine.fingerprint
                     ),
                 ));
             }
@@ -648,7 +707,7 @@ fn packed_has_no_len() -> PyErr {
 #[pyfunction]
 #[pyo3(signature = (name, data=None, *, images=None, batch_size=64, threads=None, seed=0,
     prefetch=2, on_error="fail".to_string(), placement="cpu".to_string(), device_batches=false,
-    cuda_device=None, cache_mib=0, fuse=true))]
+    cuda_device=None, cache_mib=0, fuse=true, shard_window=0, rank=0, world=1))]
 #[allow(clippy::too_many_arguments)]
 pub fn workload(
     py: Python<'_>,
@@ -665,6 +724,9 @@ pub fn workload(
     cuda_device: Option<i64>,
     cache_mib: i64,
     fuse: bool,
+    shard_window: i64,
+    rank: i64,
+    world: i64,
 ) -> PyResult<Pipeline> {
     let w = sluice::bench::Workload::from_name(name).ok_or_else(|| {
         let names: Vec<_> = sluice::bench::WORKLOADS.iter().map(|(n, _)| *n).collect();
@@ -745,6 +807,10 @@ pub fn workload(
         Some(defaults.pad_id),
         defaults.bucket_windows as i64,
         0,
+        shard_window,
+        rank,
+        world,
+        "wrap".into(),
     )
 }
 

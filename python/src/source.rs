@@ -132,6 +132,55 @@ impl InMemory {
     }
 }
 
+/// WebDataset tar shards, local or on object storage: a folder of `.tar` files, a manifest
+/// (`sluice-index.json`, written by `sluice index`), or paths/URLs with brace patterns
+/// (`s3://bucket/train-{000000..000127}.tar`; `gs://`, `az://`, `http(s)://`). Credentials and
+/// endpoints come from the standard environment variables (`AWS_ENDPOINT_URL`, ...).
+#[pyclass(module = "sluice", frozen)]
+pub struct Shards {
+    inner: Arc<source::shards::WebDataset>,
+    location: String,
+}
+
+#[pymethods]
+impl Shards {
+    #[new]
+    fn new(py: Python<'_>, location: String) -> PyResult<Self> {
+        let inner = py
+            .detach(|| source::shards::open_shards(&location, Default::default()))
+            .py_err(py)?;
+        Ok(Shards {
+            inner: Arc::new(inner),
+            location,
+        })
+    }
+
+    /// Number of shards.
+    #[getter]
+    fn num_shards(&self) -> usize {
+        self.inner.shard_starts().map_or(0, |s| s.len())
+    }
+
+    /// Range requests made and bytes fetched so far (remote shards).
+    #[getter]
+    fn io_counts(&self) -> (u64, u64) {
+        self.inner.io_counts()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
+        let location = slf.get().location.clone().into_pyobject(slf.py())?;
+        reduce_to_constructor(slf, location.into_any())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("sluice.Shards({:?})", self.location)
+    }
+}
+
 /// What a pipeline decodes, which decides how a path opens.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -152,7 +201,8 @@ impl Kind {
 }
 
 /// The source a `Pipeline` was given: one of the classes above, or a path.
-/// The core source behind `obj`; a path opens as an ImageFolder (an AudioFolder for audio)
+/// The core source behind `obj`; sharded data (see [`Shards`]) opens as shards, another path
+/// as an ImageFolder (an AudioFolder for audio)
 /// or, for a file, a CSV list; for text, a text file of lines, a JSON-lines file (field
 /// "text") or a folder of .txt documents.
 pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Arc<dyn Source>> {
@@ -165,12 +215,22 @@ pub fn open(py: Python<'_>, obj: &Bound<'_, PyAny>, kind: Kind) -> PyResult<Arc<
     if let Ok(m) = obj.cast::<InMemory>() {
         return Ok(m.get().inner.clone());
     }
+    if let Ok(s) = obj.cast::<Shards>() {
+        return Ok(s.get().inner.clone());
+    }
     let path: std::path::PathBuf = obj.extract().map_err(|_| {
         crate::errors::bad_setting(
             "source",
-            "give sluice.ImageFolder, sluice.FileList, sluice.InMemory or a path",
+            "give sluice.ImageFolder, sluice.FileList, sluice.InMemory, sluice.Shards or a path",
         )
     })?;
+    let location = path.display().to_string();
+    if source::shards::is_sharded(&location) {
+        let shards = py
+            .detach(|| source::shards::open_shards(&location, Default::default()))
+            .py_err(py)?;
+        return Ok(Arc::new(shards));
+    }
     match kind {
         Kind::Audio => return py.detach(|| source::open_audio_path(&path)).py_err(py),
         Kind::Text => return py.detach(|| source::open_text_path(&path, None)).py_err(py),
