@@ -95,6 +95,8 @@ enum BackendArg {
     Auto,
 }
 
+// Parsed once per process: boxing the big variant would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a built-in workload and report images/s, CPU time, latency, memory and a checksum.

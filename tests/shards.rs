@@ -422,3 +422,83 @@ fn center_crop_workloads_read_shards_too() {
     let shards = open_shards(&shards.display().to_string(), IoConfig::default()).unwrap();
     assert_eq!(val(Arc::new(shards)), val(Arc::new(folder)));
 }
+
+/// Write `samples` (bytes, label) as an MDS dataset in `dir`: columns `label` (int) and `image`
+/// (jpeg; after the label, so the data column is not the first), `per_shard` samples a shard.
+fn write_mds(dir: &Path, samples: &[(Vec<u8>, i64)], per_shard: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut shards = Vec::new();
+    for (s, chunk) in samples.chunks(per_shard).enumerate() {
+        let bodies: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|(bytes, label)| {
+                // The variable column's size, then the columns in order.
+                let mut b = (bytes.len() as u32).to_le_bytes().to_vec();
+                b.extend(label.to_le_bytes());
+                b.extend(bytes);
+                b
+            })
+            .collect();
+        let mut file = (chunk.len() as u32).to_le_bytes().to_vec();
+        let mut at = 4 + 4 * (chunk.len() as u32 + 1);
+        for b in &bodies {
+            file.extend(at.to_le_bytes());
+            at += b.len() as u32;
+        }
+        file.extend(at.to_le_bytes());
+        bodies.iter().for_each(|b| file.extend(b));
+        let name = format!("shard.{s:05}.mds");
+        std::fs::write(dir.join(&name), &file).unwrap();
+        shards.push(serde_json::json!({
+            "column_encodings": ["int", "jpeg"], "column_names": ["label", "image"],
+            "column_sizes": [8, null], "compression": null, "format": "mds", "hashes": [],
+            "raw_data": {"basename": name, "bytes": file.len(), "hashes": {}},
+            "samples": chunk.len(), "size_limit": 1 << 26, "version": 2, "zip_data": null
+        }));
+    }
+    let index = serde_json::json!({"shards": shards, "version": 2});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+#[test]
+fn mds_datasets_deliver_the_same_batches_and_refuse_bad_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, _) = dataset(dir.path(), 20);
+    let mut samples = Vec::new();
+    for i in 0..folder.len() as u64 {
+        let mut buf = Vec::new();
+        folder.read(i, &mut buf).unwrap();
+        samples.push((buf, folder.label(i)));
+    }
+    let mds = dir.path().join("mds");
+    write_mds(&mds, &samples, 6);
+    let source = open_shards(&mds.display().to_string(), IoConfig::default()).unwrap();
+    assert_eq!(source.shard_starts().unwrap(), [0, 6, 12, 18]);
+    let want = run(Arc::new(folder), 0, |b| b);
+    assert_eq!(run(Arc::new(source), 0, |b| b), want);
+
+    // A shard cut short, and a compressed one, are refused naming the shard.
+    let shard = mds.join("shard.00001.mds");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() - 10]).unwrap();
+    let err = open_shards(&mds.display().to_string(), IoConfig::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("shard.00001.mds") && err.contains("sample 5"),
+        "{err}"
+    );
+    std::fs::write(&shard, &bytes).unwrap();
+    let index = std::fs::read_to_string(mds.join("index.json")).unwrap();
+    let zstd = index.replacen("\"compression\":null", "\"compression\":\"zstd\"", 1);
+    std::fs::write(mds.join("index.json"), zstd).unwrap();
+    let err = open_shards(
+        &mds.join("index.json").display().to_string(),
+        IoConfig::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("compressed (zstd)"), "{err}");
+}

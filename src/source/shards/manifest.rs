@@ -69,7 +69,14 @@ impl Manifest {
     /// Read the manifest at `location`.
     pub fn load(location: &str, config: &Arc<IoConfig>) -> Result<Manifest> {
         let bytes = Object::open(location, config)?.read_all()?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
+        let json = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Source(format!("{location}: not a shard manifest: {e}")))?;
+        Self::from_json(location, json)
+    }
+
+    /// The manifest in `json` (read from `location`, named in errors).
+    pub fn from_json(location: &str, json: serde_json::Value) -> Result<Manifest> {
+        let manifest: Manifest = serde_json::from_value(json)
             .map_err(|e| Error::Source(format!("{location}: not a shard manifest: {e}")))?;
         if manifest.format != FORMAT {
             return Err(Error::Source(format!(

@@ -3,6 +3,7 @@
 //! `sluice index` writes; and the tools that make shards and manifests.
 
 mod manifest;
+mod mds;
 mod pattern;
 mod read_ahead;
 mod store;
@@ -11,6 +12,7 @@ mod webdataset;
 mod writer;
 
 pub use manifest::{index_shard, Manifest, SampleEntry, ShardIndex, FILE_NAME as MANIFEST_NAME};
+pub use mds::INDEX_NAME as MDS_INDEX_NAME;
 pub use pattern::expand;
 pub use read_ahead::ReadAhead;
 pub use store::{is_url, IoConfig, Object, ObjectInfo};
@@ -21,17 +23,19 @@ pub use writer::{write_shards, ShardWriterSpec};
 use crate::error::{Error, Result};
 use std::path::Path;
 
-/// Whether `data` names sharded data: a URL, a brace pattern, a `.tar` file, a manifest, or a
-/// local folder holding `.tar` shards or a manifest.
+/// Whether `data` names sharded data: a URL, a brace pattern, a `.tar` file, a manifest, an
+/// MDS `index.json`, or a local folder holding `.tar` shards, a manifest or an MDS index.
 pub fn is_sharded(data: &str) -> bool {
     if is_url(data) || data.contains('{') || data.ends_with(".tar") {
         return true;
     }
     let path = Path::new(data);
     if path.is_file() {
-        return data.ends_with(MANIFEST_NAME);
+        return data.ends_with(MANIFEST_NAME) || data.ends_with(mds::INDEX_NAME);
     }
-    path.join(MANIFEST_NAME).is_file() || local_shards(path).is_ok_and(|s| !s.is_empty())
+    path.join(MANIFEST_NAME).is_file()
+        || path.join(mds::INDEX_NAME).is_file()
+        || local_shards(path).is_ok_and(|s| !s.is_empty())
 }
 
 /// The `.tar` files of a local folder, sorted by name.
@@ -63,14 +67,19 @@ pub fn shard_locations(data: &str) -> Result<Vec<String>> {
 }
 
 /// Open the sharded dataset `data` (see [`is_sharded`]): through its manifest when there is
-/// one (given, or `sluice-index.json` in a local folder), else by scanning the shards.
+/// one (given, or `sluice-index.json` in a local folder), an MDS dataset through its
+/// `index.json`, else WebDataset shards by scanning them.
 pub fn open_shards(data: &str, config: IoConfig) -> Result<WebDataset> {
     if data.ends_with(".json") {
-        return WebDataset::from_manifest(data, config);
+        return WebDataset::from_json(data, config);
     }
     let path = Path::new(data);
-    if !is_url(data) && path.join(MANIFEST_NAME).is_file() {
-        return WebDataset::from_manifest(&path.join(MANIFEST_NAME).display().to_string(), config);
+    if !is_url(data) {
+        for name in [MANIFEST_NAME, mds::INDEX_NAME] {
+            if path.join(name).is_file() {
+                return WebDataset::from_json(&path.join(name).display().to_string(), config);
+            }
+        }
     }
     WebDataset::scan(&shard_locations(data)?, config)
 }

@@ -45,6 +45,22 @@ impl SampleRanges for Inner {
 }
 
 impl WebDataset {
+    /// The dataset a JSON file at `location` describes: a sluice manifest, or an MDS
+    /// `index.json` (its shards indexed now, each read once).
+    pub fn from_json(location: &str, config: IoConfig) -> Result<WebDataset> {
+        let config = Arc::new(config);
+        let bytes = Object::open(location, &config)?.read_all()?;
+        let json: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Source(format!("{location}: not JSON: {e}")))?;
+        if !super::mds::is_mds_index(&json) {
+            let mut manifest = Manifest::from_json(location, json)?;
+            manifest.resolve(location);
+            return Self::new(manifest, &config, format!("WebDataset manifest {location}"));
+        }
+        let manifest = super::mds::manifest(location, json, &config)?;
+        Self::new(manifest, &config, format!("MDS {location}"))
+    }
+
     /// The dataset a manifest describes (its shard URLs resolved against `location`).
     pub fn from_manifest(location: &str, config: IoConfig) -> Result<WebDataset> {
         let config = Arc::new(config);

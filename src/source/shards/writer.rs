@@ -26,7 +26,7 @@ impl Default for ShardWriterSpec {
 }
 
 /// The extension of a sample's data member, from its first bytes.
-fn data_extension(bytes: &[u8]) -> &'static str {
+pub(crate) fn data_extension(bytes: &[u8]) -> &'static str {
     match bytes {
         [0xFF, 0xD8, ..] => "jpg",
         [0x89, b'P', b'N', b'G', ..] => "png",
