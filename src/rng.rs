@@ -245,6 +245,52 @@ pub fn bucketed_order(
 mod tests {
     use super::*;
 
+    /// Shuffle quality of shard windows against a full permutation: the share of neighbours
+    /// (consecutive positions) drawn from the same shard, and how far a sample moves from its
+    /// position in the shard-order listing. Numbers in docs/ARCHITECTURE.md come from here
+    /// (`cargo test --release --lib shard_window_quality -- --nocapture`).
+    #[test]
+    fn shard_window_quality_against_a_full_permutation() {
+        let (shards, per) = (200u64, 50u64);
+        let starts: Vec<u64> = (0..shards).map(|s| s * per).collect();
+        let len = shards * per;
+        let same_shard = |order: &[u64]| {
+            let same = order
+                .windows(2)
+                .filter(|w| w[0] / per == w[1] / per)
+                .count();
+            same as f64 / (order.len() - 1) as f64
+        };
+        let full = epoch_order(len as usize, 9, 0, true);
+        let f = same_shard(&full);
+        eprintln!(
+            "full permutation: neighbours from one shard {f:.4} (1/shards = {:.4})",
+            1.0 / shards as f64
+        );
+        assert!(f < 3.0 / shards as f64);
+        for window in [1usize, 2, 4, 8, 16] {
+            let order = shard_window_order(&starts, len, window, 9, 0, true);
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, (0..len).collect::<Vec<_>>());
+            let w = same_shard(&order);
+            eprintln!(
+                "window {window:>2} shards: neighbours from one shard {w:.4} (1/K = {:.4})",
+                1.0 / window as f64
+            );
+            // Within a window neighbours share a shard with probability ~1/K.
+            assert!(
+                (w - 1.0 / window as f64).abs() < 0.05,
+                "window {window}: {w}"
+            );
+        }
+        // Different epochs permute shards differently.
+        assert_ne!(
+            shard_window_order(&starts, len, 4, 9, 0, true),
+            shard_window_order(&starts, len, 4, 9, 1, true)
+        );
+    }
+
     #[test]
     fn bucketed_order_is_a_reproducible_permutation_of_similar_lengths() {
         let order = epoch_order(103, 1, 0, true);
