@@ -161,7 +161,16 @@ def test_state_dict_resumes_with_the_same_bytes(data):
     for _ in range(3):
         next(it)
     state = first.state_dict()
-    assert state == {"epoch": 1, "position": 3, "batches_per_epoch": 8, "seed": 9}
+    fingerprint = state["fingerprint"]
+    assert len(fingerprint) == 16
+    assert {k: v for k, v in state.items() if k != "fingerprint"} == {
+        "epoch": 1,
+        "position": 3,
+        "batches_per_epoch": 8,
+        "seed": 9,
+        "rank": 0,
+        "world": 1,
+    }
     del it
 
     resumed = make()
