@@ -560,6 +560,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                     None => None,
                 },
                 stop_after: run.stop_after_batches.map(|k| (k, run.save_state.clone())),
+                batch_checksums: json,
             };
             if run.save_state.is_some() && run.stop_after_batches.is_none() {
                 return Err(sluice::Error::InvalidPipeline(
@@ -675,21 +676,25 @@ fn dataset(
 
 /// Open sharded data; without a manifest, scan the shards with a progress bar.
 fn open_shards_with_progress(data: &str) -> sluice::Result<sluice::source::shards::WebDataset> {
-    use sluice::source::shards::{is_url, shard_locations, IoConfig, WebDataset, MANIFEST_NAME};
-    let manifest = Path::new(data).join(MANIFEST_NAME);
-    if data.ends_with(".json") || (!is_url(data) && manifest.is_file()) {
-        return sluice::source::shards::open_shards(data, IoConfig::default());
+    use sluice::source::shards::IoConfig;
+    let bar = std::sync::OnceLock::new();
+    let ds = sluice::source::shards::open_shards_with_progress(
+        data,
+        IoConfig::default(),
+        &|done, total| {
+            bar.get_or_init(|| {
+                eprintln!(
+                    "no manifest: scanning {total} shards (`sluice index` writes one so \
+                     start-up skips this)"
+                );
+                progress_bar(total as u64, "scanning shards")
+            })
+            .set_position(done as u64)
+        },
+    )?;
+    if let Some(bar) = bar.get() {
+        bar.finish_and_clear();
     }
-    let locations = shard_locations(data)?;
-    eprintln!(
-        "no manifest: scanning {} shards (`sluice index` writes one so start-up skips this)",
-        locations.len()
-    );
-    let bar = progress_bar(locations.len() as u64, "scanning shards");
-    let ds = WebDataset::scan_with_progress(&locations, IoConfig::default(), &|done| {
-        bar.set_position(done as u64)
-    })?;
-    bar.finish_and_clear();
     Ok(ds)
 }
 

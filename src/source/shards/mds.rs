@@ -116,6 +116,8 @@ fn index_shard(url: &str, shard: &Shard, config: &Arc<IoConfig>) -> Result<Shard
         LABEL_NAMES.contains(&n)
             && (fixed_size(e).is_some() && !e.starts_with("float") || e == "str")
     });
+    let transcript =
+        column(&|n, e| TRANSCRIPT_NAMES.contains(&n) && e == "str").filter(|&c| c != data);
     let object = Object::open(url, config)?;
     let info = object.info()?;
     let bytes = object.read_all()?;
@@ -187,8 +189,8 @@ fn index_shard(url: &str, shard: &Shard, config: &Arc<IoConfig>) -> Result<Shard
             _ => data_extension(value(data)),
         };
         let is_audio = ext == "wav" || ext == "flac";
-        let text = column(&|n, e| TRANSCRIPT_NAMES.contains(&n) && e == "str")
-            .filter(|&c| is_audio && c != data)
+        let text = transcript
+            .filter(|_| is_audio)
             .map(|c| String::from_utf8_lossy(value(c)).into_owned());
         samples.push(SampleEntry {
             key: format!("{i}"),

@@ -70,6 +70,15 @@ pub fn shard_locations(data: &str) -> Result<Vec<String>> {
 /// one (given, or `sluice-index.json` in a local folder), an MDS dataset through its
 /// `index.json`, else WebDataset shards by scanning them.
 pub fn open_shards(data: &str, config: IoConfig) -> Result<WebDataset> {
+    open_shards_with_progress(data, config, &|_, _| {})
+}
+
+/// [`open_shards`], calling `progress(shards scanned, shards)` when it has to scan.
+pub fn open_shards_with_progress(
+    data: &str,
+    config: IoConfig,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<WebDataset> {
     if data.ends_with(".json") {
         return WebDataset::from_json(data, config);
     }
@@ -81,5 +90,7 @@ pub fn open_shards(data: &str, config: IoConfig) -> Result<WebDataset> {
             }
         }
     }
-    WebDataset::scan(&shard_locations(data)?, config)
+    let locations = shard_locations(data)?;
+    let total = locations.len();
+    WebDataset::scan_with_progress(&locations, config, &|done| progress(done, total))
 }

@@ -35,6 +35,16 @@ struct State {
     next_id: u64,
 }
 
+impl State {
+    /// The live fetch whose range covers `range` of `shard`.
+    fn covering(&self, shard: u32, range: &Range<u64>) -> Option<u64> {
+        self.by_shard.get(&shard)?.iter().copied().find(|id| {
+            let f = &self.fetches[id];
+            f.range.start <= range.start && range.end <= f.range.end
+        })
+    }
+}
+
 /// The shared cache of one remote source.
 pub(crate) struct RangeCache {
     config: Arc<IoConfig>,
@@ -71,13 +81,9 @@ impl RangeCache {
     pub fn read(&self, object: &Object, shard: u32, range: Range<u64>) -> crate::Result<Vec<u8>> {
         let mut state = self.state.lock().unwrap();
         loop {
-            let found = state.by_shard.get(&shard).and_then(|ids| {
-                ids.iter().copied().find(|id| {
-                    let f = &state.fetches[id];
-                    f.range.start <= range.start && range.end <= f.range.end
-                })
-            });
-            let Some(id) = found else { break };
+            let Some(id) = state.covering(shard, &range) else {
+                break;
+            };
             match &state.fetches[&id].data {
                 None => state = self.arrived.wait(state).unwrap(),
                 Some(Err(())) => {
@@ -187,13 +193,7 @@ impl RangeCache {
     /// Hint one sample already covered by a live fetch (true), so that fetch serves it.
     fn cover(&self, shard: u32, range: &Range<u64>) -> bool {
         let mut state = self.state.lock().unwrap();
-        let id = state.by_shard.get(&shard).and_then(|ids| {
-            ids.iter().copied().find(|id| {
-                let f = &state.fetches[id];
-                f.range.start <= range.start && range.end <= f.range.end
-            })
-        });
-        match id {
+        match state.covering(shard, range) {
             Some(id) => {
                 state.fetches.get_mut(&id).unwrap().pending += 1;
                 true
