@@ -80,10 +80,7 @@ impl RangeCache {
     /// directly.
     pub fn read(&self, object: &Object, shard: u32, range: Range<u64>) -> crate::Result<Vec<u8>> {
         let mut state = self.state.lock().unwrap();
-        loop {
-            let Some(id) = state.covering(shard, &range) else {
-                break;
-            };
+        while let Some(id) = state.covering(shard, &range) {
             match &state.fetches[&id].data {
                 None => state = self.arrived.wait(state).unwrap(),
                 Some(Err(())) => {
