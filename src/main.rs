@@ -182,6 +182,8 @@ enum Command {
         plan: PlanArgs,
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        io: IoArgs,
     },
     /// Index WebDataset shards: write a manifest (per shard: location, size, version tag,
     /// each sample's offset and length) so opening them costs one read, not a scan.
@@ -192,6 +194,8 @@ enum Command {
         /// shards)
         #[arg(long)]
         output: Option<String>,
+        #[command(flatten)]
+        io: IoArgs,
     },
     /// Write any dataset (ImageFolder, AudioFolder, CSV/JSONL list, text) as WebDataset tar
     /// shards plus their manifest.
@@ -239,6 +243,8 @@ enum Command {
         save_profile: Option<PathBuf>,
         #[command(flatten)]
         text: TextArgs,
+        #[command(flatten)]
+        io: IoArgs,
     },
     /// Write a deterministic dataset: ImageNet-like JPEGs (ROOT/class_NNN/img_NNNNNN.jpg),
     /// speech (ROOT/class_NNN/*.wav|flac) or text (ROOT/corpus.txt).
@@ -258,6 +264,42 @@ enum Command {
         #[arg(long, default_value_t = 15.0)]
         max_seconds: f64,
     },
+}
+
+/// How sharded data on object storage is read (defaults: `IoConfig::default()`).
+#[derive(clap::Args)]
+struct IoArgs {
+    /// Remote shards: bytes read ahead and not yet consumed; bounds memory (default 256MiB)
+    #[arg(long, value_name = "SIZE")]
+    io_window: Option<String>,
+    /// Remote shards: range requests in flight at once (default 16)
+    #[arg(long, value_name = "N")]
+    io_concurrency: Option<usize>,
+    /// Remote shards: attempts after the first on 5xx answers, timeouts and dropped
+    /// connections (default 6)
+    #[arg(long, value_name = "N")]
+    io_retries: Option<u32>,
+    /// Remote shards: one request's time limit in seconds (default 30)
+    #[arg(long, value_name = "SECONDS")]
+    io_timeout: Option<f64>,
+}
+
+impl IoArgs {
+    fn config(&self) -> sluice::Result<sluice::source::shards::IoConfig> {
+        let mut config = sluice::source::shards::IoConfig::default();
+        if let Some(window) = &self.io_window {
+            config.window_bytes = sluice::source::shards::parse_size(window)?;
+        }
+        config.concurrency = self.io_concurrency.unwrap_or(config.concurrency);
+        config.retries = self.io_retries.unwrap_or(config.retries);
+        if let Some(seconds) = self.io_timeout {
+            config.timeout = std::time::Duration::try_from_secs_f64(seconds).map_err(|_| {
+                sluice::Error::InvalidPipeline(format!("--io-timeout {seconds}: seconds, > 0"))
+            })?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// Where the run reads and which share it takes; stopping and resuming.
@@ -282,29 +324,6 @@ struct RunArgs {
     /// there (--json's batch_checksums shows it)
     #[arg(long, value_name = "FILE")]
     resume: Option<PathBuf>,
-}
-
-/// `64MiB`, `500KiB`, `1GB`, `4096` → bytes.
-fn parse_size(text: &str) -> sluice::Result<u64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => 0,
-    };
-    match number.parse::<u64>() {
-        Ok(n) if scale > 0 && n > 0 => Ok(n.saturating_mul(scale)),
-        _ => Err(sluice::Error::InvalidPipeline(format!(
-            "size `{text}`: a positive number with an optional unit (KiB, MiB, GiB, KB, MB, GB)"
-        ))),
-    }
 }
 
 fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
@@ -350,10 +369,11 @@ fn run(cli: Cli) -> sluice::Result<()> {
             plan,
             save_profile,
             text,
+            io,
         } => {
             let workload = parse_workload(&workload)?;
             let assets = text.assets(workload)?;
-            let source = dataset(data, images, workload, text.text_field.as_deref())?;
+            let source = dataset(data, images, workload, text.text_field.as_deref(), &io)?;
             let profile = cost_profile(&source, (workload, &assets), plan.profile.as_deref())?;
             if let Some(path) = &save_profile {
                 profile.save(path)?;
@@ -367,15 +387,15 @@ fn run(cli: Cli) -> sluice::Result<()> {
             print!("{}", optimized.explain(&goal));
             Ok(())
         }
-        Command::Index { data, output } => {
-            use sluice::source::shards::{shard_locations, IoConfig, Manifest, MANIFEST_NAME};
+        Command::Index { data, output, io } => {
+            use sluice::source::shards::{shard_locations, Manifest, MANIFEST_NAME};
             let locations = shard_locations(&data)?;
             let output = output.unwrap_or_else(|| {
                 let first = &locations[0];
                 let dir = first.rfind('/').map_or("", |i| &first[..=i]);
                 format!("{dir}{MANIFEST_NAME}")
             });
-            let config = std::sync::Arc::new(IoConfig::default());
+            let config = std::sync::Arc::new(io.config()?);
             let bar = progress_bar(locations.len() as u64, "indexing shards");
             let manifest =
                 Manifest::build(&locations, &config, &|done| bar.set_position(done as u64))?;
@@ -404,7 +424,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 DataKind::Text => sluice::source::open_text_path(path, text_field.as_deref())?,
             };
             let spec = ShardWriterSpec {
-                shard_bytes: parse_size(&shard_size)?,
+                shard_bytes: sluice::source::shards::parse_size(&shard_size)?,
                 prefix,
             };
             let bar = progress_bar(data.len() as u64, "writing shards");
@@ -503,6 +523,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             optimize,
             plan,
             run,
+            io,
         } => {
             if let Some(path) = &chart {
                 if !path.extension().is_some_and(|e| e == "svg" || e == "png") {
@@ -515,7 +536,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             let workload = parse_workload(&workload)?;
             let text_assets = text.assets(workload)?;
             let defaults = workload.batch_defaults(&text_assets);
-            let source = dataset(data, images, workload, text.text_field.as_deref())?;
+            let source = dataset(data, images, workload, text.text_field.as_deref(), &io)?;
             let optimize = if optimize {
                 let profile =
                     cost_profile(&source, (workload, &text_assets), plan.profile.as_deref())?;
@@ -612,10 +633,11 @@ fn dataset(
     images: Option<usize>,
     workload: Workload,
     text_field: Option<&str>,
+    io: &IoArgs,
 ) -> sluice::Result<Arc<dyn Source>> {
     use sluice::source::shards;
     if let Some(d) = data.as_deref().filter(|d| shards::is_sharded(d)) {
-        return Ok(Arc::new(open_shards_with_progress(d)?));
+        return Ok(Arc::new(open_shards_with_progress(d, io.config()?)?));
     }
     let data = data.map(PathBuf::from);
     if workload.is_text() {
@@ -675,23 +697,21 @@ fn dataset(
 }
 
 /// Open sharded data; without a manifest, scan the shards with a progress bar.
-fn open_shards_with_progress(data: &str) -> sluice::Result<sluice::source::shards::WebDataset> {
-    use sluice::source::shards::IoConfig;
+fn open_shards_with_progress(
+    data: &str,
+    config: sluice::source::shards::IoConfig,
+) -> sluice::Result<sluice::source::shards::WebDataset> {
     let bar = std::sync::OnceLock::new();
-    let ds = sluice::source::shards::open_shards_with_progress(
-        data,
-        IoConfig::default(),
-        &|done, total| {
-            bar.get_or_init(|| {
-                eprintln!(
-                    "no manifest: scanning {total} shards (`sluice index` writes one so \
+    let ds = sluice::source::shards::open_shards_with_progress(data, config, &|done, total| {
+        bar.get_or_init(|| {
+            eprintln!(
+                "no manifest: scanning {total} shards (`sluice index` writes one so \
                      start-up skips this)"
-                );
-                progress_bar(total as u64, "scanning shards")
-            })
-            .set_position(done as u64)
-        },
-    )?;
+            );
+            progress_bar(total as u64, "scanning shards")
+        })
+        .set_position(done as u64)
+    })?;
     if let Some(bar) = bar.get() {
         bar.finish_and_clear();
     }

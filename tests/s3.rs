@@ -1,10 +1,12 @@
-//! Shards on a real S3 server (moto's, started on 127.0.0.1 by the test): uploaded through
-//! object_store, indexed by `sluice index`'s code, then read by pattern and by manifest; the
-//! batches equal the local run's. Skips with a reason when `moto_server` is not installed
+//! Shards on a real S3 server (moto's, started on 127.0.0.1 by the test, behind a proxy that
+//! injects faults): uploaded through object_store, indexed by `sluice index`'s code, then read
+//! by pattern and by manifest, without and with faults (503 bursts, bodies cut mid-way,
+//! latency); the batches equal the local run's. Skips with a reason when `moto_server` is not installed
 //! (`pip install "moto[server]"`), unless SLUICE_REQUIRE_S3 is set (CI).
 
 mod common;
 
+use common::http::{proxy, Faults};
 use sluice::gen::{write_dataset, DatasetSpec};
 use sluice::ops::{Normalize, RandomResizedCrop};
 use sluice::source::shards::{
@@ -99,14 +101,24 @@ fn batches(source: Arc<dyn Source>) -> Vec<(Vec<u8>, Vec<i64>, Vec<u64>)> {
         .collect()
 }
 
+/// The longest sample's bytes.
+fn max_sample(source: &WebDataset) -> u64 {
+    (0..source.len() as u64)
+        .map(|i| source.length_hint(i).unwrap())
+        .max()
+        .unwrap()
+}
+
 #[test]
 fn shards_on_s3_give_the_local_batches() {
     let Some(moto) = common::or_skip(start_moto(), "SLUICE_REQUIRE_S3") else {
         return;
     };
+    // Every request goes through the proxy; its faults are off while the data is uploaded.
+    let front = proxy(&moto.endpoint, Faults::default());
     // This test binary holds this one test: setting the environment races with nothing.
     for (k, v) in [
-        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_ENDPOINT_URL", front.url.as_str()),
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_REGION", "us-east-1"),
@@ -172,6 +184,27 @@ fn shards_on_s3_give_the_local_batches() {
         "neighbouring samples are fetched together ({requests} requests for {} samples)",
         folder.len()
     );
+
+    // Faults between client and store: retried, the same batches, no sample lost or doubled.
+    front.set_faults(Faults {
+        fail_every: 4,
+        cut_every: 3,
+        delay: Duration::from_millis(3),
+    });
+    let failures = front.failures.load(std::sync::atomic::Ordering::SeqCst);
+    let io = || IoConfig {
+        backoff: Duration::from_millis(1),
+        window_bytes: 40 << 10, // a few samples: many requests, so many faults
+        ..IoConfig::default()
+    };
+    let faulty = WebDataset::from_manifest("s3://data/train/sluice-index.json", io()).unwrap();
+    let faulty = Arc::new(faulty);
+    assert_eq!(batches(faulty.clone()), want, "S3 through faults");
+    let injected = front.failures.load(std::sync::atomic::Ordering::SeqCst) - failures;
+    eprintln!("S3 through faults: {injected} faults injected and retried");
+    assert!(injected > 3, "faults were injected ({injected})");
+    assert!(faulty.peak_read_ahead_bytes() <= (40 << 10) + max_sample(&faulty));
+    front.set_faults(Faults::default());
 
     // A changed object is refused, not read: the manifest's ETag no longer matches.
     Object::open(&urls[0], &config)

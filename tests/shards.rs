@@ -265,6 +265,18 @@ fn shards_over_http_with_faults_equal_the_local_run() {
         assert_eq!(got, want, "over HTTP (faults: {faulty})");
         let (requests, bytes) = remote.io_counts();
         assert!(requests > requests_before && bytes > 0);
+        // Memory: the read-ahead never held more than its window (plus the one sample that
+        // may overshoot it), however many shards the epoch read.
+        let longest = (0..remote.len() as u64)
+            .map(|i| remote.length_hint(i).unwrap())
+            .max()
+            .unwrap();
+        let peak = remote.peak_read_ahead_bytes();
+        assert!(
+            peak > 0 && peak <= io().window_bytes + longest,
+            "peak read-ahead {peak} bytes, window {}",
+            io().window_bytes
+        );
         if faulty {
             assert!(
                 server.failures.load(std::sync::atomic::Ordering::SeqCst) > 0,

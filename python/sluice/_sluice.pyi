@@ -55,15 +55,34 @@ class Shards:
     (sluice-index.json, written by `sluice index`), or paths/URLs with brace patterns
     (s3://bucket/train-{000000..000127}.tar; gs://, az://, http(s)://). Credentials and
     endpoints come from the standard environment variables (AWS_ENDPOINT_URL, ...). A path
-    or URL string given to Pipeline opens the same way."""
+    or URL string given to Pipeline opens the same way.
 
-    def __init__(self, location: str) -> None: ...
+    `window` (bytes, or a size such as "256MiB") bounds the bytes read ahead and not yet
+    consumed; `concurrency` range requests run at once; a failed request is retried `retries`
+    times with backoff; `timeout` (seconds) limits one request. None keeps the default
+    (256 MiB, 16, 6, 30 s)."""
+
+    def __init__(
+        self,
+        location: str,
+        window: int | str | None = None,
+        concurrency: int | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+    ) -> None: ...
     def __len__(self) -> int: ...
     @property
     def num_shards(self) -> int: ...
     @property
     def io_counts(self) -> tuple[int, int]:
         """Range requests made and bytes fetched so far (remote shards)."""
+    @property
+    def io_config(self) -> dict[str, float]:
+        """The I/O settings in force: window (bytes), concurrency, retries, timeout (s)."""
+    @property
+    def peak_read_ahead_bytes(self) -> int:
+        """The most bytes the read-ahead ever held at once (remote shards; at most the
+        window plus one sample)."""
 
 class Tensor:
     """One batch tensor. Pass it to `torch.from_dlpack`, `jax.numpy.from_dlpack` or

@@ -136,22 +136,58 @@ impl InMemory {
 /// (`sluice-index.json`, written by `sluice index`), or paths/URLs with brace patterns
 /// (`s3://bucket/train-{000000..000127}.tar`; `gs://`, `az://`, `http(s)://`). Credentials and
 /// endpoints come from the standard environment variables (`AWS_ENDPOINT_URL`, ...).
+///
+/// `window` (bytes, or a size such as `"256MiB"`) bounds the bytes read ahead and not yet
+/// consumed; `concurrency` range requests run at once; a failed request is retried `retries`
+/// times with backoff; `timeout` (seconds) limits one request. `None` keeps the default
+/// (256 MiB, 16, 6, 30 s).
 #[pyclass(module = "sluice", frozen)]
 pub struct Shards {
     inner: Arc<source::shards::WebDataset>,
     location: String,
+    /// The constructor's I/O arguments, for pickling.
+    io: (Option<u64>, Option<usize>, Option<u32>, Option<f64>),
+}
+
+/// A size in bytes: an int, or a string with a unit ("256MiB").
+fn size_arg(name: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if let Ok(n) = value.extract::<u64>() {
+        return Ok(n);
+    }
+    let text: String = value.extract().map_err(|_| {
+        crate::errors::bad_setting(name, "bytes: an int or a size such as \"256MiB\"")
+    })?;
+    source::shards::parse_size(&text).map_err(|e| crate::errors::bad_setting(name, &e.to_string()))
 }
 
 #[pymethods]
 impl Shards {
     #[new]
-    fn new(py: Python<'_>, location: String) -> PyResult<Self> {
+    #[pyo3(signature = (location, window=None, concurrency=None, retries=None, timeout=None))]
+    fn new(
+        py: Python<'_>,
+        location: String,
+        window: Option<&Bound<'_, PyAny>>,
+        concurrency: Option<usize>,
+        retries: Option<u32>,
+        timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        let window = window.map(|w| size_arg("window", w)).transpose()?;
+        let mut config = source::shards::IoConfig::default();
+        config.window_bytes = window.unwrap_or(config.window_bytes);
+        config.concurrency = concurrency.unwrap_or(config.concurrency);
+        config.retries = retries.unwrap_or(config.retries);
+        if let Some(seconds) = timeout {
+            config.timeout = std::time::Duration::try_from_secs_f64(seconds)
+                .map_err(|_| crate::errors::bad_setting("timeout", "seconds, > 0"))?;
+        }
         let inner = py
-            .detach(|| source::shards::open_shards(&location, Default::default()))
+            .detach(|| source::shards::open_shards(&location, config))
             .py_err(py)?;
         Ok(Shards {
             inner: Arc::new(inner),
             location,
+            io: (window, concurrency, retries, timeout),
         })
     }
 
@@ -167,13 +203,37 @@ impl Shards {
         self.inner.io_counts()
     }
 
+    /// The I/O settings in force: window (bytes), concurrency, retries, timeout (seconds).
+    #[getter]
+    fn io_config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let c = self.inner.io_config();
+        let d = pyo3::types::PyDict::new(py);
+        d.set_item("window", c.window_bytes)?;
+        d.set_item("concurrency", c.concurrency)?;
+        d.set_item("retries", c.retries)?;
+        d.set_item("timeout", c.timeout.as_secs_f64())?;
+        Ok(d)
+    }
+
+    /// The most bytes the read-ahead ever held at once (remote shards; at most `window` plus
+    /// one sample).
+    #[getter]
+    fn peak_read_ahead_bytes(&self) -> u64 {
+        self.inner.peak_read_ahead_bytes()
+    }
+
     fn __len__(&self) -> usize {
         self.inner.len()
     }
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
-        let location = slf.get().location.clone().into_pyobject(slf.py())?;
-        reduce_to_constructor(slf, location.into_any())
+        let me = slf.get();
+        let (window, concurrency, retries, timeout) = me.io;
+        let args = (me.location.clone(), window, concurrency, retries, timeout);
+        Ok((
+            slf.as_any().get_type().into_any(),
+            args.into_pyobject(slf.py())?,
+        ))
     }
 
     fn __repr__(&self) -> String {

@@ -15,7 +15,7 @@ pub use manifest::{index_shard, Manifest, SampleEntry, ShardIndex, FILE_NAME as 
 pub use mds::INDEX_NAME as MDS_INDEX_NAME;
 pub use pattern::expand;
 pub use read_ahead::ReadAhead;
-pub use store::{is_url, IoConfig, Object, ObjectInfo};
+pub use store::{is_url, parse_size, IoConfig, Object, ObjectInfo};
 pub use tar_index::{key_and_extension, members, Member, DATA_EXTENSIONS};
 pub use webdataset::WebDataset;
 pub use writer::{write_shards, ShardWriterSpec};

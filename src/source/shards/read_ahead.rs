@@ -30,8 +30,9 @@ struct State {
     fetches: HashMap<u64, Fetch>,
     /// Fetch ids per shard, to find the one that covers a sample.
     by_shard: HashMap<u32, Vec<u64>>,
-    /// Bytes of fetches in flight or held.
+    /// Bytes of fetches in flight or held, and the most there ever were.
     bytes: u64,
+    peak_bytes: u64,
     next_id: u64,
 }
 
@@ -129,6 +130,11 @@ impl RangeCache {
         self.state.lock().unwrap().bytes
     }
 
+    /// The most bytes ever fetched or in flight and not yet consumed at once.
+    pub fn peak_held_bytes(&self) -> u64 {
+        self.state.lock().unwrap().peak_bytes
+    }
+
     /// Start fetching `samples` (each (shard, range)) as coalesced requests for `owner`.
     fn fetch(
         self: &Arc<Self>,
@@ -159,6 +165,7 @@ impl RangeCache {
             let id = state.next_id;
             state.next_id += 1;
             state.bytes += range.end - range.start;
+            state.peak_bytes = state.peak_bytes.max(state.bytes);
             state.by_shard.entry(shard).or_default().push(id);
             state.fetches.insert(
                 id,

@@ -44,6 +44,55 @@ impl Default for IoConfig {
     }
 }
 
+impl IoConfig {
+    /// Refuse settings that cannot work (a zero window, no requests, a zero or endless timeout).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, why: &str| Err(Error::InvalidPipeline(format!("I/O {what}: {why}")));
+        if self.window_bytes == 0 {
+            return bad("window", "must be at least one byte");
+        }
+        if self.max_request_bytes == 0 {
+            return bad("max request", "must be at least one byte");
+        }
+        if self.concurrency == 0 {
+            return bad(
+                "concurrency",
+                "at least one request must be allowed in flight",
+            );
+        }
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(24 * 3600) {
+            return bad("timeout", "between a millisecond and a day");
+        }
+        if self.backoff > Duration::from_secs(3600) {
+            return bad("backoff", "at most an hour");
+        }
+        Ok(())
+    }
+}
+
+/// `64MiB`, `500KiB`, `1GB`, `4096` → bytes (a positive number with an optional unit).
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if scale > 0 && n > 0 => Ok(n.saturating_mul(scale)),
+        _ => Err(Error::InvalidPipeline(format!(
+            "size `{text}`: a positive number with an optional unit (KiB, MiB, GiB, KB, MB, GB)"
+        ))),
+    }
+}
+
 /// The runtime every remote read runs on (two worker threads: reads are I/O-bound).
 pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();

@@ -14,6 +14,7 @@ pub struct WebDataset {
     inner: Arc<Inner>,
     /// Remote shards only: the fetched ranges shared by every pass.
     cache: Option<Arc<RangeCache>>,
+    config: Arc<IoConfig>,
     describe: String,
 }
 
@@ -48,6 +49,7 @@ impl WebDataset {
     /// The dataset a JSON file at `location` describes: a sluice manifest, or an MDS
     /// `index.json` (its shards indexed now, each read once).
     pub fn from_json(location: &str, config: IoConfig) -> Result<WebDataset> {
+        config.validate()?;
         let config = Arc::new(config);
         let bytes = Object::open(location, &config)?.read_all()?;
         let json: serde_json::Value = serde_json::from_slice(&bytes)
@@ -63,6 +65,7 @@ impl WebDataset {
 
     /// The dataset a manifest describes (its shard URLs resolved against `location`).
     pub fn from_manifest(location: &str, config: IoConfig) -> Result<WebDataset> {
+        config.validate()?;
         let config = Arc::new(config);
         let mut manifest = Manifest::load(location, &config)?;
         manifest.resolve(location);
@@ -81,6 +84,7 @@ impl WebDataset {
         config: IoConfig,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<WebDataset> {
+        config.validate()?;
         let config = Arc::new(config);
         let manifest = Manifest::build(locations, &config, progress)?;
         let what = match locations {
@@ -123,6 +127,7 @@ impl WebDataset {
         Ok(WebDataset {
             describe: format!("{what} ({} shards, {total} samples)", manifest.shards.len()),
             cache: remote.then(|| Arc::new(RangeCache::new(config.clone()))),
+            config: config.clone(),
             inner: Arc::new(Inner {
                 shards: manifest.shards,
                 objects,
@@ -139,6 +144,17 @@ impl WebDataset {
             Some(c) => (c.requests.load(Relaxed), c.bytes_fetched.load(Relaxed)),
             None => (0, 0),
         }
+    }
+
+    /// The most bytes the read-ahead ever held at once (fetched or in flight, not yet
+    /// consumed): at most the window plus one sample. 0 for local shards.
+    pub fn peak_read_ahead_bytes(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.peak_held_bytes())
+    }
+
+    /// How remote shards are read.
+    pub fn io_config(&self) -> &IoConfig {
+        &self.config
     }
 
     /// A digest of the shards (location names, sizes, version tags, sample counts): what a
