@@ -575,3 +575,76 @@ fn shard_index_and_bench_on_shards_then_stop_and_resume() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("rank 1 of 2"));
 }
+
+#[test]
+fn audio_and_text_shards_deliver_their_sources_batches_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p).display().to_string();
+    gen_audio(&dir.path().join("speech"), 10);
+    let (speech, speech_shards) = (path("speech"), path("speech-shards"));
+    sluice(&[
+        "shard",
+        &speech,
+        &speech_shards,
+        "--kind",
+        "audio",
+        "--shard-size",
+        "64KiB",
+    ]);
+    let (folder, _) = bench_batches(&path("speech"), "asr", &[]);
+    let (shards, _) = bench_batches(&path("speech-shards"), "asr", &[]);
+    assert_eq!(folder, shards, "asr: audio shards vs the folder");
+
+    sluice(&["gen-data", &path("text"), "--kind", "text", "--n", "60"]);
+    let corpus = path("text/corpus.txt");
+    let text_shards = path("text-shards");
+    sluice(&[
+        "shard",
+        &corpus,
+        &text_shards,
+        "--kind",
+        "text",
+        "--shard-size",
+        "8KiB",
+    ]);
+    for workload in ["nlp", "gpt-pack", "bert-mlm"] {
+        let (lines, _) = bench_batches(&corpus, workload, &[]);
+        let (shards, _) = bench_batches(&path("text-shards"), workload, &[]);
+        assert_eq!(lines, shards, "{workload}: text shards vs the text file");
+    }
+    // Stop and resume on text shards, with I/O settings given.
+    let io = [
+        "--shard-window",
+        "2",
+        "--io-window",
+        "1MiB",
+        "--io-retries",
+        "1",
+    ];
+    let (_, whole) = bench_batches(&path("text-shards"), "bert-mlm", &io);
+    let state = path("state.json");
+    let stop = [
+        &io[..],
+        &["--stop-after-batches", "5", "--save-state", &state],
+    ]
+    .concat();
+    let (_, first) = bench_batches(&path("text-shards"), "bert-mlm", &stop);
+    assert_eq!(first, whole[..5]);
+    let resume = [&io[..], &["--resume", &state]].concat();
+    let (_, rest) = bench_batches(&path("text-shards"), "bert-mlm", &resume);
+    assert_eq!(rest, whole[5..]);
+    // Bad I/O settings are refused before anything runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "bench",
+            "nlp",
+            "--data",
+            &path("text-shards"),
+            "--io-window",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("size `0`"));
+}

@@ -72,3 +72,29 @@ def test_state_dict_resumes_shards_and_refuses_another_rank(tmp_path, data, slui
         other.load_state_dict(state)
     with pytest.raises(ValueError, match="uneven"):
         _pipeline(source, uneven="pad")
+
+
+def test_io_settings_are_taken_checked_and_pickled(tmp_path, data, sluice_bin):
+    import pickle
+
+    shards = str(_shards(tmp_path, data, sluice_bin))
+    s = sluice.Shards(shards, window="1MiB", concurrency=4, retries=2, timeout=5)
+    assert s.io_config == {"window": 1 << 20, "concurrency": 4, "retries": 2, "timeout": 5.0}
+    assert sluice.Shards(shards).io_config == {
+        "window": 256 << 20,
+        "concurrency": 16,
+        "retries": 6,
+        "timeout": 30.0,
+    }
+    assert sluice.Shards(shards, window=4096).io_config["window"] == 4096
+    assert s.peak_read_ahead_bytes == 0, "local shards are read directly"
+    copy = pickle.loads(pickle.dumps(s))
+    assert copy.io_config == s.io_config and len(copy) == len(s)
+    with pytest.raises(ValueError, match="window"):
+        sluice.Shards(shards, window="12 parsecs")
+    with pytest.raises(ValueError, match="window"):
+        sluice.Shards(shards, window=0)
+    with pytest.raises(ValueError, match="concurrency"):
+        sluice.Shards(shards, concurrency=0)
+    with pytest.raises(ValueError, match="timeout"):
+        sluice.Shards(shards, timeout=-1.0)
