@@ -830,7 +830,7 @@ impl Pipeline {
     /// The batches of epoch `epoch`, in sampler order. Dropping the iterator mid-epoch stops the
     /// workers and waits for them.
     pub fn epoch(&self, epoch: u32) -> Result<EpochIter> {
-        Ok(EpochIter::new(self.inner.clone(), epoch, 0))
+        Ok(EpochIter::new(self.inner.clone(), epoch, 0, 1))
     }
 
     /// The batches of epoch `epoch` from batch `start` on: exactly the batches an uninterrupted
@@ -842,14 +842,35 @@ impl Pipeline {
     /// it resumes by replaying the epoch's first `start` batches (computed and dropped; the
     /// cost of tokenizing them once more). Past the end it delivers nothing.
     pub fn epoch_from(&self, epoch: u32, start: u64) -> Result<EpochIter> {
+        self.epoch_strided(epoch, start, 1)
+    }
+
+    /// Batches `start`, `start + step`, `start + 2·step`, ... of epoch `epoch`: one of `step`
+    /// iterators that split an epoch by batch (each batch a pure function of seed, epoch and
+    /// position, so together they deliver exactly the epoch's batches; `sluice.ray` runs one
+    /// per worker). The read-ahead of remote shards fetches only these batches' samples.
+    /// Refused for a packed pipeline with `step > 1` (its batches exist only by tokenizing
+    /// every document before them).
+    pub fn epoch_strided(&self, epoch: u32, start: u64, step: u64) -> Result<EpochIter> {
+        if step == 0 {
+            return Err(Error::InvalidPipeline(
+                "an epoch split by batch needs a step of at least 1".into(),
+            ));
+        }
+        if step > 1 && self.inner.pack.is_some() {
+            return Err(Error::InvalidPipeline(format!(
+                "a packed pipeline cannot split an epoch by batch (step {step}): each block \
+                 depends on every document before it; run it as one stream (step 1)"
+            )));
+        }
         if let Some(n) = self.batches_per_epoch() {
             if start > n {
                 return Err(Error::InvalidPipeline(format!(
-                    "cannot resume epoch {epoch} at batch {start}: it has {n} batches"
+                    "cannot start epoch {epoch} at batch {start}: it has {n} batches"
                 )));
             }
         }
-        Ok(EpochIter::new(self.inner.clone(), epoch, start))
+        Ok(EpochIter::new(self.inner.clone(), epoch, start, step))
     }
 
     /// The state of a run at batch `position` of `epoch` (see [`EpochIter::state`]).

@@ -514,3 +514,76 @@ fn mds_datasets_deliver_the_same_batches_and_refuse_bad_shards() {
     .to_string();
     assert!(err.contains("compressed (zstd)"), "{err}");
 }
+
+/// Interleave the batches of `step` strided iterators back into epoch order.
+fn interleave(parts: Vec<Batches>) -> Batches {
+    let mut iters: Vec<_> = parts.into_iter().map(|p| p.into_iter()).collect();
+    let mut out = Vec::new();
+    'epoch: loop {
+        for it in &mut iters {
+            match it.next() {
+                Some(b) => out.push(b),
+                None => break 'epoch,
+            }
+        }
+    }
+    assert!(iters.iter_mut().all(|it| it.next().is_none()), "parts end together");
+    out
+}
+
+#[test]
+fn an_epoch_split_by_batch_interleaves_back_into_the_whole_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, shards) = dataset(dir.path(), 45); // 6 batches of 8, the last one short
+    let folder: Arc<dyn Source> = Arc::new(folder);
+    let pipeline = |source: Arc<dyn Source>| {
+        let window = if source.shard_starts().is_some() { 2 } else { 0 };
+        augment(Pipeline::builder_shared(source))
+            .shard_window(window)
+            .build()
+            .unwrap()
+    };
+    let p = pipeline(folder.clone());
+    let whole = batches(p.epoch(3).unwrap());
+    assert_eq!(whole.len(), 6);
+    for step in 1..=4u64 {
+        let parts = (0..step)
+            .map(|w| batches(p.epoch_strided(3, w, step).unwrap()))
+            .collect();
+        assert_eq!(interleave(parts), whole, "{step} iterators");
+    }
+    // Starting later (a worker redoing its batches after a restart) continues its stride.
+    let tail = batches(p.epoch_strided(3, 4, 3).unwrap());
+    assert_eq!(tail, vec![whole[4].clone()]);
+    assert!(p.epoch_strided(3, 0, 0).is_err());
+
+    // Remote shards: the same batches, and each iterator's read-ahead fetches only its own
+    // batches' samples (one source per worker, so the counts are its own).
+    let server = serve(shards.clone(), Faults::default());
+    let manifest = remote_manifest(&shards, &server.url);
+    let mut parts = Vec::new();
+    let mut fetched = Vec::new();
+    for w in 0..3 {
+        let remote = Arc::new(WebDataset::from_manifest(&manifest, IoConfig::default()).unwrap());
+        let local = shards.display().to_string();
+        let p = pipeline(Arc::new(open_shards(&local, IoConfig::default()).unwrap()));
+        let want_local = batches(p.epoch_strided(3, w, 3).unwrap());
+        let got = batches(pipeline(remote.clone()).epoch_strided(3, w, 3).unwrap());
+        assert_eq!(got, want_local);
+        parts.push(got);
+        fetched.push(remote.io_counts().1);
+    }
+    let local = open_shards(&shards.display().to_string(), IoConfig::default()).unwrap();
+    let want = batches(pipeline(Arc::new(local)).epoch(3).unwrap());
+    assert_eq!(interleave(parts), want, "remote, 3 iterators");
+    let shard_bytes: u64 = std::fs::read_dir(&shards)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    for (w, bytes) in fetched.iter().enumerate() {
+        assert!(
+            *bytes < shard_bytes * 2 / 3,
+            "worker {w} fetched {bytes} of {shard_bytes} shard bytes"
+        );
+    }
+}

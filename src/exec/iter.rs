@@ -46,8 +46,14 @@ pub struct EpochIter {
     finished: bool,
     controller: PrefetchController,
     packing: Option<Packing>,
-    /// Remote sources: fetches the next samples' bytes ahead of the workers.
+    /// Remote sources: fetches the next samples' bytes ahead of the workers, walking
+    /// `ahead_order` (the samples of this iterator's batches, in the order it builds them).
     read_ahead: Option<crate::source::shards::ReadAhead>,
+    ahead_order: Arc<Vec<u64>>,
+    /// The first batch handed out, and the distance between batches (1: every batch; W: one
+    /// of W iterators splitting the epoch by batch).
+    first: u64,
+    step: u64,
 }
 
 /// A packed pipeline's state between batches.
@@ -63,10 +69,12 @@ struct Packing {
 }
 
 impl EpochIter {
-    /// The iterator over `epoch` from batch `start` on (0: the whole epoch; see
-    /// [`crate::Pipeline::epoch_from`]).
-    pub(crate) fn new(shared: Arc<Shared>, epoch: u32, start: u64) -> Self {
-        let order = shared.epoch_order(epoch);
+    /// The iterator over batches `start`, `start + step`, ... of `epoch` (start 0, step 1:
+    /// the whole epoch; see [`crate::Pipeline::epoch_from`] and
+    /// [`crate::Pipeline::epoch_strided`]; a packed pipeline only steps by 1).
+    pub(crate) fn new(shared: Arc<Shared>, epoch: u32, start: u64, step: u64) -> Self {
+        debug_assert!(step == 1 || shared.pack.is_none());
+        let order = Arc::new(shared.epoch_order(epoch));
         let s = &shared.settings;
         let (tx, rx) = crossbeam_channel::unbounded();
         let (floor, ceiling) = if s.max_prefetch > s.prefetch {
@@ -84,12 +92,28 @@ impl EpochIter {
         });
         // A packed epoch is resumed by replaying it (see `Pipeline::epoch_from`).
         let start = if packing.is_some() { 0 } else { start };
+        let num_chunks = shared.chunks_per_epoch();
+        let read_ahead = shared.source.read_ahead();
+        let ahead_order = match (&read_ahead, step) {
+            (Some(_), 2..) => {
+                let size = shared.settings.batch_size;
+                let own = (start..num_chunks).step_by(step as usize).flat_map(|b| {
+                    let from = b as usize * size;
+                    order[from.min(order.len())..(from + size).min(order.len())].iter()
+                });
+                Arc::new(own.copied().collect())
+            }
+            _ => order.clone(),
+        };
         EpochIter {
-            num_chunks: shared.chunks_per_epoch(),
-            read_ahead: shared.source.read_ahead(),
+            num_chunks,
+            read_ahead,
+            ahead_order,
+            first: start,
+            step: step.max(1),
             shared,
             epoch,
-            order: Arc::new(order),
+            order,
             next_spawn: start,
             next_yield: start,
             in_flight: 0,
@@ -136,8 +160,13 @@ impl EpochIter {
 
     fn top_up(&mut self) {
         if let Some(read_ahead) = &mut self.read_ahead {
-            let from = self.next_spawn as usize * self.shared.settings.batch_size;
-            read_ahead.advance(&self.order, from);
+            // Position of the next batch's first sample in `ahead_order`.
+            let batches_before = match self.step {
+                1 => self.next_spawn,
+                step => (self.next_spawn - self.first) / step,
+            };
+            let from = batches_before as usize * self.shared.settings.batch_size;
+            read_ahead.advance(&self.ahead_order, from);
         }
         while self.in_flight < self.controller.depth && self.next_spawn < self.num_chunks {
             let b = self.next_spawn;
@@ -163,7 +192,7 @@ impl EpochIter {
                     ));
                 }
             });
-            self.next_spawn += 1;
+            self.next_spawn += self.step;
             self.in_flight += 1;
         }
     }
@@ -286,10 +315,10 @@ impl EpochIter {
                 {
                     d.mark_delivered();
                 }
-                self.next_yield += 1;
+                self.next_yield += self.step;
                 self.in_flight -= 1;
                 self.controller.observe(waited, self.ready.len());
-                if self.next_yield == self.num_chunks {
+                if self.next_yield >= self.num_chunks {
                     let c = &self.controller;
                     self.shared.timers.prefetch(c.depth, c.adjustments);
                 }
