@@ -527,7 +527,10 @@ fn interleave(parts: Vec<Batches>) -> Batches {
             }
         }
     }
-    assert!(iters.iter_mut().all(|it| it.next().is_none()), "parts end together");
+    assert!(
+        iters.iter_mut().all(|it| it.next().is_none()),
+        "parts end together"
+    );
     out
 }
 
@@ -537,7 +540,11 @@ fn an_epoch_split_by_batch_interleaves_back_into_the_whole_epoch() {
     let (folder, shards) = dataset(dir.path(), 45); // 6 batches of 8, the last one short
     let folder: Arc<dyn Source> = Arc::new(folder);
     let pipeline = |source: Arc<dyn Source>| {
-        let window = if source.shard_starts().is_some() { 2 } else { 0 };
+        let window = if source.shard_starts().is_some() {
+            2
+        } else {
+            0
+        };
         augment(Pipeline::builder_shared(source))
             .shard_window(window)
             .build()

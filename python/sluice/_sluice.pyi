@@ -217,6 +217,11 @@ class Pipeline:
     def epoch(self, epoch: int) -> EpochIterator:
         """The batches of `epoch` in sampler order (from the saved position after
         load_state_dict)."""
+    def epoch_strided(self, epoch: int, start: int = 0, step: int = 1) -> EpochIterator:
+        """Batches start, start + step, start + 2*step, ... of `epoch`: one of `step`
+        iterators that split an epoch by batch (together they deliver exactly the epoch's
+        batches; sluice.ray runs one per worker). Not tracked by state_dict. ValueError for a
+        packed pipeline with step > 1."""
     def __iter__(self) -> EpochIterator:
         """The next epoch: 0, 1, 2, ... (or the one a loaded state resumes)."""
     def __len__(self) -> int:

@@ -236,7 +236,7 @@ impl Pipeline {
         Ok(EpochIterator {
             len: iter.num_batches(),
             inner: Mutex::new(Some(iter)),
-            progress: self.progress.clone(),
+            progress: Some(self.progress.clone()),
             created_in: self.created_in,
             epoch,
             output: self.inner.output().clone(),
@@ -334,6 +334,37 @@ impl Pipeline {
     /// position when `epoch` is the saved epoch).
     fn epoch(&self, epoch: u32) -> PyResult<EpochIterator> {
         self.start_epoch(epoch)
+    }
+
+    /// Batches `start`, `start + step`, `start + 2*step`, ... of epoch `epoch`: one of `step`
+    /// iterators that split an epoch by batch (each batch depends only on seed, epoch and
+    /// position, so together they deliver exactly the epoch's batches; `sluice.ray` runs one
+    /// per worker). Not tracked by `state_dict`. ValueError for a packed pipeline with
+    /// `step > 1`.
+    #[pyo3(signature = (epoch, start=0, step=1))]
+    fn epoch_strided(
+        &self,
+        py: Python<'_>,
+        epoch: u32,
+        start: u64,
+        step: u64,
+    ) -> PyResult<EpochIterator> {
+        check_not_forked(self.created_in)?;
+        let iter = py
+            .detach(|| self.inner.epoch_strided(epoch, start, step))
+            .py_err(py)?;
+        // The batches this iterator delivers: those of its stride from `start` on.
+        let len = iter
+            .num_batches()
+            .map(|n| n.saturating_sub(start).div_ceil(step));
+        Ok(EpochIterator {
+            len,
+            inner: Mutex::new(Some(iter)),
+            progress: None,
+            created_in: self.created_in,
+            epoch,
+            output: self.inner.output().clone(),
+        })
     }
 
     /// Iterate the next epoch: 0, 1, 2, ... (or the epoch a loaded state resumes).
@@ -582,7 +613,9 @@ impl Pipeline {
 #[pyclass(module = "sluice", frozen)]
 pub struct EpochIterator {
     inner: Mutex<Option<EpochIter>>,
-    progress: Arc<Mutex<Progress>>,
+    /// The pipeline's progress, which this iterator updates (None: a strided part of an
+    /// epoch, which `state_dict` does not track).
+    progress: Option<Arc<Mutex<Progress>>>,
     created_in: u32,
     epoch: u32,
     /// Batches in the epoch (None when packed: known only once tokenized).
@@ -622,10 +655,10 @@ impl EpochIterator {
             };
             match py.detach(|| iter.next_within(SIGNAL_POLL)) {
                 Wait::Ready(result) => {
-                    let position = iter.next_index();
-                    let mut p = self.progress.lock().unwrap();
-                    (p.epoch, p.position) = (self.epoch, position);
-                    drop(p);
+                    if let Some(progress) = &self.progress {
+                        let mut p = progress.lock().unwrap();
+                        (p.epoch, p.position) = (self.epoch, iter.next_index());
+                    }
                     return match result {
                         Ok(batch) => Batch::from_core(py, batch, &self.output),
                         Err(e) => Err(crate::errors::to_py(py, e)),
@@ -665,13 +698,18 @@ impl EpochIterator {
     /// Position of the next batch to be delivered.
     #[getter]
     fn position(&self) -> u64 {
+        let tracked = || {
+            self.progress
+                .as_ref()
+                .map_or(0, |p| p.lock().unwrap().position)
+        };
         match self.inner.try_lock() {
             Ok(g) => match (g.as_ref(), self.len) {
                 (Some(i), _) => i.next_index(),
                 (None, Some(n)) => n,
-                (None, None) => self.progress.lock().unwrap().position,
+                (None, None) => tracked(),
             },
-            Err(_) => self.progress.lock().unwrap().position,
+            Err(_) => tracked(),
         }
     }
 

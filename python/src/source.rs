@@ -157,7 +157,7 @@ fn size_arg(name: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
     let text: String = value.extract().map_err(|_| {
         crate::errors::bad_setting(name, "bytes: an int or a size such as \"256MiB\"")
     })?;
-    source::shards::parse_size(&text).map_err(|e| crate::errors::bad_setting(name, &e.to_string()))
+    source::shards::parse_size(&text).map_err(|e| crate::errors::bad_setting(name, e))
 }
 
 #[pymethods]
