@@ -37,10 +37,11 @@ def cluster():
     c.shutdown()
 
 
-def _pipeline(data, **kw):
+def _pipeline(source, **kw):
     augment = [ops.RandomResizedCrop(32), ops.RandomHorizontalFlip(), ops.Normalize.imagenet()]
     kw = {"batch_size": 8, "shuffle": True, "seed": 9, "threads": 1, **kw}
-    return sluice.Pipeline(str(data), augment, **kw)
+    source = source if isinstance(source, sluice.Shards) else str(source)
+    return sluice.Pipeline(source, augment, **kw)
 
 
 def _local(batch):
@@ -185,4 +186,23 @@ def test_packed_pipelines_run_on_one_worker(cluster, tmp_path, sluice_bin):
     assert got == want and len(got) > 1
     with pytest.raises(TypeError, match="packed"):
         len(loader)
+    loader.shutdown()
+
+
+def test_workers_read_shards_themselves(cluster, data, tmp_path, sluice_bin):
+    import subprocess
+
+    import sluice.ray
+
+    shards = tmp_path / "shards"
+    subprocess.run(
+        [str(sluice_bin), "shard", str(data), str(shards), "--shard-size", "40KiB"],
+        check=True,
+        capture_output=True,
+    )
+    source = sluice.Shards(str(shards), window="1MiB", retries=2)
+    pipe = _pipeline(source, shard_window=2)
+    want = [_local(b) for b in pipe.epoch(0)]
+    loader = _loader(pipe, 3)
+    assert [_remote(b) for b in loader.epoch(0)] == want
     loader.shutdown()
