@@ -5,9 +5,10 @@ each batch moves through Ray's object store, and a checksum check (the batches m
     pip install ./python "ray>=2.9" numpy
     python benches/ray_loader.py [--images 1024] [--cpus 2] [--batch 64] [--epochs 2] [--rounds 2]
 
-The local pipeline runs `--cpus` threads; with W workers each worker runs max(1, cpus / W)
-threads and reserves cpus / W Ray CPUs, so both sides have the same cores. One warm-up epoch
-on each side (page cache, actor start-up) is not timed.
+With W workers each worker runs max(1, cpus / W) threads and reserves cpus / W Ray CPUs; the
+local pipeline runs as many threads in total (W x that), so both sides have the same cores and
+the same threads and the ratio is Ray's own overhead. One warm-up epoch on each side (page
+cache, actor start-up) is not timed.
 """
 
 import argparse
@@ -66,11 +67,11 @@ def main():
     args = ap.parse_args()
     data = str(sluice.generated_dataset(images=args.images))
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    local = pipeline(data, args, args.cpus)
-    run(epochs(local, 0, 1), 1)  # warm-up
     rows = []
     for workers in [int(w) for w in args.workers.split(",")]:
         threads = max(1, args.cpus // workers)
+        local = pipeline(data, args, threads * workers)
+        run(epochs(local, 0, 1), 1)  # warm-up
         loader = sluice.ray.Loader(
             pipeline(data, args, threads),
             num_workers=workers,
