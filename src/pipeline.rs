@@ -910,7 +910,25 @@ impl Pipeline {
                 state.fingerprint, mine.fingerprint
             )));
         }
-        self.epoch_from(state.epoch, state.position)
+        self.epoch_resumed(state.epoch, state.position, state.packed)
+    }
+
+    /// The batches of `epoch` from batch `position` on; a packed pipeline given its saved
+    /// stream position (`EpochIter::packed_position`) rebuilds the stream from the chunks it
+    /// holds instead of replaying the epoch. No checks of where the values came from: see
+    /// [`Pipeline::resume`].
+    pub fn epoch_resumed(
+        &self,
+        epoch: u32,
+        position: u64,
+        packed: Option<crate::state::PackedPosition>,
+    ) -> Result<EpochIter> {
+        match packed {
+            Some(at) if self.inner.pack.is_some() => {
+                EpochIter::packed_from(self.inner.clone(), epoch, position, at)
+            }
+            _ => self.epoch_from(epoch, position),
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -22,6 +22,23 @@ pub struct PipelineState {
     pub position: u64,
     pub rank: usize,
     pub world: usize,
+    /// A packed pipeline's token stream at `position`, so a resume rebuilds it from the few
+    /// chunks it holds instead of replaying the epoch (absent: replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packed: Option<PackedPosition>,
+}
+
+/// Where a packed pipeline's token stream stood between two batches. The stream is always the
+/// undelivered tail of the tokens of chunks `0..next_chunk` (a chunk: `batch_size` documents
+/// in epoch order, tokenized together), so three numbers rebuild it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedPosition {
+    /// The first chunk with tokens not yet delivered.
+    pub chunk: u64,
+    /// That chunk's tokens already delivered.
+    pub skip_tokens: u64,
+    /// Chunks tokenized so far.
+    pub next_chunk: u64,
 }
 
 impl PipelineState {

@@ -562,20 +562,22 @@ fn packed(source: Arc<dyn Source>, seq_len: usize, blocks: usize, threads: usize
 type Packed = Vec<(Vec<i32>, Vec<i32>, Vec<i32>, Vec<usize>, Vec<u64>)>;
 
 fn packed_epoch(p: &Pipeline, epoch: u32, start: u64) -> Packed {
-    p.epoch_from(epoch, start)
-        .unwrap()
-        .map(|b| {
-            let b = b.unwrap();
-            let labels = i32s(b.token_labels.as_ref().unwrap().bytes());
-            (
-                i32s(b.bytes()),
-                labels,
-                b.cu_seqlens.clone(),
-                b.lengths.clone(),
-                b.sample_indices.clone(),
-            )
-        })
-        .collect()
+    packed_batches(p.epoch_from(epoch, start).unwrap())
+}
+
+fn packed_batches(iter: sluice::exec::EpochIter) -> Packed {
+    iter.map(|b| {
+        let b = b.unwrap();
+        let labels = i32s(b.token_labels.as_ref().unwrap().bytes());
+        (
+            i32s(b.bytes()),
+            labels,
+            b.cu_seqlens.clone(),
+            b.lengths.clone(),
+            b.sample_indices.clone(),
+        )
+    })
+    .collect()
 }
 
 /// Packed blocks concatenate back to the epoch's documents in order, each followed by
@@ -650,6 +652,32 @@ fn packed_blocks_concatenate_back_to_the_documents() {
     let resumed = packed_epoch(&pipeline, 1, 2);
     assert!(resumed == epoch[2..], "resumed at batch 2: other batches");
     assert!(packed_epoch(&pipeline, 1, 1000).is_empty());
+
+    // A saved state carries the stream's position: resuming from it tokenizes only the chunks
+    // still in the stream (not the epoch so far) and gives the same batches, at every point.
+    for k in 0..=epoch.len() {
+        let mut it = pipeline.epoch(1).unwrap();
+        for _ in 0..k {
+            it.next().unwrap().unwrap();
+        }
+        let state = it.state();
+        drop(it);
+        let at = state
+            .packed
+            .expect("a packed pipeline saves its stream position");
+        assert!(
+            at.next_chunk - at.chunk <= 2,
+            "batch {k}: the stream spans chunks {}..{}",
+            at.chunk,
+            at.next_chunk
+        );
+        let state = sluice::state::PipelineState::from_json(&state.to_json()).unwrap();
+        let rest = packed_batches(pipeline.resume(&state).unwrap());
+        assert!(
+            rest == epoch[k..],
+            "resumed from the stream position after {k} batches"
+        );
+    }
 }
 
 /// A packed pipeline under the skip policy leaves bad documents out, counted and reported in

@@ -5,6 +5,7 @@
 use super::{PrefetchController, Shared};
 use crate::batch::{Batch, DenseBatch, Images};
 use crate::error::{Error, Result, SampleError};
+use crate::state::PackedPosition;
 use crate::tensor::{DType, Layout};
 use crate::text::{PackSpec, TokenStream};
 use crossbeam_channel::{Receiver, Sender};
@@ -64,8 +65,12 @@ struct Packing {
     skipped: Vec<SampleError>,
     /// Packed batches made so far (handed out or skipped over when resuming).
     made: u64,
-    /// Resuming: batches to make and drop before the first one handed out.
+    /// Resuming by replay: batches to make and drop before the first one handed out.
     skip: u64,
+    /// Chunks with tokens in the stream, in order: (chunk, tokens pushed, tokens left).
+    pushed: std::collections::VecDeque<(u64, usize, usize)>,
+    /// Resuming from a saved stream position: rebuild the stream first.
+    rebuild: Option<PackedPosition>,
 }
 
 impl EpochIter {
@@ -89,6 +94,8 @@ impl EpochIter {
             skipped: Vec::new(),
             made: 0,
             skip: start,
+            pushed: Default::default(),
+            rebuild: None,
         });
         // A packed epoch is resumed by replaying it (see `Pipeline::epoch_from`).
         let start = if packing.is_some() { 0 } else { start };
@@ -149,7 +156,53 @@ impl EpochIter {
     /// Where this iterator stands, as a value a run resumes from
     /// ([`crate::Pipeline::resume`]).
     pub fn state(&self) -> crate::state::PipelineState {
-        self.shared.state(self.epoch, self.next_index())
+        let mut state = self.shared.state(self.epoch, self.next_index());
+        state.packed = self.packed_position();
+        state
+    }
+
+    /// A packed pipeline's token stream position (see [`PackedPosition`]); None otherwise.
+    pub fn packed_position(&self) -> Option<PackedPosition> {
+        let p = self.packing.as_ref()?;
+        if p.rebuild.is_some() {
+            return p.rebuild;
+        }
+        let next_chunk = self.next_yield;
+        Some(match p.pushed.front() {
+            Some(&(chunk, pushed, left)) => PackedPosition {
+                chunk,
+                skip_tokens: (pushed - left) as u64,
+                next_chunk,
+            },
+            None => PackedPosition {
+                chunk: next_chunk,
+                skip_tokens: 0,
+                next_chunk,
+            },
+        })
+    }
+
+    /// A packed epoch resumed at batch `position` from its saved stream position `at`: only
+    /// the chunks `at.chunk..at.next_chunk` are tokenized again (their tail is the stream).
+    pub(crate) fn packed_from(
+        shared: Arc<Shared>,
+        epoch: u32,
+        position: u64,
+        at: PackedPosition,
+    ) -> Result<Self> {
+        let chunks = shared.chunks_per_epoch();
+        if !(at.chunk <= at.next_chunk && at.next_chunk <= chunks) {
+            return Err(Error::InvalidPipeline(format!(
+                "cannot resume: packed position chunks {}..{} of an epoch of {chunks}",
+                at.chunk, at.next_chunk
+            )));
+        }
+        let mut iter = EpochIter::new(shared, epoch, 0, 1);
+        (iter.next_spawn, iter.next_yield) = (at.chunk, at.chunk);
+        let p = iter.packing.as_mut().expect("a packed pipeline");
+        p.made = position;
+        p.rebuild = Some(at);
+        Ok(iter)
     }
 
     /// The next batch, waiting at most `timeout` for it: lets a caller that must react to
@@ -216,6 +269,34 @@ impl EpochIter {
             return self.next_chunk(deadline);
         }
         loop {
+            if let Some(at) = self.packing.as_ref().unwrap().rebuild {
+                if self.next_yield < at.next_chunk {
+                    match self.next_chunk(deadline) {
+                        Wait::Ready(Ok(chunk)) => {
+                            // Its skipped samples were reported before the state was saved.
+                            self.push_chunk(chunk);
+                            self.packing.as_mut().unwrap().skipped.clear();
+                            continue;
+                        }
+                        Wait::Finished => {}
+                        other => return other,
+                    }
+                }
+                let p = self.packing.as_mut().unwrap();
+                let skip = at.skip_tokens as usize;
+                if self.next_yield < at.next_chunk || skip > p.stream.len() {
+                    self.finished = true;
+                    return Wait::Ready(Err(Error::InvalidPipeline(format!(
+                        "cannot resume: the saved packed position ({} tokens into chunk {}) \
+                         does not match these documents' tokens",
+                        at.skip_tokens, at.chunk
+                    ))));
+                }
+                p.stream.drop_front(skip);
+                consume(&mut p.pushed, skip);
+                p.rebuild = None;
+                continue;
+            }
             let batch_tokens = {
                 let p = self.packing.as_ref().unwrap();
                 p.spec.seq_len * self.shared.settings.batch_size
@@ -250,7 +331,9 @@ impl EpochIter {
 
     /// Append a chunk's documents (padded ids with lengths) to the token stream.
     fn push_chunk(&mut self, chunk: Batch) {
+        let index = self.next_yield - 1; // next_chunk just handed it out
         let p = self.packing.as_mut().unwrap();
+        let before = p.stream.len();
         let d = chunk.dense().expect("token chunks are padded batches");
         let width = d.shape.get(1).copied().unwrap_or(0);
         for (k, (&doc, &length)) in chunk.sample_indices.iter().zip(&chunk.lengths).enumerate() {
@@ -259,6 +342,10 @@ impl EpochIter {
                 .chunks_exact(4)
                 .map(|b| i32::from_le_bytes(b.try_into().unwrap()));
             p.stream.push(doc, ids, &p.spec);
+        }
+        let tokens = p.stream.len() - before;
+        if tokens > 0 {
+            p.pushed.push_back((index, tokens, tokens));
         }
         p.skipped.extend(chunk.skipped);
     }
@@ -269,6 +356,7 @@ impl EpochIter {
         let p = self.packing.as_mut().unwrap();
         let pad = shared.settings.pad_id as i32;
         let blocks = p.stream.take(shared.settings.batch_size, &p.spec, pad);
+        consume(&mut p.pushed, blocks.lengths.iter().sum());
         let shape = vec![blocks.lengths.len(), p.spec.seq_len];
         let tensor = |values: &[i32]| {
             let mut data = shared.buffers.take(values.len() * 4);
@@ -347,6 +435,21 @@ impl EpochIter {
     }
 }
 
+/// `n` tokens of the stream's front delivered: count them off the chunks they came from.
+fn consume(pushed: &mut std::collections::VecDeque<(u64, usize, usize)>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = pushed.front_mut() else {
+            return;
+        };
+        let taken = front.2.min(n);
+        front.2 -= taken;
+        n -= taken;
+        if front.2 == 0 {
+            pushed.pop_front();
+        }
+    }
+}
+
 impl Iterator for EpochIter {
     type Item = Result<Batch>;
 
@@ -361,7 +464,10 @@ impl Iterator for EpochIter {
     fn size_hint(&self) -> (usize, Option<usize>) {
         match self.packing {
             Some(_) => (0, None),
-            None => (0, Some((self.num_chunks - self.next_yield) as usize)),
+            None => {
+                let left = self.num_chunks.saturating_sub(self.next_yield);
+                (0, Some(left.div_ceil(self.step) as usize))
+            }
         }
     }
 }

@@ -301,6 +301,7 @@ impl Shared {
             position,
             rank: s.rank,
             world: s.world,
+            packed: None,
         }
     }
 

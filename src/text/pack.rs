@@ -60,6 +60,25 @@ impl TokenStream {
         }
     }
 
+    /// Drop the first `n` tokens (delivered): the document cut at `n`, if any, continues from
+    /// position 0.
+    pub fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.ids.len());
+        let first_kept = self.starts.partition_point(|&(at, _)| at < n);
+        self.ids.drain(..n);
+        let mut rest: Vec<(usize, u64)> = self.starts[first_kept..]
+            .iter()
+            .map(|&(at, doc)| (at - n, doc))
+            .collect();
+        if let Some(i) = first_kept.checked_sub(1) {
+            let cut = !self.ids.is_empty() && rest.first().is_none_or(|&(at, _)| at > 0);
+            if cut {
+                rest.insert(0, (0, self.starts[i].1));
+            }
+        }
+        self.starts = rest;
+    }
+
     /// Take the first `blocks × seq_len` tokens (fewer at the epoch's end: the last block is
     /// padded with `pad_id`) as one batch of blocks.
     pub fn take(&mut self, blocks: usize, spec: &PackSpec, pad_id: i32) -> PackedBlocks {
@@ -83,19 +102,7 @@ impl TokenStream {
         }
         let documents = self.starts[..first_kept].iter().map(|s| s.1).collect();
         let lengths = (0..blocks).map(|b| (n - b * len).min(len)).collect();
-        // What stays: the tokens after n; the document cut at n (if any) continues from 0.
-        self.ids.drain(..n);
-        let mut rest: Vec<(usize, u64)> = self.starts[first_kept..]
-            .iter()
-            .map(|&(at, doc)| (at - n, doc))
-            .collect();
-        if let Some(i) = first_kept.checked_sub(1) {
-            let cut = !self.ids.is_empty() && rest.first().is_none_or(|&(at, _)| at > 0);
-            if cut {
-                rest.insert(0, (0, self.starts[i].1));
-            }
-        }
-        self.starts = rest;
+        self.drop_front(n);
         PackedBlocks {
             ids,
             labels,
