@@ -305,6 +305,7 @@ class Loader:
         state = self._pipe.state_dict()
         epoch, position = self._resume or (self._epoch, self._position)
         state["epoch"], state["position"] = epoch, position
+        state.pop("packed", None)  # the pipeline's own stream position, not the loader's
         return state
 
     def load_state_dict(self, state: dict) -> None:

@@ -13,6 +13,7 @@ use sluice::exec::{EpochIter, Wait};
 use sluice::ops::DecodeLimits;
 use sluice::optimizer::{self, profile, Goal, LogicalPlan};
 use sluice::pipeline::Settings;
+use sluice::state::PackedPosition;
 use sluice::Pipeline as CorePipeline;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -29,8 +30,12 @@ struct Progress {
     position: u64,
     /// The epoch `iter(pipeline)` runs next.
     next_epoch: u32,
-    /// Set by `load_state_dict`: the next iteration over this epoch starts at this batch.
+    /// A packed pipeline's token stream position at `position`.
+    packed: Option<PackedPosition>,
+    /// Set by `load_state_dict`: the next iteration over this epoch starts at this batch
+    /// (and, packed, from this stream position).
     resume: Option<(u32, u64)>,
+    resume_packed: Option<PackedPosition>,
 }
 
 /// Where the Python package keeps generated data and measured profiles.
@@ -222,16 +227,20 @@ impl Pipeline {
     fn start_epoch(&self, epoch: u32) -> PyResult<EpochIterator> {
         check_not_forked(self.created_in)?;
         let mut p = self.progress.lock().unwrap();
-        let start = match p.resume {
+        let (start, packed) = match p.resume {
             Some((e, at)) if e == epoch => {
                 p.resume = None;
-                at
+                (at, p.resume_packed.take())
             }
-            _ => 0,
+            _ => (0, None),
         };
-        let iter = Python::attach(|py| self.inner.epoch_from(epoch, start).py_err(py))?;
+        let iter = Python::attach(|py| {
+            py.detach(|| self.inner.epoch_resumed(epoch, start, packed))
+                .py_err(py)
+        })?;
         p.epoch = epoch;
         p.position = start;
+        p.packed = iter.packed_position();
         p.next_epoch = epoch + 1;
         Ok(EpochIterator {
             len: iter.num_batches(),
@@ -394,12 +403,24 @@ impl Pipeline {
     }
 
     /// Where iteration stands: `{"epoch", "position", "batches_per_epoch", "seed",
-    /// "fingerprint", "rank", "world"}` (torchdata's Stateful convention; the fingerprint
-    /// identifies the data and the declaration). Restore with `load_state_dict`.
+    /// "fingerprint", "rank", "world"}`, and for a packed pipeline `"packed"` (the token
+    /// stream's position, so a resume re-tokenizes only what the stream holds; without it the
+    /// epoch is replayed) — torchdata's Stateful convention; the fingerprint identifies the
+    /// data and the declaration. Restore with `load_state_dict`.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let p = self.progress.lock().unwrap();
-        let (epoch, position) = p.resume.unwrap_or((p.epoch, p.position));
+        let ((epoch, position), packed) = match p.resume {
+            Some(resume) => (resume, p.resume_packed),
+            None => ((p.epoch, p.position), p.packed),
+        };
         let d = PyDict::new(py);
+        if let Some(at) = packed {
+            let stream = PyDict::new(py);
+            stream.set_item("chunk", at.chunk)?;
+            stream.set_item("skip_tokens", at.skip_tokens)?;
+            stream.set_item("next_chunk", at.next_chunk)?;
+            d.set_item("packed", stream)?;
+        }
         d.set_item("epoch", epoch)?;
         d.set_item("position", position)?;
         d.set_item("batches_per_epoch", self.inner.batches_per_epoch())?;
@@ -475,7 +496,25 @@ impl Pipeline {
                 ));
             }
         }
-        self.progress.lock().unwrap().resume = Some((epoch, position));
+        let packed = match state.get_item("packed")? {
+            Some(v) if !v.is_none() => {
+                let v = v.cast_into::<PyDict>().map_err(|_| {
+                    bad_setting(
+                        "state_dict.packed",
+                        "a dict {chunk, skip_tokens, next_chunk}",
+                    )
+                })?;
+                Some(PackedPosition {
+                    chunk: get(&v, "chunk")?,
+                    skip_tokens: get(&v, "skip_tokens")?,
+                    next_chunk: get(&v, "next_chunk")?,
+                })
+            }
+            _ => None,
+        };
+        let mut p = self.progress.lock().unwrap();
+        p.resume = Some((epoch, position));
+        p.resume_packed = packed;
         Ok(())
     }
 
@@ -658,6 +697,7 @@ impl EpochIterator {
                     if let Some(progress) = &self.progress {
                         let mut p = progress.lock().unwrap();
                         (p.epoch, p.position) = (self.epoch, iter.next_index());
+                        p.packed = iter.packed_position();
                     }
                     return match result {
                         Ok(batch) => Batch::from_core(py, batch, &self.output),
