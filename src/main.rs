@@ -286,19 +286,14 @@ struct IoArgs {
 
 impl IoArgs {
     fn config(&self) -> sluice::Result<sluice::source::shards::IoConfig> {
-        let mut config = sluice::source::shards::IoConfig::default();
-        if let Some(window) = &self.io_window {
-            config.window_bytes = sluice::source::shards::parse_size(window)?;
-        }
-        config.concurrency = self.io_concurrency.unwrap_or(config.concurrency);
-        config.retries = self.io_retries.unwrap_or(config.retries);
-        if let Some(seconds) = self.io_timeout {
-            config.timeout = std::time::Duration::try_from_secs_f64(seconds).map_err(|_| {
-                sluice::Error::InvalidPipeline(format!("--io-timeout {seconds}: seconds, > 0"))
-            })?;
-        }
-        config.validate()?;
-        Ok(config)
+        use sluice::source::shards::{parse_size, IoConfig};
+        let window = self.io_window.as_deref().map(parse_size).transpose()?;
+        IoConfig::with(
+            window,
+            self.io_concurrency,
+            self.io_retries,
+            self.io_timeout,
+        )
     }
 }
 

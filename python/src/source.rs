@@ -145,8 +145,6 @@ impl InMemory {
 pub struct Shards {
     inner: Arc<source::shards::WebDataset>,
     location: String,
-    /// The constructor's I/O arguments, for pickling.
-    io: (Option<u64>, Option<usize>, Option<u32>, Option<f64>),
 }
 
 /// A size in bytes: an int, or a string with a unit ("256MiB").
@@ -173,21 +171,14 @@ impl Shards {
         timeout: Option<f64>,
     ) -> PyResult<Self> {
         let window = window.map(|w| size_arg("window", w)).transpose()?;
-        let mut config = source::shards::IoConfig::default();
-        config.window_bytes = window.unwrap_or(config.window_bytes);
-        config.concurrency = concurrency.unwrap_or(config.concurrency);
-        config.retries = retries.unwrap_or(config.retries);
-        if let Some(seconds) = timeout {
-            config.timeout = std::time::Duration::try_from_secs_f64(seconds)
-                .map_err(|_| crate::errors::bad_setting("timeout", "seconds, > 0"))?;
-        }
+        let config =
+            source::shards::IoConfig::with(window, concurrency, retries, timeout).py_err(py)?;
         let inner = py
             .detach(|| source::shards::open_shards(&location, config))
             .py_err(py)?;
         Ok(Shards {
             inner: Arc::new(inner),
             location,
-            io: (window, concurrency, retries, timeout),
         })
     }
 
@@ -228,8 +219,15 @@ impl Shards {
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Reduced<'py>> {
         let me = slf.get();
-        let (window, concurrency, retries, timeout) = me.io;
-        let args = (me.location.clone(), window, concurrency, retries, timeout);
+        let c = me.inner.io_config();
+        let timeout = c.timeout.as_secs_f64();
+        let args = (
+            me.location.clone(),
+            c.window_bytes,
+            c.concurrency,
+            c.retries,
+            timeout,
+        );
         Ok((
             slf.as_any().get_type().into_any(),
             args.into_pyobject(slf.py())?,

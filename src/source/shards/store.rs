@@ -45,6 +45,26 @@ impl Default for IoConfig {
 }
 
 impl IoConfig {
+    /// The defaults with the given settings changed (timeout in seconds), validated.
+    pub fn with(
+        window_bytes: Option<u64>,
+        concurrency: Option<usize>,
+        retries: Option<u32>,
+        timeout_seconds: Option<f64>,
+    ) -> Result<IoConfig> {
+        let mut config = IoConfig::default();
+        config.window_bytes = window_bytes.unwrap_or(config.window_bytes);
+        config.concurrency = concurrency.unwrap_or(config.concurrency);
+        config.retries = retries.unwrap_or(config.retries);
+        if let Some(seconds) = timeout_seconds {
+            config.timeout = Duration::try_from_secs_f64(seconds).map_err(|_| {
+                Error::InvalidPipeline(format!("I/O timeout {seconds}: seconds, > 0"))
+            })?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Refuse settings that cannot work (a zero window, no requests, a zero or endless timeout).
     pub fn validate(&self) -> Result<()> {
         let bad = |what: &str, why: &str| Err(Error::InvalidPipeline(format!("I/O {what}: {why}")));
