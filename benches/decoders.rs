@@ -1,70 +1,89 @@
-//! JPEG decoder choice: zune-jpeg (pure Rust, what `DecodeImage` uses) against libjpeg-turbo
-//! through the `turbojpeg` crate, full size and with DCT-domain 1/2 scaling.
+//! JPEG decode, side by side on the same files, one thread:
+//! - zune-jpeg (pure Rust, sluice's decoder before libjpeg-turbo), strict mode, full decode;
+//! - `DecodeImage` (libjpeg-turbo 3.1), full decode;
+//! - `DecodeImage` by window: only what rn50-train's RandomResizedCrop 224 reads (crops drawn as
+//!   the pipeline draws them, seed 0, epoch 0), the crop-aware decode.
 //!
-//! zune-jpeg only: `cargo bench --bench decoders`
-//! both (needs libturbojpeg0-dev): `cargo bench --bench decoders --features turbojpeg`
-//! Input: the first 32 images of the generated benchmark dataset (seed 0), as `sluice bench`
-//! reads them.
+//! `cargo bench --bench decoders`. Inputs: the first 32 images of the generated dataset (seed 0,
+//! long side 200–600 px) and, as `large`, 8 generated photos with a ~3000-px long side.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::gen::{generate_sample, DatasetSpec};
-use sluice::ops::DecodeImage;
+use sluice::ops::{DecodeImage, Op, OpParams, RandomResizedCrop, Rect};
+use sluice::rng::SampleRng;
 use sluice::tensor::Image;
 use std::hint::black_box;
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
 
-const IMAGES: usize = 32;
-
-fn dataset() -> Vec<Vec<u8>> {
-    let spec = DatasetSpec::default();
-    (0..IMAGES as u64)
+fn dataset(images: usize, long_side: Option<u32>) -> Vec<Vec<u8>> {
+    let spec = DatasetSpec {
+        images,
+        long_side,
+        ..DatasetSpec::default()
+    };
+    (0..images as u64)
         .map(|i| generate_sample(&spec, i).0)
         .collect()
 }
 
-fn bench_decoders(c: &mut Criterion) {
-    let files = dataset();
-    let mut g = c.benchmark_group("decode");
-    g.throughput(Throughput::Elements(IMAGES as u64));
+/// The rectangle rn50-train's crop reads from a `width`×`height` image `index`.
+fn crop_reads(index: u64, width: u32, height: u32) -> Option<Rect> {
+    let op = Op::RandomResizedCrop(RandomResizedCrop::new(224));
+    let mut rng = SampleRng::new(0, 0, index, 1);
+    match op.draw(&mut rng, width, height) {
+        OpParams::Crop(b) => Some(b.reads(width, height)),
+        _ => None,
+    }
+}
 
-    let decoder = DecodeImage::default();
-    let mut out = Image::default();
-    g.bench_function("zune-jpeg", |b| {
+fn bench_set(c: &mut Criterion, name: &str, files: &[Vec<u8>]) {
+    let mut g = c.benchmark_group(format!("decode/{name}"));
+    g.throughput(Throughput::Elements(files.len() as u64));
+    g.sample_size(20);
+
+    let options = DecoderOptions::default()
+        .set_max_width(1 << 16)
+        .set_max_height(1 << 16)
+        .set_strict_mode(true)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut pixels = Vec::new();
+    g.bench_function("zune-jpeg full", |b| {
         b.iter(|| {
-            for f in &files {
-                decoder.decode(black_box(f), &mut out).unwrap();
+            for f in files {
+                let mut d = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(f), options);
+                d.decode_headers().unwrap();
+                let info = d.info().unwrap();
+                pixels.resize(info.width as usize * info.height as usize * 3, 0);
+                d.decode_into(black_box(&mut pixels)).unwrap();
             }
         })
     });
 
-    #[cfg(feature = "turbojpeg")]
-    {
-        let mut tj = turbojpeg::Decompressor::new().unwrap();
-        let mut pixels = Vec::new();
-        for (name, divisor) in [("libjpeg-turbo", 1), ("libjpeg-turbo 1/2 DCT-scaled", 2)] {
-            g.bench_function(name, |b| {
-                b.iter(|| {
-                    for f in &files {
-                        let header = tj.read_header(black_box(f)).unwrap();
-                        // tjDecompress2 picks the DCT scaling factor that fits the output size.
-                        let (w, h) = (
-                            header.width.div_ceil(divisor),
-                            header.height.div_ceil(divisor),
-                        );
-                        pixels.resize(w * h * 3, 0);
-                        let image = turbojpeg::Image {
-                            pixels: pixels.as_mut_slice(),
-                            width: w,
-                            pitch: w * 3,
-                            height: h,
-                            format: turbojpeg::PixelFormat::RGB,
-                        };
-                        tj.decompress(f, image).unwrap();
-                    }
-                })
-            });
-        }
-    }
+    let decoder = DecodeImage::default();
+    let mut out = Image::default();
+    g.bench_function("libjpeg-turbo full", |b| {
+        b.iter(|| {
+            for f in files {
+                decoder.decode(black_box(f), &mut out).unwrap();
+            }
+        })
+    });
+    g.bench_function("libjpeg-turbo window (rn50-train crop)", |b| {
+        b.iter(|| {
+            for (i, f) in files.iter().enumerate() {
+                let want = |w, h| crop_reads(i as u64, w, h);
+                decoder.decode_window(black_box(f), &mut out, want).unwrap();
+            }
+        })
+    });
     g.finish();
+}
+
+fn bench_decoders(c: &mut Criterion) {
+    bench_set(c, "imagenet-size", &dataset(32, None));
+    bench_set(c, "large", &dataset(8, Some(3000)));
 }
 
 criterion_group!(benches, bench_decoders);

@@ -263,6 +263,10 @@ enum Command {
         /// Audio: the longest utterance, seconds (each is 1 s to this long).
         #[arg(long, default_value_t = 15.0)]
         max_seconds: f64,
+        /// Images: photos with a long side of about N pixels (N to 1.1·N) instead of the
+        /// ImageNet-like 200–600 px, e.g. 3000 for camera-size photos.
+        #[arg(long, value_name = "N")]
+        long_side: Option<u32>,
     },
 }
 
@@ -453,6 +457,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             classes,
             seed,
             max_seconds,
+            ..
         } => {
             if !(1.0..=3600.0).contains(&max_seconds) {
                 return Err(sluice::Error::InvalidPipeline(format!(
@@ -480,12 +485,19 @@ fn run(cli: Cli) -> sluice::Result<()> {
             n,
             classes,
             seed,
+            long_side,
             ..
         } => {
+            if long_side.is_some_and(|l| !(16..=16384).contains(&l)) {
+                return Err(sluice::Error::InvalidPipeline(
+                    "--long-side must be 16..=16384 pixels".into(),
+                ));
+            }
             let spec = DatasetSpec {
                 images: n,
                 classes,
                 seed,
+                long_side,
             };
             let bar = progress_bar(n as u64, "generating");
             write_dataset(&dir, &spec, &|done| bar.set_position(done))?;

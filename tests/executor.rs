@@ -57,9 +57,18 @@ fn same_seed_gives_identical_batches_for_any_threads_prefetch_or_fusion() {
         }
         let reference = epoch_contents(&unfused, 3);
         assert_eq!(reference.len(), 5); // 23 samples in batches of 5: 4 full + 3
+                                        // Fused, both lead with RandomResizedCrop: decoded by window (crop-aware), which must
+                                        // not change a byte; unfused, every image is decoded whole.
+        assert_eq!(unfused.stats().window_decodes, 0);
         for (threads, prefetch, fuse) in [(2, 1, true), (8, 4, true), (2, 3, false), (8, 1, false)]
         {
-            let got = epoch_contents(&build(threads, prefetch, fuse), 3);
+            let pipeline = build(threads, prefetch, fuse);
+            let got = epoch_contents(&pipeline, 3);
+            let windows = pipeline.stats().window_decodes;
+            assert!(
+                fuse == (windows > 15),
+                "fuse {fuse}: {windows} window decodes of 23"
+            );
             assert!(
                 got == reference,
                 "{workload:?}: threads {threads} prefetch {prefetch} fuse {fuse} changed the output"

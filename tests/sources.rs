@@ -63,6 +63,7 @@ fn generated_dataset_is_deterministic_and_imagenet_like() {
         images: 6,
         classes: 3,
         seed: 9,
+        long_side: None,
     };
     let (a, class) = generate_sample(&spec, 4);
     let (b, _) = generate_sample(&spec, 4);

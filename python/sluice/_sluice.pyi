@@ -304,6 +304,8 @@ def gen_data(
     classes: int = 10,
     seed: int = 0,
     kind: Literal["images", "audio", "text"] = "images",
+    long_side: int | None = None,
 ) -> None:
     """Write the generated dataset (JPEGs; speech-like WAVs with kind="audio"; dir/corpus.txt with
-    kind="text") to `dir`."""
+    kind="text") to `dir`. `long_side`: images with a long side of N to 1.1·N pixels (e.g. 3000
+    for camera-size photos) instead of ImageNet-like 200–600."""

@@ -916,7 +916,7 @@ pub fn generated_dataset(
         _ => "gen",
     };
     let dir = cache_dir("data").join(format!("{prefix}-n{images}-c{classes}-s{seed}"));
-    gen_data(py, dir.clone(), images, classes, seed, kind)?;
+    gen_data(py, dir.clone(), images, classes, seed, kind, None)?;
     // A text corpus is one file of lines.
     Ok(if kind == "text" {
         dir.join("corpus.txt")
@@ -926,8 +926,9 @@ pub fn generated_dataset(
 }
 
 /// Write the generated dataset to `dir` (kept if a complete one with the same spec is there).
+/// `long_side` (images): photos with a long side of about that many pixels (N to 1.1·N).
 #[pyfunction]
-#[pyo3(signature = (dir, n=1024, classes=10, seed=0, kind="images"))]
+#[pyo3(signature = (dir, n=1024, classes=10, seed=0, kind="images", long_side=None))]
 pub fn gen_data(
     py: Python<'_>,
     dir: PathBuf,
@@ -935,9 +936,13 @@ pub fn gen_data(
     classes: usize,
     seed: u64,
     kind: &str,
+    long_side: Option<u32>,
 ) -> PyResult<()> {
     if n == 0 || classes == 0 {
         return Err(bad_setting("gen_data", "n and classes must be at least 1"));
+    }
+    if long_side.is_some_and(|l| !(16..=16384).contains(&l)) {
+        return Err(bad_setting("long_side", "must be 16..=16384 pixels"));
     }
     match kind {
         "images" => {}
@@ -971,6 +976,7 @@ pub fn gen_data(
         images: n,
         classes,
         seed,
+        long_side,
     };
     py.detach(|| sluice::gen::ensure_dataset(&dir, &spec, &|_| {}))
         .py_err(py)

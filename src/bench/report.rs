@@ -69,6 +69,8 @@ pub struct BenchReport {
     /// Samples served from the prefix cache (`--cache-mib`), and its size at the end.
     pub cache_hits: u64,
     pub cache_mib: f64,
+    /// Images decoded by window (crop-aware decode: only the pixels the leading crop reads).
+    pub window_decodes: u64,
     /// Padded batches (speech): the share of the delivered tensors that is padding, over the
     /// run (None for image workloads).
     pub padding_fraction: Option<f64>,
@@ -160,6 +162,13 @@ impl BenchReport {
             s += &format!(
                 "prefetch     ended at {} batches after {} adaptive changes\n",
                 self.prefetch_depth, self.prefetch_adjustments
+            );
+        }
+        if self.window_decodes > 0 {
+            s += &format!(
+                "decode       {} of {} images decoded by window (crop-aware)\n",
+                self.window_decodes,
+                self.images + self.skipped
             );
         }
         if self.cache_hits > 0 || self.cache_mib > 0.0 {

@@ -332,6 +332,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         prefetch_depth: stats.prefetch_depth,
         prefetch_adjustments: stats.prefetch_adjustments,
         cache_hits: stats.cache_hits,
+        window_decodes: stats.window_decodes,
         cache_mib: stats.cache_bytes as f64 / (1024.0 * 1024.0),
         padding_fraction: (padded.1 > 0).then(|| 1.0 - padded.0 as f64 / padded.1 as f64),
         audio_seconds_per_second: (stats.audio_seconds > 0.0).then(|| stats.audio_seconds / wall),

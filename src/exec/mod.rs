@@ -165,6 +165,21 @@ fn fuse_stretch_norm(ops: &[Op], single: impl Fn(usize) -> Step) -> Vec<Step> {
     steps
 }
 
+/// The operator whose crop is pushed into decode (crop-aware decode), if any: a leading
+/// RandomResizedCrop that runs on the CPU, in a plan that fuses. Its crop is drawn from the size
+/// in the image's header (the same draw as after a full decode) and only the pixels it reads
+/// are decoded ([`crate::ops::CropBox::reads`]); output bytes are unchanged. Not when a cache
+/// keeps the decoded images (it needs them whole).
+pub fn crop_into_decode(
+    ops: &[Op],
+    cpu_ops: usize,
+    fuse: bool,
+    caches_decoded: bool,
+) -> Option<usize> {
+    let leading_crop = matches!(ops.first(), Some(Op::RandomResizedCrop(_)));
+    (fuse && cpu_ops > 0 && leading_crop && !caches_decoded).then_some(0)
+}
+
 /// Everything the workers share for the life of a pipeline.
 pub struct Shared {
     pub source: Arc<dyn Source>,
@@ -180,6 +195,8 @@ pub struct Shared {
     sample_buffers: Arc<BufferPool>,
     timers: StageTimers,
     cache: Option<PrefixCache>,
+    /// The leading crop decoded by window ([`crop_into_decode`]).
+    crop_decode: Option<usize>,
     /// The operators from the CPU→GPU cut on, when some run on the GPU.
     pub gpu: Option<GpuSuffix>,
     /// A final `Pack`: the epoch iterator packs the samples' ids into blocks.
@@ -232,6 +249,12 @@ impl Shared {
                 deterministic_prefix(&ops[..cpu_ops]),
             )
         });
+        let caches_decoded = cache.as_ref().is_some_and(|c| c.prefix_steps == 0);
+        let crop_decode = if caches_images {
+            crop_into_decode(&ops, cpu_ops, settings.fuse, caches_decoded)
+        } else {
+            None
+        };
         let mut names = vec!["read".to_string(), decode.name().to_string()];
         names.extend(steps.iter().map(|s| s.name.clone()));
         if let Some(g) = &gpu {
@@ -258,6 +281,7 @@ impl Shared {
             sample_buffers: BufferPool::new(),
             timers: StageTimers::new(names),
             cache,
+            crop_decode,
             gpu,
             pack,
         }

@@ -108,6 +108,13 @@ impl Shared {
         }
         let t = Instant::now();
         let cache = self.cache.as_ref();
+        let seed = self.settings.seed;
+        let draw = |i: usize, image: &Image| {
+            let mut rng = SampleRng::new(seed, epoch, index, self.op_ids[i]);
+            self.ops[i].draw(&mut rng, image.width, image.height)
+        };
+        // The leading crop's parameters when it was drawn from the header (crop-aware decode).
+        let mut drawn: Option<(usize, OpParams)> = None;
         let (first_step, mut t) = match cache.and_then(|c| c.get(index)) {
             Some(image) => {
                 ws.image.clone_from(image);
@@ -118,9 +125,22 @@ impl Shared {
                 let Decoder::Image(decoder) = &self.decode else {
                     unreachable!("audio and text samples take process_value")
                 };
-                decoder
-                    .decode(&ws.bytes, &mut ws.image)
+                let want = |width: u32, height: u32| {
+                    let r = self.crop_decode?;
+                    let mut rng = SampleRng::new(seed, epoch, index, self.op_ids[r]);
+                    let params = self.ops[r].draw(&mut rng, width, height);
+                    drawn = Some((r, params));
+                    match params {
+                        OpParams::Crop(b) => Some(b.reads(width, height)),
+                        _ => None,
+                    }
+                };
+                let decoded = decoder
+                    .decode_window(&ws.bytes, &mut ws.image, want)
                     .map_err(|m| self.sample_error(index, "DecodeImage", m))?;
+                if decoded.partial {
+                    self.timers.window_decoded();
+                }
                 let t = self.timers.record(DECODE_STAGE, t);
                 if let Some(c) = cache.filter(|c| c.prefix_steps == 0) {
                     c.offer(index, &ws.image);
@@ -128,16 +148,19 @@ impl Shared {
                 (0, t)
             }
         };
-
-        let seed = self.settings.seed;
-        let draw = |i: usize, image: &Image| {
-            let mut rng = SampleRng::new(seed, epoch, index, self.op_ids[i]);
-            self.ops[i].draw(&mut rng, image.width, image.height)
+        let params_of = |i: usize, image: &Image| match drawn {
+            Some((r, params)) if r == i => params,
+            _ => draw(i, image),
         };
+
         let mut shape = None;
         for (s, step) in self.steps.iter().enumerate().skip(first_step) {
             stage.set(FIRST_STEP_STAGE + s);
             match step.kind {
+                StepKind::Image(i) if drawn.is_some_and(|(r, _)| r == i) => {
+                    let params = params_of(i, &ws.image);
+                    self.ops[i].apply_image(&params, &mut ws.image, &mut ws.ops);
+                }
                 StepKind::Image(i) => {
                     let mut rng = SampleRng::new(seed, epoch, index, self.op_ids[i]);
                     self.ops[i]
@@ -149,7 +172,7 @@ impl Shared {
                 }
                 StepKind::Tensor { resample, flip, op } => {
                     if let Some(r) = resample {
-                        let params = draw(r, &ws.image);
+                        let params = params_of(r, &ws.image);
                         self.ops[r].apply_image(&params, &mut ws.image, &mut ws.ops);
                     }
                     let flip = flip.is_some_and(|f| draw(f, &ws.image) == OpParams::Apply(true));

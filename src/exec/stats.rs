@@ -13,6 +13,8 @@ pub(crate) struct StageTimers {
     audio_micros: AtomicU64,
     /// Tokens the tokenizer produced (text pipelines).
     tokens: AtomicU64,
+    /// Images decoded by window (crop-aware decode) rather than whole.
+    window_decodes: AtomicU64,
     /// The adaptive controller's latest prefetch depth, and how often it changed.
     prefetch_depth: AtomicU64,
     prefetch_adjustments: AtomicU64,
@@ -29,6 +31,7 @@ impl StageTimers {
             skipped: AtomicU64::new(0),
             audio_micros: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
+            window_decodes: AtomicU64::new(0),
             prefetch_depth: AtomicU64::new(0),
             prefetch_adjustments: AtomicU64::new(0),
         }
@@ -75,6 +78,11 @@ impl StageTimers {
         self.tokens.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    /// An image decoded by window (only the part its crop reads).
+    pub fn window_decoded(&self) {
+        self.window_decodes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn sample_skipped(&self) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
     }
@@ -95,6 +103,7 @@ impl StageTimers {
             skipped: self.skipped.load(Ordering::Relaxed),
             audio_seconds: self.audio_micros.load(Ordering::Relaxed) as f64 / 1e6,
             tokens: self.tokens.load(Ordering::Relaxed),
+            window_decodes: self.window_decodes.load(Ordering::Relaxed),
             buffer_allocations,
             cache_hits,
             cache_bytes,
@@ -130,6 +139,9 @@ pub struct RunStats {
     pub audio_seconds: f64,
     /// Tokens produced by the tokenizer (text pipelines; 0 otherwise).
     pub tokens: u64,
+    /// Images decoded by window: only the part the pipeline's leading crop reads (the others,
+    /// of the images decoded, were decoded whole: PNG, lossless JPEG, crops covering the image).
+    pub window_decodes: u64,
     /// Batch buffers allocated rather than reused.
     pub buffer_allocations: u64,
     /// Samples served from the prefix cache (read and decode skipped).
@@ -160,6 +172,7 @@ impl RunStats {
             skipped: self.skipped - earlier.skipped,
             audio_seconds: self.audio_seconds - earlier.audio_seconds,
             tokens: self.tokens - earlier.tokens,
+            window_decodes: self.window_decodes - earlier.window_decodes,
             buffer_allocations: self.buffer_allocations - earlier.buffer_allocations,
             cache_hits: self.cache_hits - earlier.cache_hits,
             cache_bytes: self.cache_bytes,

@@ -24,6 +24,8 @@ pub struct DatasetSpec {
     pub images: usize,
     pub classes: usize,
     pub seed: u64,
+    /// Photos with a long side of `N` to 1.1·`N` pixels; None: ImageNet-like, 200–600 px.
+    pub long_side: Option<u32>,
 }
 
 impl Default for DatasetSpec {
@@ -32,6 +34,7 @@ impl Default for DatasetSpec {
             images: 1024,
             classes: 10,
             seed: 0,
+            long_side: None,
         }
     }
 }
@@ -78,22 +81,36 @@ fn pixel_hash(key: u64, x: u32, y: u32) -> u64 {
     h ^ (h >> 33)
 }
 
-/// The size of image `index` (before encoding).
+/// The size of image `index` of the default dataset with `seed` (before encoding).
 pub fn image_size(seed: u64, index: u64) -> (u32, u32) {
+    size_within(seed, index, DEFAULT_LONG_SIDE)
+}
+
+/// The size of image `index` (before encoding), its long side in `long_side` (pixels).
+fn size_within(seed: u64, index: u64, long_side: (f64, f64)) -> (u32, u32) {
     let mut rng = SampleRng::new(seed, 0, index, SIZE_STREAM);
-    let long = rng.uniform(200.0, 600.0);
+    let long = rng.uniform(long_side.0, long_side.1);
     let aspect = rng.uniform((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln()).exp();
     let (w, h) = if aspect >= 1.0 {
         (long, long / aspect)
     } else {
         (long * aspect, long)
     };
-    (w.round().max(200.0) as u32, h.round().max(200.0) as u32)
+    let min = long_side.0.min(200.0);
+    (w.round().max(min) as u32, h.round().max(min) as u32)
 }
 
-/// Render image `index` of a dataset with `seed`.
+/// Render image `index` of the default dataset with `seed`.
 pub fn render_image(seed: u64, index: u64) -> Image {
-    let (w, h) = image_size(seed, index);
+    render_sized(seed, index, DEFAULT_LONG_SIDE)
+}
+
+/// The default datasets' long side range (ImageNet-like).
+const DEFAULT_LONG_SIDE: (f64, f64) = (200.0, 600.0);
+
+/// Render image `index` with `seed`, its long side in `long_side`.
+pub fn render_sized(seed: u64, index: u64, long_side: (f64, f64)) -> Image {
+    let (w, h) = size_within(seed, index, long_side);
     let mut rng = SampleRng::new(seed, 0, index, CONTENT_STREAM);
     let colour = |rng: &mut SampleRng| -> [f32; 3] {
         std::array::from_fn(|_| rng.uniform(20.0, 235.0) as f32)
@@ -179,7 +196,10 @@ pub fn encode_jpeg(image: &Image, quality: u8) -> Vec<u8> {
 
 /// Encoded bytes and class of image `index`.
 pub fn generate_sample(spec: &DatasetSpec, index: u64) -> (Vec<u8>, usize) {
-    let image = render_image(spec.seed, index);
+    let long_side = spec
+        .long_side
+        .map_or(DEFAULT_LONG_SIDE, |n| (f64::from(n), f64::from(n) * 1.1));
+    let image = render_sized(spec.seed, index, long_side);
     let mut rng = SampleRng::new(spec.seed, 0, index, SIZE_STREAM + 100);
     let quality = 75 + rng.below(21) as u8;
     (
@@ -205,11 +225,16 @@ pub fn write_dataset(
     })?;
     // Written last: its presence marks a complete dataset (see `ensure_dataset`).
     let marker = root.join(".complete");
-    std::fs::write(
-        &marker,
-        format!("{} {} {}\n", spec.images, spec.classes, spec.seed),
-    )
-    .map_err(|e| Error::io(marker.display().to_string(), e))
+    std::fs::write(&marker, marker_text(spec))
+        .map_err(|e| Error::io(marker.display().to_string(), e))
+}
+
+/// What `.complete` says about the dataset it marks.
+fn marker_text(spec: &DatasetSpec) -> String {
+    match spec.long_side {
+        None => format!("{} {} {}\n", spec.images, spec.classes, spec.seed),
+        Some(n) => format!("{} {} {} {n}\n", spec.images, spec.classes, spec.seed),
+    }
 }
 
 /// Write `files` generated files as `root/class_NNN/NAME` in parallel: `make(i)` gives file
@@ -249,7 +274,7 @@ pub fn ensure_dataset(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<bool> {
     let marker = root.join(".complete");
-    let want = format!("{} {} {}\n", spec.images, spec.classes, spec.seed);
+    let want = marker_text(spec);
     if std::fs::read_to_string(&marker).is_ok_and(|s| s == want) {
         return Ok(false);
     }

@@ -1,10 +1,12 @@
-//! DecodeImage: JPEG (zune-jpeg, chosen by `benches/decoders.rs`) and PNG (zune-png) to RGB u8.
+//! DecodeImage: JPEG (libjpeg-turbo, see [`super::jpeg`]) and PNG (zune-png) to RGB u8, the whole
+//! image or, for JPEG, only the window a following crop reads ([`DecodeImage::decode_window`]).
 //!
 //! Hostile input never panics and never allocates unbounded memory: the header is parsed first
 //! and images whose declared size exceeds the limits are refused before any pixel buffer exists;
 //! JPEG decoding is strict (truncated or corrupt entropy data is an error, not grey blocks); and
 //! any panic inside a decoder is caught and reported as an error.
 
+use super::jpeg::{self, Rect};
 use super::spec::{Backend, OpKind, OpSpec, SizeRule, ValueKind};
 use crate::tensor::Image;
 use zune_core::bytestream::ZCursor;
@@ -33,6 +35,15 @@ impl Default for DecodeLimits {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DecodeImage {
     pub limits: DecodeLimits,
+}
+
+/// Which part of an image a decode wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// The pixels written; the image has the whole file's size either way.
+    pub window: Rect,
+    /// Whether that is less than the whole image.
+    pub partial: bool,
 }
 
 enum Format {
@@ -102,31 +113,51 @@ impl DecodeImage {
             .set_strict_mode(true)
     }
 
-    /// Decode `bytes` into `out` (its buffer is reused).
+    /// Decode the whole image in `bytes` into `out` (its buffer is reused).
     pub fn decode(&self, bytes: &[u8], out: &mut Image) -> Result<(), String> {
+        self.decode_window(bytes, out, |_, _| None).map(|_| ())
+    }
+
+    /// Decode the part of the image that `want` asks for, given the image's width and height
+    /// from its header. `out` gets the whole image's size, and every pixel of the rectangle equals
+    /// the full decode's; pixels outside the decoded window are left as `out` held them (stale).
+    /// The window may be larger than the rectangle (iMCU alignment, or the whole image where a
+    /// window cannot be decoded: PNG, lossless JPEG); [`Decoded`] says which it was.
+    pub fn decode_window(
+        &self,
+        bytes: &[u8],
+        out: &mut Image,
+        want: impl FnOnce(u32, u32) -> Option<Rect>,
+    ) -> Result<Decoded, String> {
         let format = sniff(bytes)?;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
-            Format::Jpeg => self.decode_jpeg(bytes, out),
-            Format::Png => self.decode_png(bytes, out),
+            Format::Jpeg => self.decode_jpeg(bytes, out, want),
+            Format::Png => self.decode_png(bytes, out).map(|()| Decoded {
+                window: Rect::full(out.width, out.height),
+                partial: false,
+            }),
         }));
         result.unwrap_or_else(|_| Err("decoder panicked on malformed data".into()))
     }
 
-    fn decode_jpeg(&self, bytes: &[u8], out: &mut Image) -> Result<(), String> {
-        let options = self.options().jpeg_set_out_colorspace(ColorSpace::RGB);
-        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-        decoder
-            .decode_headers()
-            .map_err(|e| format!("corrupt JPEG header: {e:?}"))?;
-        let info = decoder.info().ok_or("JPEG header missing")?;
-        let (w, h) = (info.width as usize, info.height as usize);
-        self.check_size(w, h)?;
-        out.width = w as u32;
-        out.height = h as u32;
-        out.data.resize(w * h * 3, 0);
-        decoder
-            .decode_into(&mut out.data)
-            .map_err(|e| format!("corrupt JPEG data: {e:?}"))
+    fn decode_jpeg(
+        &self,
+        bytes: &[u8],
+        out: &mut Image,
+        want: impl FnOnce(u32, u32) -> Option<Rect>,
+    ) -> Result<Decoded, String> {
+        let header = jpeg::header(bytes)?;
+        self.check_size(header.width as usize, header.height as usize)?;
+        let full = Rect::full(header.width, header.height);
+        let window = match want(header.width, header.height) {
+            Some(rect) if rect.width > 0 && rect.height > 0 => jpeg::window_for(&header, rect),
+            _ => full,
+        };
+        jpeg::decode(bytes, &header, window, out)?;
+        Ok(Decoded {
+            window,
+            partial: window != full,
+        })
     }
 
     fn decode_png(&self, bytes: &[u8], out: &mut Image) -> Result<(), String> {

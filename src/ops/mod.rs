@@ -10,6 +10,7 @@ mod color_jitter;
 mod decode;
 mod flip;
 mod grayscale;
+pub mod jpeg;
 mod normalize;
 pub mod resample;
 mod resize;
@@ -26,9 +27,10 @@ pub use center_crop::{center_offset, CenterCrop};
 pub use color_jitter::{
     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, ColorJitter, JitterParams,
 };
-pub use decode::{DecodeImage, DecodeLimits};
+pub use decode::{DecodeImage, DecodeLimits, Decoded};
 pub use flip::RandomHorizontalFlip;
 pub use grayscale::{grayscale_value, RandomGrayscale};
+pub use jpeg::Rect;
 pub use normalize::{Cast, Normalize};
 pub use resample::CropBox;
 pub use resize::Resize;

@@ -34,6 +34,29 @@ impl CropBox {
     }
 }
 
+impl CropBox {
+    /// The source pixels [`Resampler::resize`] may read for this box in a `width`×`height`
+    /// image: the box widened by the filter's support (`max(scale, 1)` pixels for the triangle
+    /// filter, plus one for rounding), since the weights are clipped to the image, not the box.
+    /// Decoding only this rectangle (at its place) gives the same output as the whole image.
+    pub fn reads(&self, width: u32, height: u32) -> super::jpeg::Rect {
+        let axis = |start: f64, len: f64, out: u32, size: u32| {
+            let radius = (len / f64::from(out.max(1))).max(1.0);
+            let lo = ((start - radius).floor() - 1.0).max(0.0) as u32;
+            let hi = ((start + len + radius).ceil() + 1.0).min(f64::from(size)) as u32;
+            (lo.min(size), hi.max(lo.min(size)))
+        };
+        let (left, right) = axis(self.left, self.width, self.out_width, width);
+        let (top, bottom) = axis(self.top, self.height, self.out_height, height);
+        super::jpeg::Rect {
+            left,
+            top,
+            width: right - left,
+            height: bottom - top,
+        }
+    }
+}
+
 /// A reusable SIMD resizer (it keeps internal buffers between calls).
 pub struct Resampler {
     inner: fir::Resizer,
