@@ -412,14 +412,51 @@ fn tiny_images_pass_through_every_workload() {
     }
 }
 
+/// JPEGs of every structure the decoder has paths for: baseline 4:2:0 / 4:2:2 / 4:4:4,
+/// progressive, restart intervals, grayscale, CMYK.
+fn fuzz_originals() -> Vec<Vec<u8>> {
+    use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+    let image = sluice::gen::render_image(5, 1);
+    let (w, h) = (96u16, 64u16);
+    let rgb: Vec<u8> = (0..h as usize)
+        .flat_map(|y| image.data[y * image.width as usize * 3..][..w as usize * 3].to_vec())
+        .collect();
+    let gray: Vec<u8> = rgb.chunks(3).map(|p| p[1]).collect();
+    let cmyk: Vec<u8> = rgb.chunks(3).flat_map(|p| [p[0], p[1], p[2], 200]).collect();
+    let encode = |data: &[u8], color, sampling, progressive, restart| {
+        let mut out = Vec::new();
+        let mut e = Encoder::new(&mut out, 85);
+        e.set_sampling_factor(sampling);
+        e.set_progressive(progressive);
+        e.set_restart_interval(restart);
+        e.encode(data, w, h, color).unwrap();
+        out
+    };
+    vec![
+        jpeg_samples(1, 5).remove(0).0,
+        encode(&rgb, ColorType::Rgb, SamplingFactor::R_4_2_2, false, 2),
+        encode(&rgb, ColorType::Rgb, SamplingFactor::R_4_2_0, true, 0),
+        encode(&rgb, ColorType::Rgb, SamplingFactor::R_4_4_4, true, 3),
+        encode(&gray, ColorType::Luma, SamplingFactor::R_4_4_4, false, 0),
+        encode(&cmyk, ColorType::Cmyk, SamplingFactor::R_4_4_4, false, 0),
+        png(16, 9, ColorSpace::RGB, &[77; 16 * 9 * 3]),
+    ]
+}
+
+/// Mutated files (bit flips, truncation, overwritten runs) decoded whole and by window: an error
+/// or an image, never a panic (caught or not), a hang or an allocation past the limits.
+/// `SLUICE_FUZZ_CASES` sets the number of files (default 2000; docs/PERFORMANCE.md records a
+/// 100 000-file run).
 #[test]
 fn randomly_mutated_files_never_panic_hang_or_overallocate() {
+    use sluice::ops::Rect;
     use sluice::rng::{SampleRng, Uniform};
     let seed = common::test_seed(); // SLUICE_TEST_SEED replays a failure
-    let originals = [
-        jpeg_samples(1, 5).remove(0).0,
-        png(16, 9, ColorSpace::RGB, &[77; 16 * 9 * 3]),
-    ];
+    let cases: u64 = std::env::var("SLUICE_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let originals = fuzz_originals();
     let decoder = DecodeImage::new(DecodeLimits {
         max_pixels: 4 << 20,
         max_side: 8192,
@@ -427,37 +464,67 @@ fn randomly_mutated_files_never_panic_hang_or_overallocate() {
     let mut out = Image::default();
     let hang = common::watchdog(
         &format!("decoding the mutated files of seed {seed}"),
-        std::time::Duration::from_secs(600),
+        std::time::Duration::from_secs(600 + cases / 100),
     );
-    for case in 0..300u64 {
+    let (mut decoded, mut slowest) = (0u64, std::time::Duration::ZERO);
+    for case in 0..cases {
         let mut rng = SampleRng::new(seed, 0, case, 0);
-        let mut bytes = originals[case as usize % 2].clone();
-        match rng.below(3) {
-            // Flip a few random bytes (header or data).
-            0 => {
-                for _ in 0..=rng.below(8) {
-                    let i = rng.below(bytes.len() as u64) as usize;
-                    bytes[i] ^= 1 << rng.below(8);
+        let mut bytes = originals[case as usize % originals.len()].clone();
+        for _ in 0..=rng.below(2) {
+            match rng.below(3) {
+                // Flip a few random bits (header or data).
+                0 => {
+                    for _ in 0..=rng.below(8) {
+                        let i = rng.below(bytes.len() as u64) as usize;
+                        bytes[i] ^= 1 << rng.below(8);
+                    }
+                }
+                // Cut the file short.
+                1 => bytes.truncate(1 + rng.below(bytes.len() as u64) as usize),
+                // Overwrite a run with one value.
+                _ => {
+                    let start = rng.below(bytes.len() as u64) as usize;
+                    let end = (start + 1 + rng.below(64) as usize).min(bytes.len());
+                    let v = rng.below(256) as u8;
+                    bytes[start..end].fill(v);
                 }
             }
-            // Cut the file short.
-            1 => bytes.truncate(rng.below(bytes.len() as u64) as usize),
-            // Overwrite a run with one value.
-            _ => {
-                let start = rng.below(bytes.len() as u64) as usize;
-                let end = (start + 1 + rng.below(64) as usize).min(bytes.len());
-                let v = rng.below(256) as u8;
-                bytes[start..end].fill(v);
-            }
         }
-        // Either outcome is fine; a panic escaping, a hang or a huge allocation is not.
-        let result = decoder.decode(&bytes, &mut out);
-        if result.is_ok() {
-            assert!(
-                out.data.len() <= 3 * (4 << 20),
-                "case {case}: decoded past the limit"
-            );
+        // Either outcome is fine; a panic, a hang or a huge allocation is not.
+        let by_window = rng.bernoulli(0.5);
+        let (l, t) = (rng.below(64) as u32, rng.below(48) as u32);
+        let started = std::time::Instant::now();
+        let result = if by_window {
+            let want = |w: u32, h: u32| {
+                Some(Rect {
+                    left: l.min(w - 1),
+                    top: t.min(h - 1),
+                    width: (w - l.min(w - 1)).min(17),
+                    height: (h - t.min(h - 1)).min(9),
+                })
+            };
+            decoder.decode_window(&bytes, &mut out, want).map(|_| ())
+        } else {
+            decoder.decode(&bytes, &mut out)
+        };
+        slowest = slowest.max(started.elapsed());
+        match result {
+            Ok(()) => {
+                decoded += 1;
+                assert!(
+                    out.data.len() <= 3 * (4 << 20),
+                    "case {case}: decoded past the limit"
+                );
+            }
+            Err(message) => assert!(
+                !message.contains("panicked"),
+                "case {case} (seed {seed}): {message}"
+            ),
         }
     }
     drop(hang);
+    eprintln!(
+        "{cases} mutated files: {decoded} decoded, {} refused; slowest {slowest:?}",
+        cases - decoded
+    );
 }

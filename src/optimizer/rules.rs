@@ -155,6 +155,13 @@ pub fn fuse(
     if plan.cut < plan.order.len() {
         d.summary += "; GPU: trailing flips and a final crop+resize fold into the tensor write";
     }
+    if matches!(logical.decoder, Decoder::Image(_))
+        && crate::exec::crop_into_decode(&cpu, plan.cut, true, false).is_some()
+    {
+        // Not in the predicted costs: the profile times whole-image decodes.
+        d.summary += "; decode: the leading RandomResizedCrop is drawn from the JPEG header and \
+                      only the pixels it reads are decoded (same bytes; bench reports the count)";
+    }
     d.alternatives = vec![
         (
             "unfused".into(),
