@@ -422,7 +422,10 @@ fn fuzz_originals() -> Vec<Vec<u8>> {
         .flat_map(|y| image.data[y * image.width as usize * 3..][..w as usize * 3].to_vec())
         .collect();
     let gray: Vec<u8> = rgb.chunks(3).map(|p| p[1]).collect();
-    let cmyk: Vec<u8> = rgb.chunks(3).flat_map(|p| [p[0], p[1], p[2], 200]).collect();
+    let cmyk: Vec<u8> = rgb
+        .chunks(3)
+        .flat_map(|p| [p[0], p[1], p[2], 200])
+        .collect();
     let encode = |data: &[u8], color, sampling, progressive, restart| {
         let mut out = Vec::new();
         let mut e = Encoder::new(&mut out, 85);

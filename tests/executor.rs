@@ -32,7 +32,7 @@ fn epoch_contents(p: &Pipeline, epoch: u32) -> Vec<(Vec<u8>, Vec<i64>, Vec<u64>)
 fn same_seed_gives_identical_batches_for_any_threads_prefetch_or_fusion() {
     let source = jpeg_source(23);
     // simclr fuses only its normalize; rn50-train fuses crop + flip + normalize into one step.
-    for workload in [Workload::Simclr, Workload::Rn50Train] {
+    for workload in [Workload::Simclr, Workload::Rn50Train, Workload::Rn50Val] {
         let build = |threads, prefetch, fuse| {
             workload
                 .add_ops(Pipeline::builder(source.clone()))
@@ -56,9 +56,10 @@ fn same_seed_gives_identical_batches_for_any_threads_prefetch_or_fusion() {
             );
         }
         let reference = epoch_contents(&unfused, 3);
-        assert_eq!(reference.len(), 5); // 23 samples in batches of 5: 4 full + 3
-                                        // Fused, both lead with RandomResizedCrop: decoded by window (crop-aware), which must
-                                        // not change a byte; unfused, every image is decoded whole.
+        // 23 samples in batches of 5: 4 full + 3.
+        assert_eq!(reference.len(), 5);
+        // Fused, each leads with a crop (RandomResizedCrop, or Resize → CenterCrop): decoded by
+        // window (crop-aware), which must not change a byte; unfused, every image is whole.
         assert_eq!(unfused.stats().window_decodes, 0);
         for (threads, prefetch, fuse) in [(2, 1, true), (8, 4, true), (2, 3, false), (8, 1, false)]
         {

@@ -165,19 +165,77 @@ fn fuse_stretch_norm(ops: &[Op], single: impl Fn(usize) -> Step) -> Vec<Step> {
     steps
 }
 
-/// The operator whose crop is pushed into decode (crop-aware decode), if any: a leading
-/// RandomResizedCrop that runs on the CPU, in a plan that fuses. Its crop is drawn from the size
-/// in the image's header (the same draw as after a full decode) and only the pixels it reads
-/// are decoded ([`crate::ops::CropBox::reads`]); output bytes are unchanged. Not when a cache
-/// keeps the decoded images (it needs them whole).
+/// Leading operators whose crop is pushed into decode (crop-aware decode): only the source
+/// pixels they read are decoded ([`crate::ops::CropBox::reads`]), into their place in a buffer
+/// of the whole image's size, so every later draw and weight is the same and the output bytes
+/// are unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CropDecode {
+    /// A leading RandomResizedCrop: its crop is drawn from the header's size (the same draw the
+    /// step makes later) and its box is decoded.
+    RandomCrop(usize),
+    /// A leading Resize directly followed by CenterCrop: the source of the kept centre.
+    ResizeCenter { resize: usize, crop: usize },
+}
+
+impl CropDecode {
+    /// The rectangle of a `width`×`height` image that sample `rng`'s leading crop reads.
+    pub fn reads(
+        &self,
+        ops: &[Op],
+        rng: impl FnOnce(usize) -> crate::rng::SampleRng,
+        width: u32,
+        height: u32,
+    ) -> Option<crate::ops::Rect> {
+        match *self {
+            CropDecode::RandomCrop(r) => match ops[r].draw(&mut rng(r), width, height) {
+                crate::ops::OpParams::Crop(b) => Some(b.reads(width, height)),
+                _ => None,
+            },
+            CropDecode::ResizeCenter { resize, crop } => {
+                let (Op::Resize(r), Op::CenterCrop(c)) = (&ops[resize], &ops[crop]) else {
+                    return None;
+                };
+                let b = r.crop_box(width, height);
+                // The kept part of the resized image along one axis (the whole axis when the
+                // crop is larger and pads).
+                let kept = |size: u32, crop: u32| {
+                    let off = crate::ops::center_offset(size, crop).max(0) as u32;
+                    (off, crop.min(size - off))
+                };
+                let (left, w) = kept(b.out_width, c.width);
+                let (top, h) = kept(b.out_height, c.height);
+                let out = crate::ops::Rect {
+                    left,
+                    top,
+                    width: w,
+                    height: h,
+                };
+                Some(b.reads_for(out, width, height))
+            }
+        }
+    }
+}
+
+/// The crop pushed into decode for these operators, if any: a leading RandomResizedCrop, or
+/// Resize → CenterCrop, running on the CPU (`cpu_ops` from the start), in a plan that fuses and
+/// caches nothing (a cache keeps decoded or resized images, which must then be whole).
 pub fn crop_into_decode(
     ops: &[Op],
     cpu_ops: usize,
     fuse: bool,
-    caches_decoded: bool,
-) -> Option<usize> {
-    let leading_crop = matches!(ops.first(), Some(Op::RandomResizedCrop(_)));
-    (fuse && cpu_ops > 0 && leading_crop && !caches_decoded).then_some(0)
+    caches: bool,
+) -> Option<CropDecode> {
+    if !fuse || caches {
+        return None;
+    }
+    match ops {
+        [Op::RandomResizedCrop(_), ..] if cpu_ops >= 1 => Some(CropDecode::RandomCrop(0)),
+        [Op::Resize(_), Op::CenterCrop(_), ..] if cpu_ops >= 2 => {
+            Some(CropDecode::ResizeCenter { resize: 0, crop: 1 })
+        }
+        _ => None,
+    }
 }
 
 /// Everything the workers share for the life of a pipeline.
@@ -196,7 +254,7 @@ pub struct Shared {
     timers: StageTimers,
     cache: Option<PrefixCache>,
     /// The leading crop decoded by window ([`crop_into_decode`]).
-    crop_decode: Option<usize>,
+    crop_decode: Option<CropDecode>,
     /// The operators from the CPU→GPU cut on, when some run on the GPU.
     pub gpu: Option<GpuSuffix>,
     /// A final `Pack`: the epoch iterator packs the samples' ids into blocks.
@@ -249,9 +307,8 @@ impl Shared {
                 deterministic_prefix(&ops[..cpu_ops]),
             )
         });
-        let caches_decoded = cache.as_ref().is_some_and(|c| c.prefix_steps == 0);
         let crop_decode = if caches_images {
-            crop_into_decode(&ops, cpu_ops, settings.fuse, caches_decoded)
+            crop_into_decode(&ops, cpu_ops, settings.fuse, cache.is_some())
         } else {
             None
         };

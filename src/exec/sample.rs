@@ -109,12 +109,7 @@ impl Shared {
         let t = Instant::now();
         let cache = self.cache.as_ref();
         let seed = self.settings.seed;
-        let draw = |i: usize, image: &Image| {
-            let mut rng = SampleRng::new(seed, epoch, index, self.op_ids[i]);
-            self.ops[i].draw(&mut rng, image.width, image.height)
-        };
-        // The leading crop's parameters when it was drawn from the header (crop-aware decode).
-        let mut drawn: Option<(usize, OpParams)> = None;
+        let stream = |i: usize| SampleRng::new(seed, epoch, index, self.op_ids[i]);
         let (first_step, mut t) = match cache.and_then(|c| c.get(index)) {
             Some(image) => {
                 ws.image.clone_from(image);
@@ -125,15 +120,11 @@ impl Shared {
                 let Decoder::Image(decoder) = &self.decode else {
                     unreachable!("audio and text samples take process_value")
                 };
+                // Crop-aware decode: the image keeps its whole size, so the steps below draw
+                // the same crop again from the same stream.
                 let want = |width: u32, height: u32| {
-                    let r = self.crop_decode?;
-                    let mut rng = SampleRng::new(seed, epoch, index, self.op_ids[r]);
-                    let params = self.ops[r].draw(&mut rng, width, height);
-                    drawn = Some((r, params));
-                    match params {
-                        OpParams::Crop(b) => Some(b.reads(width, height)),
-                        _ => None,
-                    }
+                    let crop = self.crop_decode?;
+                    crop.reads(&self.ops, stream, width, height)
                 };
                 let decoded = decoder
                     .decode_window(&ws.bytes, &mut ws.image, want)
@@ -148,23 +139,16 @@ impl Shared {
                 (0, t)
             }
         };
-        let params_of = |i: usize, image: &Image| match drawn {
-            Some((r, params)) if r == i => params,
-            _ => draw(i, image),
-        };
+        let draw =
+            |i: usize, image: &Image| self.ops[i].draw(&mut stream(i), image.width, image.height);
 
         let mut shape = None;
         for (s, step) in self.steps.iter().enumerate().skip(first_step) {
             stage.set(FIRST_STEP_STAGE + s);
             match step.kind {
-                StepKind::Image(i) if drawn.is_some_and(|(r, _)| r == i) => {
-                    let params = params_of(i, &ws.image);
-                    self.ops[i].apply_image(&params, &mut ws.image, &mut ws.ops);
-                }
                 StepKind::Image(i) => {
-                    let mut rng = SampleRng::new(seed, epoch, index, self.op_ids[i]);
                     self.ops[i]
-                        .run_image(&mut rng, &mut ws.image, &mut ws.ops)
+                        .run_image(&mut stream(i), &mut ws.image, &mut ws.ops)
                         .map_err(|m| self.sample_error(index, &step.name, m))?;
                 }
                 StepKind::Audio(_) | StepKind::StretchNorm { .. } | StepKind::Gather(_) => {
@@ -172,7 +156,7 @@ impl Shared {
                 }
                 StepKind::Tensor { resample, flip, op } => {
                     if let Some(r) = resample {
-                        let params = params_of(r, &ws.image);
+                        let params = draw(r, &ws.image);
                         self.ops[r].apply_image(&params, &mut ws.image, &mut ws.ops);
                     }
                     let flip = flip.is_some_and(|f| draw(f, &ws.image) == OpParams::Apply(true));

@@ -6,6 +6,7 @@
 //! crop box. The SIMD implementation is fast_image_resize (fixed-point weights), within 1 of the
 //! f64 reference in [`crate::reference::resize_bilinear`].
 
+use super::jpeg::Rect;
 use crate::tensor::Image;
 use fast_image_resize as fir;
 
@@ -39,16 +40,37 @@ impl CropBox {
     /// image: the box widened by the filter's support (`max(scale, 1)` pixels for the triangle
     /// filter, plus one for rounding), since the weights are clipped to the image, not the box.
     /// Decoding only this rectangle (at its place) gives the same output as the whole image.
-    pub fn reads(&self, width: u32, height: u32) -> super::jpeg::Rect {
-        let axis = |start: f64, len: f64, out: u32, size: u32| {
-            let radius = (len / f64::from(out.max(1))).max(1.0);
-            let lo = ((start - radius).floor() - 1.0).max(0.0) as u32;
-            let hi = ((start + len + radius).ceil() + 1.0).min(f64::from(size)) as u32;
+    pub fn reads(&self, width: u32, height: u32) -> Rect {
+        self.reads_for(Rect::full(self.out_width, self.out_height), width, height)
+    }
+
+    /// The source pixels the output rectangle `out` of this resampling reads (see [`Self::reads`]).
+    pub fn reads_for(&self, out: Rect, width: u32, height: u32) -> Rect {
+        let axis = |start: f64, len: f64, out_size: u32, o0: u32, o1: u32, size: u32| {
+            let scale = len / f64::from(out_size.max(1));
+            let radius = scale.max(1.0);
+            let (from, to) = (start + f64::from(o0) * scale, start + f64::from(o1) * scale);
+            let lo = ((from - radius).floor() - 1.0).max(0.0) as u32;
+            let hi = ((to + radius).ceil() + 1.0).min(f64::from(size)) as u32;
             (lo.min(size), hi.max(lo.min(size)))
         };
-        let (left, right) = axis(self.left, self.width, self.out_width, width);
-        let (top, bottom) = axis(self.top, self.height, self.out_height, height);
-        super::jpeg::Rect {
+        let (left, right) = axis(
+            self.left,
+            self.width,
+            self.out_width,
+            out.left,
+            out.left + out.width,
+            width,
+        );
+        let (top, bottom) = axis(
+            self.top,
+            self.height,
+            self.out_height,
+            out.top,
+            out.top + out.height,
+            height,
+        );
+        Rect {
             left,
             top,
             width: right - left,

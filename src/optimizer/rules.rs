@@ -159,8 +159,8 @@ pub fn fuse(
         && crate::exec::crop_into_decode(&cpu, plan.cut, true, false).is_some()
     {
         // Not in the predicted costs: the profile times whole-image decodes.
-        d.summary += "; decode: the leading RandomResizedCrop is drawn from the JPEG header and \
-                      only the pixels it reads are decoded (same bytes; bench reports the count)";
+        d.summary += "; decode: the leading crop is computed from the JPEG header and only the \
+                      pixels it reads are decoded (same bytes; bench reports the count)";
     }
     d.alternatives = vec![
         (
