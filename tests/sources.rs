@@ -180,3 +180,26 @@ fn manifests_with_transcripts_in_csv_tsv_and_json_lines() {
     let e = err("empty.jsonl", "\n\n");
     assert!(e.contains("lists no files"), "{e}");
 }
+
+#[test]
+fn generated_photos_can_have_a_camera_size_long_side() {
+    let spec = DatasetSpec {
+        images: 2,
+        classes: 1,
+        seed: 3,
+        long_side: Some(1000),
+    };
+    let decoder = sluice::ops::DecodeImage::default();
+    let mut image = sluice::tensor::Image::default();
+    for i in 0..2 {
+        decoder
+            .decode(&generate_sample(&spec, i).0, &mut image)
+            .unwrap();
+        let (long, short) = (
+            image.width.max(image.height),
+            image.width.min(image.height),
+        );
+        assert!((1000..=1100).contains(&long), "{long}");
+        assert!(short * 4 >= long * 3 - 4, "{}x{}", image.width, image.height);
+    }
+}
