@@ -240,3 +240,23 @@ def test_device_batches_without_cuda_fall_back_to_host(data):
     assert "device batches off" in pipe.placement_reason
     batch = next(iter(pipe.epoch(0)))
     assert batch["images"].device == "cpu"
+
+
+def test_crop_aware_decode_is_counted_and_changes_no_byte(data):
+    # fuse=True (the default) decodes only what RandomResizedCrop reads; fuse=False decodes
+    # every image whole. The batches must be identical.
+    def build(fuse):
+        return sluice.Pipeline(
+            sluice.ImageFolder(data),
+            ops=[ops.RandomResizedCrop(64), ops.RandomHorizontalFlip(), ops.Normalize.imagenet()],
+            batch_size=8,
+            threads=2,
+            shuffle=True,
+            seed=3,
+            fuse=fuse,
+        )
+
+    windowed, whole = build(True), build(False)
+    assert checksum(windowed.epoch(1)) == checksum(whole.epoch(1))
+    assert windowed.stats()["window_decodes"] > 0
+    assert whole.stats()["window_decodes"] == 0

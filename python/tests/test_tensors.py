@@ -113,3 +113,4 @@ def test_reduced_precision_outputs(data):
     )
     want = torch.from_dlpack(next(iter(f32.epoch(0)))["images"]).to(torch.bfloat16)
     assert torch.equal(t, want)
+
