@@ -49,16 +49,36 @@ def _ray():
     return ray
 
 
+class ReadOnlyArray(np.ndarray):
+    """A read-only numpy array (a view of Ray's object store) that any DLPack consumer can take:
+    consumers of DLPack ≥ 1.0 (numpy, torch ≥ 2.4) get the memory itself, flagged read-only; an
+    older consumer (e.g. JAX today) cannot be told the memory is read-only, and numpy would refuse
+    it, so it gets a copy instead."""
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        base = self.view(np.ndarray)
+        if (max_version is not None and tuple(max_version) >= (1, 0)) or self.flags.writeable:
+            return base.__dlpack__(
+                stream=stream, max_version=max_version, dl_device=dl_device, copy=copy
+            )
+        return np.array(base, copy=True).__dlpack__(stream=stream)
+
+
+def _read_only(value: Any) -> Any:
+    return value.view(ReadOnlyArray) if isinstance(value, np.ndarray) else value
+
+
 class Batch(Mapping):
     """One batch from a Ray worker: the same names as `sluice.Batch` (`batch["images"]`,
-    `batch["labels"]`, ...), each a read-only numpy array viewing Ray's object store (use
-    `torch.from_numpy`, `jax.numpy.asarray` or `np.asarray`); `batch["text"]` is a list of
+    `batch["labels"]`, ...), each a read-only numpy array viewing Ray's object store
+    (`ReadOnlyArray`: `torch.from_dlpack`, `np.from_dlpack` take it without a copy; consumers of
+    older DLPack versions such as `jax.numpy.from_dlpack` get a copy); `batch["text"]` is a list of
     str when the source has transcripts. `epoch`, `index` (position in the epoch), `size`,
     `skipped` (the samples `on_error="skip"` left out: dicts with index, path, operator,
     reason) and `worker` (which worker built it)."""
 
     def __init__(self, wire: dict, worker: int):
-        self._values = wire["values"]
+        self._values = {k: _read_only(v) for k, v in wire["values"].items()}
         self.epoch: int = wire["epoch"]
         self.index: int = wire["index"]
         self.size: int = wire["size"]

@@ -72,7 +72,24 @@ def test_any_number_of_workers_delivers_the_local_batches(cluster, data):
         assert first["images"].shape == (8, 3, 32, 32) and first["images"].dtype == np.float32
         assert not first["images"].flags.writeable, "a view of Ray's object store, not a copy"
     assert len(loader) == 8
+    _every_dlpack_consumer_takes(first["images"])
     loader.shutdown()
+
+
+def _every_dlpack_consumer_takes(images):
+    # DLPack >= 1.0 consumers view the store's memory (read-only); JAX, an older consumer,
+    # gets a copy rather than numpy's BufferError for read-only memory.
+    import torch
+
+    address = images.ctypes.data
+    assert torch.from_dlpack(images).data_ptr() == address
+    assert np.from_dlpack(images).ctypes.data == address
+    try:
+        import jax.numpy as jnp
+    except ImportError:
+        print("skipped the JAX check: jax is not installed")
+        return
+    assert np.array_equal(np.asarray(jnp.from_dlpack(images)), images)
 
 
 def test_a_killed_worker_is_restarted_and_nothing_is_lost_or_doubled(cluster, data):
