@@ -195,11 +195,13 @@ fn generated_photos_can_have_a_camera_size_long_side() {
         decoder
             .decode(&generate_sample(&spec, i).0, &mut image)
             .unwrap();
-        let (long, short) = (
-            image.width.max(image.height),
-            image.width.min(image.height),
-        );
+        let (long, short) = (image.width.max(image.height), image.width.min(image.height));
         assert!((1000..=1100).contains(&long), "{long}");
-        assert!(short * 4 >= long * 3 - 4, "{}x{}", image.width, image.height);
+        assert!(
+            short * 4 >= long * 3 - 4,
+            "{}x{}",
+            image.width,
+            image.height
+        );
     }
 }
