@@ -8,8 +8,9 @@
 //! long side 200–600 px) and, as `large`, 8 generated photos with a ~3000-px long side.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice::exec::CropDecode;
 use sluice::gen::{generate_sample, DatasetSpec};
-use sluice::ops::{DecodeImage, Op, OpParams, RandomResizedCrop, Rect};
+use sluice::ops::{DecodeImage, Op, RandomResizedCrop, Rect};
 use sluice::rng::SampleRng;
 use sluice::tensor::Image;
 use std::hint::black_box;
@@ -28,14 +29,12 @@ fn dataset(images: usize, long_side: Option<u32>) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The rectangle rn50-train's crop reads from a `width`×`height` image `index`.
+/// The rectangle rn50-train's crop reads from a `width`×`height` image `index` (seed 0, epoch 0,
+/// the crop's stream id 1), as the executor computes it.
 fn crop_reads(index: u64, width: u32, height: u32) -> Option<Rect> {
-    let op = Op::RandomResizedCrop(RandomResizedCrop::new(224));
-    let mut rng = SampleRng::new(0, 0, index, 1);
-    match op.draw(&mut rng, width, height) {
-        OpParams::Crop(b) => Some(b.reads(width, height)),
-        _ => None,
-    }
+    let ops = [Op::RandomResizedCrop(RandomResizedCrop::new(224))];
+    let rng = || SampleRng::new(0, 0, index, 1);
+    CropDecode::RandomCrop.reads(&ops, rng, width, height)
 }
 
 fn bench_set(c: &mut Criterion, name: &str, files: &[Vec<u8>]) {

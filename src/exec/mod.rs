@@ -165,35 +165,36 @@ fn fuse_stretch_norm(ops: &[Op], single: impl Fn(usize) -> Step) -> Vec<Step> {
     steps
 }
 
-/// Leading operators whose crop is pushed into decode (crop-aware decode): only the source
-/// pixels they read are decoded ([`crate::ops::CropBox::reads`]), into their place in a buffer
+/// The leading operators (from `ops[0]`) whose crop is pushed into decode (crop-aware decode):
+/// only the source pixels they read are decoded ([`crate::ops::CropBox::reads`]), into their place in a buffer
 /// of the whole image's size, so every later draw and weight is the same and the output bytes
 /// are unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CropDecode {
     /// A leading RandomResizedCrop: its crop is drawn from the header's size (the same draw the
     /// step makes later) and its box is decoded.
-    RandomCrop(usize),
+    RandomCrop,
     /// A leading Resize directly followed by CenterCrop: the source of the kept centre.
-    ResizeCenter { resize: usize, crop: usize },
+    ResizeCenter,
 }
 
 impl CropDecode {
-    /// The rectangle of a `width`×`height` image that sample `rng`'s leading crop reads.
+    /// The rectangle of a `width`×`height` image that the leading crop of `ops` reads, drawing
+    /// from `rng` (the first operator's stream) where it is random.
     pub fn reads(
         &self,
         ops: &[Op],
-        rng: impl FnOnce(usize) -> crate::rng::SampleRng,
+        rng: impl FnOnce() -> crate::rng::SampleRng,
         width: u32,
         height: u32,
     ) -> Option<crate::ops::Rect> {
-        match *self {
-            CropDecode::RandomCrop(r) => match ops[r].draw(&mut rng(r), width, height) {
+        match self {
+            CropDecode::RandomCrop => match ops[0].draw(&mut rng(), width, height) {
                 crate::ops::OpParams::Crop(b) => Some(b.reads(width, height)),
                 _ => None,
             },
-            CropDecode::ResizeCenter { resize, crop } => {
-                let (Op::Resize(r), Op::CenterCrop(c)) = (&ops[resize], &ops[crop]) else {
+            CropDecode::ResizeCenter => {
+                let [Op::Resize(r), Op::CenterCrop(c), ..] = ops else {
                     return None;
                 };
                 let b = r.crop_box(width, height);
@@ -230,10 +231,8 @@ pub fn crop_into_decode(
         return None;
     }
     match ops {
-        [Op::RandomResizedCrop(_), ..] if cpu_ops >= 1 => Some(CropDecode::RandomCrop(0)),
-        [Op::Resize(_), Op::CenterCrop(_), ..] if cpu_ops >= 2 => {
-            Some(CropDecode::ResizeCenter { resize: 0, crop: 1 })
-        }
+        [Op::RandomResizedCrop(_), ..] if cpu_ops >= 1 => Some(CropDecode::RandomCrop),
+        [Op::Resize(_), Op::CenterCrop(_), ..] if cpu_ops >= 2 => Some(CropDecode::ResizeCenter),
         _ => None,
     }
 }

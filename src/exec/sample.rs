@@ -124,7 +124,7 @@ impl Shared {
                 // the same crop again from the same stream.
                 let want = |width: u32, height: u32| {
                     let crop = self.crop_decode?;
-                    crop.reads(&self.ops, stream, width, height)
+                    crop.reads(&self.ops, || stream(0), width, height)
                 };
                 let decoded = decoder
                     .decode_window(&ws.bytes, &mut ws.image, want)

@@ -37,7 +37,6 @@ pub struct JpegHeader {
     /// iMCU width in pixels, or None where the subsampling is not one TurboJPEG names (then
     /// windows are not available and the whole image is decoded).
     pub mcu_width: Option<u32>,
-    pub progressive: bool,
     /// CMYK or YCCK: decoded as CMYK and converted.
     pub cmyk: bool,
     pub lossless: bool,
@@ -138,7 +137,6 @@ impl Handle {
             width: width as u32,
             height: height as u32,
             mcu_width,
-            progressive: self.get(tj::TJPARAM_TJPARAM_PROGRESSIVE) == 1,
             cmyk: colorspace == tj::TJCS_TJCS_CMYK as i32
                 || colorspace == tj::TJCS_TJCS_YCCK as i32,
             lossless: self.get(tj::TJPARAM_TJPARAM_LOSSLESS) == 1,
@@ -180,14 +178,13 @@ impl Handle {
         out.height = header.height;
         out.data.resize(full_w * full_h * 3, 0);
         let (w, h) = (window.width as usize, window.height as usize);
-        let (dst, offset, pitch, format) = if header.cmyk {
+        let (dst, offset, pitch, format, channels) = if header.cmyk {
             cmyk.resize(w * h * 4, 0);
-            (&mut *cmyk, 0, w * 4, tj::TJPF_TJPF_CMYK)
+            (&mut *cmyk, 0, w * 4, tj::TJPF_TJPF_CMYK, 4)
         } else {
             let offset = (window.top as usize * full_w + window.left as usize) * 3;
-            (&mut out.data, offset, full_w * 3, tj::TJPF_TJPF_RGB)
+            (&mut out.data, offset, full_w * 3, tj::TJPF_TJPF_RGB, 3)
         };
-        let channels = if header.cmyk { 4 } else { 3 };
         assert!(offset + (h - 1) * pitch + w * channels <= dst.len());
         // SAFETY: from `offset`, `dst` holds `h` rows of `w × channels` bytes `pitch` apart
         // (asserted above), and TurboJPEG writes only the window's rows and columns there.

@@ -33,9 +33,7 @@ impl CropBox {
             out_height,
         }
     }
-}
 
-impl CropBox {
     /// The source pixels [`Resampler::resize`] may read for this box in a `width`×`height`
     /// image: the box widened by the filter's support (`max(scale, 1)` pixels for the triangle
     /// filter, plus one for rounding), since the weights are clipped to the image, not the box.
