@@ -2,7 +2,9 @@
 //! - zune-jpeg (pure Rust, sluice's decoder before libjpeg-turbo), strict mode, full decode;
 //! - `DecodeImage` (libjpeg-turbo 3.1), full decode;
 //! - `DecodeImage` by window: only what rn50-train's RandomResizedCrop 224 reads (crops drawn as
-//!   the pipeline draws them, seed 0, epoch 0), the crop-aware decode.
+//!   the pipeline draws them, seed 0, epoch 0), the crop-aware decode;
+//! - the same window at the DCT-domain scale `--allow-approx` picks (1/2–1/8 where the crop
+//!   shrinks ≥ 2×; unscaled otherwise).
 //!
 //! `cargo bench --bench decoders`. Inputs: the first 32 images of the generated dataset (seed 0,
 //! long side 200–600 px) and, as `large`, 8 generated photos with a ~3000-px long side.
@@ -10,7 +12,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice::exec::CropDecode;
 use sluice::gen::{generate_sample, DatasetSpec};
-use sluice::ops::{DecodeImage, Op, RandomResizedCrop, Rect};
+use sluice::ops::{DecodeImage, Op, RandomResizedCrop, Region};
 use sluice::rng::SampleRng;
 use sluice::tensor::Image;
 use std::hint::black_box;
@@ -31,10 +33,12 @@ fn dataset(images: usize, long_side: Option<u32>) -> Vec<Vec<u8>> {
 
 /// The rectangle rn50-train's crop reads from a `width`×`height` image `index` (seed 0, epoch 0,
 /// the crop's stream id 1), as the executor computes it.
-fn crop_reads(index: u64, width: u32, height: u32) -> Option<Rect> {
+/// With `approx`, at the DCT-domain scale the pipeline picks under `--allow-approx`.
+fn crop_region(index: u64, width: u32, height: u32, approx: bool) -> Option<Region> {
     let ops = [Op::RandomResizedCrop(RandomResizedCrop::new(224))];
     let rng = || SampleRng::new(0, 0, index, 1);
-    CropDecode::RandomCrop.reads(&ops, rng, width, height)
+    let plan = CropDecode::RandomCrop.plan(&ops, rng, (width, height), approx)?;
+    Some(plan.region)
 }
 
 fn bench_set(c: &mut Criterion, name: &str, files: &[Vec<u8>]) {
@@ -72,8 +76,16 @@ fn bench_set(c: &mut Criterion, name: &str, files: &[Vec<u8>]) {
     g.bench_function("libjpeg-turbo window (rn50-train crop)", |b| {
         b.iter(|| {
             for (i, f) in files.iter().enumerate() {
-                let want = |w, h| crop_reads(i as u64, w, h);
-                decoder.decode_window(black_box(f), &mut out, want).unwrap();
+                let want = |w, h| crop_region(i as u64, w, h, false);
+                decoder.decode_region(black_box(f), &mut out, want).unwrap();
+            }
+        })
+    });
+    g.bench_function("libjpeg-turbo scaled window (--allow-approx)", |b| {
+        b.iter(|| {
+            for (i, f) in files.iter().enumerate() {
+                let want = |w, h| crop_region(i as u64, w, h, true);
+                decoder.decode_region(black_box(f), &mut out, want).unwrap();
             }
         })
     });

@@ -36,7 +36,9 @@ struct PlanArgs {
     /// Memory the optimizer may use to cache decoded images across epochs, MiB
     #[arg(long, default_value_t = 0)]
     cache_budget_mib: usize,
-    /// Allow reorders that change values up to rounding (approximate commutations)
+    /// Allow rewrites that change values: reorders equal up to rounding (approximate
+    /// commutations), and JPEG decode at 1/2, 1/4 or 1/8 scale (DCT-domain scaling) where the
+    /// leading crop shrinks the image 2× or more
     #[arg(long)]
     allow_approx: bool,
 }
@@ -560,6 +562,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
                 seed,
                 prefetch,
                 fuse: !no_fuse,
+                allow_approx: plan.allow_approx,
                 cache_mib,
                 pad_multiple: pad_multiple.unwrap_or(defaults.pad_multiple),
                 policy: match on_error {

@@ -97,6 +97,11 @@ pub struct Settings {
     pub policy: ErrorPolicy,
     /// Fold a flip into the tensor write that follows it (same bytes, one pass fewer).
     pub fuse: bool,
+    /// Allow approximate decoding: a leading crop that shrinks the image 2× or more on both
+    /// axes reads a JPEG decoded at 1/2, 1/4 or 1/8 scale by the IDCT (DCT-domain scaling)
+    /// instead of the full-size pixels. Faster on large photos; the pixels differ from the
+    /// exact path (docs/PERFORMANCE.md states by how much). Off by default.
+    pub approx_decode: bool,
     /// Memory budget for caching the deterministic prefix (decode and the leading non-random
     /// operators) across epochs; 0 disables the cache.
     pub cache_bytes: usize,
@@ -138,6 +143,7 @@ impl Default for Settings {
             max_prefetch: 0,
             policy: ErrorPolicy::Fail,
             fuse: true,
+            approx_decode: false,
             cache_bytes: 0,
             pad_multiple: 1,
             pad_value: 0.0,
@@ -270,6 +276,7 @@ impl PipelineBuilder {
         self.settings.prefetch = p.prefetch;
         self.settings.max_prefetch = p.max_prefetch;
         self.settings.cache_bytes = p.cache_bytes;
+        self.settings.approx_decode = goal.allow_approx;
         self.settings.batch_size = goal.batch_size;
         Ok((self, optimized))
     }
@@ -385,6 +392,12 @@ impl PipelineBuilder {
     }
     pub fn fuse(mut self, yes: bool) -> Self {
         self.settings.fuse = yes;
+        self
+    }
+    /// Allow approximate rewrites that change pixel values: DCT-scaled decode of a downscaled
+    /// leading crop ([`Settings::approx_decode`]).
+    pub fn allow_approx(mut self, yes: bool) -> Self {
+        self.settings.approx_decode = yes;
         self
     }
     /// Cache decoded images (and the output of the leading non-random operators) in memory, up

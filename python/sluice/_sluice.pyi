@@ -175,7 +175,9 @@ class Pipeline:
     (sorting windows of K batches). Sharded data: `shard_window=K` shuffles shards, then
     samples within windows of K shards (only K shards read at a time); `rank`/`world` deliver
     this rank's share of each epoch (equal batch counts on every rank; `uneven` pads by
-    wrapping or drops the remainder)."""
+    wrapping or drops the remainder). `allow_approx=True` lets the optimizer use approximate
+    reorders and, whether or not it plans the run, decodes a JPEG at 1/2, 1/4 or 1/8 scale where
+    the leading crop shrinks it ≥ 2× (stats()["scaled_decodes"] counts them)."""
 
     def __init__(
         self,
@@ -280,13 +282,16 @@ def workload(
     cuda_device: Optional[int] = None,
     cache_mib: int = 0,
     fuse: bool = True,
+    allow_approx: bool = False,
     shard_window: int = 0,
     rank: int = 0,
     world: int = 1,
 ) -> Pipeline:
     """The pipeline `sluice bench NAME` runs (same bytes, same checksum); `data` defaults to
     the generated dataset of `images` images (default 1024; for the speech workloads asr-val,
-    asr and cedar-asr, that many generated audio files, default 256)."""
+    asr and cedar-asr, that many generated audio files, default 256). `allow_approx=True` is
+    `sluice bench NAME --allow-approx`: JPEGs whose leading crop shrinks them ≥ 2× are decoded
+    at 1/2, 1/4 or 1/8 scale (faster on large photos; pixels differ from the exact path)."""
 
 def workloads() -> list[str]:
     """Names of the built-in workloads."""

@@ -127,6 +127,7 @@ impl Pipeline {
             max_prefetch: count("max_prefetch", get(&kw, "max_prefetch")?, 0)?,
             policy: convert::policy(&get::<String>(&kw, "on_error")?)?,
             fuse: get(&kw, "fuse")?,
+            approx_decode: get(&kw, "allow_approx")?,
             cache_bytes: count("cache_mib", get(&kw, "cache_mib")?, 0)? << 20,
             pad_multiple: count("pad_multiple", get(&kw, "pad_multiple")?, 1)?,
             pad_value: get(&kw, "pad_value")?,
@@ -785,7 +786,8 @@ fn packed_has_no_len() -> PyErr {
 #[pyfunction]
 #[pyo3(signature = (name, data=None, *, images=None, batch_size=64, threads=None, seed=0,
     prefetch=2, on_error="fail".to_string(), placement="cpu".to_string(), device_batches=false,
-    cuda_device=None, cache_mib=0, fuse=true, shard_window=0, rank=0, world=1))]
+    cuda_device=None, cache_mib=0, fuse=true, allow_approx=false, shard_window=0, rank=0,
+    world=1))]
 #[allow(clippy::too_many_arguments)]
 pub fn workload(
     py: Python<'_>,
@@ -802,6 +804,7 @@ pub fn workload(
     cuda_device: Option<i64>,
     cache_mib: i64,
     fuse: bool,
+    allow_approx: bool,
     shard_window: i64,
     rank: i64,
     world: i64,
@@ -879,7 +882,7 @@ pub fn workload(
         0.0,
         1,
         0,
-        false,
+        allow_approx,
         defaults.pad_multiple as i64,
         0.0,
         Some(defaults.pad_id),

@@ -6,6 +6,7 @@ import os
 import pickle
 import subprocess
 
+import numpy as np
 import pytest
 
 import sluice
@@ -260,3 +261,22 @@ def test_crop_aware_decode_is_counted_and_changes_no_byte(data):
     assert checksum(windowed.epoch(1)) == checksum(whole.epoch(1))
     assert windowed.stats()["window_decodes"] > 0
     assert whole.stats()["window_decodes"] == 0
+
+
+def test_allow_approx_decodes_large_photos_scaled_and_close(tmp_path):
+    # 6 photos with a 1000-px long side: rn50-val's Resize 256 shrinks them ≥ 2×, so with
+    # allow_approx each is decoded at reduced scale; the batch differs a little, never much.
+    sluice.gen_data(tmp_path, n=6, classes=2, long_side=1000)
+
+    def run(approx):
+        pipe = sluice.workload("rn50-val", tmp_path, batch_size=6, threads=2, allow_approx=approx)
+        images = next(iter(pipe.epoch(0)))["images"]
+        return np.from_dlpack(images).astype(np.float32), pipe.stats()
+
+    exact, exact_stats = run(False)
+    approx, stats = run(True)
+    assert exact_stats["scaled_decodes"] == 0
+    assert stats["scaled_decodes"] == 6
+    # Normalized values: one u8 level is 1 / (255 · std) ≈ 0.017.
+    diff = np.abs(exact - approx)
+    assert 0 < diff.mean() < 0.03, diff.mean()

@@ -71,6 +71,8 @@ pub struct BenchReport {
     pub cache_mib: f64,
     /// Images decoded by window (crop-aware decode: only the pixels the leading crop reads).
     pub window_decodes: u64,
+    /// Images decoded at 1/2, 1/4 or 1/8 scale (`--allow-approx`: DCT-domain scaling).
+    pub scaled_decodes: u64,
     /// Padded batches (speech): the share of the delivered tensors that is padding, over the
     /// run (None for image workloads).
     pub padding_fraction: Option<f64>,
@@ -168,6 +170,14 @@ impl BenchReport {
             s += &format!(
                 "decode       {} of {} images decoded by window (crop-aware)\n",
                 self.window_decodes,
+                self.images + self.skipped
+            );
+        }
+        if self.scaled_decodes > 0 {
+            s += &format!(
+                "decode       {} of {} images decoded at 1/2–1/8 scale (approximate: \
+                 --allow-approx)\n",
+                self.scaled_decodes,
                 self.images + self.skipped
             );
         }

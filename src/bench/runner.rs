@@ -23,6 +23,8 @@ pub struct BenchOptions {
     pub seed: u64,
     pub prefetch: usize,
     pub fuse: bool,
+    /// Approximate decode allowed (`--allow-approx`: DCT-scaled decode of a shrinking crop).
+    pub allow_approx: bool,
     /// Prefix cache budget in MiB (0: off).
     pub cache_mib: usize,
     /// Padded (speech) batches: time padded to a multiple of this (`--pad-multiple`).
@@ -85,6 +87,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         max_prefetch: 0,
         policy: opts.policy,
         fuse: opts.fuse,
+        approx_decode: opts.allow_approx,
         cache_bytes: opts.cache_mib << 20,
         pad_multiple: opts.pad_multiple,
         bucket_windows: opts.bucket_windows,
@@ -333,6 +336,7 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
         prefetch_adjustments: stats.prefetch_adjustments,
         cache_hits: stats.cache_hits,
         window_decodes: stats.window_decodes,
+        scaled_decodes: stats.scaled_decodes,
         cache_mib: stats.cache_bytes as f64 / (1024.0 * 1024.0),
         padding_fraction: (padded.1 > 0).then(|| 1.0 - padded.0 as f64 / padded.1 as f64),
         audio_seconds_per_second: (stats.audio_seconds > 0.0).then(|| stats.audio_seconds / wall),

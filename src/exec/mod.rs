@@ -178,43 +178,62 @@ pub enum CropDecode {
     ResizeCenter,
 }
 
+/// What crop-aware decode asks of one image: the region to decode, and the leading operator's
+/// crop box, drawn once from the header's size (the step applies it instead of drawing again).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CropPlan {
+    /// The first operator's box in the file's full-size pixels.
+    pub crop: crate::ops::CropBox,
+    pub region: crate::ops::Region,
+}
+
 impl CropDecode {
-    /// The rectangle of a `width`×`height` image that the leading crop of `ops` reads, drawing
-    /// from `rng` (the first operator's stream) where it is random.
-    pub fn reads(
+    /// The part of a `width`×`height` image that the leading crop of `ops` reads, drawing from
+    /// `rng` (the first operator's stream) where it is random. With `approx`, a crop shrunk by
+    /// 2× or more on both axes is read from the image decoded at 1/2, 1/4 or 1/8 scale
+    /// ([`crate::ops::CropBox::dct_shrink`]); otherwise at full size, exactly.
+    pub fn plan(
         &self,
         ops: &[Op],
         rng: impl FnOnce() -> crate::rng::SampleRng,
-        width: u32,
-        height: u32,
-    ) -> Option<crate::ops::Rect> {
-        match self {
-            CropDecode::RandomCrop => match ops[0].draw(&mut rng(), width, height) {
-                crate::ops::OpParams::Crop(b) => Some(b.reads(width, height)),
-                _ => None,
-            },
-            CropDecode::ResizeCenter => {
-                let [Op::Resize(r), Op::CenterCrop(c), ..] = ops else {
-                    return None;
-                };
-                let b = r.crop_box(width, height);
+        (width, height): (u32, u32),
+        approx: bool,
+    ) -> Option<CropPlan> {
+        let crop = match ops[0].draw(&mut rng(), width, height) {
+            crate::ops::OpParams::Crop(b) => b,
+            _ => return None,
+        };
+        let shrink = if approx { crop.dct_shrink() } else { 1 };
+        let (w, h) = (
+            crate::ops::jpeg::scaled(width, shrink),
+            crate::ops::jpeg::scaled(height, shrink),
+        );
+        let scaled = crop.shrunk(shrink);
+        let rect = match (self, ops) {
+            (CropDecode::RandomCrop, _) => scaled.reads(w, h),
+            (CropDecode::ResizeCenter, [_, Op::CenterCrop(c), ..]) => {
                 // The kept part of the resized image along one axis (the whole axis when the
                 // crop is larger and pads).
                 let kept = |size: u32, crop: u32| {
                     let off = crate::ops::center_offset(size, crop).max(0) as u32;
                     (off, crop.min(size - off))
                 };
-                let (left, w) = kept(b.out_width, c.width);
-                let (top, h) = kept(b.out_height, c.height);
+                let (left, kw) = kept(crop.out_width, c.width);
+                let (top, kh) = kept(crop.out_height, c.height);
                 let out = crate::ops::Rect {
                     left,
                     top,
-                    width: w,
-                    height: h,
+                    width: kw,
+                    height: kh,
                 };
-                Some(b.reads_for(out, width, height))
+                scaled.reads_for(out, w, h)
             }
-        }
+            _ => return None,
+        };
+        Some(CropPlan {
+            crop,
+            region: crate::ops::Region { rect, shrink },
+        })
     }
 }
 

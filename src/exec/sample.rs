@@ -110,6 +110,8 @@ impl Shared {
         let cache = self.cache.as_ref();
         let seed = self.settings.seed;
         let stream = |i: usize| SampleRng::new(seed, epoch, index, self.op_ids[i]);
+        // Crop-aware decode draws the leading crop from the header; its step applies that box.
+        let mut drawn_crop = None;
         let (first_step, mut t) = match cache.and_then(|c| c.get(index)) {
             Some(image) => {
                 ws.image.clone_from(image);
@@ -120,18 +122,20 @@ impl Shared {
                 let Decoder::Image(decoder) = &self.decode else {
                     unreachable!("audio and text samples take process_value")
                 };
-                // Crop-aware decode: the image keeps its whole size, so the steps below draw
-                // the same crop again from the same stream.
+                let approx = self.settings.approx_decode;
+                let mut planned = None;
                 let want = |width: u32, height: u32| {
-                    let crop = self.crop_decode?;
-                    crop.reads(&self.ops, || stream(0), width, height)
+                    let plan =
+                        self.crop_decode?
+                            .plan(&self.ops, || stream(0), (width, height), approx)?;
+                    planned = Some(plan.crop);
+                    Some(plan.region)
                 };
                 let decoded = decoder
-                    .decode_window(&ws.bytes, &mut ws.image, want)
+                    .decode_region(&ws.bytes, &mut ws.image, want)
                     .map_err(|m| self.sample_error(index, "DecodeImage", m))?;
-                if decoded.partial {
-                    self.timers.window_decoded();
-                }
+                self.timers.decoded(&decoded);
+                drawn_crop = planned.map(|b| OpParams::Crop(b.shrunk(decoded.shrink)));
                 let t = self.timers.record(DECODE_STAGE, t);
                 if let Some(c) = cache.filter(|c| c.prefix_steps == 0) {
                     c.offer(index, &ws.image);
@@ -146,6 +150,10 @@ impl Shared {
         for (s, step) in self.steps.iter().enumerate().skip(first_step) {
             stage.set(FIRST_STEP_STAGE + s);
             match step.kind {
+                StepKind::Image(0) if drawn_crop.is_some() => {
+                    let params = drawn_crop.take().expect("checked");
+                    self.ops[0].apply_image(&params, &mut ws.image, &mut ws.ops);
+                }
                 StepKind::Image(i) => {
                     self.ops[i]
                         .run_image(&mut stream(i), &mut ws.image, &mut ws.ops)
@@ -156,7 +164,8 @@ impl Shared {
                 }
                 StepKind::Tensor { resample, flip, op } => {
                     if let Some(r) = resample {
-                        let params = draw(r, &ws.image);
+                        let drawn = drawn_crop.take().filter(|_| r == 0);
+                        let params = drawn.unwrap_or_else(|| draw(r, &ws.image));
                         self.ops[r].apply_image(&params, &mut ws.image, &mut ws.ops);
                     }
                     let flip = flip.is_some_and(|f| draw(f, &ws.image) == OpParams::Apply(true));

@@ -15,6 +15,8 @@ pub(crate) struct StageTimers {
     tokens: AtomicU64,
     /// Images decoded by window (crop-aware decode) rather than whole.
     window_decodes: AtomicU64,
+    /// Images decoded at a reduced scale (DCT-domain scaling, approximate decode).
+    scaled_decodes: AtomicU64,
     /// The adaptive controller's latest prefetch depth, and how often it changed.
     prefetch_depth: AtomicU64,
     prefetch_adjustments: AtomicU64,
@@ -32,6 +34,7 @@ impl StageTimers {
             audio_micros: AtomicU64::new(0),
             tokens: AtomicU64::new(0),
             window_decodes: AtomicU64::new(0),
+            scaled_decodes: AtomicU64::new(0),
             prefetch_depth: AtomicU64::new(0),
             prefetch_adjustments: AtomicU64::new(0),
         }
@@ -78,9 +81,14 @@ impl StageTimers {
         self.tokens.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// An image decoded by window (only the part its crop reads).
-    pub fn window_decoded(&self) {
-        self.window_decodes.fetch_add(1, Ordering::Relaxed);
+    /// An image decoded: count it when only a window of it was, or at a reduced scale.
+    pub fn decoded(&self, decoded: &crate::ops::Decoded) {
+        if decoded.partial {
+            self.window_decodes.fetch_add(1, Ordering::Relaxed);
+        }
+        if decoded.shrink > 1 {
+            self.scaled_decodes.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn sample_skipped(&self) {
@@ -104,6 +112,7 @@ impl StageTimers {
             audio_seconds: self.audio_micros.load(Ordering::Relaxed) as f64 / 1e6,
             tokens: self.tokens.load(Ordering::Relaxed),
             window_decodes: self.window_decodes.load(Ordering::Relaxed),
+            scaled_decodes: self.scaled_decodes.load(Ordering::Relaxed),
             buffer_allocations,
             cache_hits,
             cache_bytes,
@@ -142,6 +151,9 @@ pub struct RunStats {
     /// Images decoded by window: only the part the pipeline's leading crop reads (the others,
     /// of the images decoded, were decoded whole: PNG, lossless JPEG, crops covering the image).
     pub window_decodes: u64,
+    /// Images decoded at 1/2, 1/4 or 1/8 scale by the IDCT (only with approximations allowed:
+    /// [`crate::pipeline::Settings::approx_decode`]).
+    pub scaled_decodes: u64,
     /// Batch buffers allocated rather than reused.
     pub buffer_allocations: u64,
     /// Samples served from the prefix cache (read and decode skipped).
@@ -173,6 +185,7 @@ impl RunStats {
             audio_seconds: self.audio_seconds - earlier.audio_seconds,
             tokens: self.tokens - earlier.tokens,
             window_decodes: self.window_decodes - earlier.window_decodes,
+            scaled_decodes: self.scaled_decodes - earlier.scaled_decodes,
             buffer_allocations: self.buffer_allocations - earlier.buffer_allocations,
             cache_hits: self.cache_hits - earlier.cache_hits,
             cache_bytes: self.cache_bytes,

@@ -37,13 +37,24 @@ pub struct DecodeImage {
     pub limits: DecodeLimits,
 }
 
+/// What a following operator asks the decoder for: the rectangle `rect` of the image scaled by
+/// 1/`shrink` (1: full size; 2, 4, 8: JPEG's DCT-domain scaling, approximate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub rect: Rect,
+    pub shrink: u32,
+}
+
 /// Which part of an image a decode wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decoded {
-    /// The pixels written; the image has the whole file's size either way.
+    /// The pixels written; the image has the whole (scaled) image's size either way.
     pub window: Rect,
     /// Whether that is less than the whole image.
     pub partial: bool,
+    /// The scale the image was decoded at: its size is the file's divided by this (rounded
+    /// up). 1 where the file cannot be scaled (PNG, lossless JPEG), whatever was asked.
+    pub shrink: u32,
 }
 
 enum Format {
@@ -129,12 +140,29 @@ impl DecodeImage {
         out: &mut Image,
         want: impl FnOnce(u32, u32) -> Option<Rect>,
     ) -> Result<Decoded, String> {
+        self.decode_region(bytes, out, |w, h| {
+            want(w, h).map(|rect| Region { rect, shrink: 1 })
+        })
+    }
+
+    /// [`Self::decode_window`] at a reduced scale: `want`, given the file's width and height,
+    /// names a rectangle of the image scaled by 1/`shrink`. A JPEG is decoded at that scale (its
+    /// size: ⌈width / shrink⌉ × ⌈height / shrink⌉) and the rectangle's pixels equal that scaled
+    /// full decode's; PNG and lossless JPEG are decoded whole at full size ([`Decoded::shrink`]
+    /// says which happened).
+    pub fn decode_region(
+        &self,
+        bytes: &[u8],
+        out: &mut Image,
+        want: impl FnOnce(u32, u32) -> Option<Region>,
+    ) -> Result<Decoded, String> {
         let format = sniff(bytes)?;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match format {
             Format::Jpeg => self.decode_jpeg(bytes, out, want),
             Format::Png => self.decode_png(bytes, out).map(|()| Decoded {
                 window: Rect::full(out.width, out.height),
                 partial: false,
+                shrink: 1,
             }),
         }));
         result.unwrap_or_else(|_| Err("decoder panicked on malformed data".into()))
@@ -144,19 +172,34 @@ impl DecodeImage {
         &self,
         bytes: &[u8],
         out: &mut Image,
-        want: impl FnOnce(u32, u32) -> Option<Rect>,
+        want: impl FnOnce(u32, u32) -> Option<Region>,
     ) -> Result<Decoded, String> {
         let header = jpeg::header(bytes)?;
         self.check_size(header.width as usize, header.height as usize)?;
-        let full = Rect::full(header.width, header.height);
-        let window = match want(header.width, header.height) {
-            Some(rect) if rect.width > 0 && rect.height > 0 => jpeg::window_for(&header, rect),
-            _ => full,
+        let region = want(header.width, header.height);
+        let shrink = match region {
+            Some(r) if jpeg::SHRINKS.contains(&r.shrink) && !header.lossless => r.shrink,
+            Some(r) if r.shrink != 1 && !header.lossless => {
+                return Err(format!(
+                    "JPEG decode at 1/{} scale asked for (1, 1/2, 1/4 or 1/8 are available)",
+                    r.shrink
+                ))
+            }
+            _ => 1,
         };
-        jpeg::decode(bytes, &header, window, out)?;
+        let full = Rect::full(
+            jpeg::scaled(header.width, shrink),
+            jpeg::scaled(header.height, shrink),
+        );
+        let window = match region {
+            Some(r) => jpeg::window_for(&header, r.rect, shrink),
+            None => full,
+        };
+        jpeg::decode(bytes, &header, (window, shrink), out)?;
         Ok(Decoded {
             window,
             partial: window != full,
+            shrink,
         })
     }
 

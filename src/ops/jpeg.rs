@@ -7,6 +7,10 @@
 //! decompression bombs; the pixel-count limits are checked by the caller on the header, before
 //! any pixel buffer exists.
 //!
+//! Scaling: the IDCT can produce 1/2, 1/4 or 1/8 of the image's size directly (DCT-domain
+//! scaling); a `shrink` of 2, 4 or 8 asks for that. The pixels then differ from a full decode
+//! followed by a resize, so callers use it only where approximations are allowed.
+//!
 //! Windows: TurboJPEG decodes a cropping region by skipping the IDCT and colour conversion of
 //! the blocks outside it (rows above it are only entropy-decoded). Its left edge must sit on an
 //! iMCU boundary, and libjpeg documents that "fancy" chroma upsampling may treat the window's
@@ -24,6 +28,14 @@ pub const SCAN_LIMIT: i32 = 500;
 /// Most working memory (MiB) libjpeg may allocate for one decode (coefficient buffers of
 /// progressive files are the large ones: ~ 2 bytes per sample).
 pub const MEMORY_LIMIT_MIB: i32 = 2048;
+
+/// The DCT-domain scalings the decoder offers, as shrink factors (the size is divided by them).
+pub const SHRINKS: [u32; 4] = [1, 2, 4, 8];
+
+/// A side of `size` pixels decoded at 1/`shrink` scale: TurboJPEG's `TJSCALED`, ⌈size / shrink⌉.
+pub fn scaled(size: u32, shrink: u32) -> u32 {
+    size.div_ceil(shrink)
+}
 
 /// iMCU width per TurboJPEG subsampling code (444, 422, 420, gray, 440, 411, 441): turbojpeg.h's
 /// `tjMCUWidth`, which is a `static` array in the header and so not linkable.
@@ -143,17 +155,28 @@ impl Handle {
         })
     }
 
-    /// Decode `window` (already valid for this file: see [`window_for`]) into its place in `out`,
-    /// which becomes the whole image's size (pixels outside the window are left as they were).
+    /// Decode `window` of the image scaled by 1/`shrink` (already valid for this file: see
+    /// [`window_for`]) into its place in `out`, which becomes the whole scaled image's size
+    /// (pixels outside the window are left as they were).
     fn decode(
         &self,
         bytes: &[u8],
         header: &JpegHeader,
-        window: Rect,
+        (window, shrink): (Rect, u32),
         out: &mut Image,
         cmyk: &mut Vec<u8>,
     ) -> Result<(), String> {
-        let full = window == Rect::full(header.width, header.height);
+        let (width, height) = (scaled(header.width, shrink), scaled(header.height, shrink));
+        // Always set: the decompressor is reused, and its scaling persists between images.
+        let factor = tj::tjscalingfactor {
+            num: 1,
+            denom: shrink as i32,
+        };
+        // SAFETY: the handle is live; an unsupported factor is an error return.
+        if unsafe { tj::tj3SetScalingFactor(self.0, factor) } != 0 {
+            return Err(format!("JPEG scaling 1/{shrink}: {}", self.error()));
+        }
+        let full = window == Rect::full(width, height);
         let region = if full {
             tj::tjregion {
                 x: 0,
@@ -173,9 +196,9 @@ impl Handle {
         if unsafe { tj::tj3SetCroppingRegion(self.0, region) } != 0 {
             return Err(format!("JPEG window {window:?}: {}", self.error()));
         }
-        let (full_w, full_h) = (header.width as usize, header.height as usize);
-        out.width = header.width;
-        out.height = header.height;
+        let (full_w, full_h) = (width as usize, height as usize);
+        out.width = width;
+        out.height = height;
         out.data.resize(full_w * full_h * 3, 0);
         let (w, h) = (window.width as usize, window.height as usize);
         let (dst, offset, pitch, format, channels) = if header.cmyk {
@@ -255,8 +278,9 @@ pub fn header(bytes: &[u8]) -> Result<JpegHeader, String> {
     with_handle(|h| h.header(bytes))
 }
 
-/// Decode `window` of the image whose header is `header` into its place in `out` (RGB, the whole
-/// image's size; outside the window `out` keeps what it held).
+/// Decode `window` of the image whose header is `header`, scaled by 1/`shrink` (one of
+/// [`SHRINKS`]; `window` is in the scaled image's pixels: see [`window_for`]), into its place in
+/// `out` (RGB, the whole scaled image's size; outside the window `out` keeps what it held).
 ///
 /// A window ending above the image's last row stops reading there: libjpeg-turbo skips to the
 /// end without decoding the rest. So that a truncated file (the common corruption: a partial
@@ -265,13 +289,20 @@ pub fn header(bytes: &[u8]) -> Result<JpegHeader, String> {
 pub fn decode(
     bytes: &[u8],
     header: &JpegHeader,
-    window: Rect,
+    (window, shrink): (Rect, u32),
     out: &mut Image,
 ) -> Result<(), String> {
-    if window.bottom() < header.height && !ends_after_scan(bytes) {
+    if !SHRINKS.contains(&shrink) || (shrink > 1 && header.lossless) {
+        return Err(format!(
+            "JPEG decode at 1/{shrink} scale is not available for this file"
+        ));
+    }
+    if window.bottom() < scaled(header.height, shrink) && !ends_after_scan(bytes) {
         return Err("corrupt JPEG data: truncated (no end-of-image marker after the scan)".into());
     }
-    with_handle(|h| CMYK.with(|c| h.decode(bytes, header, window, out, &mut c.borrow_mut())))
+    with_handle(|h| {
+        CMYK.with(|c| h.decode(bytes, header, (window, shrink), out, &mut c.borrow_mut()))
+    })
 }
 
 /// Whether an end-of-image marker (FF D9) follows the start of the first scan (FF DA). Marker
@@ -299,24 +330,30 @@ fn ends_after_scan(bytes: &[u8]) -> bool {
     memchr::memmem::rfind(&bytes[at..], &[0xFF, 0xD9]).is_some()
 }
 
-/// The window to decode so that `want` comes out exactly as in a full decode, or the whole image
-/// where this file cannot be decoded by window (lossless, or a subsampling without an iMCU size).
-pub fn window_for(header: &JpegHeader, want: Rect) -> Rect {
-    let full = Rect::full(header.width, header.height);
+/// The window to decode so that `want` (in the pixels of the image scaled by 1/`shrink`) comes
+/// out exactly as in a full decode at that scale, or the whole image where this file cannot be
+/// decoded by window (lossless, or a subsampling without an iMCU size).
+pub fn window_for(header: &JpegHeader, want: Rect, shrink: u32) -> Rect {
+    let full = Rect::full(scaled(header.width, shrink), scaled(header.height, shrink));
     let Some(mcu) = header.mcu_width.filter(|_| !header.lossless) else {
         return full;
     };
+    if want.width == 0 || want.height == 0 || want.right() > full.width {
+        return full;
+    }
+    // The iMCU shrinks with the image (TurboJPEG: TJSCALED(tjMCUWidth, scalingFactor)).
+    let mcu = scaled(mcu, shrink);
     // Left: the iMCU boundary strictly left of the rectangle (or the image edge); right: one
     // column past it (or the image edge), so neither window edge is a pixel of `want`.
     let left = want.left.saturating_sub(1) / mcu * mcu;
-    let right = (want.right() + 1).min(header.width);
+    let right = (want.right() + 1).min(full.width);
     let window = Rect {
         left,
         top: want.top,
         width: right - left,
         height: want.height,
     };
-    if window.width == 0 || window.height == 0 || window.bottom() > header.height {
+    if window.bottom() > full.height {
         return full;
     }
     window

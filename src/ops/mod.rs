@@ -27,7 +27,7 @@ pub use center_crop::{center_offset, CenterCrop};
 pub use color_jitter::{
     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, ColorJitter, JitterParams,
 };
-pub use decode::{DecodeImage, DecodeLimits, Decoded};
+pub use decode::{DecodeImage, DecodeLimits, Decoded, Region};
 pub use flip::RandomHorizontalFlip;
 pub use grayscale::{grayscale_value, RandomGrayscale};
 pub use jpeg::Rect;

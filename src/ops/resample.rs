@@ -34,6 +34,32 @@ impl CropBox {
         }
     }
 
+    /// This box on the image decoded at 1/`shrink` of its size (DCT-domain scaling maps source
+    /// pixel x to x / shrink: each 8×8 block becomes a (8 / shrink)² block).
+    pub fn shrunk(&self, shrink: u32) -> CropBox {
+        let s = f64::from(shrink);
+        CropBox {
+            left: self.left / s,
+            top: self.top / s,
+            width: self.width / s,
+            height: self.height / s,
+            ..*self
+        }
+    }
+
+    /// The largest DCT-domain shrink (1, 2, 4 or 8) that leaves at least one decoded pixel per
+    /// output pixel on both axes, so the resize after it still only shrinks (PIL's `draft`
+    /// rule).
+    pub fn dct_shrink(&self) -> u32 {
+        [8, 4, 2]
+            .into_iter()
+            .find(|&s| {
+                self.width >= f64::from(s * self.out_width)
+                    && self.height >= f64::from(s * self.out_height)
+            })
+            .unwrap_or(1)
+    }
+
     /// The source pixels [`Resampler::resize`] may read for this box in a `width`×`height`
     /// image: the box widened by the filter's support (`max(scale, 1)` pixels for the triangle
     /// filter, plus one for rounding), since the weights are clipped to the image, not the box.

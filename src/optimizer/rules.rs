@@ -161,6 +161,10 @@ pub fn fuse(
         // Not in the predicted costs: the profile times whole-image decodes.
         d.summary += "; decode: the leading crop is computed from the JPEG header and only the \
                       pixels it reads are decoded (same bytes; bench reports the count)";
+        if goal.allow_approx {
+            d.summary += ", at 1/2, 1/4 or 1/8 scale by the IDCT where the crop shrinks ≥ 2× \
+                          (approximate: allowed)";
+        }
     }
     d.alternatives = vec![
         (
