@@ -468,3 +468,49 @@ fn the_embedding_lookup_goes_to_a_device_that_keeps_its_output() {
     let host = optimizer::optimize(&plan, &profile, &g).unwrap();
     assert_eq!(host.physical.cut, plan.ops.len(), "{}", host.explain(&g));
 }
+
+/// A plan whose leading crop is pushed into decode is priced with the profile's window decode
+/// (DCT-scaled with approximations allowed); unfused, cached, or crop-not-first plans with the
+/// whole decode.
+#[test]
+fn crop_aware_decode_is_priced_with_the_window_decode() {
+    let logical = Workload::Rn50Train
+        .add_ops(Pipeline::builder(common::jpeg_source(2)))
+        .logical_plan();
+    let mut profile = cpu_profile(&logical);
+    let (whole, window, scaled) = (1.2e6, 0.8e6, 0.5e6);
+    (
+        profile.decode_ns,
+        profile.window_decode_ns,
+        profile.scaled_decode_ns,
+    ) = (whole, Some(window), Some(scaled));
+    let exact = goal(0.0);
+    let approx = Goal {
+        allow_approx: true,
+        ..goal(0.0)
+    };
+    let fused = PhysicalPlan {
+        fuse: true,
+        ..PhysicalPlan::declared(&logical, 16)
+    };
+    let unfused = PhysicalPlan::declared(&logical, 16);
+    let cached = PhysicalPlan {
+        cache_bytes: 1 << 30,
+        ..fused.clone()
+    };
+    let decode =
+        |plan: &PhysicalPlan, goal: &Goal| optimizer::decode_ns(plan, &logical, &profile, goal);
+    assert_eq!(decode(&fused, &exact), window);
+    assert_eq!(decode(&fused, &approx), scaled);
+    assert_eq!(decode(&unfused, &exact), whole);
+    assert_eq!(decode(&cached, &exact), whole);
+    // The CPU time per batch moves by exactly the decode difference.
+    let cpu =
+        |plan: &PhysicalPlan, p: &CostProfile| optimizer::predict(plan, &logical, p, &exact).cpu_ms;
+    let mut old = profile.clone();
+    (old.window_decode_ns, old.scaled_decode_ns) = (None, None);
+    let batch = exact.batch_size as f64;
+    let saved_ms = (whole - window) * 1e-6 * batch / 16.0;
+    assert!((cpu(&fused, &old) - cpu(&fused, &profile) - saved_ms).abs() < 1e-6);
+    assert_eq!(cpu(&unfused, &old), cpu(&unfused, &profile));
+}

@@ -8,7 +8,7 @@ mod profile_audio;
 mod profile_text;
 mod rules;
 
-pub use plan::{predict, Cost, Goal, LogicalPlan, PhysicalPlan};
+pub use plan::{decode_ns, predict, Cost, Goal, LogicalPlan, PhysicalPlan};
 pub use profile::{CostProfile, GpuCost, OpCost};
 pub use rules::{cache, fuse, parallelism, place, reorder, Decision};
 

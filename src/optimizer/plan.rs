@@ -129,6 +129,34 @@ pub fn fusion_saving_ns(plan: &PhysicalPlan, logical: &LogicalPlan, cpu_ns: &[f6
     }
 }
 
+/// Decode per sample under `plan`: the crop-aware window decode (DCT-scaled when approximations
+/// are allowed) where the executor pushes the leading crop into decode, else the whole decode.
+/// The profile times the window decodes for the declared leading crop, so a plan that moves
+/// another operator first prices a whole decode.
+pub fn decode_ns(
+    plan: &PhysicalPlan,
+    logical: &LogicalPlan,
+    profile: &CostProfile,
+    goal: &Goal,
+) -> f64 {
+    let cpu: Vec<Op> = plan.ops(logical).take(plan.cut).cloned().collect();
+    let pushed = plan.order.first() == Some(&0)
+        && matches!(logical.decoder, crate::ops::Decoder::Image(_))
+        && crate::exec::crop_into_decode(
+            &cpu,
+            plan.cut.min(cpu.len()),
+            plan.fuse,
+            plan.cache_bytes > 0,
+        )
+        .is_some();
+    let measured = match (pushed, goal.allow_approx) {
+        (false, _) => None,
+        (true, true) => profile.scaled_decode_ns.or(profile.window_decode_ns),
+        (true, false) => profile.window_decode_ns,
+    };
+    measured.unwrap_or(profile.decode_ns)
+}
+
 /// Number of leading executed operators (on the CPU) that draw no random numbers.
 pub fn cached_prefix(plan: &PhysicalPlan, logical: &LogicalPlan) -> usize {
     plan.ops(logical)
@@ -152,7 +180,7 @@ pub fn predict(
 
     // CPU: read + decode + the CPU operators, minus fusion; a cache serves its prefix from
     // memory after the first epoch.
-    let mut front = profile.read_ns + profile.decode_ns;
+    let mut front = profile.read_ns + decode_ns(plan, logical, profile, goal);
     let prefix = cached_prefix(plan, logical);
     if plan.cache_bytes > 0 && goal.epochs > 1 {
         let kept_bytes = if prefix == 0 {

@@ -61,6 +61,13 @@ pub struct CostProfile {
     /// Read and decode, per sample, one core; decoded image bytes.
     pub read_ns: f64,
     pub decode_ns: f64,
+    /// Image pipelines leading with a crop: decode per sample when the crop is pushed into
+    /// decode (only the window it reads), and the same at the DCT-domain scale approximations
+    /// allow; absent otherwise (and in profiles from before they were measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_decode_ns: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaled_decode_ns: Option<f64>,
     pub decoded_bytes: f64,
     /// Host memcpy bandwidth, GB/s (what serving a cached sample costs).
     pub memcpy_gbps: f64,
@@ -118,6 +125,14 @@ impl CostProfile {
         let mut numbers = vec![
             ("read_ns", self.read_ns),
             ("decode_ns", self.decode_ns),
+            (
+                "window_decode_ns",
+                self.window_decode_ns.unwrap_or_default(),
+            ),
+            (
+                "scaled_decode_ns",
+                self.scaled_decode_ns.unwrap_or_default(),
+            ),
             ("decoded_bytes", self.decoded_bytes),
         ];
         for op in &self.ops {
@@ -200,8 +215,8 @@ pub fn for_pipeline(
 
 /// Part of the cache key: a profiler that measures differently never reuses an older one's
 /// cached profiles (2: speech operators timed as the executor fuses them; 3: token operators
-/// timed on the GPU).
-const PROFILER_VERSION: u32 = 3;
+/// timed on the GPU; 4: window and DCT-scaled decodes timed).
+const PROFILER_VERSION: u32 = 4;
 
 /// Where measured profiles are cached: one file per (machine, dataset, pipeline).
 pub fn cache_path(dir: &Path, machine: &str, dataset: &str, ops: &[Op]) -> PathBuf {
@@ -231,6 +246,9 @@ pub fn measure(
     let mut inputs: Vec<Vec<Image>> = vec![Vec::new(); ops.len()];
     let mut params: Vec<Vec<Vec<OpParams>>> = vec![Vec::new(); ops.len()];
     let mut scratch = Scratch::default();
+    // A leading crop the executor would push into decode: its window decodes are timed too.
+    let crop = crate::exec::crop_into_decode(ops, ops.len(), true, false);
+    let (mut window_ns, mut scaled_ns) = (0.0, 0.0);
     // Warm up caches, allocators and the resizer's buffers on a few samples first, so the
     // measured samples run as they do in a steady run.
     for index in 0..n.min(8) as u64 {
@@ -259,6 +277,19 @@ pub fn measure(
             .map_err(|e| Error::Worker(format!("profiling sample {index}: DecodeImage: {e}")))?;
         sums.decode_ns += t.elapsed().as_nanos() as f64;
         sums.decoded_bytes += image.data.len() as f64;
+        if let Some(crop) = crop {
+            let mut part = Image::default();
+            for (approx, total) in [(false, &mut window_ns), (true, &mut scaled_ns)] {
+                let t = Instant::now();
+                let rng = || SampleRng::new(0, 0, index, 1);
+                decoder
+                    .decode_region(&bytes, &mut part, |w, h| {
+                        crop.plan(ops, rng, (w, h), approx).map(|p| p.region)
+                    })
+                    .map_err(|e| profiling_failed(index, "DecodeImage", e))?;
+                *total += t.elapsed().as_nanos() as f64;
+            }
+        }
         for (i, op) in ops.iter().enumerate() {
             let mut rng = SampleRng::new(0, 0, index, i as u32 + 1);
             if gpu.is_some() {
@@ -285,7 +316,7 @@ pub fn measure(
             params[i].push(vec![p]);
         }
     }
-    sums.profile(source, ops, gpu, |i, op| {
+    let mut profile = sums.profile(source, ops, gpu, |i, op| {
         // Operators without a GPU kernel keep `gpu_ns: None`: never placed there.
         if !op.spec().runs_on_gpu() {
             return Ok(None);
@@ -294,7 +325,12 @@ pub fn measure(
         Ok(Some(
             time_on_gpu(gpu, op, &inputs[i], &params[i])? / n as f64,
         ))
-    })
+    })?;
+    if crop.is_some() {
+        profile.window_decode_ns = Some(window_ns / n as f64);
+        profile.scaled_decode_ns = Some(scaled_ns / n as f64);
+    }
+    Ok(profile)
 }
 
 /// What a profiler adds up over its `n` measured samples.
@@ -371,6 +407,8 @@ impl Sums {
             dataset_len: source.len(),
             read_ns: per(self.read_ns),
             decode_ns: per(self.decode_ns),
+            window_decode_ns: None,
+            scaled_decode_ns: None,
             decoded_bytes: per(self.decoded_bytes),
             memcpy_gbps: memcpy_gbps(),
             ops: costs,

@@ -158,7 +158,7 @@ pub fn fuse(
     if matches!(logical.decoder, Decoder::Image(_))
         && crate::exec::crop_into_decode(&cpu, plan.cut, true, false).is_some()
     {
-        // Not in the predicted costs: the profile times whole-image decodes.
+        // Priced with the profile's window decode (`plan::decode_ns`).
         d.summary += "; decode: the leading crop is computed from the JPEG header and only the \
                       pixels it reads are decoded (same bytes; bench reports the count)";
         if goal.allow_approx {

@@ -212,6 +212,8 @@ pub fn cost_profile(ops: &[Op], costs: Vec<(f64, f64, f64)>) -> sluice::optimize
         dataset_len: 10_000,
         read_ns: 20e3,
         decode_ns: 1.2e6,
+        window_decode_ns: None,
+        scaled_decode_ns: None,
         decoded_bytes: 480e3,
         memcpy_gbps: 8.0,
         ops: costs
