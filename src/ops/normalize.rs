@@ -95,12 +95,23 @@ fn write_chw_f32(image: &Image, flip: bool, scale: [f32; 3], bias: [f32; 3], out
         .zip(g_plane.chunks_exact_mut(w))
         .zip(b_plane.chunks_exact_mut(w))
         .zip(image.data.chunks_exact(w * 3));
+    // One loop per direction, so each walks its outputs in order with no per-pixel index
+    // arithmetic (the mirrored one writes the plane rows backwards).
+    let pixel = |px: &[u8], r: &mut f32, g: &mut f32, b: &mut f32| {
+        *r = f32::from(px[0]) * scale[0] + bias[0];
+        *g = f32::from(px[1]) * scale[1] + bias[1];
+        *b = f32::from(px[2]) * scale[2] + bias[2];
+    };
     for (((r, g), b), src) in rows {
-        for (x, px) in src.chunks_exact(3).enumerate() {
-            let dx = if flip { w - 1 - x } else { x };
-            r[dx] = f32::from(px[0]) * scale[0] + bias[0];
-            g[dx] = f32::from(px[1]) * scale[1] + bias[1];
-            b[dx] = f32::from(px[2]) * scale[2] + bias[2];
+        let planes = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+        if flip {
+            for (((r, g), b), px) in planes.rev().zip(src.chunks_exact(3)) {
+                pixel(px, r, g, b);
+            }
+        } else {
+            for (((r, g), b), px) in planes.zip(src.chunks_exact(3)) {
+                pixel(px, r, g, b);
+            }
         }
     }
 }
