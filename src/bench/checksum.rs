@@ -3,10 +3,13 @@
 //! order. Equal checksums mean equal batches, so determinism
 //! can be checked from outside (across thread counts, backends, or from Python).
 
-use xxhash_rust::xxh3::Xxh3;
+use std::hash::Hasher;
+use twox_hash::XxHash3_64;
 
+/// XXH3-64 (seed 0, default secret), hashed with AVX2 where the CPU has it: the consumer hashes
+/// every batch, and at SSE2 speed that cost ~5% of an image workload's throughput on 2 cores.
 #[derive(Default, Clone)]
-pub struct Checksum(Xxh3);
+pub struct Checksum(XxHash3_64);
 
 impl Checksum {
     pub fn new() -> Self {
@@ -20,17 +23,17 @@ impl Checksum {
     }
 
     pub fn add_bytes(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
+        self.0.write(bytes);
     }
 
     pub fn add_labels(&mut self, labels: &[i64]) {
         for label in labels {
-            self.0.update(&label.to_le_bytes());
+            self.0.write(&label.to_le_bytes());
         }
     }
 
     /// The digest so far, as 16 hex digits.
     pub fn hex(&self) -> String {
-        format!("{:016x}", self.0.digest())
+        format!("{:016x}", self.0.finish())
     }
 }
