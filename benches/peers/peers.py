@@ -164,7 +164,11 @@ def run_tf(workload, root, threads, batch, epochs):
 
 def run_dali(workload, root, threads, batch, epochs):
     from nvidia.dali import fn, pipeline_def, types
-    from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+    try:
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator
+    except ImportError:  # DALI without torch: the plain pipeline loop below
+        DALIGenericIterator = None
 
     train = workload != "rn50-val"
 
@@ -222,6 +226,17 @@ def run_dali(workload, root, threads, batch, epochs):
 
     p = pipe()
     p.build()
+    if DALIGenericIterator is None:
+        # No torch: run the pipeline directly, one epoch = the reader's size in batches (the
+        # last one padded by DALI, counted as the images it holds).
+        size = p.epoch_size("reader")
+
+        def epoch():
+            for start in range(0, size, batch):
+                images, _ = p.run()
+                yield min(batch, size - start) if len(images) else 0
+
+        return timed_epochs(epoch, epochs)
     it = DALIGenericIterator(p, ["images", "labels"], reader_name="reader", auto_reset=True)
 
     def epoch():
