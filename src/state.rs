@@ -79,11 +79,11 @@ pub(crate) fn fingerprint(
     ops: &str,
     s: &crate::pipeline::Settings,
 ) -> String {
-    use xxhash_rust::xxh3::Xxh3;
-    let mut h = Xxh3::new();
-    h.update(source.fingerprint().as_bytes());
-    h.update(ops.as_bytes());
-    h.update(
+    use std::hash::Hasher;
+    let mut h = twox_hash::XxHash3_64::new();
+    h.write(source.fingerprint().as_bytes());
+    h.write(ops.as_bytes());
+    h.write(
         format!(
             "{}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}|{}",
             s.batch_size,
@@ -100,5 +100,5 @@ pub(crate) fn fingerprint(
         )
         .as_bytes(),
     );
-    format!("{:016x}", h.digest())
+    format!("{:016x}", h.finish())
 }

@@ -177,16 +177,12 @@ impl DecodeImage {
         let header = jpeg::header(bytes)?;
         self.check_size(header.width as usize, header.height as usize)?;
         let region = want(header.width, header.height);
+        // Lossless files have no IDCT to scale: decoded whole at full size.
         let shrink = match region {
-            Some(r) if jpeg::SHRINKS.contains(&r.shrink) && !header.lossless => r.shrink,
-            Some(r) if r.shrink != 1 && !header.lossless => {
-                return Err(format!(
-                    "JPEG decode at 1/{} scale asked for (1, 1/2, 1/4 or 1/8 are available)",
-                    r.shrink
-                ))
-            }
+            Some(r) if !header.lossless => r.shrink,
             _ => 1,
         };
+        jpeg::check_shrink(&header, shrink)?;
         let full = Rect::full(
             jpeg::scaled(header.width, shrink),
             jpeg::scaled(header.height, shrink),

@@ -278,6 +278,18 @@ pub fn header(bytes: &[u8]) -> Result<JpegHeader, String> {
     with_handle(|h| h.header(bytes))
 }
 
+/// Whether this file can be decoded at 1/`shrink` scale: one of [`SHRINKS`], and 1 for lossless
+/// files (no IDCT to scale).
+pub fn check_shrink(header: &JpegHeader, shrink: u32) -> Result<(), String> {
+    if !SHRINKS.contains(&shrink) || (shrink > 1 && header.lossless) {
+        return Err(format!(
+            "JPEG decode at 1/{shrink} scale is not available for this file (1, 1/2, 1/4 or \
+             1/8 for lossy files)"
+        ));
+    }
+    Ok(())
+}
+
 /// Decode `window` of the image whose header is `header`, scaled by 1/`shrink` (one of
 /// [`SHRINKS`]; `window` is in the scaled image's pixels: see [`window_for`]), into its place in
 /// `out` (RGB, the whole scaled image's size; outside the window `out` keeps what it held).
@@ -292,11 +304,7 @@ pub fn decode(
     (window, shrink): (Rect, u32),
     out: &mut Image,
 ) -> Result<(), String> {
-    if !SHRINKS.contains(&shrink) || (shrink > 1 && header.lossless) {
-        return Err(format!(
-            "JPEG decode at 1/{shrink} scale is not available for this file"
-        ));
-    }
+    check_shrink(header, shrink)?;
     if window.bottom() < scaled(header.height, shrink) && !ends_after_scan(bytes) {
         return Err("corrupt JPEG data: truncated (no end-of-image marker after the scan)".into());
     }

@@ -142,13 +142,8 @@ pub fn decode_ns(
     let cpu: Vec<Op> = plan.ops(logical).take(plan.cut).cloned().collect();
     let pushed = plan.order.first() == Some(&0)
         && matches!(logical.decoder, crate::ops::Decoder::Image(_))
-        && crate::exec::crop_into_decode(
-            &cpu,
-            plan.cut.min(cpu.len()),
-            plan.fuse,
-            plan.cache_bytes > 0,
-        )
-        .is_some();
+        && crate::exec::crop_into_decode(&cpu, cpu.len(), plan.fuse, plan.cache_bytes > 0)
+            .is_some();
     let measured = match (pushed, goal.allow_approx) {
         (false, _) => None,
         (true, true) => profile.scaled_decode_ns.or(profile.window_decode_ns),

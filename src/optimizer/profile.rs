@@ -226,7 +226,7 @@ pub fn cache_path(dir: &Path, machine: &str, dataset: &str, ops: &[Op]) -> PathB
     );
     dir.join(format!(
         "profile-{:016x}.json",
-        xxhash_rust::xxh3::xxh3_64(key.as_bytes())
+        twox_hash::XxHash3_64::oneshot(key.as_bytes())
     ))
 }
 

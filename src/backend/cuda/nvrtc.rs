@@ -309,7 +309,10 @@ type ImageCache = Mutex<HashMap<(u64, String), Arc<Image>>>;
 pub fn compile_cached(name: &str, src: &str, arch: &str) -> Result<Arc<Image>, String> {
     let nvrtc = get()?;
     static CACHE: OnceLock<ImageCache> = OnceLock::new();
-    let key = (xxhash_rust::xxh3::xxh3_64(src.as_bytes()), arch.to_string());
+    let key = (
+        twox_hash::XxHash3_64::oneshot(src.as_bytes()),
+        arch.to_string(),
+    );
     let cache = CACHE.get_or_init(Default::default);
     if let Some(image) = cache.lock().unwrap().get(&key) {
         return Ok(image.clone());
