@@ -73,7 +73,7 @@ impl PipelineState {
 /// The fingerprint of a pipeline over `source` with `ops` (decoder and operators, as `Debug`
 /// writes them) and `settings` (see
 /// [`PipelineState::fingerprint`]). Threads, prefetch, placement and fusion are left out:
-/// they never change the bytes.
+/// they never change the bytes (approximate decode does, so it is in).
 pub(crate) fn fingerprint(
     source: &dyn crate::source::Source,
     ops: &str,
@@ -100,5 +100,10 @@ pub(crate) fn fingerprint(
         )
         .as_bytes(),
     );
+    // Approximate decode changes pixels; added only when on, so fingerprints of exact
+    // pipelines saved before it existed still match.
+    if s.approx_decode {
+        h.write(b"|approx-decode");
+    }
     format!("{:016x}", h.finish())
 }
