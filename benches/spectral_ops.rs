@@ -4,6 +4,10 @@
 //! (rayon); each GPU side is end to end for the batch (encode, upload, kernels, readback), what
 //! placement pays. Without an adapter or device a side prints why it is skipped. On lavapipe the
 //! wgpu numbers are correctness evidence and a proxy for the kernels' arithmetic, not GPU speed.
+//!
+//! A second group times the CPU-only front end that comes before the chain, one thread, on one
+//! 8-second speech-like utterance: `DecodeAudio` per file format and `Resample` to 16 kHz per
+//! source rate (`cargo bench --bench spectral_ops -- front`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rayon::prelude::*;
@@ -108,5 +112,45 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// One 8-second utterance of the generated dataset's kind, stored as `format` says.
+fn encoded(rate: u32, channels: u16, bits: u16, flac: bool) -> (Vec<u8>, Vec<f32>) {
+    use sluice::gen::audio::{encode_utterance, synthesize, AudioFormat};
+    let format = AudioFormat {
+        rate,
+        channels,
+        bits,
+        seconds: 8.0,
+        flac,
+    };
+    let planes = synthesize(&format, 0, 7);
+    let mono = planes[0].clone();
+    (encode_utterance(&format, &planes).unwrap().0, mono)
+}
+
+fn front_end(c: &mut Criterion) {
+    use sluice::audio::{decode_audio, resample, AudioLimits, ChannelChoice};
+    let mut g = c.benchmark_group("front end, one 8 s utterance, one thread");
+    g.sample_size(20).measurement_time(Duration::from_secs(3));
+    for (name, channels, bits, flac) in [
+        ("wav s16 mono", 1, 16, false),
+        ("wav s16 stereo", 2, 16, false),
+        ("wav s24 mono", 1, 24, false),
+        ("wav f32 mono", 1, 32, false),
+        ("flac s16 mono", 1, 16, true),
+    ] {
+        let (bytes, _) = encoded(44_100, channels, bits, flac);
+        g.bench_function(format!("DecodeAudio {name} 44.1 kHz"), |b| {
+            b.iter(|| decode_audio(bytes.clone(), &AudioLimits::default(), ChannelChoice::Mono))
+        });
+    }
+    for from in [8_000, 22_050, 44_100, 48_000] {
+        let (_, x) = encoded(from, 1, 16, false);
+        g.bench_function(format!("Resample {from} -> 16000"), |b| {
+            b.iter(|| resample(&x, from, 16_000, 6, 0.99))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, front_end);
 criterion_main!(benches);

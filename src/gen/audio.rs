@@ -70,7 +70,19 @@ pub fn generate_utterance(
     index: u64,
 ) -> (AudioFormat, Vec<Vec<f32>>, usize) {
     let format = format_of(spec, index);
-    let mut r = SampleRng::new(spec.seed, 0, index, 2);
+    let planes = synthesize(&format, spec.seed, index);
+    (
+        format,
+        planes,
+        (index % spec.classes.max(1) as u64) as usize,
+    )
+}
+
+/// The samples (channel-major planes) of an utterance of `format`'s rate, length and channels,
+/// a pure function of (seed, index); `generate_utterance` draws the format, the benchmarks
+/// choose it.
+pub fn synthesize(format: &AudioFormat, seed: u64, index: u64) -> Vec<Vec<f32>> {
+    let mut r = SampleRng::new(seed, 0, index, 2);
     let n = (format.seconds * f64::from(format.rate)) as usize;
     let rate = f64::from(format.rate);
     let mut mono = vec![0f32; n];
@@ -125,7 +137,7 @@ pub fn generate_utterance(
     for v in &mut mono {
         *v = (*v + (1e-3 * r.uniform(-1.0, 1.0)) as f32).clamp(-1.0, 1.0);
     }
-    let planes = if format.channels == 2 {
+    if format.channels == 2 {
         // The second channel: slightly quieter and delayed by 0.5 ms.
         let delay = (0.0005 * rate) as usize;
         let right = (0..n)
@@ -140,12 +152,7 @@ pub fn generate_utterance(
         vec![mono, right]
     } else {
         vec![mono]
-    };
-    (
-        format,
-        planes,
-        (index % spec.classes.max(1) as u64) as usize,
-    )
+    }
 }
 
 /// A sample in [-1, 1] as `bits`-bit integer PCM (rounded, clamped to the code range).
