@@ -8,6 +8,7 @@
 //! until then the functions are a library of their own.
 
 mod decode;
+mod ln;
 mod mel;
 mod resample;
 mod spectrogram;
