@@ -26,7 +26,7 @@ const POLY: [f32; 9] = [
 /// `ln(v)` for a positive normal finite `v` (other inputs give a wrong value, which the caller
 /// replaces).
 #[inline(always)]
-fn ln_normal(v: f32) -> f32 {
+pub(crate) fn ln_normal(v: f32) -> f32 {
     let bits = v.to_bits();
     // m in [0.5, 1): the mantissa with the exponent of 0.5.
     let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);

@@ -10,6 +10,7 @@
 mod decode;
 mod ln;
 mod mel;
+mod noise;
 mod resample;
 mod spectrogram;
 mod stretch;
@@ -17,6 +18,7 @@ mod transform;
 
 pub use decode::{decode_audio, AudioLimits, ChannelChoice};
 pub use mel::{hz_to_mel, mel_filterbank, mel_to_hz, MelNorm, MelScale};
+pub(crate) use noise::normals_from_bits;
 pub use resample::resample;
 pub use spectrogram::{spectrogram, stft, Padding, SpectrogramSpec, WindowKind};
 pub use stretch::{complex_norm, stretched_frames, time_stretch, time_stretch_norm, Spectrum};
