@@ -352,9 +352,12 @@ pub fn window_for(header: &JpegHeader, want: Rect, shrink: u32) -> Rect {
     // The iMCU shrinks with the image (TurboJPEG: TJSCALED(tjMCUWidth, scalingFactor)).
     let mcu = scaled(mcu, shrink);
     // Left: the iMCU boundary strictly left of the rectangle (or the image edge); right: one
-    // column past it (or the image edge), so neither window edge is a pixel of `want`.
+    // column past it (or the image edge), so neither window edge is a pixel of `want`. The
+    // window also spans more than one iMCU column: libjpeg-turbo decoded a one-iMCU-wide crop of
+    // a 4:2:0 file with restart intervals that do not end at row ends (64×301, every 3 MCUs)
+    // with pixels unlike the full decode's (found by tests/decode_window.rs, ~1 seed in 75).
     let left = want.left.saturating_sub(1) / mcu * mcu;
-    let right = (want.right() + 1).min(full.width);
+    let right = (want.right() + 1).max(left + mcu + 1).min(full.width);
     let window = Rect {
         left,
         top: want.top,
