@@ -272,10 +272,17 @@ fn decode_with(
             ));
         }
     }
-    let mut decoder = symphonia::default::get_codecs()
-        .make(&params, &DecoderOptions::default())
-        .map_err(|e| format!("unsupported codec ({})", describe(&e)))?;
     let pcm = Pcm::of(&params).filter(|_| direct);
+    // Direct PCM needs no decoder (its rate and channels are checked above, its width by
+    // `Pcm::of`: what the PCM decoder's constructor checks).
+    let mut decoder = match pcm {
+        Some(_) => None,
+        None => Some(
+            symphonia::default::get_codecs()
+                .make(&params, &DecoderOptions::default())
+                .map_err(|e| format!("unsupported codec ({})", describe(&e)))?,
+        ),
+    };
     let mut planes: Vec<Vec<f32>> = vec![Vec::new(); channels];
     if let Some(n) = params.n_frames {
         // One allocation per channel for honest headers; a header may still lie within the
@@ -302,7 +309,8 @@ fn decode_with(
             append_pcm(pcm, packet.buf(), &mut planes);
             continue;
         }
-        let decoded = decoder
+        let decoded = (decoder.as_mut())
+            .expect("a decoder unless the PCM is converted directly")
             .decode(&packet)
             .map_err(|e| format!("decoding: {}", describe(&e)))?;
         if decoded.spec().channels.count() != channels {
@@ -337,15 +345,14 @@ fn decode_with(
         ChannelChoice::Mono => {
             // In place on the first channel: (c0 + c1 + …) / n, summed in channel order.
             let n = planes.len() as f32;
-            let mut rest = planes.split_off(1);
-            let mono = &mut planes[0];
-            for plane in &rest {
+            let (mono, rest) = planes.split_first_mut().expect("at least one channel");
+            for plane in rest.iter() {
                 for (m, s) in mono.iter_mut().zip(plane) {
                     *m += s;
                 }
             }
             mono.iter_mut().for_each(|m| *m /= n);
-            rest.clear();
+            planes.truncate(1);
             planes
         }
     };

@@ -60,9 +60,8 @@ crate::simd::with_avx2! {
                 fix_special(chunk, &x);
             }
         }
-        let rest = chunks.into_remainder();
-        let x: Vec<f32> = rest.iter().map(|v| v + eps).collect();
-        for (v, &x) in rest.iter_mut().zip(&x) {
+        for v in chunks.into_remainder() {
+            let x = *v + eps;
             *v = if is_normal(x) { ln_normal(x) } else { x.ln() };
         }
     }
