@@ -83,9 +83,20 @@ fn write_affine(
     }
 }
 
-/// The common case (f32 CHW into an aligned buffer), written plane-row by plane-row so it
-/// vectorises. Same formula and rounding as the general path.
+/// The common case (f32 CHW into an aligned buffer), written plane-row by plane-row. Same
+/// formula and rounding as the general path, whichever copy runs.
 fn write_chw_f32(image: &Image, flip: bool, scale: [f32; 3], bias: [f32; 3], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { write_chw_f32_avx2(image, flip, scale, bias, out) };
+        return;
+    }
+    write_chw_f32_rows(image, flip, scale, bias, out);
+}
+
+/// [`write_chw_f32`] without explicit vectors.
+fn write_chw_f32_rows(image: &Image, flip: bool, scale: [f32; 3], bias: [f32; 3], out: &mut [f32]) {
     let w = image.width as usize;
     let plane = w * image.height as usize;
     let (r_plane, rest) = out.split_at_mut(plane);
@@ -104,13 +115,88 @@ fn write_chw_f32(image: &Image, flip: bool, scale: [f32; 3], bias: [f32; 3], out
     };
     for (((r, g), b), src) in rows {
         let planes = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+        let src = src.chunks_exact(3);
         if flip {
-            for (((r, g), b), px) in planes.rev().zip(src.chunks_exact(3)) {
+            for (((r, g), b), px) in planes.rev().zip(src) {
                 pixel(px, r, g, b);
             }
         } else {
-            for (((r, g), b), px) in planes.zip(src.chunks_exact(3)) {
+            for (((r, g), b), px) in planes.zip(src) {
                 pixel(px, r, g, b);
+            }
+        }
+    }
+}
+
+/// Eight pixels at a time: 24 bytes de-interleaved by one byte shuffle and one lane permute,
+/// widened to f32, `x · scale + bias` as a multiply then an add (no FMA, so the same roundings
+/// as the scalar path). A row's last `w % 8` pixels are done one by one. (Streaming stores
+/// into the batch slot were tried: no measurable difference on rn50-train.)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn write_chw_f32_avx2(
+    image: &Image,
+    flip: bool,
+    scale: [f32; 3],
+    bias: [f32; 3],
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let w = image.width as usize;
+    let h = image.height as usize;
+    let plane = w * h;
+    assert!(out.len() >= 3 * plane && image.data.len() >= 3 * plane);
+    let groups = w / 8;
+    // Per 128-bit lane (4 pixels): R0..R3 G0..G3 B0..B3, then bytes zeroed.
+    let shuffle = _mm256_setr_epi8(
+        0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11, -1, -1, -1, -1, //
+        0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11, -1, -1, -1, -1,
+    );
+    // Dwords R0-3 R4-7 G0-3 G4-7 | B0-3 B4-7 -.
+    let gather = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    let scales = scale.map(|s| _mm256_set1_ps(s));
+    let biases = bias.map(|b| _mm256_set1_ps(b));
+    let base = out.as_mut_ptr();
+    let src = image.data.as_ptr();
+    for y in 0..h {
+        let row_src = src.add(y * w * 3);
+        let row_dst = [0, 1, 2].map(|c| base.add(c * plane + y * w));
+        for k in 0..groups {
+            let x = k * 8;
+            let lo = _mm_loadu_si128(row_src.add(x * 3) as *const __m128i);
+            // Bytes 12..24 of the group: a 16-byte load from byte 12 unless that reads past
+            // the row, then one from byte 8 shifted down.
+            let hi = if (x + 8) * 3 + 4 <= w * 3 {
+                _mm_loadu_si128(row_src.add(x * 3 + 12) as *const __m128i)
+            } else {
+                _mm_srli_si128::<4>(_mm_loadu_si128(row_src.add(x * 3 + 8) as *const __m128i))
+            };
+            let bytes = _mm256_permutevar8x32_epi32(
+                _mm256_shuffle_epi8(_mm256_set_m128i(hi, lo), shuffle),
+                gather,
+            );
+            let low = _mm256_castsi256_si128(bytes);
+            let channels = [
+                low,
+                _mm_srli_si128::<8>(low),
+                _mm256_extracti128_si256::<1>(bytes),
+            ];
+            let at = if flip { w - 8 - x } else { x };
+            for c in 0..3 {
+                let v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(channels[c]));
+                let mut v = _mm256_add_ps(_mm256_mul_ps(v, scales[c]), biases[c]);
+                if flip {
+                    v = _mm256_permutevar8x32_ps(v, reverse);
+                }
+                _mm256_storeu_ps(row_dst[c].add(at), v);
+            }
+        }
+        for x in groups * 8..w {
+            let at = if flip { w - 1 - x } else { x };
+            for c in 0..3 {
+                let v = f32::from(*row_src.add(x * 3 + c)) * scale[c] + bias[c];
+                *row_dst[c].add(at) = v;
             }
         }
     }
@@ -158,5 +244,44 @@ impl Cast {
             self.layout,
             out,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SampleRng;
+
+    /// The vector copy (taken on AVX2 machines) writes the scalar path's bits, for every row
+    /// width around its group and tail boundaries, both directions, into aligned and misaligned
+    /// buffers; NaN poison shows an unwritten element.
+    #[test]
+    fn vector_and_scalar_f32_chw_writes_are_bit_identical() {
+        let (scale, bias) = Normalize::imagenet().scale_bias();
+        let mut rng = SampleRng::new(0x5eed, 0, 0, 0);
+        for w in 1..=41u32 {
+            for h in [1u32, 3] {
+                let n = (w * h * 3) as usize;
+                let data = (0..n).map(|_| rng.next_u32() as u8).collect();
+                let image = Image::new(w, h, data);
+                for flip in [false, true] {
+                    let mut want = vec![f32::NAN; n];
+                    write_chw_f32_rows(&image, flip, scale, bias, &mut want);
+                    assert!(want.iter().all(|v| !v.is_nan()));
+                    for offset in [0, 1, 4] {
+                        let mut buf = vec![f32::NAN; n + 16];
+                        let start = buf.as_ptr().align_offset(32) + offset;
+                        write_chw_f32(&image, flip, scale, bias, &mut buf[start..start + n]);
+                        let got = &buf[start..start + n];
+                        assert!(
+                            got.iter()
+                                .zip(&want)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{w}x{h} flip {flip} offset {offset}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
