@@ -12,6 +12,7 @@ mod ln;
 mod mel;
 mod noise;
 mod resample;
+mod rfft;
 mod spectrogram;
 mod stretch;
 mod transform;

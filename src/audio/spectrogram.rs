@@ -8,9 +8,9 @@
 //! `[t·hop, t·hop + n_fft)` of the padded signal, there are `1 + (len − n_fft) / hop` frames, and
 //! bin k of frame t is `|Σ_n x[t·hop + n] · w[n] · e^{−2πi·kn/n_fft}|^power`, k in 0..=n_fft/2.
 
+use super::rfft::RealFft;
 use super::{Features, Spectrum};
 use realfft::num_complex::Complex32;
-use realfft::RealFftPlanner;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowKind {
@@ -138,21 +138,16 @@ fn stft_frames(
     let signal = padded(x, spec);
     let window = spec.window();
     let frames = spec.frames(x.len());
-    // One planner per thread: plans (twiddles, scratch sizes) are made once per n_fft.
-    thread_local! {
-        static PLANNER: std::cell::RefCell<RealFftPlanner<f32>> = std::cell::RefCell::new(RealFftPlanner::new());
-    }
-    let fft = PLANNER.with(|p| p.borrow_mut().plan_fft_forward(spec.n_fft));
-    let mut input = fft.make_input_vec();
-    let mut output = fft.make_output_vec();
-    let mut scratch = fft.make_scratch_vec();
+    let fft = RealFft::for_len(spec.n_fft);
+    let mut input = vec![0f32; spec.n_fft];
+    let mut output = vec![Complex32::default(); spec.n_fft / 2 + 1];
+    let mut scratch = vec![Complex32::default(); fft.scratch_len()];
     for t in 0..frames {
         let start = t * spec.hop;
         for ((i, s), w) in input.iter_mut().zip(&signal[start..]).zip(&window) {
             *i = s * w;
         }
-        fft.process_with_scratch(&mut input, &mut output, &mut scratch)
-            .map_err(|e| format!("FFT: {e}"))?;
+        fft.process(&mut input, &mut output, &mut scratch);
         emit(t, &output);
     }
     Ok(frames)
