@@ -10,7 +10,7 @@
 //! a + (−b), which IEEE arithmetic rounds identically), so the output is bit-identical to
 //! realfft's (unit test), whichever copy runs.
 
-use realfft::num_complex::Complex32;
+use rustfft::num_complex::Complex32;
 use std::sync::Arc;
 
 pub(crate) struct RealFft {

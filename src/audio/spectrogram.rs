@@ -10,7 +10,7 @@
 
 use super::rfft::RealFft;
 use super::{Features, Spectrum};
-use realfft::num_complex::Complex32;
+use rustfft::num_complex::Complex32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowKind {

@@ -14,7 +14,7 @@
 
 use super::spectrogram::magnitude_power;
 use super::Features;
-use realfft::num_complex::Complex32;
+use rustfft::num_complex::Complex32;
 use std::f64::consts::PI;
 
 /// A complex spectrogram `[bins, frames]`, row-major, with the STFT hop it came from (the phase
