@@ -29,9 +29,7 @@ use crate::backend::GpuRunner;
 use crate::error::{Error, Result};
 use crate::exec::{self, EpochIter, GpuSuffix, RunStats, Step};
 use crate::ops::{
-    Cast, CenterCrop, ColorJitter, DecodeAudio, DecodeImage, DecodeLimits, Decoder, GaussianBlur,
-    Normalize, Op, OpKind, RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, Resize,
-    SizeRule, ValueKind,
+    DecodeAudio, DecodeImage, DecodeLimits, Decoder, Op, OpKind, SizeRule, ValueKind,
 };
 use crate::optimizer::{self, CostProfile, Goal, LogicalPlan, Optimized};
 use crate::placement::{self, GpuAvailability, Placement};
@@ -175,25 +173,6 @@ pub struct PipelineBuilder {
     /// The CUDA device ordinal (None: `LOCAL_RANK`, else 0).
     cuda_device: Option<usize>,
 }
-
-macro_rules! op_from {
-    ($($t:ident),*) => {$(
-        impl From<$t> for Op {
-            fn from(o: $t) -> Op { Op::$t(o) }
-        }
-    )*};
-}
-op_from!(
-    RandomResizedCrop,
-    Resize,
-    CenterCrop,
-    RandomHorizontalFlip,
-    ColorJitter,
-    RandomGrayscale,
-    GaussianBlur,
-    Normalize,
-    Cast
-);
 
 impl From<crate::ops::AudioOp> for Op {
     fn from(o: crate::ops::AudioOp) -> Op {

@@ -43,13 +43,16 @@ impl RealFft {
     /// A forward transform of `n` reals (`n` even and at least 2), planned by this thread's
     /// rustfft planner.
     pub fn new(n: usize) -> Self {
-        assert!(n >= 2 && n % 2 == 0, "real FFT length {n} must be even");
+        assert!(
+            n >= 2 && n.is_multiple_of(2),
+            "real FFT length {n} must be even"
+        );
         thread_local! {
             static PLANNER: std::cell::RefCell<rustfft::FftPlanner<f32>> =
                 std::cell::RefCell::new(rustfft::FftPlanner::new());
         }
         let fft = PLANNER.with(|p| p.borrow_mut().plan_fft_forward(n / 2));
-        let count = n / 4 + usize::from(n % 4 != 0);
+        let count = n / 4 + usize::from(!n.is_multiple_of(4));
         let twiddles = (1..count)
             .map(|k| {
                 let angle = -2.0 * std::f64::consts::PI / n as f64 * k as f64;
@@ -94,7 +97,7 @@ impl RealFft {
             output[k] = a;
             output[half - k] = b;
         }
-        if half % 2 == 0 {
+        if half.is_multiple_of(2) {
             // The centre bin pairs with itself: its twiddle is −i/2, leaving the conjugate.
             output[half / 2].im = -output[half / 2].im;
         }

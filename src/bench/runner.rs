@@ -127,12 +127,11 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     } else {
         None
     };
-    let u8_step = pipeline.ops().last().map_or(1.0, |op| match op {
-        crate::ops::Op::Normalize(n) => {
-            f64::from(n.scale_bias().0.into_iter().fold(0f32, f32::max))
-        }
-        _ => 1.0,
-    });
+    let u8_step = pipeline
+        .ops()
+        .last()
+        .and_then(|op| op.image_op()?.tensor_write())
+        .map_or(1.0, |w| f64::from(w.scale.into_iter().fold(0f32, f32::max)));
     let mut verification = Verification {
         features: pipeline.decodes_audio(),
         ..Verification::default()

@@ -121,10 +121,9 @@ pub(crate) fn draw_suffix(
         .map(|i| {
             let mut rng = SampleRng::new(seed, epoch, index, op_ids[i]);
             let params = ops[i].draw(&mut rng, size.0, size.1);
-            size = match (&ops[i], &params) {
-                (_, OpParams::Crop(b)) => (b.out_width, b.out_height),
-                (Op::CenterCrop(c), _) => (c.width, c.height),
-                _ => size,
+            size = match params {
+                OpParams::Crop(b) => (b.out_width, b.out_height),
+                _ => ops[i].spec().size.apply(size.0, size.1).unwrap_or(size),
             };
             params
         })
@@ -134,12 +133,6 @@ pub(crate) fn draw_suffix(
 /// Turn per-sample parameters into per-operator stages, and the tensor write at the end (u8
 /// HWC as it is when the pipeline has no Normalize/Cast).
 pub fn stages_for(ops: &[Op], params: &[Vec<OpParams>]) -> (Vec<ImageStage>, TensorWrite) {
-    let column = |k: usize| params.iter().map(move |p| p[k]);
-    let flags = |k: usize| {
-        column(k)
-            .map(|p| p == OpParams::Apply(true))
-            .collect::<Vec<bool>>()
-    };
     let mut stages = Vec::new();
     let mut write = TensorWrite {
         dtype: DType::U8,
@@ -148,47 +141,19 @@ pub fn stages_for(ops: &[Op], params: &[Vec<OpParams>]) -> (Vec<ImageStage>, Ten
         bias: [0.0; 3],
     };
     for (k, op) in ops.iter().enumerate() {
-        let stage = match op {
-            Op::RandomResizedCrop(_) | Op::Resize(_) => ImageStage::Resample(
-                column(k)
-                    .map(|p| match p {
-                        OpParams::Crop(b) => b,
-                        other => unreachable!("crop operator drew {other:?}"),
-                    })
-                    .collect(),
-            ),
-            Op::CenterCrop(c) => ImageStage::CenterCrop {
-                width: c.width,
-                height: c.height,
-            },
-            Op::RandomHorizontalFlip(_) => ImageStage::Flip(flags(k)),
-            Op::RandomGrayscale(_) => ImageStage::Grayscale(flags(k)),
-            Op::ColorJitter(_) => ImageStage::Jitter(
-                column(k)
-                    .map(|p| match p {
-                        OpParams::Jitter(j) => j,
-                        other => unreachable!("jitter drew {other:?}"),
-                    })
-                    .collect(),
-            ),
-            Op::GaussianBlur(g) => ImageStage::Blur {
-                sigmas: column(k)
-                    .map(|p| match p {
-                        OpParams::Blur(s) => s,
-                        other => unreachable!("blur drew {other:?}"),
-                    })
-                    .collect(),
-                kernel_size: g.kernel_size,
-            },
-            Op::Normalize(_) | Op::Cast(_) => {
-                write = TensorWrite::for_op(op).expect("tensor operator");
-                continue;
-            }
-            Op::Audio(_) | Op::Text(_) | Op::User(_) => {
-                unreachable!("{} has no GPU kernel: never placed there", op.name())
-            }
+        let Some(image_op) = op.image_op() else {
+            unreachable!("{} has no GPU kernel: never placed there", op.name())
         };
-        stages.push(stage);
+        if let Some(w) = image_op.tensor_write() {
+            write = w;
+            continue;
+        }
+        let column: Vec<OpParams> = params.iter().map(|p| p[k]).collect();
+        stages.push(
+            image_op
+                .gpu_stage(&column)
+                .expect("an image operator has a GPU stage"),
+        );
     }
     (stages, write)
 }

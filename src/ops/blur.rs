@@ -3,7 +3,10 @@
 //! The 2-D kernel is separable; the CPU path runs a horizontal then a vertical pass. Taps whose
 //! normalised weight is below 1e-7 are skipped (their total contribution is < 0.003 of a level).
 
+use super::image_op::{check_probability, check_range, drawn, ImageOperator};
 use super::spec::{Commute, OpKind, OpSpec, SizeRule};
+use super::{OpParams, Scratch};
+use crate::backend::wgpu::ImageStage;
 use crate::rng::Uniform;
 use crate::simd::with_avx2;
 use crate::tensor::Image;
@@ -63,16 +66,49 @@ impl GaussianBlur {
         self.p = p;
         self
     }
+}
 
-    pub fn spec(&self) -> OpSpec {
+impl ImageOperator for GaussianBlur {
+    fn spec(&self) -> OpSpec {
         OpSpec::image_op(OpKind::GaussianBlur, SizeRule::Same, true).commuting(&[
             (OpKind::RandomHorizontalFlip, Commute::Exact),
             (OpKind::RandomGrayscale, Commute::Approx),
         ])
     }
 
+    fn validate(&self) -> Result<(), String> {
+        check_probability(self.p)?;
+        if self.kernel_size.is_multiple_of(2) {
+            return Err(format!("kernel size {} must be odd", self.kernel_size));
+        }
+        check_range("sigma", (f64::from(self.sigma.0), f64::from(self.sigma.1)))
+    }
+
+    fn draw_params(&self, rng: &mut dyn Uniform, _width: u32, _height: u32) -> OpParams {
+        OpParams::Blur(self.draw(rng))
+    }
+
+    fn apply_params(&self, params: &OpParams, image: &mut Image, scratch: &mut Scratch) {
+        if let OpParams::Blur(Some(sigma)) = params {
+            self.apply(*sigma, image, &mut scratch.floats)
+        }
+    }
+
+    fn gpu_stage(&self, params: &[OpParams]) -> Option<ImageStage> {
+        let sigmas = drawn(params, "GaussianBlur", |p| match p {
+            OpParams::Blur(s) => Some(*s),
+            _ => None,
+        });
+        Some(ImageStage::Blur {
+            sigmas,
+            kernel_size: self.kernel_size,
+        })
+    }
+}
+
+impl GaussianBlur {
     /// Sigma for this sample, or None when RandomApply skips it. Both numbers are always drawn.
-    pub fn draw(&self, rng: &mut impl Uniform) -> Option<f32> {
+    pub fn draw(&self, rng: &mut (impl Uniform + ?Sized)) -> Option<f32> {
         let apply = rng.bernoulli(f64::from(self.p));
         let sigma = rng.uniform(f64::from(self.sigma.0), f64::from(self.sigma.1)) as f32;
         apply.then_some(sigma)

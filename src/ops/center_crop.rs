@@ -1,7 +1,10 @@
 //! CenterCrop (torchvision semantics): offsets `round((in - out) / 2)`; an image smaller than the
 //! crop is zero-padded, centred.
 
+use super::image_op::{check_size, ImageOperator};
 use super::spec::{Commute, OpKind, OpSpec, SizeRule};
+use super::{OpParams, Scratch};
+use crate::backend::wgpu::ImageStage;
 use crate::tensor::Image;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,8 +30,10 @@ impl CenterCrop {
             width: size,
         }
     }
+}
 
-    pub fn spec(&self) -> OpSpec {
+impl ImageOperator for CenterCrop {
+    fn spec(&self) -> OpSpec {
         OpSpec::image_op(
             OpKind::CenterCrop,
             SizeRule::Fixed {
@@ -40,6 +45,24 @@ impl CenterCrop {
         .commuting(&[(OpKind::RandomGrayscale, Commute::Exact)])
     }
 
+    fn validate(&self) -> Result<(), String> {
+        check_size(self.height, self.width)
+    }
+
+    fn apply_params(&self, _params: &OpParams, image: &mut Image, scratch: &mut Scratch) {
+        self.apply(image, &mut scratch.spare);
+        std::mem::swap(image, &mut scratch.spare);
+    }
+
+    fn gpu_stage(&self, _params: &[OpParams]) -> Option<ImageStage> {
+        Some(ImageStage::CenterCrop {
+            width: self.width,
+            height: self.height,
+        })
+    }
+}
+
+impl CenterCrop {
     pub fn apply(&self, src: &Image, dst: &mut Image) {
         dst.width = self.width;
         dst.height = self.height;

@@ -9,7 +9,10 @@
 //! in a per-sample random order (torch.randperm(4)).
 
 use super::grayscale::grayscale_value;
+use super::image_op::{check_probability, drawn, ImageOperator};
 use super::spec::{Commute, OpKind, OpSpec, SizeRule};
+use super::{OpParams, Scratch};
+use crate::backend::wgpu::ImageStage;
 use crate::rng::Uniform;
 use crate::simd::with_avx2;
 use crate::tensor::Image;
@@ -57,15 +60,63 @@ impl ColorJitter {
         self.p = p;
         self
     }
+}
 
-    pub fn spec(&self) -> OpSpec {
+impl ImageOperator for ColorJitter {
+    fn spec(&self) -> OpSpec {
         OpSpec::image_op(OpKind::ColorJitter, SizeRule::Same, true).commuting(&[
             (OpKind::RandomHorizontalFlip, Commute::Exact),
             (OpKind::RandomResizedCrop, Commute::Approx),
         ])
     }
 
-    pub fn draw(&self, rng: &mut impl Uniform) -> JitterParams {
+    fn validate(&self) -> Result<(), String> {
+        check_probability(self.p)?;
+        for (name, r) in [
+            ("brightness", self.brightness),
+            ("contrast", self.contrast),
+            ("saturation", self.saturation),
+        ] {
+            if let Some((lo, hi)) = r {
+                if !(lo >= 0.0 && lo <= hi && hi.is_finite()) {
+                    return Err(format!(
+                        "{name} factors ({lo}, {hi}) must satisfy 0 <= low <= high"
+                    ));
+                }
+            }
+        }
+        match self.hue {
+            Some((lo, hi)) if !(-0.5 <= lo && lo <= hi && hi <= 0.5) => {
+                Err(format!("hue shifts ({lo}, {hi}) must lie in [-0.5, 0.5]"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn draw_params(&self, rng: &mut dyn Uniform, _width: u32, _height: u32) -> OpParams {
+        OpParams::Jitter(self.draw(rng))
+    }
+
+    fn apply_params(&self, params: &OpParams, image: &mut Image, _scratch: &mut Scratch) {
+        if let OpParams::Jitter(p) = params {
+            apply(p, image)
+        }
+    }
+
+    fn gpu_stage(&self, params: &[OpParams]) -> Option<ImageStage> {
+        Some(ImageStage::Jitter(drawn(
+            params,
+            "ColorJitter",
+            |p| match p {
+                OpParams::Jitter(j) => Some(*j),
+                _ => None,
+            },
+        )))
+    }
+}
+
+impl ColorJitter {
+    pub fn draw(&self, rng: &mut (impl Uniform + ?Sized)) -> JitterParams {
         let apply = rng.bernoulli(f64::from(self.p));
         let mut order = [0u8, 1, 2, 3];
         for i in (1..4).rev() {

@@ -1,6 +1,10 @@
 //! RandomHorizontalFlip: mirror left-right with probability `p`.
 
+use super::image_op::{applied, check_probability, ImageOperator};
 use super::spec::{Commute, OpKind, OpSpec, SizeRule};
+use super::{OpParams, Scratch};
+use crate::backend::wgpu::ImageStage;
+use crate::rng::Uniform;
 use crate::tensor::Image;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -12,8 +16,10 @@ impl RandomHorizontalFlip {
     pub fn new(p: f32) -> Self {
         RandomHorizontalFlip { p }
     }
+}
 
-    pub fn spec(&self) -> OpSpec {
+impl ImageOperator for RandomHorizontalFlip {
+    fn spec(&self) -> OpSpec {
         let mut spec = OpSpec::image_op(OpKind::RandomHorizontalFlip, SizeRule::Same, true)
             .commuting(&[
                 (OpKind::ColorJitter, Commute::Exact),
@@ -25,6 +31,24 @@ impl RandomHorizontalFlip {
             ]);
         spec.cpu_fuses_with = vec![OpKind::Normalize, OpKind::Cast];
         spec
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        check_probability(self.p)
+    }
+
+    fn draw_params(&self, rng: &mut dyn Uniform, _width: u32, _height: u32) -> OpParams {
+        OpParams::Apply(rng.bernoulli(f64::from(self.p)))
+    }
+
+    fn apply_params(&self, params: &OpParams, image: &mut Image, _scratch: &mut Scratch) {
+        if *params == OpParams::Apply(true) {
+            flip_in_place(image)
+        }
+    }
+
+    fn gpu_stage(&self, params: &[OpParams]) -> Option<ImageStage> {
+        Some(ImageStage::Flip(applied(params)))
     }
 }
 

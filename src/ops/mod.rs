@@ -10,6 +10,7 @@ mod color_jitter;
 mod decode;
 mod flip;
 mod grayscale;
+mod image_op;
 pub mod jpeg;
 mod normalize;
 pub mod resample;
@@ -30,6 +31,7 @@ pub use color_jitter::{
 pub use decode::{DecodeImage, DecodeLimits, Decoded, Region};
 pub use flip::RandomHorizontalFlip;
 pub use grayscale::{grayscale_value, RandomGrayscale};
+pub use image_op::ImageOperator;
 pub use jpeg::Rect;
 pub use normalize::{Cast, Normalize};
 pub use resample::CropBox;
@@ -43,25 +45,52 @@ pub use value::Value;
 use crate::rng::{SampleRng, Uniform};
 use crate::tensor::Image;
 
-/// One step of a pipeline, as the user declared it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Op {
-    RandomResizedCrop(RandomResizedCrop),
-    Resize(Resize),
-    CenterCrop(CenterCrop),
-    RandomHorizontalFlip(RandomHorizontalFlip),
-    ColorJitter(ColorJitter),
-    RandomGrayscale(RandomGrayscale),
-    GaussianBlur(GaussianBlur),
-    Normalize(Normalize),
-    Cast(Cast),
-    /// A speech operator (audio or spectral features in, the same or features out).
-    Audio(AudioOp),
-    /// A token-sequence operator.
-    Text(TextOp),
-    /// A user-defined operator (CPU only, opaque to the optimizer).
-    User(UserOp),
+/// Declares the built-in image operators: each becomes a variant of [`Op`] holding the
+/// operator's struct (named as its kind), a `From` conversion, and an arm of
+/// [`Op::image_op`], through which everything else reaches it ([`ImageOperator`]).
+macro_rules! builtin_image_ops {
+    ($($name:ident),* $(,)?) => {
+        /// One step of a pipeline, as the user declared it.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Op {
+            $($name($name),)*
+            /// A speech operator (audio or spectral features in, the same or features out).
+            Audio(AudioOp),
+            /// A token-sequence operator.
+            Text(TextOp),
+            /// A user-defined operator (CPU only, opaque to the optimizer).
+            User(UserOp),
+        }
+
+        impl Op {
+            /// The built-in image operator this is, if it is one.
+            pub fn image_op(&self) -> Option<&dyn ImageOperator> {
+                match self {
+                    $(Op::$name(o) => Some(o),)*
+                    Op::Audio(_) | Op::Text(_) | Op::User(_) => None,
+                }
+            }
+        }
+
+        $(impl From<$name> for Op {
+            fn from(o: $name) -> Op {
+                Op::$name(o)
+            }
+        })*
+    };
 }
+
+builtin_image_ops!(
+    RandomResizedCrop,
+    Resize,
+    CenterCrop,
+    RandomHorizontalFlip,
+    ColorJitter,
+    RandomGrayscale,
+    GaussianBlur,
+    Normalize,
+    Cast,
+);
 
 /// What turns a sample's bytes into the pipeline's first value.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,21 +148,33 @@ pub struct Scratch {
     pub resizer: resample::Resampler,
 }
 
+/// An operator of any family, to dispatch on.
+enum Family<'a> {
+    Image(&'a dyn ImageOperator),
+    Audio(&'a AudioOp),
+    Text(&'a TextOp),
+    User(&'a UserOp),
+}
+
 impl Op {
-    pub fn spec(&self) -> OpSpec {
+    fn family(&self) -> Family<'_> {
         match self {
-            Op::RandomResizedCrop(o) => o.spec(),
-            Op::Resize(o) => o.spec(),
-            Op::CenterCrop(o) => o.spec(),
-            Op::RandomHorizontalFlip(o) => o.spec(),
-            Op::ColorJitter(o) => o.spec(),
-            Op::RandomGrayscale(o) => o.spec(),
-            Op::GaussianBlur(o) => o.spec(),
-            Op::Normalize(o) => o.spec(),
-            Op::Cast(o) => o.spec(),
-            Op::Audio(o) => o.spec(),
-            Op::Text(o) => o.spec(),
-            Op::User(o) => o.spec(),
+            Op::Audio(o) => Family::Audio(o),
+            Op::Text(o) => Family::Text(o),
+            Op::User(o) => Family::User(o),
+            _ => Family::Image(
+                self.image_op()
+                    .expect("every other operator is an image one"),
+            ),
+        }
+    }
+
+    pub fn spec(&self) -> OpSpec {
+        match self.family() {
+            Family::Image(o) => o.spec(),
+            Family::Audio(o) => o.spec(),
+            Family::Text(o) => o.spec(),
+            Family::User(o) => o.spec(),
         }
     }
 
@@ -146,118 +187,29 @@ impl Op {
 
     /// Check the configuration; the message says which setting is wrong and why.
     pub fn validate(&self) -> Result<(), String> {
-        let probability = |p: f32| {
-            if (0.0..=1.0).contains(&p) {
-                Ok(())
-            } else {
-                Err(format!("probability {p} is not in [0, 1]"))
-            }
-        };
-        let range = |what: &str, (lo, hi): (f64, f64)| {
-            if lo > 0.0 && lo <= hi && hi.is_finite() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{what} range ({lo}, {hi}) must satisfy 0 < low <= high"
-                ))
-            }
-        };
-        let size = |h: u32, w: u32| {
-            if h > 0 && w > 0 {
-                Ok(())
-            } else {
-                Err(format!("output size {w}x{h} must be at least 1x1"))
-            }
-        };
-        match self {
-            Op::RandomResizedCrop(o) => {
-                size(o.height, o.width)?;
-                range("scale", o.scale)?;
-                if o.scale.1 > 1.0 {
-                    return Err(format!("scale upper bound {} exceeds 1", o.scale.1));
-                }
-                range("ratio", o.ratio)
-            }
-            Op::Resize(o) => size(o.shorter_side, o.shorter_side),
-            Op::CenterCrop(o) => size(o.height, o.width),
-            Op::RandomHorizontalFlip(o) => probability(o.p),
-            Op::RandomGrayscale(o) => probability(o.p),
-            Op::ColorJitter(o) => {
-                probability(o.p)?;
-                for (name, r) in [
-                    ("brightness", o.brightness),
-                    ("contrast", o.contrast),
-                    ("saturation", o.saturation),
-                ] {
-                    if let Some((lo, hi)) = r {
-                        if !(lo >= 0.0 && lo <= hi && hi.is_finite()) {
-                            return Err(format!(
-                                "{name} factors ({lo}, {hi}) must satisfy 0 <= low <= high"
-                            ));
-                        }
-                    }
-                }
-                match o.hue {
-                    Some((lo, hi)) if !(-0.5 <= lo && lo <= hi && hi <= 0.5) => {
-                        Err(format!("hue shifts ({lo}, {hi}) must lie in [-0.5, 0.5]"))
-                    }
-                    _ => Ok(()),
-                }
-            }
-            Op::GaussianBlur(o) => {
-                probability(o.p)?;
-                if o.kernel_size % 2 == 0 {
-                    return Err(format!("kernel size {} must be odd", o.kernel_size));
-                }
-                range("sigma", (f64::from(o.sigma.0), f64::from(o.sigma.1)))
-            }
-            Op::Normalize(o) => match o.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
-                Some(s) => Err(format!("std {s} must be positive")),
-                None => Ok(()),
-            },
-            Op::Cast(_) => Ok(()),
-            Op::Audio(o) => o.validate(),
-            Op::Text(o) => o.validate(),
-            Op::User(o) => o.validate(),
+        match self.family() {
+            Family::Image(o) => o.validate(),
+            Family::Audio(o) => o.validate(),
+            Family::Text(o) => o.validate(),
+            Family::User(o) => o.validate(),
         }
     }
 
-    /// Draw this operator's parameters for an input image of `width`×`height`.
+    /// Draw this operator's parameters for an input image of `width`×`height`. Operators on
+    /// other values, and user-defined ones (which draw from their stream while they run), draw
+    /// nothing here.
     pub fn draw(&self, rng: &mut impl Uniform, width: u32, height: u32) -> OpParams {
-        match self {
-            Op::RandomResizedCrop(o) => OpParams::Crop(o.draw(rng, width, height)),
-            Op::Resize(o) => OpParams::Crop(o.crop_box(width, height)),
-            Op::CenterCrop(_) => OpParams::None,
-            Op::RandomHorizontalFlip(o) => OpParams::Apply(rng.bernoulli(f64::from(o.p))),
-            Op::ColorJitter(o) => OpParams::Jitter(o.draw(rng)),
-            Op::RandomGrayscale(o) => OpParams::Apply(rng.bernoulli(f64::from(o.p))),
-            Op::GaussianBlur(o) => OpParams::Blur(o.draw(rng)),
-            // User-defined operators draw from their stream while they run.
-            Op::Normalize(_) | Op::Cast(_) | Op::Audio(_) | Op::Text(_) | Op::User(_) => {
-                OpParams::None
-            }
+        match self.image_op() {
+            Some(o) => o.draw_params(rng, width, height),
+            None => OpParams::None,
         }
     }
 
     /// Apply an image-to-image operator in place (out-of-place kernels use `scratch.spare`).
     /// Tensor-producing operators (Normalize, Cast) are applied by [`Op::write_tensor`].
     pub fn apply_image(&self, params: &OpParams, image: &mut Image, scratch: &mut Scratch) {
-        match (self, params) {
-            (Op::RandomResizedCrop(_) | Op::Resize(_), OpParams::Crop(b)) => {
-                scratch.resizer.resize(image, b, &mut scratch.spare);
-                std::mem::swap(image, &mut scratch.spare);
-            }
-            (Op::CenterCrop(o), _) => {
-                o.apply(image, &mut scratch.spare);
-                std::mem::swap(image, &mut scratch.spare);
-            }
-            (Op::RandomHorizontalFlip(_), OpParams::Apply(true)) => flip::flip_in_place(image),
-            (Op::ColorJitter(_), OpParams::Jitter(p)) => color_jitter::apply(p, image),
-            (Op::RandomGrayscale(_), OpParams::Apply(true)) => grayscale::apply(image),
-            (Op::GaussianBlur(o), OpParams::Blur(Some(sigma))) => {
-                o.apply(*sigma, image, &mut scratch.floats)
-            }
-            _ => {}
+        if let Some(o) = self.image_op() {
+            o.apply_params(params, image, scratch)
         }
     }
 
@@ -280,17 +232,16 @@ impl Op {
 
     /// Whether this operator turns an image into a tensor.
     pub fn produces_tensor(&self) -> bool {
-        matches!(self, Op::Normalize(_) | Op::Cast(_))
+        self.image_op().is_some_and(|o| o.tensor_write().is_some())
     }
 
     /// Write an image as this operator's output tensor into `out` (the sample's slot in the batch).
     /// `flip` mirrors horizontally while writing, which is how the fused CPU path folds a flip
     /// into normalization without a pass of its own.
     pub fn write_tensor(&self, image: &Image, flip: bool, out: &mut [u8]) {
-        match self {
-            Op::Normalize(n) => n.write(image, flip, out),
-            Op::Cast(c) => c.write(image, flip, out),
-            _ => unreachable!("{} does not produce a tensor", self.name()),
+        match self.image_op().and_then(|o| o.tensor_write()) {
+            Some(write) => normalize::write_affine(&write, image, flip, out),
+            None => unreachable!("{} does not produce a tensor", self.name()),
         }
     }
 }

@@ -3,7 +3,10 @@
 //! `scale = 1/(255·std)` and `bias = −mean/std`; every backend uses this exact formula.
 //! Cast: the u8 values unchanged, converted to the target dtype and layout.
 
+use super::image_op::ImageOperator;
 use super::spec::{Commute, OpKind, OpSpec, SizeRule, ValueKind};
+use super::{OpParams, Scratch};
+use crate::backend::wgpu::{ImageStage, TensorWrite};
 use crate::tensor::{DType, Image, Layout};
 
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -37,17 +40,10 @@ fn tensor_spec(kind: OpKind, dtype: DType, layout: Layout) -> OpSpec {
     }
 }
 
-/// Write `image` through the per-channel affine map `x · scale[c] + bias[c]` into `out`,
-/// mirrored horizontally when `flip`, in `dtype` and `layout`.
-fn write_affine(
-    image: &Image,
-    flip: bool,
-    scale: [f32; 3],
-    bias: [f32; 3],
-    dtype: DType,
-    layout: Layout,
-    out: &mut [u8],
-) {
+/// Write `image` through `write`'s per-channel affine map `x · scale[c] + bias[c]` into `out`,
+/// mirrored horizontally when `flip`, in its dtype and layout: what Normalize and Cast do.
+pub fn write_affine(write: &TensorWrite, image: &Image, flip: bool, out: &mut [u8]) {
+    let (scale, bias, dtype, layout) = (write.scale, write.bias, write.dtype, write.layout);
     let (w, h) = (image.width as usize, image.height as usize);
     let plane = w * h;
     let es = dtype.size();
@@ -213,10 +209,6 @@ impl Normalize {
         }
     }
 
-    pub fn spec(&self) -> OpSpec {
-        tensor_spec(OpKind::Normalize, self.dtype, self.layout)
-    }
-
     pub fn scale_bias(&self) -> ([f32; 3], [f32; 3]) {
         let scale = std::array::from_fn(|c| 1.0 / (255.0 * self.std[c]));
         let bias = std::array::from_fn(|c| -self.mean[c] / self.std[c]);
@@ -224,26 +216,77 @@ impl Normalize {
     }
 
     pub fn write(&self, image: &Image, flip: bool, out: &mut [u8]) {
+        write_affine(
+            &self.tensor_write().expect("a tensor write"),
+            image,
+            flip,
+            out,
+        );
+    }
+}
+
+impl ImageOperator for Normalize {
+    fn spec(&self) -> OpSpec {
+        tensor_spec(OpKind::Normalize, self.dtype, self.layout)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
+            Some(s) => Err(format!("std {s} must be positive")),
+            None => Ok(()),
+        }
+    }
+
+    fn apply_params(&self, _params: &OpParams, _image: &mut Image, _scratch: &mut Scratch) {}
+
+    fn gpu_stage(&self, _params: &[OpParams]) -> Option<ImageStage> {
+        None
+    }
+
+    fn tensor_write(&self) -> Option<TensorWrite> {
         let (scale, bias) = self.scale_bias();
-        write_affine(image, flip, scale, bias, self.dtype, self.layout, out);
+        Some(TensorWrite {
+            dtype: self.dtype,
+            layout: self.layout,
+            scale,
+            bias,
+        })
     }
 }
 
 impl Cast {
-    pub fn spec(&self) -> OpSpec {
+    pub fn write(&self, image: &Image, flip: bool, out: &mut [u8]) {
+        write_affine(
+            &self.tensor_write().expect("a tensor write"),
+            image,
+            flip,
+            out,
+        );
+    }
+}
+
+impl ImageOperator for Cast {
+    fn spec(&self) -> OpSpec {
         tensor_spec(OpKind::Cast, self.dtype, self.layout)
     }
 
-    pub fn write(&self, image: &Image, flip: bool, out: &mut [u8]) {
-        write_affine(
-            image,
-            flip,
-            [1.0; 3],
-            [0.0; 3],
-            self.dtype,
-            self.layout,
-            out,
-        );
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn apply_params(&self, _params: &OpParams, _image: &mut Image, _scratch: &mut Scratch) {}
+
+    fn gpu_stage(&self, _params: &[OpParams]) -> Option<ImageStage> {
+        None
+    }
+
+    fn tensor_write(&self) -> Option<TensorWrite> {
+        Some(TensorWrite {
+            dtype: self.dtype,
+            layout: self.layout,
+            scale: [1.0; 3],
+            bias: [0.0; 3],
+        })
     }
 }
 

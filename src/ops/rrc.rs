@@ -1,9 +1,13 @@
 //! RandomResizedCrop with torchvision's parameter sampling: up to 10 attempts at a random area
 //! fraction in `scale` and log-uniform aspect ratio in `ratio`; then the central fallback.
 
+use super::image_op::{apply_crop, check_range, check_size, crop_stage, ImageOperator};
 use super::resample::CropBox;
 use super::spec::{Commute, OpKind, OpSpec, SizeRule};
+use super::{OpParams, Scratch};
+use crate::backend::wgpu::ImageStage;
 use crate::rng::Uniform;
+use crate::tensor::Image;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RandomResizedCrop {
@@ -23,8 +27,10 @@ impl RandomResizedCrop {
             ratio: (3.0 / 4.0, 4.0 / 3.0),
         }
     }
+}
 
-    pub fn spec(&self) -> OpSpec {
+impl ImageOperator for RandomResizedCrop {
+    fn spec(&self) -> OpSpec {
         OpSpec::image_op(
             OpKind::RandomResizedCrop,
             SizeRule::Fixed {
@@ -39,8 +45,31 @@ impl RandomResizedCrop {
         ])
     }
 
+    fn validate(&self) -> Result<(), String> {
+        check_size(self.height, self.width)?;
+        check_range("scale", self.scale)?;
+        if self.scale.1 > 1.0 {
+            return Err(format!("scale upper bound {} exceeds 1", self.scale.1));
+        }
+        check_range("ratio", self.ratio)
+    }
+
+    fn draw_params(&self, rng: &mut dyn Uniform, width: u32, height: u32) -> OpParams {
+        OpParams::Crop(self.draw(rng, width, height))
+    }
+
+    fn apply_params(&self, params: &OpParams, image: &mut Image, scratch: &mut Scratch) {
+        apply_crop(params, image, scratch)
+    }
+
+    fn gpu_stage(&self, params: &[OpParams]) -> Option<ImageStage> {
+        Some(crop_stage(params, "RandomResizedCrop"))
+    }
+}
+
+impl RandomResizedCrop {
     /// torchvision `RandomResizedCrop.get_params` (Python `round` is round-half-to-even).
-    pub fn draw(&self, rng: &mut impl Uniform, width: u32, height: u32) -> CropBox {
+    pub fn draw(&self, rng: &mut (impl Uniform + ?Sized), width: u32, height: u32) -> CropBox {
         let (w_in, h_in) = (f64::from(width), f64::from(height));
         let area = w_in * h_in;
         let (log_lo, log_hi) = (self.ratio.0.ln(), self.ratio.1.ln());

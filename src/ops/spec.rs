@@ -3,75 +3,56 @@
 use crate::tensor::{DType, Layout};
 use serde::Serialize;
 
-/// Operator kinds, without configuration: the vocabulary of commutation facts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum OpKind {
-    Decode,
-    RandomResizedCrop,
-    Resize,
-    CenterCrop,
-    RandomHorizontalFlip,
-    ColorJitter,
-    RandomGrayscale,
-    GaussianBlur,
-    Normalize,
-    Cast,
-    DecodeAudio,
-    AudioResample,
-    Dither,
-    PreEmphasis,
-    Spectrogram,
-    MelScale,
-    Log,
-    FeatureNormalize,
-    FrequencyMasking,
-    TimeMasking,
-    TimeStretch,
-    ComplexNorm,
-    Tokenize,
-    Truncate,
-    AddSpecialTokens,
-    MlmMask,
-    Pack,
-    EmbeddingLookup,
-    /// A user-defined operator ([`crate::ops::UserOp`]); its own name is the operator's.
-    User,
+/// Declares the operator kinds and the name each is shown by: adding a kind is one line.
+macro_rules! op_kinds {
+    ($($(#[$doc:meta])* $kind:ident => $name:literal,)*) => {
+        /// Operator kinds, without configuration: the vocabulary of commutation facts.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum OpKind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl OpKind {
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(OpKind::$kind => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl OpKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::Decode => "DecodeImage",
-            OpKind::RandomResizedCrop => "RandomResizedCrop",
-            OpKind::Resize => "Resize",
-            OpKind::CenterCrop => "CenterCrop",
-            OpKind::RandomHorizontalFlip => "RandomHorizontalFlip",
-            OpKind::ColorJitter => "ColorJitter",
-            OpKind::RandomGrayscale => "RandomGrayscale",
-            OpKind::GaussianBlur => "GaussianBlur",
-            OpKind::Normalize => "Normalize",
-            OpKind::Cast => "Cast",
-            OpKind::DecodeAudio => "DecodeAudio",
-            OpKind::AudioResample => "Resample",
-            OpKind::Dither => "Dither",
-            OpKind::PreEmphasis => "PreEmphasis",
-            OpKind::Spectrogram => "Spectrogram",
-            OpKind::MelScale => "MelScale",
-            OpKind::Log => "Log",
-            OpKind::FeatureNormalize => "FeatureNormalize",
-            OpKind::FrequencyMasking => "FrequencyMasking",
-            OpKind::TimeMasking => "TimeMasking",
-            OpKind::TimeStretch => "TimeStretch",
-            OpKind::ComplexNorm => "ComplexNorm",
-            OpKind::Tokenize => "Tokenize",
-            OpKind::Truncate => "Truncate",
-            OpKind::AddSpecialTokens => "AddSpecialTokens",
-            OpKind::MlmMask => "MlmMask",
-            OpKind::Pack => "Pack",
-            OpKind::EmbeddingLookup => "EmbeddingLookup",
-            OpKind::User => "user-defined operator",
-        }
-    }
+op_kinds! {
+    Decode => "DecodeImage",
+    RandomResizedCrop => "RandomResizedCrop",
+    Resize => "Resize",
+    CenterCrop => "CenterCrop",
+    RandomHorizontalFlip => "RandomHorizontalFlip",
+    ColorJitter => "ColorJitter",
+    RandomGrayscale => "RandomGrayscale",
+    GaussianBlur => "GaussianBlur",
+    Normalize => "Normalize",
+    Cast => "Cast",
+    DecodeAudio => "DecodeAudio",
+    AudioResample => "Resample",
+    Dither => "Dither",
+    PreEmphasis => "PreEmphasis",
+    Spectrogram => "Spectrogram",
+    MelScale => "MelScale",
+    Log => "Log",
+    FeatureNormalize => "FeatureNormalize",
+    FrequencyMasking => "FrequencyMasking",
+    TimeMasking => "TimeMasking",
+    TimeStretch => "TimeStretch",
+    ComplexNorm => "ComplexNorm",
+    Tokenize => "Tokenize",
+    Truncate => "Truncate",
+    AddSpecialTokens => "AddSpecialTokens",
+    MlmMask => "MlmMask",
+    Pack => "Pack",
+    EmbeddingLookup => "EmbeddingLookup",
+    /// A user-defined operator ([`crate::ops::UserOp`]); its own name is the operator's.
+    User => "user-defined operator",
 }
 
 /// How two operators commute.

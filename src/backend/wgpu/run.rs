@@ -74,24 +74,7 @@ pub struct TensorWrite {
 impl TensorWrite {
     /// The write a Normalize or Cast operator performs; None for image operators.
     pub fn for_op(op: &Op) -> Option<TensorWrite> {
-        match op {
-            Op::Normalize(n) => {
-                let (scale, bias) = n.scale_bias();
-                Some(TensorWrite {
-                    dtype: n.dtype,
-                    layout: n.layout,
-                    scale,
-                    bias,
-                })
-            }
-            Op::Cast(c) => Some(TensorWrite {
-                dtype: c.dtype,
-                layout: c.layout,
-                scale: [1.0; 3],
-                bias: [0.0; 3],
-            }),
-            _ => None,
-        }
+        op.image_op().and_then(|o| o.tensor_write())
     }
 
     pub(super) fn dtype_code(&self) -> u32 {
