@@ -1,10 +1,8 @@
 //! RandomHorizontalFlip: mirror left-right with probability `p`.
 
-use super::image_op::{applied, check_probability, ImageOperator};
+use super::image_op::AppliedWithProbability;
 use super::spec::{Commute, OpKind, OpSpec, SizeRule};
-use super::{OpParams, Scratch};
 use crate::backend::wgpu::ImageStage;
-use crate::rng::Uniform;
 use crate::tensor::Image;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,8 +16,8 @@ impl RandomHorizontalFlip {
     }
 }
 
-impl ImageOperator for RandomHorizontalFlip {
-    fn spec(&self) -> OpSpec {
+impl AppliedWithProbability for RandomHorizontalFlip {
+    fn declared(&self) -> OpSpec {
         let mut spec = OpSpec::image_op(OpKind::RandomHorizontalFlip, SizeRule::Same, true)
             .commuting(&[
                 (OpKind::ColorJitter, Commute::Exact),
@@ -33,22 +31,16 @@ impl ImageOperator for RandomHorizontalFlip {
         spec
     }
 
-    fn validate(&self) -> Result<(), String> {
-        check_probability(self.p)
+    fn probability(&self) -> f32 {
+        self.p
     }
 
-    fn draw_params(&self, rng: &mut dyn Uniform, _width: u32, _height: u32) -> OpParams {
-        OpParams::Apply(rng.bernoulli(f64::from(self.p)))
+    fn kernel(image: &mut Image) {
+        flip_in_place(image)
     }
 
-    fn apply_params(&self, params: &OpParams, image: &mut Image, _scratch: &mut Scratch) {
-        if *params == OpParams::Apply(true) {
-            flip_in_place(image)
-        }
-    }
-
-    fn gpu_stage(&self, params: &[OpParams]) -> Option<ImageStage> {
-        Some(ImageStage::Flip(applied(params)))
+    fn stage(applies: Vec<bool>) -> ImageStage {
+        ImageStage::Flip(applies)
     }
 }
 

@@ -1,11 +1,9 @@
 //! RandomGrayscale: with probability `p`, replace RGB by luma (ITU-R 601-2 weights, torchvision's
 //! `rgb_to_grayscale`, truncated to u8), kept as 3 equal channels.
 
-use super::image_op::{applied, check_probability, ImageOperator};
+use super::image_op::AppliedWithProbability;
 use super::spec::{Commute, OpKind, OpSpec, SizeRule};
-use super::{OpParams, Scratch};
 use crate::backend::wgpu::ImageStage;
-use crate::rng::Uniform;
 use crate::tensor::Image;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,8 +17,8 @@ impl RandomGrayscale {
     }
 }
 
-impl ImageOperator for RandomGrayscale {
-    fn spec(&self) -> OpSpec {
+impl AppliedWithProbability for RandomGrayscale {
+    fn declared(&self) -> OpSpec {
         OpSpec::image_op(OpKind::RandomGrayscale, SizeRule::Same, true).commuting(&[
             (OpKind::RandomHorizontalFlip, Commute::Exact),
             (OpKind::CenterCrop, Commute::Exact),
@@ -30,22 +28,16 @@ impl ImageOperator for RandomGrayscale {
         ])
     }
 
-    fn validate(&self) -> Result<(), String> {
-        check_probability(self.p)
+    fn probability(&self) -> f32 {
+        self.p
     }
 
-    fn draw_params(&self, rng: &mut dyn Uniform, _width: u32, _height: u32) -> OpParams {
-        OpParams::Apply(rng.bernoulli(f64::from(self.p)))
+    fn kernel(image: &mut Image) {
+        apply(image)
     }
 
-    fn apply_params(&self, params: &OpParams, image: &mut Image, _scratch: &mut Scratch) {
-        if *params == OpParams::Apply(true) {
-            apply(image)
-        }
-    }
-
-    fn gpu_stage(&self, params: &[OpParams]) -> Option<ImageStage> {
-        Some(ImageStage::Grayscale(applied(params)))
+    fn stage(applies: Vec<bool>) -> ImageStage {
+        ImageStage::Grayscale(applies)
     }
 }
 

@@ -38,6 +38,43 @@ pub trait ImageOperator {
     }
 }
 
+/// An operator applied to each sample with probability `p`, unchanged otherwise
+/// (RandomHorizontalFlip, RandomGrayscale): it declares these and gets its [`ImageOperator`].
+pub(super) trait AppliedWithProbability {
+    fn declared(&self) -> OpSpec;
+    fn probability(&self) -> f32;
+    /// The CPU kernel, for a sample it applies to.
+    fn kernel(image: &mut Image);
+    /// The GPU stage, from whether it applies to each sample.
+    fn stage(applies: Vec<bool>) -> ImageStage;
+}
+
+impl<T: AppliedWithProbability> ImageOperator for T {
+    fn spec(&self) -> OpSpec {
+        self.declared()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        check_probability(self.probability())
+    }
+
+    fn draw_params(&self, rng: &mut dyn Uniform, _width: u32, _height: u32) -> OpParams {
+        OpParams::Apply(rng.bernoulli(f64::from(self.probability())))
+    }
+
+    fn apply_params(&self, params: &OpParams, image: &mut Image, _scratch: &mut Scratch) {
+        if *params == OpParams::Apply(true) {
+            T::kernel(image)
+        }
+    }
+
+    fn gpu_stage(&self, params: &[OpParams]) -> Option<ImageStage> {
+        Some(T::stage(
+            params.iter().map(|p| *p == OpParams::Apply(true)).collect(),
+        ))
+    }
+}
+
 /// `p` is a probability.
 pub(super) fn check_probability(p: f32) -> Result<(), String> {
     if (0.0..=1.0).contains(&p) {
@@ -65,11 +102,6 @@ pub(super) fn check_size(height: u32, width: u32) -> Result<(), String> {
     } else {
         Err(format!("output size {width}x{height} must be at least 1x1"))
     }
-}
-
-/// Each sample's flag for an operator that either applies or not (`OpParams::Apply`).
-pub(super) fn applied(params: &[OpParams]) -> Vec<bool> {
-    params.iter().map(|p| *p == OpParams::Apply(true)).collect()
 }
 
 /// Each sample's value of one kind of parameter; anything else is a broken invariant (the
