@@ -149,6 +149,10 @@ fn front_end(c: &mut Criterion) {
             b.iter(|| resample(&x, from, 16_000, 6, 0.99))
         });
     }
+    let (_, x) = encoded(16_000, 1, 16, false);
+    g.bench_function("Spectrogram asr-val (n_fft 512, hop 160) 16 kHz", |b| {
+        b.iter(|| sluice::audio::spectrogram(&x, &sluice::bench::ASR_SPECTROGRAM))
+    });
     g.finish();
 }
 

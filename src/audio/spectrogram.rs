@@ -144,9 +144,7 @@ fn stft_frames(
     let mut scratch = vec![Complex32::default(); fft.scratch_len()];
     for t in 0..frames {
         let start = t * spec.hop;
-        for ((i, s), w) in input.iter_mut().zip(&signal[start..]).zip(&window) {
-            *i = s * w;
-        }
+        apply_window(&mut input, &signal[start..], &window);
         fft.process(&mut input, &mut output, &mut scratch);
         emit(t, &output);
     }
@@ -162,11 +160,33 @@ pub fn spectrogram(x: &[f32], spec: &SpectrogramSpec) -> Result<Features, String
     let frames = spec.frames(x.len());
     let mut out = Features::zeros(spec.n_fft / 2 + 1, frames);
     stft_frames(x, spec, |t, bins| {
-        for (k, c) in bins.iter().enumerate() {
-            out.data[k * frames + t] = magnitude_power(*c, power);
+        if power == 2.0 {
+            store_power_column(&mut out.data[t..], frames, bins);
+        } else {
+            for (k, c) in bins.iter().enumerate() {
+                out.data[k * frames + t] = magnitude_power(*c, power);
+            }
         }
     })?;
     Ok(out)
+}
+
+crate::simd::with_avx2! {
+/// `frame[i] = signal[i] · window[i]` over the frame.
+fn apply_window(frame: &mut [f32], signal: &[f32], window: &[f32]) {
+    for ((f, s), w) in frame.iter_mut().zip(signal).zip(window) {
+        *f = s * w;
+    }
+}
+}
+
+crate::simd::with_avx2! {
+/// `|bins[k]|²` into `column[k · stride]` (one frame of a bin-major power spectrogram).
+fn store_power_column(column: &mut [f32], stride: usize, bins: &[Complex32]) {
+    for (k, c) in bins.iter().enumerate() {
+        column[k * stride] = c.re * c.re + c.im * c.im;
+    }
+}
 }
 
 /// The complex STFT `[n_fft/2 + 1, frames]` of `x` (torchaudio's `Spectrogram(power=None)`),
