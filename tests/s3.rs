@@ -195,6 +195,10 @@ fn shards_on_s3_give_the_local_batches() {
     let io = || IoConfig {
         backoff: Duration::from_millis(1),
         window_bytes: 40 << 10, // a few samples: many requests, so many faults
+        // Half of all requests fail (every 3rd and 4th, counted over concurrent requests), so
+        // a request's six default retries can all land on faults now and then (seen once in
+        // CI): twelve make that ~1e-4 per request without making the faults rarer.
+        retries: 12,
         ..IoConfig::default()
     };
     let faulty = WebDataset::from_manifest("s3://data/train/sluice-index.json", io()).unwrap();
