@@ -121,10 +121,9 @@ pub(crate) fn draw_suffix(
         .map(|i| {
             let mut rng = SampleRng::new(seed, epoch, index, op_ids[i]);
             let params = ops[i].draw(&mut rng, size.0, size.1);
-            size = match params {
-                OpParams::Crop(b) => (b.out_width, b.out_height),
-                _ => ops[i].spec().size.apply(size.0, size.1).unwrap_or(size),
-            };
+            if let Some(o) = ops[i].image_op() {
+                size = o.output_size(&params, size);
+            }
             params
         })
         .collect()

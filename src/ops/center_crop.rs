@@ -49,6 +49,10 @@ impl ImageOperator for CenterCrop {
         check_size(self.height, self.width)
     }
 
+    fn output_size(&self, _params: &OpParams, _size: (u32, u32)) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
     fn apply_params(&self, _params: &OpParams, image: &mut Image, scratch: &mut Scratch) {
         self.apply(image, &mut scratch.spare);
         std::mem::swap(image, &mut scratch.spare);

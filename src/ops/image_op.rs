@@ -23,6 +23,14 @@ pub trait ImageOperator {
         OpParams::None
     }
 
+    /// The (width, height) it gives a sample of `size` with these parameters.
+    fn output_size(&self, params: &OpParams, size: (u32, u32)) -> (u32, u32) {
+        match params {
+            OpParams::Crop(b) => (b.out_width, b.out_height),
+            _ => size,
+        }
+    }
+
     /// Apply to an image in place with the drawn parameters (out-of-place kernels write
     /// `scratch.spare` and swap). Tensor writers do nothing here: see `tensor_write`.
     fn apply_params(&self, params: &OpParams, image: &mut Image, scratch: &mut Scratch);
