@@ -186,7 +186,8 @@ pub struct Batch {
     pub texts: Vec<String>,
     /// Token pipelines with `MlmMask`: each position's training label, i32 `[len, width]`
     /// like the ids, [`crate::text::IGNORE_LABEL`] where there is nothing to predict and in the
-    /// padding. None otherwise.
+    /// padding. None otherwise, and for device batches: their labels stay on the device as the
+    /// [`DeviceBatch`]'s `labels` tensor ([`Batch::copied_to_host`] copies them here).
     pub token_labels: Option<DenseBatch>,
     /// Token pipelines whose tokenizer keeps offsets ([`crate::ops::DecodeText::with_offsets`]):
     /// each position's character span `[start, end)` in its sample's text, i32
@@ -237,6 +238,60 @@ impl Batch {
             Images::Ragged(r) => Some(r),
             _ => None,
         }
+    }
+
+    /// The main tensor's shape (batch axis first); None for a ragged batch.
+    pub fn shape(&self) -> Option<&[usize]> {
+        match &self.images {
+            Images::Dense(d) => Some(&d.shape),
+            Images::Ragged(_) => None,
+            Images::Device(d) => Some(d.shape()),
+        }
+    }
+
+    /// A host copy of a device batch (every tensor copied back: the main one, and a masked-LM
+    /// batch's `labels` into [`Batch::token_labels`]); None for a host batch. Waits for the
+    /// batch's kernels: for checks and inspection, not for training.
+    pub fn copied_to_host(&self) -> crate::Result<Option<Batch>> {
+        let Images::Device(d) = &self.images else {
+            return Ok(None);
+        };
+        let pool = BufferPool::new();
+        let host = |info: &crate::backend::cuda::TensorInfo, bytes: Vec<u8>| {
+            let mut data = pool.take(bytes.len());
+            data.as_mut_slice().copy_from_slice(&bytes);
+            DenseBatch {
+                dtype: info.dtype,
+                layout: info.layout,
+                shape: info.shape.clone(),
+                data,
+            }
+        };
+        let token_labels = match d.tensor_named("labels") {
+            Some(t) => Some(host(&t.info, d.to_host_of(t.name)?)),
+            None => None,
+        };
+        let token_offsets = self.token_offsets.as_ref().map(|o| {
+            let info = crate::backend::cuda::TensorInfo {
+                dtype: o.dtype,
+                layout: o.layout,
+                shape: o.shape.clone(),
+            };
+            host(&info, o.bytes().to_vec())
+        });
+        Ok(Some(Batch {
+            epoch: self.epoch,
+            index: self.index,
+            images: Images::Dense(host(d.tensor(), d.to_host()?)),
+            labels: self.labels.clone(),
+            sample_indices: self.sample_indices.clone(),
+            skipped: self.skipped.clone(),
+            lengths: self.lengths.clone(),
+            texts: self.texts.clone(),
+            token_labels,
+            token_offsets,
+            cu_seqlens: self.cu_seqlens.clone(),
+        }))
     }
 
     /// The batch in CUDA device memory, when the pipeline delivers device batches.

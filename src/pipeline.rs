@@ -497,10 +497,12 @@ impl PipelineBuilder {
             placement::gpu_backend(&self.pins, self.placement).map_err(Error::InvalidPipeline)?;
         let mut device_batches = self.device_batches;
         let mut device_note = String::new();
-        if !matches!(self.decode, Decoder::Image(_)) && device_batches {
+        let packed = matches!(self.ops.last(), Some(Op::Text(crate::ops::TextOp::Pack(_))));
+        if packed && device_batches {
             device_batches = false;
             device_note =
-                "; device batches off (speech and text batches are delivered in host memory)"
+                "; device batches off (Pack forms its blocks on the host: packed batches are \
+                 delivered in host memory)"
                     .into();
         }
         if device_batches {
@@ -584,25 +586,40 @@ impl PipelineBuilder {
     }
 
     /// Where the cut goes for device batches: the tensor write always runs on the device, so a
-    /// trailing Normalize/Cast left on the CPU moves across (unless pinned there).
+    /// trailing Normalize/Cast left on the CPU moves across (unless pinned there). Speech and
+    /// text likewise: their batches are padded on the device, and a last operator left on the
+    /// CPU that has a kernel moves across; speech needs one operator there at least.
     fn device_cut(&self, output: &OutputSpec, cut: usize) -> std::result::Result<usize, String> {
-        let Some(bytes) = output.sample_bytes() else {
-            return Err("the output has no fixed size".into());
-        };
-        if bytes % 4 != 0 {
-            return Err(format!(
-                "a sample's tensor is {bytes} bytes, not whole 32-bit words"
-            ));
+        let image = matches!(self.decode, Decoder::Image(_));
+        if image {
+            let Some(bytes) = output.sample_bytes() else {
+                return Err("the output has no fixed size".into());
+            };
+            if bytes % 4 != 0 {
+                return Err(format!(
+                    "a sample's tensor is {bytes} bytes, not whole 32-bit words"
+                ));
+            }
         }
         let n = self.ops.len();
+        let movable = |last: &Op| match image {
+            true => last.produces_tensor(),
+            false => last.spec().runs_on_gpu(),
+        };
         match self.ops.last() {
-            Some(last) if cut == n && last.produces_tensor() => {
+            Some(last) if cut == n && movable(last) => {
                 if self.pins[n - 1] == Some(Placement::Cpu) {
                     Err(format!("{} is pinned to the CPU", last.name()))
                 } else {
                     Ok(n - 1)
                 }
             }
+            // Token ids alone may go: the device pads them. Speech values and embeddings need
+            // an operator of theirs on the device.
+            _ if cut == n && !image && output.dtype != DType::I32 => Err(format!(
+                "{} has no GPU kernel: none of the pipeline's operators would run on the device",
+                self.ops.last().map_or("the decoder", Op::name)
+            )),
             _ => Ok(cut),
         }
     }

@@ -369,3 +369,218 @@ fn sluice_leaves_the_callers_current_context_alone_and_takes_the_device_it_is_gi
         p.placement_reason()
     );
 }
+
+/// A generated speech set (ragged lengths, several rates) of `files` files under `dir`.
+fn speech_source(dir: &std::path::Path, files: usize) -> sluice::source::AudioFolder {
+    let spec = sluice::gen::audio::AudioDatasetSpec {
+        files,
+        classes: 2,
+        seed: 3,
+        max_seconds: 2.0,
+    };
+    sluice::gen::audio::write_audio_dataset(dir, &spec, &|_| {}).unwrap();
+    sluice::source::AudioFolder::open(dir).unwrap()
+}
+
+/// A generated text corpus of `documents` documents under `dir`.
+fn text_source(
+    dir: &std::path::Path,
+    documents: usize,
+) -> std::sync::Arc<dyn sluice::source::Source> {
+    let spec = sluice::gen::text::TextCorpusSpec { documents, seed: 5 };
+    let path = sluice::gen::text::write_text_corpus(dir, &spec).unwrap();
+    sluice::source::open_text_path(&path, None).unwrap()
+}
+
+/// A padded batch in host memory: (indices, lengths, main tensor's name, shape and bytes,
+/// token labels).
+type PaddedBatch = (
+    Vec<u64>,
+    Vec<usize>,
+    &'static str,
+    Vec<usize>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+);
+
+/// Every batch of `epoch`, device batches copied back (and checked to be device batches when
+/// `device`).
+fn padded_view(p: &Pipeline, epoch: u32, device: bool) -> Vec<PaddedBatch> {
+    p.epoch(epoch)
+        .unwrap()
+        .map(|b| {
+            let b: Batch = b.unwrap();
+            let name = b.device().map_or("host", |d| d.tensors()[0].name);
+            assert_eq!(b.device().is_some(), device, "{}", p.placement_reason());
+            let host = b.copied_to_host().unwrap();
+            let h = host.as_ref().unwrap_or(&b);
+            let d = h.dense().expect("a padded batch is dense");
+            let labels = h.token_labels.as_ref().map(|t| t.bytes().to_vec());
+            let (i, l) = (h.sample_indices.clone(), h.lengths.clone());
+            (i, l, name, d.shape.clone(), d.bytes().to_vec(), labels)
+        })
+        .collect()
+}
+
+/// Same samples, lengths, shapes and labels; f32 values within `tolerance` (0: identical bytes).
+fn compare_padded(want: &[PaddedBatch], got: &[PaddedBatch], tolerance: f32) {
+    assert_eq!(want.len(), got.len(), "batches");
+    for (w, g) in want.iter().zip(got) {
+        assert_eq!(
+            (&w.0, &w.1, &w.3, &w.5),
+            (&g.0, &g.1, &g.3, &g.5),
+            "batch {:?}",
+            w.0
+        );
+        if tolerance == 0.0 {
+            assert!(w.4 == g.4, "batch {:?}: values differ", w.0);
+            continue;
+        }
+        let (a, b): (&[f32], &[f32]) = (bytemuck::cast_slice(&w.4), bytemuck::cast_slice(&g.4));
+        for (j, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= tolerance,
+                "batch {:?} value {j}: device {y} (unwritten if NaN), want {x}",
+                w.0
+            );
+        }
+    }
+}
+
+/// Speech device batches: the features the same kernels give when read back (bit for bit, any
+/// poison byte), for the whole spectral chain (audio in), cedar-asr's masks + mel (features
+/// in), and FeatureNormalize alone moved across (its in-place result read from the staged
+/// input), the last within 1e-4 of the CPU.
+#[test]
+fn speech_device_batches_equal_the_read_back_gpu_batches() {
+    if !device_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = speech_source(dir.path(), 10);
+    let build = |w: Workload, placement: Placement, device: bool| {
+        w.add_ops(
+            Pipeline::builder(source.clone())
+                .batch_size(4)
+                .threads(2)
+                .shuffle(true)
+                .seed(7)
+                .placement(placement),
+        )
+        .device_batches(device)
+        .build()
+        .unwrap()
+    };
+    for w in [Workload::AsrVal, Workload::Asr, Workload::CedarAsr] {
+        let host = build(w, Placement::Cuda, false);
+        let dev = build(w, Placement::Cuda, true);
+        assert!(dev.device_batches(), "{}", dev.placement_reason());
+        assert_eq!(host.gpu_cut(), dev.gpu_cut(), "{}", dev.placement_reason());
+        for byte in [0x00, 0xA5] {
+            host.check_gpu_outputs_with(byte);
+            dev.check_gpu_outputs_with(byte);
+            let want = padded_view(&host, 1, false);
+            let got = padded_view(&dev, 1, true);
+            assert!(got.iter().all(|b| b.2 == "features"));
+            compare_padded(&want, &got, 0.0);
+        }
+    }
+    let cpu = build(Workload::AsrVal, Placement::Cpu, false);
+    let dev = build(Workload::AsrVal, Placement::Cpu, true);
+    assert_eq!(
+        dev.gpu_cut(),
+        dev.ops().len() - 1,
+        "{}",
+        dev.placement_reason()
+    );
+    dev.check_gpu_outputs(true);
+    compare_padded(
+        &padded_view(&cpu, 0, false),
+        &padded_view(&dev, 0, true),
+        1e-4,
+    );
+    assert_eq!(dev.transfer_stats().unwrap().unreleased_drops, 0);
+}
+
+/// Text device batches: `input_ids` (+ `labels` for masked LM) or `embeddings`, equal to the CPU
+/// batches bit for bit (integer kernels and a gather), whether the token operators run on the
+/// device, only the last one does, or none (the device pads the ids).
+#[test]
+fn text_device_batches_equal_the_cpu_batches() {
+    if !device_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let source = text_source(dir.path(), 40);
+    let assets = sluice::bench::TextAssets::default();
+    let build = |w: Workload, placement: Placement, device: bool| {
+        let d = w.batch_defaults(&assets);
+        let b = Pipeline::builder_shared(source.clone())
+            .batch_size(8)
+            .threads(2)
+            .shuffle(true)
+            .seed(4)
+            .pad_to_multiple_of(d.pad_multiple)
+            .length_bucketing(d.bucket_windows)
+            .pad_id(d.pad_id)
+            .placement(placement);
+        w.add_ops(b).device_batches(device).build().unwrap()
+    };
+    for (w, name) in [
+        (Workload::BertMlm, "input_ids"),
+        (Workload::Nlp, "embeddings"),
+    ] {
+        let cpu = padded_view(&build(w, Placement::Cpu, false), 1, false);
+        for placement in [Placement::Cuda, Placement::Cpu] {
+            let dev = build(w, placement, true);
+            assert!(dev.device_batches(), "{}", dev.placement_reason());
+            dev.check_gpu_outputs(true);
+            let got = padded_view(&dev, 1, true);
+            assert!(got.iter().all(|b| b.2 == name), "{w:?}");
+            assert_eq!(got[0].5.is_some(), w == Workload::BertMlm, "labels");
+            compare_padded(&cpu, &got, 0.0);
+        }
+    }
+    // No token operator with a kernel: the ids are padded on the device.
+    let ids = |device: bool| {
+        let t = sluice::text::TextTokenizer::gpt2();
+        Pipeline::builder_shared(source.clone())
+            .batch_size(8)
+            .decode_text(sluice::ops::DecodeText::new(t.clone()))
+            .op(sluice::ops::TextOp::Truncate {
+                max_len: 64,
+                keep_end: None,
+            })
+            .device_batches(device)
+            .build()
+            .unwrap()
+    };
+    let dev = ids(true);
+    assert_eq!(dev.gpu_cut(), dev.ops().len(), "{}", dev.placement_reason());
+    compare_padded(
+        &padded_view(&ids(false), 0, false),
+        &padded_view(&dev, 0, true),
+        0.0,
+    );
+}
+
+/// Pack forms its blocks on the host: a packed pipeline asked for device batches delivers host
+/// batches and says why (with or without a GPU).
+#[test]
+fn packed_text_pipelines_deliver_host_batches_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = text_source(dir.path(), 12);
+    let p = Workload::GptPack
+        .add_ops(Pipeline::builder_shared(source).batch_size(2))
+        .device_batches(true)
+        .build()
+        .unwrap();
+    assert!(!p.device_batches());
+    let reason = p.placement_reason();
+    assert!(
+        reason.contains("device batches off (Pack forms its blocks"),
+        "{reason}"
+    );
+    let batch = p.epoch(0).unwrap().next().unwrap().unwrap();
+    assert!(batch.dense().is_some() && !batch.cu_seqlens.is_empty());
+}

@@ -147,7 +147,7 @@ impl Batch {
             let memory = Arc::new(Memory::Pooled(t.into_buffer()));
             Tensor::host(memory, 0, nbytes, &shape, sluice::DType::I32)
         };
-        let labels = batch.token_labels.take().map(int32);
+        let host_labels = batch.token_labels.take().map(int32);
         let offsets = batch.token_offsets.take().map(int32);
         let cu_seqlens = (!batch.cu_seqlens.is_empty()).then(|| {
             let bytes = batch.cu_seqlens_bytes();
@@ -160,18 +160,19 @@ impl Batch {
                 sluice::DType::I32,
             )
         });
-        let tokens = match (output.pad_leading, batch.dense()) {
-            (true, Some(d)) => {
-                let width = output.padded_width(&d.shape).unwrap_or(0);
+        // Text batches: the attention mask over the main tensor's padded axis, and whether
+        // that tensor holds ids.
+        let main_type = match &batch.images {
+            Images::Dense(d) => Some(d.dtype),
+            Images::Device(d) => Some(d.dtype()),
+            Images::Ragged(_) => None,
+        };
+        let mask = match (output.pad_leading, batch.shape(), main_type) {
+            (true, Some(shape), Some(dtype)) => {
+                let width = output.padded_width(shape).unwrap_or(0);
                 let rows = batch.lengths.len();
                 let mask = Tensor::u8(batch.attention_mask(width), &[rows, width]);
-                Some(TokenParts {
-                    attention_mask: Py::new(py, mask)?,
-                    ids: d.dtype == sluice::DType::I32,
-                    labels: labels.map(|l| Py::new(py, l)).transpose()?,
-                    cu_seqlens: cu_seqlens.map(|c| Py::new(py, c)).transpose()?,
-                    offsets: offsets.map(|o| Py::new(py, o)).transpose()?,
-                })
+                Some((mask, dtype == sluice::DType::I32))
             }
             _ => None,
         };
@@ -181,6 +182,7 @@ impl Batch {
             let l = batch.lengths.iter().map(|&n| n as i64).collect();
             Some(Py::new(py, Tensor::int64(l))?)
         };
+        let mut device_labels = None;
         let images: Py<PyAny> = match batch.images {
             Images::Dense(d) => {
                 let (shape, dtype, nbytes) = (d.shape.clone(), d.dtype, d.bytes().len());
@@ -202,7 +204,28 @@ impl Batch {
                     .collect::<PyResult<Vec<_>>>()?;
                 PyList::new(py, tensors)?.into_any().unbind()
             }
-            Images::Device(d) => Py::new(py, Tensor::on_device(d))?.into_any(),
+            Images::Device(d) => {
+                // The main tensor and (masked-LM) labels: windows of one device slot.
+                let mut main = None;
+                for (name, tensor) in Tensor::on_device(d) {
+                    match name {
+                        "labels" => device_labels = Some(tensor),
+                        _ => main = main.or(Some(tensor)),
+                    }
+                }
+                Py::new(py, main.expect("a device batch has a main tensor"))?.into_any()
+            }
+        };
+        let labels = host_labels.or(device_labels);
+        let tokens = match mask {
+            Some((mask, ids)) => Some(TokenParts {
+                attention_mask: Py::new(py, mask)?,
+                ids,
+                labels: labels.map(|l| Py::new(py, l)).transpose()?,
+                cu_seqlens: cu_seqlens.map(|c| Py::new(py, c)).transpose()?,
+                offsets: offsets.map(|o| Py::new(py, o)).transpose()?,
+            }),
+            None => None,
         };
         let skipped = batch
             .skipped

@@ -62,7 +62,8 @@ impl Memory {
             Memory::Pooled(b) => b.as_slice().as_ptr() as *mut c_void,
             Memory::Int64(v) => v.as_ptr() as *mut c_void,
             Memory::Bytes(v) => v.as_ptr() as *mut c_void,
-            Memory::Device(d) => d.batch.device_ptr() as usize as *mut c_void,
+            // Device tensors' offsets count from the start of the batch's output.
+            Memory::Device(d) => d.batch.output_ptr() as usize as *mut c_void,
         }
     }
 }
@@ -125,17 +126,25 @@ impl Tensor {
         Tensor::host(Arc::new(Memory::Bytes(values)), 0, n, shape, DType::U8)
     }
 
-    pub fn on_device(batch: DeviceBatch) -> Self {
-        let shape = batch.shape().iter().map(|&d| d as i64).collect();
-        let (dtype, nbytes) = (batch.dtype(), batch.len_bytes());
-        Tensor {
-            memory: Arc::new(Memory::Device(Box::new(DeviceMemory::new(batch)))),
-            offset: 0,
-            nbytes,
-            shape,
-            dtype,
-            int64: false,
-        }
+    /// Every tensor of a device batch (the main one first), with its name: windows of the
+    /// batch's slot, which goes back to sluice when all of them are gone.
+    pub fn on_device(batch: DeviceBatch) -> Vec<(&'static str, Tensor)> {
+        let parts = batch.tensors().to_vec();
+        let memory = Arc::new(Memory::Device(Box::new(DeviceMemory::new(batch))));
+        parts
+            .into_iter()
+            .map(|t| {
+                let tensor = Tensor {
+                    memory: memory.clone(),
+                    offset: t.offset,
+                    nbytes: t.info.bytes(),
+                    shape: t.info.shape.iter().map(|&d| d as i64).collect(),
+                    dtype: t.info.dtype,
+                    int64: false,
+                };
+                (t.name, tensor)
+            })
+            .collect()
     }
 
     fn dl_dtype(&self) -> DLDataType {
@@ -172,11 +181,18 @@ impl Tensor {
                 v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             )),
             Memory::Bytes(v) => Ok(std::borrow::Cow::Borrowed(&v[range])),
-            Memory::Device(d) => d
-                .batch
-                .to_host()
-                .map(|v| std::borrow::Cow::Owned(v[range].to_vec()))
-                .map_err(|e| PyRuntimeError::new_err(e.to_string())),
+            Memory::Device(d) => {
+                let name = d
+                    .batch
+                    .tensors()
+                    .iter()
+                    .find(|t| t.offset == self.offset)
+                    .map_or("", |t| t.name);
+                d.batch
+                    .to_host_of(name)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+            }
         }
     }
 

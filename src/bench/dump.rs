@@ -77,6 +77,9 @@ pub fn dump_batch(
     source: &dyn Source,
     output: &OutputSpec,
 ) -> Result<Vec<String>> {
+    if let Some(host) = batch.copied_to_host()? {
+        return dump_batch(dir, &host, source, output);
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
     let mut written = Vec::new();
     let padded = !batch.lengths.is_empty();
@@ -105,15 +108,7 @@ pub fn dump_batch(
                 written.push(name);
             }
         }
-        Images::Device(d) => {
-            let bytes = d.to_host()?;
-            write(
-                dir,
-                "images.npy",
-                &npy_bytes(descr(d.dtype()), d.shape(), &bytes),
-            )?;
-            written.push("images.npy".into());
-        }
+        Images::Device(_) => unreachable!("copied to the host above"),
     }
     if !batch.cu_seqlens.is_empty() {
         let bytes = batch.cu_seqlens_bytes();

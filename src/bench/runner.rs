@@ -202,33 +202,37 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
                 waited: (now - asked).as_secs_f64(),
                 images: batch.len() as u64 - u64::from(continued),
             });
+            // A device batch is copied back when it is checked or dumped (and only then
+            // hashed): `on_host` is the batch as host memory either way.
+            let dumping = opts.dump.is_some() && epoch == 0 && arrivals.len() == 1;
+            let copy = match reference.is_some() || dumping {
+                true => batch.copied_to_host()?,
+                false => None,
+            };
+            let on_host = match (&copy, batch.device()) {
+                (Some(c), _) => Some(c),
+                (None, None) => Some(&batch),
+                (None, Some(_)) => None,
+            };
             if let Some(cpu) = cpu_batches.as_mut() {
                 let want = cpu.next().ok_or_else(|| {
                     crate::Error::Worker("verify: the CPU run ended early".into())
                 })??;
-                verification.add(&batch, &want, u8_step)?;
+                verification.add(on_host.expect("copied back to verify"), &want, u8_step)?;
             }
-            let host_copy = match (batch.device(), &reference) {
-                (Some(d), Some(_)) => Some(d.to_host()?),
-                _ => None,
-            };
-            let bytes = match (batch.device(), &host_copy) {
-                (None, _) => Some(batch.bytes()),
-                (Some(_), copy) => copy.as_deref(),
-            };
-            match bytes {
-                Some(bytes) => {
-                    hash_batch(&mut hasher, bytes, &batch);
+            match on_host.filter(|_| reference.is_some() || batch.device().is_none()) {
+                Some(b) => {
+                    hash_batch(&mut hasher, b);
                     if opts.batch_checksums {
                         let mut one = Checksum::new();
-                        hash_batch(&mut one, bytes, &batch);
+                        hash_batch(&mut one, b);
                         batch_checksums.push(one.hex());
                     }
                 }
                 None => hashed = false,
             }
-            if let (Some(dir), 0, true) = (&opts.dump, epoch, arrivals.len() == 1) {
-                let files = super::dump_batch(dir, &batch, source.as_ref(), pipeline.output())?;
+            if let (Some(dir), Some(b), true) = (&opts.dump, on_host, dumping) {
+                let files = super::dump_batch(dir, b, source.as_ref(), pipeline.output())?;
                 eprintln!(
                     "first batch written to {}: {}",
                     dir.display(),
@@ -236,8 +240,8 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
                 );
             }
             let width = batch
-                .dense()
-                .and_then(|d| pipeline.output().padded_width(&d.shape));
+                .shape()
+                .and_then(|shape| pipeline.output().padded_width(shape));
             if let (false, Some(longest)) = (batch.lengths.is_empty(), width) {
                 // Valid positions vs all positions along the padded axis, per sample.
                 let longest = longest as u64;
@@ -351,10 +355,10 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
     })
 }
 
-/// Add one batch as delivered (`bytes`: its sample bytes on the host) to `h`: the bytes, the
-/// labels, and for masked-LM and packed batches their token labels and boundaries.
-fn hash_batch(h: &mut Checksum, bytes: &[u8], batch: &crate::Batch) {
-    h.add_bytes(bytes);
+/// Add one batch as delivered (in host memory) to `h`: the sample bytes, the labels, and for
+/// masked-LM and packed batches their token labels and boundaries.
+fn hash_batch(h: &mut Checksum, batch: &crate::Batch) {
+    h.add_bytes(batch.bytes());
     h.add_labels(&batch.labels);
     if let Some(t) = &batch.token_labels {
         h.add_bytes(t.bytes());

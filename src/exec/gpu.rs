@@ -8,7 +8,7 @@ use super::iter::Delivery;
 use super::spectral::{run_spectral, spectral_input, spectral_layout, SpectralDraws};
 use super::text_gpu::{labelled, row_words, run_tokens, TokenDraws};
 use super::Shared;
-use crate::backend::cuda::{TensorInfo, TransferEngine};
+use crate::backend::cuda::{DeviceTensor, StagedInput, TensorInfo, TransferEngine};
 use crate::backend::wgpu::{encode_layout, ImageStage, TensorWrite};
 use crate::backend::GpuRunner;
 use crate::batch::{Batch, DenseBatch, Images};
@@ -239,12 +239,36 @@ impl GpuJob {
             .collect();
         let width = shared.padded_width(lengths.iter().copied().max().unwrap_or(0));
         let (n, row) = (values.len(), row_words(ops));
+        let mut shape = vec![n, width];
+        if row > 1 {
+            shape.push(row);
+        }
+        let pad = (shared.settings.pad_id, shared.settings.pad_value);
+        let out = shared.output.clone();
+        if let (Some(engine), true) = (&gpu.engine, n > 0) {
+            // One encoded batch (CUDA has no binding limit); the main tensor and the labels
+            // stay where the kernels wrote them.
+            let (batch, layout) = super::text_gpu::encode_values(ops, (values, draws), width, pad)?;
+            let (main, labels) = layout.ranges();
+            let main_name = if row > 1 { "embeddings" } else { "input_ids" };
+            let mut tensors = vec![device_tensor(
+                main_name,
+                (out.dtype, out.layout),
+                shape,
+                main.start,
+            )];
+            if let Some(l) = labels {
+                let info = (DType::I32, Layout::Chw);
+                tensors.push(device_tensor("labels", info, vec![n, width], l.start));
+            }
+            let batch = self.to_device(engine, &batch, tensors)?;
+            return Ok((batch, lengths, None, self.token_offsets(values, width)));
+        }
         let mut data = shared.buffers.take(n * width * row * 4);
         // As the CPU batcher: labels when some sample has them (an empty batch has none).
         let labelled = n > 0 && labelled(ops, values);
         let mut labels = labelled.then(|| shared.buffers.take(n * width * 4));
         if n > 0 {
-            let pad = (shared.settings.pad_id, shared.settings.pad_value);
             run_tokens(
                 &*gpu.ctx,
                 ops,
@@ -257,17 +281,12 @@ impl GpuJob {
         if fault_injected() {
             corrupt_first_value(shared.output.dtype, data.as_mut_slice());
         }
-        let mut shape = vec![n, width];
-        if row > 1 {
-            shape.push(row);
-        }
         let dense = |dtype, layout, shape, data| DenseBatch {
             dtype,
             layout,
             shape,
             data,
         };
-        let out = shared.output.clone();
         let labels = labels.map(|l| dense(DType::I32, Layout::Chw, vec![n, width], l));
         Ok((
             Images::Dense(dense(out.dtype, out.layout, shape, data)),
@@ -275,6 +294,24 @@ impl GpuJob {
             labels,
             self.token_offsets(values, width),
         ))
+    }
+
+    /// Submit an encoded batch (its input packed by the encoder) to the transfer engine.
+    fn to_device(
+        &self,
+        engine: &TransferEngine,
+        batch: &crate::backend::wgpu::EncodedBatch,
+        tensors: Vec<DeviceTensor>,
+    ) -> Result<Images, String> {
+        let pool = &self.shared.pool;
+        let input = StagedInput::Encoded;
+        Ok(Images::Device(engine.submit(
+            batch,
+            input,
+            tensors,
+            &self.cancel,
+            pool,
+        )?))
     }
 
     /// The speech suffix: a padded `[n, rows, width]` f32 batch and each sample's frames.
@@ -288,8 +325,16 @@ impl GpuJob {
         let ops = &shared.ops[gpu.cut..];
         let bins = values.first().map_or(0, |v| spectral_input(v).rows);
         let (rows, width) = spectral_layout(ops, draws, bins, shared.settings.pad_multiple);
-        let mut data = shared.buffers.take(values.len() * rows * width * 4);
+        let (n, lengths) = (values.len(), draws.iter().map(|d| d.frames).collect());
+        let shape = vec![n, rows, width];
         let pad = (width, shared.settings.pad_value);
+        if let (Some(engine), true) = (&gpu.engine, n > 0) {
+            let batch = super::spectral::encode_values(ops, values, draws, pad)?;
+            let info = (DType::F32, shared.output.layout);
+            let tensors = vec![device_tensor("features", info, shape, 0)];
+            return Ok((self.to_device(engine, &batch, tensors)?, lengths));
+        }
+        let mut data = shared.buffers.take(n * rows * width * 4);
         run_spectral(&*gpu.ctx, ops, values, draws, pad, data.as_mut_slice())?;
         if fault_injected() {
             corrupt_first_value(DType::F32, data.as_mut_slice());
@@ -297,13 +342,10 @@ impl GpuJob {
         let dense = DenseBatch {
             dtype: DType::F32,
             layout: shared.output.layout,
-            shape: vec![values.len(), rows, width],
+            shape,
             data,
         };
-        Ok((
-            Images::Dense(dense),
-            draws.iter().map(|d| d.frames).collect(),
-        ))
+        Ok((Images::Dense(dense), lengths))
     }
 
     /// The image suffix and the tensor write, into host memory or CUDA device batches.
@@ -320,15 +362,13 @@ impl GpuJob {
         Ok(match &gpu.engine {
             Some(engine) => {
                 let layout = encode_layout(images, &stages, Some(&write))?;
-                let tensor = TensorInfo {
-                    dtype: shared.output.dtype,
-                    layout: shared.output.layout,
-                    shape,
-                };
+                let info = (shared.output.dtype, shared.output.layout);
+                let tensors = vec![device_tensor("images", info, shape, 0)];
+                let input = StagedInput::Images(images);
                 Images::Device(engine.submit(
                     &layout,
-                    images,
-                    tensor,
+                    input,
+                    tensors,
                     &self.cancel,
                     &shared.pool,
                 )?)
@@ -352,6 +392,24 @@ impl GpuJob {
                 })
             }
         })
+    }
+}
+
+/// A device batch's tensor `name` of `shape` at byte `offset` of the batch's output.
+fn device_tensor(
+    name: &'static str,
+    (dtype, layout): (DType, Layout),
+    shape: Vec<usize>,
+    offset: usize,
+) -> DeviceTensor {
+    DeviceTensor {
+        name,
+        info: TensorInfo {
+            dtype,
+            layout,
+            shape,
+        },
+        offset,
     }
 }
 

@@ -180,6 +180,19 @@ pub fn spectral_layout(
     (rows, longest.next_multiple_of(pad_multiple.max(1)))
 }
 
+/// Encode `values` (with their draws) through the suffix `ops` as one batch of padded `width`.
+pub fn encode_values(
+    ops: &[Op],
+    values: &[Value],
+    draws: &[SpectralDraws],
+    (width, pad_value): (usize, f32),
+) -> Result<crate::backend::wgpu::EncodedBatch, String> {
+    let inputs: Vec<SpectralInput> = values.iter().map(spectral_input).collect();
+    let bins = inputs.first().map_or(0, |i| i.rows);
+    let stages = spectral_stages(ops, draws, bins);
+    crate::backend::wgpu::encode_spectral(&inputs, &stages, width, pad_value)
+}
+
 /// Run the suffix `ops` on `values` on `gpu` into `out` (`[n, rows, width]` f32 from
 /// [`spectral_layout`]), in chunks of samples whose buffers fit the device's limit.
 pub fn run_spectral(
@@ -200,10 +213,10 @@ pub fn run_spectral(
     let per_sample = (widest * width).max(longest_input) as u64 * 4;
     let chunk = (gpu.max_buffer_bytes() / per_sample.max(1)).clamp(1, u16::MAX as u64) as usize;
     let sample_bytes = rows * width * 4;
-    for (k, part) in inputs.chunks(chunk).enumerate() {
+    for (k, part) in values.chunks(chunk).enumerate() {
         let first = k * chunk;
-        let stages = spectral_stages(ops, &draws[first..first + part.len()], bins);
-        let batch = crate::backend::wgpu::encode_spectral(part, &stages, width, pad_value)?;
+        let part_draws = &draws[first..first + part.len()];
+        let batch = encode_values(ops, part, part_draws, (width, pad_value))?;
         for (i, sample) in gpu.run_encoded(&batch)?.into_iter().enumerate() {
             let at = (first + i) * sample_bytes;
             out[at..at + sample_bytes].copy_from_slice(&sample);

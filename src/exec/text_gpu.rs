@@ -4,7 +4,9 @@
 //! operator before the batch goes to the GPU; per batch, the [`TextStage`]s the kernels run,
 //! in chunks of samples that fit the device's buffers.
 
-use crate::backend::wgpu::{encode_text, table_unsupported, TextLayout, TextStage, TokenInput};
+use crate::backend::wgpu::{
+    encode_text, table_unsupported, EncodedBatch, TextLayout, TextStage, TokenInput,
+};
 use crate::backend::GpuRunner;
 use crate::ops::{Op, TextOp, Value};
 use crate::rng::SampleRng;
@@ -120,6 +122,18 @@ pub fn labelled(ops: &[Op], values: &[Value]) -> bool {
             .any(|v| matches!(v, Value::Tokens(t) if !t.labels.is_empty()))
 }
 
+/// Encode `values` (token ids and their draws) through the suffix `ops` as one batch, every
+/// sample padded to `width`.
+pub fn encode_values(
+    ops: &[Op],
+    (values, draws): (&[Value], &[TokenDraws]),
+    width: usize,
+    pad: (u32, f32),
+) -> Result<(EncodedBatch, TextLayout), String> {
+    let inputs: Vec<TokenInput> = values.iter().map(token_input).collect();
+    encode_text(&inputs, &token_stages(ops, draws), width, pad)
+}
+
 /// Run the suffix `ops` on `values` (token ids, each padded to `width`) on `gpu`, in chunks of
 /// samples whose batch fits the device's buffer limit, into `main` (`[n, width, row_words]`
 /// 32-bit values) and, when the batch is [`labelled`], `labels` (`[n, width]` i32).
@@ -131,7 +145,6 @@ pub fn run_tokens(
     main: &mut [u8],
     mut labels: Option<&mut [u8]>,
 ) -> Result<(), String> {
-    let inputs: Vec<TokenInput> = values.iter().map(token_input).collect();
     let row = row_words(ops);
     let one = TextLayout {
         samples: 1,
@@ -141,10 +154,10 @@ pub fn run_tokens(
     };
     let chunk = (gpu.max_buffer_bytes() / (one.words() as u64 * 4).max(1)).clamp(1, 65535);
     let (main_bytes, label_bytes) = (width * row * 4, width * 4);
-    for (k, part) in inputs.chunks(chunk as usize).enumerate() {
+    for (k, part) in values.chunks(chunk as usize).enumerate() {
         let first = k * chunk as usize;
-        let stages = token_stages(ops, &draws[first..first + part.len()]);
-        let (batch, layout) = encode_text(part, &stages, width, pad)?;
+        let part_draws = &draws[first..first + part.len()];
+        let (batch, layout) = encode_values(ops, (part, part_draws), width, pad)?;
         let bytes = gpu.run_encoded(&batch)?;
         let (got, got_labels) = layout.split(&bytes[0]);
         main[first * main_bytes..][..got.len()].copy_from_slice(got);

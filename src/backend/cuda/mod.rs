@@ -18,7 +18,9 @@ mod transfer;
 pub use context::default_ordinal;
 pub use device::{slot_needs, CudaDevice};
 pub use train_step::TrainStep;
-pub use transfer::{DeviceBatch, TensorInfo, TransferEngine, TransferStats};
+pub use transfer::{
+    DeviceBatch, DeviceTensor, StagedInput, TensorInfo, TransferEngine, TransferStats,
+};
 
 use std::sync::Arc;
 

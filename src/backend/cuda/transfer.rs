@@ -18,7 +18,7 @@ use crate::backend::staging::{SlotLease, SlotRing};
 use crate::backend::wgpu::EncodedBatch;
 use crate::error::Error;
 use crate::tensor::{DType, Image, Layout};
-use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream, CudaView, PinnedHostSlice};
+use cudarc::driver::{CudaContext, CudaEvent, CudaStream, CudaView, PinnedHostSlice};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,7 +69,8 @@ struct SlotEvents {
 struct SlotDevice {
     bufs: DeviceBuffers,
     events: SlotEvents,
-    output: usize,
+    /// Where the batch's tensors start: (buffer number, word offset in it).
+    output: (usize, usize),
     uploaded: u64,
 }
 
@@ -132,6 +133,30 @@ pub struct TensorInfo {
     pub shape: Vec<usize>,
 }
 
+impl TensorInfo {
+    /// Bytes of the tensor (`shape` × dtype size).
+    pub fn bytes(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.size()
+    }
+}
+
+/// One named tensor of a device batch: `info` at byte `offset` of the batch's output (a
+/// multiple of 4: every tensor starts on a 32-bit word). The first is the batch's main tensor
+/// (`images`, `features`, `input_ids` or `embeddings`); a masked-LM batch adds `labels`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceTensor {
+    pub name: &'static str,
+    pub info: TensorInfo,
+    pub offset: usize,
+}
+
+/// What goes into a slot's pinned memory after the records: images the pool's workers pack
+/// (a layout from `encode_layout`), or the input the encoder already packed (speech, tokens).
+pub enum StagedInput<'a> {
+    Images(&'a [Image]),
+    Encoded,
+}
+
 impl TransferEngine {
     /// An engine with `slots` slots on `device`, with its own copy and compute streams.
     pub fn new(device: Arc<CudaDevice>, slots: usize) -> Result<Self, String> {
@@ -169,28 +194,18 @@ impl TransferEngine {
         &self.0.device
     }
 
-    /// Run `layout` (encoded without its input) on `images` into a slot; the batch is on its
-    /// way when this returns (the copy and kernels are queued, not finished). `workers` pack the
-    /// samples into the slot's pinned memory.
+    /// Run `layout` on `input` into a slot; the batch is on its way when this returns (the
+    /// copy and kernels are queued, not finished). `workers` pack images into the slot's
+    /// pinned memory. `tensors` (the main one first) must lie inside the samples' outputs.
     pub fn submit(
         &self,
         layout: &EncodedBatch,
-        images: &[Image],
-        tensor: TensorInfo,
+        input: StagedInput,
+        tensors: Vec<DeviceTensor>,
         cancel: &AtomicBool,
         workers: &rayon::ThreadPool,
     ) -> Result<DeviceBatch, String> {
-        if !layout.output_is_contiguous() {
-            return Err(
-                "the samples' tensors are not whole 32-bit words, so they cannot lie \
-                        back to back on the device; use an f16/f32 output or an even image size"
-                    .into(),
-            );
-        }
-        if matches!(layout.output_buffer, RECORDS | AUX | INPUT) {
-            return Err("a device batch needs a tensor write into its own buffer".into());
-        }
-        let bytes = layout.output_lengths.iter().sum();
+        check_tensors(layout, &tensors)?;
         let _keep = CurrentContextGuard::new();
         let core = &self.0;
         let lease = core.ring.acquire(cancel)?;
@@ -203,7 +218,7 @@ impl TransferEngine {
             core.settle_timing(&dev);
         }
         // Restore the slot's device side whatever happens, so a failed batch leaks nothing.
-        if let Err(e) = core.stage_and_launch(&mut slot, &mut dev, layout, images, workers) {
+        if let Err(e) = core.stage_and_launch(&mut slot, &mut dev, layout, input, workers) {
             slot.device = Some(dev);
             return Err(e);
         }
@@ -216,8 +231,7 @@ impl TransferEngine {
             core: core.clone(),
             lease,
             device: Some(dev),
-            tensor,
-            bytes,
+            tensors,
             exposed: false.into(),
             released: false.into(),
         })
@@ -290,7 +304,7 @@ impl Core {
                 ready: waited()?,
                 release: waited()?,
             },
-            output: 0,
+            output: (INPUT, 0),
             uploaded: 0,
         })
     }
@@ -316,7 +330,7 @@ impl Core {
         slot: &mut Slot,
         dev: &mut SlotDevice,
         layout: &EncodedBatch,
-        images: &[Image],
+        input: StagedInput,
         workers: &rayon::ThreadPool,
     ) -> Result<(), String> {
         let (need, work) = slot_needs(layout);
@@ -347,10 +361,16 @@ impl Core {
         }
         let host = slot.host.as_mut().expect("allocated above");
         let host = &mut host.as_mut_slice().map_err(driver("pinned memory"))?[..need];
-        let (records, input) = host.split_at_mut(layout.records.len());
+        let (records, staged) = host.split_at_mut(layout.records.len());
         records.copy_from_slice(&layout.records);
-        // The pipeline's workers copy the samples into pinned memory, one task per sample.
-        workers.install(|| layout.pack_input(images, bytemuck::cast_slice_mut(input)))?;
+        let staged: &mut [u8] = bytemuck::cast_slice_mut(staged);
+        match input {
+            // The pipeline's workers copy the samples into pinned memory, one task per sample.
+            StagedInput::Images(images) => {
+                workers.install(|| layout.pack_input(images, staged))?;
+            }
+            StagedInput::Encoded => staged[..layout.input.len()].copy_from_slice(&layout.input),
+        }
 
         dev.bufs.grow(&growth, copy, compute)?;
         slot.capacity = capacity;
@@ -370,9 +390,20 @@ impl Core {
         e.kernel_start.record(compute).map_err(driver("event"))?;
         self.device.launch_passes(compute, layout, &mut dev.bufs)?;
         e.ready.record(compute).map_err(driver("event"))?;
-        dev.output = layout.output_buffer;
+        // In-place passes leave their result in the staged input, after the records.
+        dev.output = match layout.output_buffer {
+            INPUT => (INPUT, layout.records.len()),
+            b => (b, 0),
+        };
         Ok(())
     }
+}
+
+/// u32 words as their bytes.
+fn bytes_of(words: CudaView<'_, u32>) -> CudaView<'_, u8> {
+    let n = words.len() * 4;
+    // SAFETY: u32 words reinterpreted as their bytes; the length is in range.
+    unsafe { words.transmute::<u8>(n) }.expect("in range")
 }
 
 /// A driver error as the pipeline's error type.
@@ -395,8 +426,8 @@ pub struct DeviceBatch {
     core: Arc<Core>,
     lease: SlotLease,
     device: Option<SlotDevice>,
-    tensor: TensorInfo,
-    bytes: usize,
+    /// The main tensor first.
+    tensors: Vec<DeviceTensor>,
     /// Whether the memory was handed out, and whether a release was recorded since.
     exposed: AtomicBool,
     released: AtomicBool,
@@ -406,10 +437,44 @@ impl std::fmt::Debug for DeviceBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceBatch")
             .field("slot", &self.lease.index())
-            .field("tensor", &self.tensor)
-            .field("bytes", &self.bytes)
+            .field("tensors", &self.tensors)
             .finish()
     }
+}
+
+/// Check that every tensor of a device batch lies inside the samples' outputs, starting on a
+/// word and covering whole words.
+fn check_tensors(layout: &EncodedBatch, tensors: &[DeviceTensor]) -> Result<(), String> {
+    if matches!(layout.output_buffer, RECORDS | AUX) {
+        return Err("a device batch needs its output in a buffer of its own".into());
+    }
+    if tensors.is_empty() {
+        return Err("a device batch needs a tensor".into());
+    }
+    let end = layout
+        .output_offsets
+        .iter()
+        .zip(&layout.output_lengths)
+        .map(|(&o, &n)| o as usize * 4 + n)
+        .max()
+        .unwrap_or(0);
+    for t in tensors {
+        let bytes = t.info.bytes();
+        if t.offset % 4 != 0 || bytes % 4 != 0 {
+            return Err(format!(
+                "{} ({bytes} bytes at byte {}) is not whole 32-bit words, so it cannot lie in \
+                 device memory as one tensor; use an f16/f32 output or an even image size",
+                t.name, t.offset
+            ));
+        }
+        if t.offset + bytes > end {
+            return Err(format!(
+                "{} ({bytes} bytes at byte {}) runs past the batch's {end} output bytes",
+                t.name, t.offset
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl DeviceBatch {
@@ -417,27 +482,62 @@ impl DeviceBatch {
         self.device.as_ref().expect("present until drop")
     }
 
-    /// The output buffer, handed to the caller: from now on dropping needs a release first.
-    fn output(&self) -> &CudaSlice<u32> {
+    /// The words of `t`, handed to the caller: from now on dropping needs a release first.
+    fn exposed_words(&self, t: &DeviceTensor) -> CudaView<'_, u32> {
         self.exposed.store(true, Ordering::Relaxed);
-        self.output_buffer()
+        self.words_of(t)
     }
 
-    fn output_buffer(&self) -> &CudaSlice<u32> {
+    fn words_of(&self, t: &DeviceTensor) -> CudaView<'_, u32> {
         let dev = self.dev();
-        dev.bufs.work[dev.output].as_ref().expect("output buffer")
+        let (buffer, first) = dev.output;
+        let buffer = match buffer {
+            INPUT => &dev.bufs.staged,
+            b => dev.bufs.work[b].as_ref().expect("output buffer"),
+        };
+        let start = first + t.offset / 4;
+        buffer.slice(start..start + t.info.bytes() / 4)
     }
 
+    fn main(&self) -> &DeviceTensor {
+        &self.tensors[0]
+    }
+
+    /// The tensor called `name`.
+    fn named(&self, name: &str) -> crate::Result<&DeviceTensor> {
+        self.tensor_named(name).ok_or_else(|| {
+            Error::Worker(format!(
+                "this device batch has no tensor {name}; it has {}",
+                self.tensors
+                    .iter()
+                    .map(|t| t.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// The main tensor (the first of [`DeviceBatch::tensors`]).
     pub fn tensor(&self) -> &TensorInfo {
-        &self.tensor
+        &self.main().info
+    }
+
+    /// Every tensor of the batch, the main one first.
+    pub fn tensors(&self) -> &[DeviceTensor] {
+        &self.tensors
+    }
+
+    /// The tensor called `name` (e.g. `labels`), if the batch has it.
+    pub fn tensor_named(&self, name: &str) -> Option<&DeviceTensor> {
+        self.tensors.iter().find(|t| t.name == name)
     }
 
     pub fn shape(&self) -> &[usize] {
-        &self.tensor.shape
+        &self.main().info.shape
     }
 
     pub fn dtype(&self) -> DType {
-        self.tensor.dtype
+        self.main().info.dtype
     }
 
     /// The CUDA device ordinal the batch lives on.
@@ -445,29 +545,47 @@ impl DeviceBatch {
         self.core.device.context().ordinal()
     }
 
-    /// Bytes of the tensor (`shape` × dtype size).
+    /// Bytes of the main tensor (`shape` × dtype size).
     pub fn len_bytes(&self) -> usize {
-        self.bytes
+        self.main().info.bytes()
     }
 
-    /// The tensor as 32-bit words (every device batch is whole words).
+    /// The main tensor as 32-bit words (every device tensor is whole words).
     pub fn words(&self) -> CudaView<'_, u32> {
-        self.output().slice(..self.bytes / 4)
+        self.exposed_words(self.main())
     }
 
-    /// The tensor's bytes.
+    /// The main tensor's bytes.
     pub fn view(&self) -> CudaView<'_, u8> {
-        // SAFETY: u32 words reinterpreted as their bytes; the length is in range.
-        unsafe { self.output().transmute::<u8>(self.bytes) }.expect("in range")
+        bytes_of(self.words())
     }
 
-    /// The tensor's device address, for kernels launched outside cudarc. Pair it with
+    /// The bytes of the tensor called `name`.
+    pub fn view_of(&self, name: &str) -> crate::Result<CudaView<'_, u8>> {
+        Ok(bytes_of(self.exposed_words(self.named(name)?)))
+    }
+
+    /// The main tensor's device address, for kernels launched outside cudarc. Pair it with
     /// [`DeviceBatch::wait_on`] and [`DeviceBatch::release_after`].
     pub fn device_ptr(&self) -> cudarc::driver::sys::CUdeviceptr {
-        use cudarc::driver::DevicePtr;
+        self.address(self.main())
+    }
+
+    /// The address every [`DeviceTensor::offset`] counts from (the batch's output).
+    pub fn output_ptr(&self) -> cudarc::driver::sys::CUdeviceptr {
+        self.device_ptr() - self.main().offset as u64
+    }
+
+    /// [`DeviceBatch::device_ptr`] of the tensor called `name`.
+    pub fn device_ptr_of(&self, name: &str) -> crate::Result<cudarc::driver::sys::CUdeviceptr> {
+        Ok(self.address(self.named(name)?))
+    }
+
+    fn address(&self, t: &DeviceTensor) -> cudarc::driver::sys::CUdeviceptr {
+        use cudarc::driver::{DevicePtr, DeviceSlice};
         let _keep = CurrentContextGuard::new();
-        let out = self.output();
-        let (ptr, _no_record) = out.device_ptr(out.stream());
+        let words = self.exposed_words(t);
+        let (ptr, _no_record) = words.device_ptr(words.stream());
         ptr
     }
 
@@ -543,14 +661,23 @@ impl DeviceBatch {
         Ok(())
     }
 
-    /// Copy the tensor to host memory (waits for it): for checks, not for training.
+    /// Copy the main tensor to host memory (waits for it): for checks, not for training.
     pub fn to_host(&self) -> crate::Result<Vec<u8>> {
+        self.copy_back(self.main())
+    }
+
+    /// [`DeviceBatch::to_host`] for the tensor called `name`.
+    pub fn to_host_of(&self, name: &str) -> crate::Result<Vec<u8>> {
+        self.copy_back(self.named(name)?)
+    }
+
+    fn copy_back(&self, t: &DeviceTensor) -> crate::Result<Vec<u8>> {
         let _keep = CurrentContextGuard::new();
         let words = self
             .core
             .compute
             // Ordered on sluice's compute stream and finished before returning: no release.
-            .clone_dtoh(&self.output_buffer().slice(..self.bytes / 4))
+            .clone_dtoh(&self.words_of(t))
             .map_err(cuda_error("readback"))?;
         Ok(bytemuck::cast_slice(&words).to_vec())
     }
@@ -578,5 +705,74 @@ impl Drop for DeviceBatch {
         let mut slot = self.core.slots[self.lease.index()].lock().unwrap();
         slot.device = self.device.take();
         slot.timing_pending = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An encoded batch whose output is `words` words of buffer 3 (one sample).
+    fn layout(words: u64) -> EncodedBatch {
+        EncodedBatch {
+            buffer_bytes: vec![4, 4, 4, words * 4],
+            input: Vec::new(),
+            input_offsets: Vec::new(),
+            input_len: 0,
+            records: Vec::new(),
+            passes: Vec::new(),
+            output_buffer: 3,
+            output_offsets: vec![0],
+            output_lengths: vec![words as usize * 4],
+            resident: None,
+        }
+    }
+
+    fn tensor(name: &'static str, dtype: DType, shape: &[usize], offset: usize) -> DeviceTensor {
+        DeviceTensor {
+            name,
+            info: TensorInfo {
+                dtype,
+                layout: Layout::Chw,
+                shape: shape.to_vec(),
+            },
+            offset,
+        }
+    }
+
+    #[test]
+    fn device_tensors_must_be_whole_words_inside_the_output() {
+        let l = layout(16);
+        // ids [2, 4] at 0 and labels [2, 4] right after: the whole output.
+        let ids = tensor("input_ids", DType::I32, &[2, 4], 0);
+        let labels = tensor("labels", DType::I32, &[2, 4], 32);
+        assert_eq!(check_tensors(&l, &[ids.clone(), labels.clone()]), Ok(()));
+        // One word too far, a misaligned start, an odd u8 size, none at all.
+        let past = tensor("labels", DType::I32, &[2, 4], 36);
+        assert!(check_tensors(&l, &[ids.clone(), past])
+            .unwrap_err()
+            .contains("runs past"));
+        let skewed = tensor("labels", DType::I32, &[2, 2], 2);
+        assert!(check_tensors(&l, &[skewed])
+            .unwrap_err()
+            .contains("32-bit words"));
+        let odd = tensor("images", DType::U8, &[1, 3, 3, 3], 0);
+        assert!(check_tensors(&l, &[odd])
+            .unwrap_err()
+            .contains("32-bit words"));
+        assert!(check_tensors(&l, &[]).is_err());
+        // The records and aux buffers are never a batch's output; the staged input may be.
+        for (buffer, ok) in [(RECORDS, false), (AUX, false), (INPUT, true)] {
+            let l = EncodedBatch {
+                output_buffer: buffer,
+                ..layout(24)
+            };
+            assert_eq!(
+                check_tensors(&l, std::slice::from_ref(&ids)).is_ok(),
+                ok,
+                "buffer {buffer}"
+            );
+        }
+        assert_eq!(tensor("x", DType::F32, &[2, 3, 5], 0).info.bytes(), 120);
     }
 }

@@ -103,16 +103,22 @@ impl TextLayout {
         self.embeddings_at() + self.dim.map_or(0, |d| self.matrix() * d)
     }
 
-    /// The batch's main tensor (embeddings when there are, else ids) and its labels, as byte
-    /// ranges of the output buffer.
-    pub fn split<'a>(&self, bytes: &'a [u8]) -> (&'a [u8], Option<&'a [u8]>) {
+    /// Where the batch's main tensor (embeddings when there are, else ids) and its labels lie
+    /// in the output buffer, as byte ranges.
+    pub fn ranges(&self) -> (std::ops::Range<usize>, Option<std::ops::Range<usize>>) {
         let m = self.matrix() * 4;
-        let labels = self.labelled.then(|| &bytes[m..2 * m]);
+        let labels = self.labelled.then_some(m..2 * m);
         let main = match self.dim {
-            Some(_) => &bytes[self.embeddings_at() * 4..self.words() * 4],
-            None => &bytes[..m],
+            Some(_) => self.embeddings_at() * 4..self.words() * 4,
+            None => 0..m,
         };
         (main, labels)
+    }
+
+    /// The main tensor and the labels out of the output buffer's bytes.
+    pub fn split<'a>(&self, bytes: &'a [u8]) -> (&'a [u8], Option<&'a [u8]>) {
+        let (main, labels) = self.ranges();
+        (&bytes[main], labels.map(|l| &bytes[l]))
     }
 }
 
