@@ -243,6 +243,10 @@ enum Command {
         /// Write the cost profile used to this file (JSON, docs/COST_PROFILE.md)
         #[arg(long)]
         save_profile: Option<PathBuf>,
+        /// Plan for batches delivered in CUDA device memory (as `bench --backend cuda`): with a
+        /// CUDA device in the profile, what the GPU makes is not read back
+        #[arg(long)]
+        device_batches: bool,
         #[command(flatten)]
         text: TextArgs,
         #[command(flatten)]
@@ -369,6 +373,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             train_step_ms,
             plan,
             save_profile,
+            device_batches,
             text,
             io,
         } => {
@@ -383,6 +388,7 @@ fn run(cli: Cli) -> sluice::Result<()> {
             let goal = goal(&plan, batch, epochs, train_step_ms);
             let logical = workload
                 .add_ops_with(sluice::Pipeline::builder_shared(source), &assets)
+                .device_batches(device_batches)
                 .logical_plan();
             let optimized = sluice::optimizer::optimize(&logical, &profile, &goal)?;
             print!("{}", optimized.explain(&goal));

@@ -224,6 +224,7 @@ impl PipelineBuilder {
             ops: self.ops.clone(),
             pins: self.pins.clone(),
             fixed: self.fixed.clone(),
+            device_batches: self.device_batches,
         }
     }
 

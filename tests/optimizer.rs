@@ -467,6 +467,16 @@ fn the_embedding_lookup_goes_to_a_device_that_keeps_its_output() {
     profile.gpu = Some(device(true));
     let host = optimizer::optimize(&plan, &profile, &g).unwrap();
     assert_eq!(host.physical.cut, plan.ops.len(), "{}", host.explain(&g));
+    // A pipeline that delivers device batches reads nothing back from a CUDA device.
+    let device_batches = sluice::optimizer::LogicalPlan {
+        device_batches: true,
+        ..plan.clone()
+    };
+    let kept = optimizer::optimize(&device_batches, &profile, &g).unwrap();
+    assert_eq!(kept.physical.cut, lookup, "{}", kept.explain(&g));
+    profile.gpu.as_mut().unwrap().backend = "wgpu".into();
+    let wgpu = optimizer::optimize(&device_batches, &profile, &g).unwrap();
+    assert_eq!(wgpu.physical.cut, plan.ops.len(), "{}", wgpu.explain(&g));
 }
 
 /// A plan whose leading crop is pushed into decode is priced with the profile's window decode

@@ -75,6 +75,38 @@ def check_torch_reads_device_batches_on_its_stream(data):
         float(y)
 
 
+def check_speech_and_text_device_batches_equal_the_cpu(data=None):
+    """asr-val's features and bert-mlm's ids and labels stay on the device: every key equals
+    the CPU pipeline's (features within 1e-3 of the largest |value|, ids and labels exactly)."""
+    try:
+        import numpy as np
+    except ImportError:
+        _skip("numpy is not installed", required=False)
+    audio = sluice.generated_dataset(images=12, kind="audio")
+    text = sluice.generated_dataset(images=48, kind="text")
+    for name, corpus, device_keys in (("asr-val", audio, ["features"]),
+                                      ("bert-mlm", text, ["input_ids", "labels"])):
+        kw = dict(batch_size=4, threads=2, seed=3)
+        pipe = sluice.workload(name, corpus, placement="cuda", device_batches=True, **kw)
+        if not pipe.device_batches:
+            _skip(pipe.placement_reason)
+        cpu = sluice.workload(name, corpus, placement="cpu", **kw)
+        for d, c in zip(pipe.epoch(0), cpu.epoch(0), strict=True):
+            assert list(d.keys()) == list(c.keys())
+            for key in d.keys():
+                on_device = d[key].device.startswith("cuda:")
+                assert on_device == (key in device_keys), (name, key, d[key].device)
+                got = np.frombuffer(d[key].tobytes(), dtype=np.uint8)
+                want = np.frombuffer(c[key].tobytes(), dtype=np.uint8)
+                if key == "features":
+                    got, want = got.view(np.float32), want.view(np.float32)
+                    tolerance = 1e-3 * max(1.0, float(np.abs(want).max()))
+                    assert np.abs(got - want).max() <= tolerance, (name, key)
+                else:
+                    assert (got == want).all(), (name, key)
+            del d
+
+
 def test_device_batches_equal_the_cpu(data):
     check_device_batches_equal_the_cpu(data)
 
@@ -83,12 +115,17 @@ def test_torch_reads_device_batches_on_its_stream(data):
     check_torch_reads_device_batches_on_its_stream(data)
 
 
+def test_speech_and_text_device_batches_equal_the_cpu(data):
+    check_speech_and_text_device_batches_equal_the_cpu(data)
+
+
 if __name__ == "__main__":
     data = sys.argv[1] if len(sys.argv) > 1 else sluice.generated_dataset(images=256)
     os.environ.setdefault("SLUICE_REQUIRE_CUDA", "1")
     passed = failed = skipped = 0
     for check in (check_device_batches_equal_the_cpu,
-                  check_torch_reads_device_batches_on_its_stream):
+                  check_torch_reads_device_batches_on_its_stream,
+                  check_speech_and_text_device_batches_equal_the_cpu):
         try:
             check(data)
             passed += 1

@@ -116,7 +116,9 @@ pub fn run(source: Arc<dyn Source>, opts: &BenchOptions) -> Result<BenchReport> 
             None,
         ),
         Some((profile, goal)) => {
-            let (b, optimized) = builder(Placement::Cpu).optimize(profile, goal)?;
+            let (b, optimized) = builder(Placement::Cpu)
+                .device_batches(opts.device_batches)
+                .optimize(profile, goal)?;
             (b.build()?, Some(optimized.predicted))
         }
     };

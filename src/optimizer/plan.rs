@@ -14,6 +14,9 @@ pub struct LogicalPlan {
     pub pins: Vec<Option<Placement>>,
     /// Operators the reorder rule never moves.
     pub fixed: Vec<bool>,
+    /// Batches are delivered in CUDA device memory: on a CUDA device the output is not read
+    /// back, so what the GPU makes never crosses the link again.
+    pub device_batches: bool,
 }
 
 impl LogicalPlan {
@@ -24,6 +27,7 @@ impl LogicalPlan {
             ops,
             pins: vec![None; n],
             fixed: vec![false; n],
+            device_batches: false,
         }
     }
 }
