@@ -19,7 +19,8 @@
 # batches (python/tests/test_cuda.py: CUDA DLPack tensors equal the CPU's; torch, if present,
 # reads them on its own stream); the speech workloads (asr-val, asr, cedar-asr) on the CPU and
 # with their spectral chain on CUDA and wgpu (--verify); and, where python3 has torchaudio,
-# asr-val's features against torchaudio's and both pipelines' files/s at 2 threads and all.
+# asr-val's features against torchaudio's and both pipelines' files/s at 2 threads and all;
+# the text workloads (nlp, bert-mlm) on the CPU and on CUDA with device batches (--verify).
 # The wgpu tests need a Vulkan loader (libvulkan1) beside the NVIDIA driver's ICD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -122,6 +123,7 @@ print('no device batches: ' + d['placement'][:60] if not f else
     done
   done
   speech
+  text
   printf '\n%-40s %-6s %s\n' check status detail
   for r in "${results[@]}"; do
     IFS='|' read -r a b c <<< "$r"
@@ -174,6 +176,31 @@ speech() {
       row "asr-val torchaudio, $threads workers" "FAIL($?)" "see asr-torchaudio-$threads.log"
     fi
   done
+}
+
+# The text workloads with their token kernels on CUDA (device batches: ids, labels and
+# embeddings stay on the device; --verify copies them back and compares them with the CPU's),
+# and the optimizer's plan for nlp when its batches stay on the device.
+text() {
+  ./sluice gen-data text-data --kind text --n 4096 > /dev/null 2>&1 || true
+  for w in nlp bert-mlm; do
+    for backend in cpu cuda; do
+      extra=""
+      [ "$backend" != cpu ] && extra="--verify"
+      name="text-$w-$backend"
+      if timeout 150 ./sluice bench "$w" --data text-data/corpus.txt --batch 64 --epochs 2 \
+           --threads "$(nproc)" --backend "$backend" $extra --json > "$name.json" 2> "$name.log"; then
+        row "bench $w --backend $backend" pass "$(python3 -c "import json;d=json.load(open('$name.json'));print(round(d['steady_images_per_second'],1), 'samples/s', (d.get('verify') or {}).get('max_error_steps', ''), '--', d['placement'][:70])")"
+      else
+        row "bench $w --backend $backend" "FAIL($?)" "see $name.log"
+      fi
+    done
+  done
+  if timeout 150 ./sluice explain nlp --data text-data/corpus.txt --device-batches > explain-nlp.txt 2>&1; then
+    row "explain nlp --device-batches" pass "$(grep -m1 -i 'GPU from' explain-nlp.txt || echo 'no GPU cut')"
+  else
+    row "explain nlp --device-batches" "FAIL($?)" "see explain-nlp.txt"
+  fi
 }
 
 case "$mode" in

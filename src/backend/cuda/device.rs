@@ -398,7 +398,7 @@ pub(super) fn staged_words(batch: &EncodedBatch) -> usize {
 }
 
 /// Write the records and (already packed) input of `batch` into `host`, laid out as staged.
-fn stage_host(batch: &EncodedBatch, host: &mut [u32]) {
+pub(super) fn stage_host(batch: &EncodedBatch, host: &mut [u32]) {
     let (records, input) = host.split_at_mut(batch.records.len());
     records.copy_from_slice(&batch.records);
     let input: &mut [u8] = bytemuck::cast_slice_mut(input);

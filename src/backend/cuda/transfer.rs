@@ -11,7 +11,7 @@
 //! memory never grows with the number of batches, and batches of varying size do not re-pin.
 
 use super::context::CurrentContextGuard;
-use super::device::{driver, slot_needs, DeviceBuffers, AUX, INPUT, RECORDS};
+use super::device::{driver, slot_needs, stage_host, DeviceBuffers, AUX, INPUT, RECORDS};
 use super::CudaDevice;
 use crate::backend::size_class::SlotCapacity;
 use crate::backend::staging::{SlotLease, SlotRing};
@@ -361,15 +361,15 @@ impl Core {
         }
         let host = slot.host.as_mut().expect("allocated above");
         let host = &mut host.as_mut_slice().map_err(driver("pinned memory"))?[..need];
-        let (records, staged) = host.split_at_mut(layout.records.len());
-        records.copy_from_slice(&layout.records);
-        let staged: &mut [u8] = bytemuck::cast_slice_mut(staged);
         match input {
             // The pipeline's workers copy the samples into pinned memory, one task per sample.
             StagedInput::Images(images) => {
+                let (records, staged) = host.split_at_mut(layout.records.len());
+                records.copy_from_slice(&layout.records);
+                let staged = bytemuck::cast_slice_mut(staged);
                 workers.install(|| layout.pack_input(images, staged))?;
             }
-            StagedInput::Encoded => staged[..layout.input.len()].copy_from_slice(&layout.input),
+            StagedInput::Encoded => stage_host(layout, host),
         }
 
         dev.bufs.grow(&growth, copy, compute)?;
