@@ -1144,3 +1144,61 @@ impl Pipeline {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::Workload;
+    use crate::ops::{DecodeText, TextOp};
+    use crate::source::InMemory;
+
+    fn builder(w: Workload) -> PipelineBuilder {
+        w.add_ops(Pipeline::builder(InMemory::new(Vec::new())))
+    }
+
+    fn device_cut(b: &PipelineBuilder, cut: usize) -> std::result::Result<usize, String> {
+        b.device_cut(&output_spec(&b.decode, &b.ops).unwrap(), cut)
+    }
+
+    /// Keep the first `n` operators of `b`.
+    fn first(mut b: PipelineBuilder, n: usize) -> PipelineBuilder {
+        b.ops.truncate(n);
+        b.pins.truncate(n);
+        b.ids.truncate(n);
+        b.fixed.truncate(n);
+        b
+    }
+
+    /// The device-batch cut: a last operator left on the CPU with a kernel (Normalize,
+    /// FeatureNormalize, EmbeddingLookup, MlmMask) crosses over unless pinned there; a cut
+    /// already inside the pipeline stays; token ids alone are padded on the device; speech with
+    /// no kernel to run is refused with the operator named.
+    #[test]
+    fn device_batches_take_the_last_operator_with_a_kernel_across() {
+        for w in [
+            Workload::Rn50Val,
+            Workload::AsrVal,
+            Workload::Nlp,
+            Workload::BertMlm,
+        ] {
+            let mut b = builder(w);
+            let n = b.ops.len();
+            assert_eq!(device_cut(&b, n), Ok(n - 1), "{w:?}");
+            assert_eq!(device_cut(&b, 1), Ok(1), "{w:?}");
+            b.pins[n - 1] = Some(Placement::Cpu);
+            let err = device_cut(&b, n).unwrap_err();
+            assert!(err.contains("pinned to the CPU"), "{w:?}: {err}");
+        }
+        let ids = Pipeline::builder(InMemory::new(Vec::new()))
+            .decode_text(DecodeText::new(crate::text::TextTokenizer::gpt2()))
+            .op(TextOp::Truncate {
+                max_len: 8,
+                keep_end: None,
+            });
+        assert_eq!(device_cut(&ids, 1), Ok(1));
+        // DecodeAudio → Resample → PreEmphasis: nothing with a kernel.
+        let waveform = first(builder(Workload::AsrVal), 2);
+        let err = device_cut(&waveform, 2).unwrap_err();
+        assert!(err.contains("PreEmphasis has no GPU kernel"), "{err}");
+    }
+}
