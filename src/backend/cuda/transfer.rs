@@ -451,6 +451,13 @@ fn check_tensors(layout: &EncodedBatch, tensors: &[DeviceTensor]) -> Result<(), 
     if tensors.is_empty() {
         return Err("a device batch needs a tensor".into());
     }
+    if !layout.output_is_contiguous() {
+        return Err(
+            "the samples' tensors are not whole 32-bit words, so they cannot lie back to back \
+             on the device; use an f16/f32 output or an even image size"
+                .into(),
+        );
+    }
     let end = layout
         .output_offsets
         .iter()
@@ -773,6 +780,16 @@ mod tests {
                 "buffer {buffer}"
             );
         }
+        // Samples of 27 bytes: the second starts on the next word, not back to back.
+        let gappy = EncodedBatch {
+            output_offsets: vec![0, 7],
+            output_lengths: vec![27, 27],
+            ..layout(16)
+        };
+        let pair = tensor("images", DType::U8, &[2, 3, 3, 3], 0);
+        assert!(check_tensors(&gappy, &[pair])
+            .unwrap_err()
+            .contains("back to back"));
         assert_eq!(tensor("x", DType::F32, &[2, 3, 5], 0).info.bytes(), 120);
     }
 }
