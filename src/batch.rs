@@ -257,32 +257,30 @@ impl Batch {
             return Ok(None);
         };
         let pool = BufferPool::new();
-        let host = |info: &crate::backend::cuda::TensorInfo, bytes: Vec<u8>| {
+        let host = |(dtype, layout, shape): (DType, Layout, &[usize]), bytes: &[u8]| {
             let mut data = pool.take(bytes.len());
-            data.as_mut_slice().copy_from_slice(&bytes);
+            data.as_mut_slice().copy_from_slice(bytes);
+            let shape = shape.to_vec();
             DenseBatch {
-                dtype: info.dtype,
-                layout: info.layout,
-                shape: info.shape.clone(),
+                dtype,
+                layout,
+                shape,
                 data,
             }
         };
+        fn like(t: &crate::backend::cuda::TensorInfo) -> (DType, Layout, &[usize]) {
+            (t.dtype, t.layout, &t.shape)
+        }
         let token_labels = match d.tensor_named("labels") {
-            Some(t) => Some(host(&t.info, d.to_host_of(t.name)?)),
+            Some(t) => Some(host(like(&t.info), &d.to_host_of(t.name)?)),
             None => None,
         };
-        let token_offsets = self.token_offsets.as_ref().map(|o| {
-            let info = crate::backend::cuda::TensorInfo {
-                dtype: o.dtype,
-                layout: o.layout,
-                shape: o.shape.clone(),
-            };
-            host(&info, o.bytes().to_vec())
-        });
+        let token_offsets =
+            (self.token_offsets.as_ref()).map(|o| host((o.dtype, o.layout, &o.shape), o.bytes()));
         Ok(Some(Batch {
             epoch: self.epoch,
             index: self.index,
-            images: Images::Dense(host(d.tensor(), d.to_host()?)),
+            images: Images::Dense(host(like(d.tensor()), &d.to_host()?)),
             labels: self.labels.clone(),
             sample_indices: self.sample_indices.clone(),
             skipped: self.skipped.clone(),

@@ -442,7 +442,7 @@ impl PipelineBuilder {
         let output = output_spec(&self.decode, &self.ops)?;
         let pack = packing(&self.ops, s)?;
         check_offsets(&self.decode, &self.ops)?;
-        let (gpu, placement_reason) = self.place(&output)?;
+        let (gpu, placement_reason) = self.place(&output, pack.is_some())?;
         // Pack runs in the epoch iterator, after the per-sample steps.
         let per_sample = self.ops.len() - usize::from(pack.is_some());
         let cpu_ops = gpu.as_ref().map_or(per_sample, |g| g.cut);
@@ -490,7 +490,7 @@ impl PipelineBuilder {
     }
 
     /// Resolve the CPU→GPU cut (probing for an adapter only when a GPU is asked for).
-    fn place(&self, output: &OutputSpec) -> Result<(Option<GpuSuffix>, String)> {
+    fn place(&self, output: &OutputSpec, packed: bool) -> Result<(Option<GpuSuffix>, String)> {
         let audio_or_text = matches!(self.decode, Decoder::Audio(_) | Decoder::Text(_));
         // The speech and token kernels write padded batches, the image ones fixed-size tensors.
         let dense = output.sample_shape.is_some() || (audio_or_text && output.padded);
@@ -498,7 +498,6 @@ impl PipelineBuilder {
             placement::gpu_backend(&self.pins, self.placement).map_err(Error::InvalidPipeline)?;
         let mut device_batches = self.device_batches;
         let mut device_note = String::new();
-        let packed = matches!(self.ops.last(), Some(Op::Text(crate::ops::TextOp::Pack(_))));
         if packed && device_batches {
             device_batches = false;
             device_note =

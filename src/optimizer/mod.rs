@@ -35,17 +35,6 @@ pub fn optimize(logical: &LogicalPlan, profile: &CostProfile, goal: &Goal) -> Re
             logical.ops.len()
         )));
     }
-    // Device batches stay where the CUDA kernels wrote them: nothing is read back.
-    let delivered_on_device;
-    let profile = match &profile.gpu {
-        Some(g) if logical.device_batches && g.backend == "cuda" && g.reads_back => {
-            let mut p = profile.clone();
-            p.gpu.as_mut().expect("matched above").reads_back = false;
-            delivered_on_device = p;
-            &delivered_on_device
-        }
-        _ => profile,
-    };
     let declared = PhysicalPlan::declared(logical, profile.cpu_threads);
     let baseline = predict(&declared, logical, profile, goal);
     let mut physical = declared;

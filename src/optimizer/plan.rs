@@ -223,8 +223,15 @@ pub fn predict(
             } else {
                 flows[cut - 1].1
             };
-            // wgpu reads results back; they then cross again to the training device.
-            at_cut + if g.reads_back { 2.0 * out_bytes } else { 0.0 }
+            // Results read back (wgpu, CUDA host batches) cross again to the training device;
+            // CUDA device batches stay where the kernels wrote them.
+            let kept = logical.device_batches && g.backend == "cuda";
+            at_cut
+                + if g.reads_back && !kept {
+                    2.0 * out_bytes
+                } else {
+                    0.0
+                }
         }
         Some(_) => out_bytes,
     };

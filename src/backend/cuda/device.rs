@@ -176,13 +176,7 @@ impl CudaDevice {
         super::host_wait(s)?;
         // Only the words the samples occupy come back. In-place passes without a tensor write
         // leave the result in the staged input.
-        let end = batch
-            .output_offsets
-            .iter()
-            .zip(&batch.output_lengths)
-            .map(|(&o, &n)| o as usize + n.div_ceil(4))
-            .max()
-            .unwrap_or(0);
+        let end = batch.output_words();
         let out = match batch.output_buffer {
             INPUT => {
                 let at = batch.records.len();

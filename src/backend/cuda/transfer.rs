@@ -458,13 +458,7 @@ fn check_tensors(layout: &EncodedBatch, tensors: &[DeviceTensor]) -> Result<(), 
                 .into(),
         );
     }
-    let end = layout
-        .output_offsets
-        .iter()
-        .zip(&layout.output_lengths)
-        .map(|(&o, &n)| o as usize * 4 + n)
-        .max()
-        .unwrap_or(0);
+    let end = layout.output_words() * 4;
     for t in tensors {
         let bytes = t.info.bytes();
         if t.offset % 4 != 0 || bytes % 4 != 0 {

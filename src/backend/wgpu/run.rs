@@ -603,6 +603,16 @@ impl EncodedBatch {
             .collect()
     }
 
+    /// Words of the output buffer the samples' outputs reach (from its start).
+    pub fn output_words(&self) -> usize {
+        self.output_offsets
+            .iter()
+            .zip(&self.output_lengths)
+            .map(|(&o, &n)| o as usize + n.div_ceil(4))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether the samples' outputs lie back to back from the start of the output buffer, as
     /// one `[n, ...]` tensor.
     pub fn output_is_contiguous(&self) -> bool {
